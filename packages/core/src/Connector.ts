@@ -1,0 +1,36 @@
+import type { Effect, Schema } from "effect"
+import type { ConnectorError } from "./ConnectorError.js"
+
+export type ConnectorKind = "issuer" | "target" | "notifier"
+
+/**
+ * A connector type: its config schema, which config fields are secret (sealed at
+ * rest, never echoed), and how to build a live instance from a decoded config.
+ *
+ * `Config` is the decoded type; secret fields are decoded as `Redacted<string>`.
+ */
+export interface ConnectorDefinition<Kind extends ConnectorKind, Config, Instance, R = never> {
+  readonly kind: Kind
+  readonly type: string
+  readonly configSchema: Schema.Schema<Config, any>
+  /** Top-level (or dotted, e.g. "eab.hmac_key") paths of secret fields in the encoded config. */
+  readonly secretFields: ReadonlyArray<string>
+  readonly make: (config: Config, context: ConnectorContext) => Effect.Effect<Instance, ConnectorError, R>
+}
+
+/** Facilities a connector may use without depending on the engine. */
+export interface ConnectorContext {
+  /** Id of the issuer/target/notifier row, when built from one. */
+  readonly id?: string
+  /**
+   * Durable, sealed per-connector state (e.g. an ACME account key or the local CA key).
+   * Values are sealed before they are stored.
+   */
+  readonly state?: ConnectorState
+  readonly log?: (message: string, fields?: Record<string, unknown>) => void
+}
+
+export interface ConnectorState {
+  readonly get: (key: string) => Effect.Effect<string | undefined, ConnectorError>
+  readonly set: (key: string, value: string) => Effect.Effect<void, ConnectorError>
+}

@@ -1,0 +1,5 @@
+export * as Connector from "./Connector.js"
+export * as ConnectorError from "./ConnectorError.js"
+export * as Issuer from "./Issuer.js"
+export * as Notifier from "./Notifier.js"
+export * as Target from "./Target.js"
