@@ -1,4 +1,4 @@
-import type { Effect, Schema } from "effect"
+import { Effect, type Schema } from "effect"
 import type { ConnectorError } from "./ConnectorError.js"
 
 export type ConnectorKind = "issuer" | "target" | "notifier"
@@ -33,4 +33,25 @@ export interface ConnectorContext {
 export interface ConnectorState {
   readonly get: (key: string) => Effect.Effect<string | undefined, ConnectorError>
   readonly set: (key: string, value: string) => Effect.Effect<void, ConnectorError>
+  /**
+   * Store `value` unless the key already holds one; returns the value that won. Replicas that
+   * create state at the same moment (a CA root, an ACME account) converge on one.
+   */
+  readonly setIfAbsent: (key: string, value: string) => Effect.Effect<string, ConnectorError>
+}
+
+/** In-memory ConnectorState, for tests and one-shot tools. */
+export const memoryState = (): ConnectorState => {
+  const map = new Map<string, string>()
+  return {
+    get: (key) => Effect.sync(() => map.get(key)),
+    set: (key, value) => Effect.sync(() => void map.set(key, value)),
+    setIfAbsent: (key, value) =>
+      Effect.sync(() => {
+        const existing = map.get(key)
+        if (existing !== undefined) return existing
+        map.set(key, value)
+        return value
+      })
+  }
 }
