@@ -1,1 +1,2 @@
 export * from "./peers.js"
+export * from "./database.js"

@@ -1,0 +1,81 @@
+// @peculiar/x509 needs a Reflect metadata polyfill loaded before it (tsyringe).
+import "reflect-metadata"
+import { webcrypto } from "node:crypto"
+import { isIP } from "node:net"
+import * as x509 from "@peculiar/x509"
+import { Data, Effect, Redacted } from "effect"
+// TODO(barrel): import from "@certctl/core" once core's barrel exports KeyAlgorithm.
+import { type KeyAlgorithm, webCryptoKeyParams } from "../../core/src/KeyAlgorithm.js"
+
+/**
+ * Private keys are born here, on the agent, and never leave it: only the CSR built from them
+ * goes to the control plane.
+ */
+
+export class KeyGenError extends Data.TaggedError("KeyGenError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export interface GeneratedKey {
+  readonly algorithm: KeyAlgorithm
+  readonly keys: webcrypto.CryptoKeyPair
+  /** PKCS#8 PEM ("BEGIN PRIVATE KEY"). */
+  readonly private_key_pem: Redacted.Redacted<string>
+}
+
+const pem = (der: ArrayBuffer, label: string): string => x509.PemConverter.encode(der, label).trimEnd() + "\n"
+
+export const generateKey = (alg: KeyAlgorithm): Effect.Effect<GeneratedKey, KeyGenError> =>
+  Effect.tryPromise({
+    try: async () => {
+      // Extractable so the key can be written to the key store; it is never sent anywhere.
+      const keys = (await webcrypto.subtle.generateKey(webCryptoKeyParams(alg) as any, true, [
+        "sign",
+        "verify"
+      ])) as webcrypto.CryptoKeyPair
+      const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)
+      return { algorithm: alg, keys, private_key_pem: Redacted.make(pem(pkcs8, "PRIVATE KEY")) }
+    },
+    catch: (cause) => new KeyGenError({ message: `cannot generate a ${alg} key: ${errorText(cause)}`, cause })
+  })
+
+const errorText = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+/** Refuse names a CA would refuse anyway, before spending a signature on them. */
+const badName = (name: string): string | undefined => {
+  if (isIP(name)) return undefined
+  if (name.length === 0 || name.length > 253) return "must be 1 to 253 characters"
+  if (!/^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(name))
+    return "is not a DNS name (letters, digits, hyphens; wildcard only as the whole first label) or IP address"
+  return undefined
+}
+
+/**
+ * A PEM CSR for `names`: CN = names[0], SAN = all names (IP literals as IP SANs), signed with
+ * SHA-256. The control plane compares these names with the managed certificate's exactly.
+ */
+export const buildCsr = (key: GeneratedKey, names: ReadonlyArray<string>): Effect.Effect<string, KeyGenError> =>
+  Effect.gen(function* () {
+    if (names.length === 0) return yield* new KeyGenError({ message: "a CSR needs at least one name" })
+    for (const name of names) {
+      const reason = badName(name)
+      if (reason !== undefined) return yield* new KeyGenError({ message: `name "${name}" ${reason}` })
+    }
+    const san = new x509.SubjectAlternativeNameExtension(
+      names.map((value) => ({ type: isIP(value) ? ("ip" as const) : ("dns" as const), value }))
+    )
+    const signingAlgorithm =
+      key.keys.privateKey.algorithm.name === "ECDSA"
+        ? { name: "ECDSA", hash: "SHA-256" }
+        : { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
+    const csr = yield* Effect.tryPromise({
+      try: () =>
+        x509.Pkcs10CertificateRequestGenerator.create(
+          { name: [{ CN: [names[0]] }], keys: key.keys, signingAlgorithm, extensions: [san] },
+          webcrypto as any
+        ),
+      catch: (cause) => new KeyGenError({ message: `cannot build the CSR: ${errorText(cause)}`, cause })
+    })
+    return csr.toString("pem").trimEnd() + "\n"
+  })

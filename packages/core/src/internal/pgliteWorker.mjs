@@ -1,0 +1,21 @@
+// Runs PGlite off the main event loop: its WASM blocks the thread it runs on. The main thread
+// talks to it through @effect/sql-pg over a private unix socket, one connection at a time.
+import { parentPort, workerData } from "node:worker_threads"
+import { PGlite } from "@electric-sql/pglite"
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+
+try {
+  const db = await PGlite.create(workerData.dataDir)
+  const server = new PGLiteSocketServer({ db, path: workerData.socketPath, maxConnections: 4 })
+  await server.start()
+  parentPort.on("message", async (msg) => {
+    if (msg === "stop") {
+      await server.stop().catch(() => {})
+      await db.close().catch(() => {})
+      parentPort.postMessage({ stopped: true })
+    }
+  })
+  parentPort.postMessage({ ready: true })
+} catch (error) {
+  parentPort.postMessage({ error: String(error?.stack ?? error) })
+}

@@ -1,0 +1,36 @@
+import { freshDatabase, pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
+import { Effect, Layer, Redacted } from "effect"
+import * as Database from "../src/Database.js"
+import * as Migrations from "../src/Migrations.js"
+
+export interface Backend {
+  readonly name: "postgresql" | "pglite"
+  readonly available: boolean
+  /** Fresh, migrated database layer; `url` is set for PostgreSQL (for side connections). */
+  readonly make: () => Promise<{ layer: Layer.Layer<any, any>; url?: string; cleanup: () => Promise<void> }>
+}
+
+const pg = await pgAvailable()
+
+export const backends: ReadonlyArray<Backend> = [
+  {
+    name: "postgresql",
+    available: requirePeer("postgresql", pg.ok, pg.why),
+    make: async () => {
+      const db = await freshDatabase()
+      const layer = Database.layerPg({ url: Redacted.make(db.url), maxConnections: 10 })
+      return { layer, url: db.url, cleanup: db.drop }
+    }
+  },
+  {
+    name: "pglite",
+    available: true,
+    make: async () => {
+      const dir = tempDir()
+      return { layer: Database.layerPglite({ dataDir: dir }), cleanup: async () => {} }
+    }
+  }
+]
+
+export const migrated = <R, E>(layer: Layer.Layer<R, E>) =>
+  Layer.tap(layer, (ctx) => Effect.provide(Migrations.run, ctx) as Effect.Effect<any, any, never>)
