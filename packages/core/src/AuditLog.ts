@@ -52,7 +52,11 @@ export interface AuditPage {
 
 export type VerifyResult =
   | { readonly ok: true; readonly rows: number }
-  | { readonly ok: false; readonly rows: number; readonly broken_at: { readonly seq: number; readonly id: string; readonly problem: string } }
+  | {
+      readonly ok: false
+      readonly rows: number
+      readonly broken_at: { readonly seq: number; readonly id: string; readonly problem: string }
+    }
 
 interface Row {
   seq: string
@@ -117,8 +121,11 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
           q.to !== undefined ? sql`occurred_at < ${q.to}` : undefined,
           before !== undefined ? sql`seq < ${before}` : undefined
         ].filter((c) => c !== undefined)
-        const rows = yield* sql<Row>`SELECT seq::text, id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, status, details
-          FROM audit_logs WHERE ${sql.and(conds)} ORDER BY seq DESC LIMIT ${limit + 1}`.pipe(orPersistence("audit query"))
+        const rows =
+          yield* sql<Row>`SELECT seq::text, id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, status, details
+          FROM audit_logs WHERE ${sql.and(conds)} ORDER BY seq DESC LIMIT ${limit + 1}`.pipe(
+            orPersistence("audit query")
+          )
         const items = rows.slice(0, limit).map(toEntry)
         return {
           items,

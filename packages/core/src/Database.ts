@@ -5,7 +5,10 @@ import { Worker } from "node:worker_threads"
 import { PgClient } from "@effect/sql-pg"
 import { Config, Context, Data, Effect, Layer, Option, Redacted } from "effect"
 
-export class DatabaseError extends Data.TaggedError("DatabaseError")<{ readonly message: string; readonly cause?: unknown }> {}
+export class DatabaseError extends Data.TaggedError("DatabaseError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
 
 export interface DatabaseInfo {
   readonly backend: "postgresql" | "pglite"

@@ -66,7 +66,9 @@ export const CertName = Schema.transformOrFail(Schema.String, Schema.String, {
     const reason = invalidReason(name)
     return reason === undefined
       ? ParseResult.succeed(name)
-      : ParseResult.fail(new ParseResult.Type(ast, input, `"${input}" is not a valid DNS name or IP address: it ${reason}`))
+      : ParseResult.fail(
+          new ParseResult.Type(ast, input, `"${input}" is not a valid DNS name or IP address: it ${reason}`)
+        )
   },
   encode: ParseResult.succeed
 })

@@ -100,7 +100,10 @@ export const defaultOptions = (owner: string): EngineOptions => ({
   retryCapMs: 3_600_000
 })
 
-export class EngineOptionsTag extends Context.Tag("@certctl/core/JobEngine/Options")<EngineOptionsTag, EngineOptions>() {}
+export class EngineOptionsTag extends Context.Tag("@certctl/core/JobEngine/Options")<
+  EngineOptionsTag,
+  EngineOptions
+>() {}
 
 export interface CreateJob {
   readonly kind: JobState.JobKind
@@ -157,7 +160,12 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
           (name, i) => sql`INSERT INTO job_steps (job_id, seq, name) VALUES (${id}, ${i + 1}, ${name})`,
           { discard: true }
         )
-        yield* audit(id, "job_created", { kind: input.kind, certificate_id: input.certificate_id, to: "PENDING" }, input.actor)
+        yield* audit(
+          id,
+          "job_created",
+          { kind: input.kind, certificate_id: input.certificate_id, to: "PENDING" },
+          input.actor
+        )
         return Option.some(id)
       }).pipe(sql.withTransaction, orPersistence("create job"))
 
@@ -236,9 +244,16 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
       Effect.gen(function* () {
         const t = JobState.transition(from, event)
         if (!t.ok) return yield* new IllegalTransition({ message: t.reason })
-        const rows = yield* sql`UPDATE jobs SET state = ${t.to}, ${set} WHERE id = ${job.id} AND state = ${from} RETURNING id`
+        const rows =
+          yield* sql`UPDATE jobs SET state = ${t.to}, ${set} WHERE id = ${job.id} AND state = ${from} RETURNING id`
         if (rows.length === 0) return yield* new IllegalTransition({ message: `job ${job.id} is no longer ${from}` })
-        yield* audit(job.id, action, { ...details, kind: job.kind, from, to: t.to }, actor, action === "job_failed" ? "failure" : "success")
+        yield* audit(
+          job.id,
+          action,
+          { ...details, kind: job.kind, from, to: t.to },
+          actor,
+          action === "job_failed" ? "failure" : "success"
+        )
         return t.to
       })
 
@@ -308,7 +323,10 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
         const failure = Cause.failureOption(result.cause)
         const err: StepFailed = Option.match(failure, {
           onNone: () =>
-            new StepFailed({ reason: "Transient", message: `step crashed: ${Cause.pretty(result.cause).slice(0, 2000)}` }),
+            new StepFailed({
+              reason: "Transient",
+              message: `step crashed: ${Cause.pretty(result.cause).slice(0, 2000)}`
+            }),
           onSome: (e: any) =>
             e?._tag === "StepFailed"
               ? e
@@ -327,7 +345,9 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
         const next = JobState.afterFailure(isRetryable(err.reason), current.attempts, current.max_attempts)
         const runAt =
           err.retryAfter ??
-          new Date(Date.now() + JobState.backoffMs(current.attempts, Math.random(), options.retryBaseMs, options.retryCapMs))
+          new Date(
+            Date.now() + JobState.backoffMs(current.attempts, Math.random(), options.retryBaseMs, options.retryCapMs)
+          )
         const final = yield* Effect.gen(function* () {
           yield* sql`UPDATE job_steps SET state = 'FAILED', finished_at = now(), error = ${err.message},
               output = output || ${JSON.stringify(err.detail === undefined ? {} : { problem: err.detail })}::jsonb
@@ -335,7 +355,12 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
           yield* guardedTransition(
             current,
             "RUNNING",
-            { _tag: "Fail", retryable: isRetryable(err.reason), attempts: current.attempts, maxAttempts: current.max_attempts },
+            {
+              _tag: "Fail",
+              retryable: isRetryable(err.reason),
+              attempts: current.attempts,
+              maxAttempts: current.max_attempts
+            },
             sql`lease_owner = NULL, lease_expires_at = NULL, agent_work = NULL, error_reason = ${err.reason}, last_error = ${err.message}`,
             "job_failed",
             { reason: err.reason, error: err.message, attempt: current.attempts }
@@ -400,7 +425,8 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
         sql.withTransaction,
         Effect.catchIf(
           (e: any) => pgCode(e) === "23505",
-          () => Effect.fail(new IllegalTransition({ message: "another open job of this kind exists for the certificate" }))
+          () =>
+            Effect.fail(new IllegalTransition({ message: "another open job of this kind exists for the certificate" }))
         ),
         orPersistence("retry job")
       )
@@ -411,6 +437,20 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
         orPersistence("wake job")
       )
 
-    return { create, claim, promoteDueRetries, execute, fail, cancel, retry, wake, get, steps, renewLease, audit, options }
+    return {
+      create,
+      claim,
+      promoteDueRetries,
+      execute,
+      fail,
+      cancel,
+      retry,
+      wake,
+      get,
+      steps,
+      renewLease,
+      audit,
+      options
+    }
   })
 }) {}

@@ -1,6 +1,14 @@
 import { Schema } from "effect"
 
-export const JobState = Schema.Literal("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "RETRY_WAIT", "ABANDONED")
+export const JobState = Schema.Literal(
+  "PENDING",
+  "RUNNING",
+  "COMPLETED",
+  "FAILED",
+  "CANCELLED",
+  "RETRY_WAIT",
+  "ABANDONED"
+)
 export type JobState = typeof JobState.Type
 
 export const JobKind = Schema.Literal("issuance", "renewal", "deployment", "revocation")

@@ -81,8 +81,7 @@ const normalizeBlock = (label: string, body: string): string => {
 }
 
 /** Each PEM block in `pem`, in order, normalised (LF line ends, 64-column base64, trailing newline). */
-export const splitPem = (pem: string): string[] =>
-  Array.from(pem.matchAll(pemBlock), (m) => normalizeBlock(m[1], m[2]))
+export const splitPem = (pem: string): string[] => Array.from(pem.matchAll(pemBlock), (m) => normalizeBlock(m[1], m[2]))
 
 interface Block {
   readonly label: string

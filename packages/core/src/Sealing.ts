@@ -36,7 +36,10 @@ export const keyIdOf = (key: Buffer): string => createHash("sha256").update(key)
 export const parseKeys = (value: string): Effect.Effect<ReadonlyArray<SealingKey>, SealingError> =>
   Effect.suspend(() => {
     const keys: Array<SealingKey> = []
-    for (const part of value.split(",").map((s) => s.trim()).filter(Boolean)) {
+    for (const part of value
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const colon = part.indexOf(":")
       const explicitId = colon > 0 ? part.slice(0, colon) : undefined
       const material = colon > 0 ? part.slice(colon + 1) : part

@@ -21,7 +21,7 @@ import * as x509 from "@peculiar/x509"
  * Optionally a "virtual address" port serves real TLS with the cert/key/chain of the client-ssl profile
  * currently attached to a virtual server, so handshake verification is real. Faults can be injected.
  */
-x509.cryptoProvider.set(webcrypto as unknown as Crypto)
+x509.cryptoProvider.set(webcrypto as any)
 
 export interface F5SimulatorOptions {
   readonly port: number
@@ -226,7 +226,7 @@ export const selfSignedCertificate = async (
   ]
 ): Promise<{ readonly cert: string; readonly key: string }> => {
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" }
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomBytes(8).toString("hex").replace(/^[89a-f]/, "1"),
     name: `CN=${commonName}`,

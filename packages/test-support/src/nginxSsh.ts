@@ -4,6 +4,7 @@
  * prefix), both on 127.0.0.1 high ports. Everything per run lives in a temp dir plus one
  * per-run authorized_keys file in the deploy user's ~/.ssh; stop() removes both.
  */
+import "reflect-metadata" // @peculiar/x509 (tsyringe) needs the Reflect polyfill
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { randomBytes, webcrypto } from "node:crypto"
 import * as fs from "node:fs"
@@ -26,9 +27,9 @@ export interface SelfSigned {
 
 /** A self-signed ECDSA P-256 leaf for `domain`, with a random serial. */
 export const selfSignedCertificate = async (domain: string): Promise<SelfSigned> => {
-  x509.cryptoProvider.set(webcrypto as unknown as Crypto)
+  x509.cryptoProvider.set(webcrypto as any)
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" }
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as unknown as CryptoKeyPair
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair
   const serialBytes = randomBytes(12)
   serialBytes[0] = (serialBytes[0] & 0x7f) | 0x10 // positive, no leading zero byte
   const now = Date.now()
@@ -37,11 +38,11 @@ export const selfSignedCertificate = async (domain: string): Promise<SelfSigned>
     name: `CN=${domain}`,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + 7 * 86_400_000),
-    keys,
+    keys: keys as any,
     signingAlgorithm: alg,
     extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: domain }])]
   })
-  const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey as unknown as webcrypto.CryptoKey)
+  const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)
   const keyPem = x509.PemConverter.encode(pkcs8, "PRIVATE KEY")
   return { certPem: cert.toString("pem") + "\n", keyPem: keyPem + "\n", serial: normalize(cert.serialNumber) }
 }

@@ -1,3 +1,5 @@
+// @peculiar/x509 (through tsyringe) needs the Reflect metadata polyfill loaded first.
+import "reflect-metadata"
 import { webcrypto } from "node:crypto"
 import * as x509 from "@peculiar/x509"
 import { Effect, type Scope } from "effect"

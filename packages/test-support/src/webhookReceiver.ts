@@ -87,6 +87,7 @@ export const startWebhookReceiver = async (options: WebhookReceiverOptions): Pro
       for (const wake of waiters) wake()
       const response = responder(request)
       const answer = () => {
+        if (res.destroyed) return // the client gave up (timeout tests) or the receiver closed
         if (response.hangUp) {
           req.socket.destroy()
           return

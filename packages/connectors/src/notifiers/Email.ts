@@ -52,7 +52,12 @@ const Host = Schema.String.pipe(
 export const EmailConfig = Schema.Struct({
   smtp_host: Host,
   smtp_port: Schema.optionalWith(Port, { default: () => 587 }),
-  security: Schema.optionalWith(Schema.Literal("starttls", "tls", "none"), { default: () => "starttls" as const }),
+  security: Schema.optionalWith(
+    Schema.Literal("starttls", "tls", "none").annotations({
+      message: () => ({ message: 'security must be "starttls", "tls" or "none"', override: true })
+    }),
+    { default: () => "starttls" as const }
+  ),
   username: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
   password: Schema.optional(Schema.Redacted(Schema.String)),
   from_address: EmailAddress,

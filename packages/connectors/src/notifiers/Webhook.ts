@@ -67,17 +67,25 @@ const HttpUrl = Schema.String.pipe(
 )
 
 const RESERVED_HEADERS = new Set(["content-type", "content-length", "host", "transfer-encoding", "connection"])
-const HeaderName = Schema.String.pipe(
-  Schema.filter((name) => {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) return `header name "${name}" is not a valid HTTP token`
-    const lower = name.toLowerCase()
-    if (RESERVED_HEADERS.has(lower) || lower.startsWith("x-certctl-"))
-      return `header "${name}" is set by certctl and cannot be overridden`
-    return true
-  })
-)
+/** Problem with a configured header name, or undefined when it may be sent. */
+const headerNameProblem = (name: string): string | undefined => {
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) return `header name "${name}" is not a valid HTTP token`
+  const lower = name.toLowerCase()
+  if (RESERVED_HEADERS.has(lower) || lower.startsWith("x-certctl-"))
+    return `header "${name}" is set by certctl and cannot be overridden`
+  return undefined
+}
 const HeaderValue = Schema.String.pipe(
   Schema.filter((v) => !/[\r\n\0]/.test(v) || "header values must not contain CR, LF or NUL")
+)
+// Checked on the whole record: a refined Record key would silently drop bad names instead.
+const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(
+  Schema.filter(
+    (headers) =>
+      Object.keys(headers)
+        .map(headerNameProblem)
+        .find((p) => p !== undefined) ?? true
+  )
 )
 
 const PositiveInt = (name: string, max: number) =>
@@ -103,7 +111,7 @@ export const WebhookConfig = Schema.Struct({
   secret: Schema.Redacted(
     Schema.String.pipe(Schema.filter((s) => s.length >= 16 || "secret must be at least 16 characters long"))
   ),
-  headers: Schema.optional(Schema.Record({ key: HeaderName, value: HeaderValue })),
+  headers: Schema.optional(Headers),
   timeout_ms: Schema.optionalWith(PositiveInt("timeout_ms", 300_000), { default: () => 5000 }),
   max_attempts: Schema.optionalWith(PositiveInt("max_attempts", 20), { default: () => 5 }),
   retry_base_ms: Schema.optionalWith(PositiveInt("retry_base_ms", 60_000), { default: () => 500 }),
@@ -160,7 +168,9 @@ export const Webhook: Notifier.NotifierDefinition<WebhookConfig> = {
         Schedule.intersect(Schedule.identity<AttemptFailed>()),
         Schedule.modifyDelay(([, failure], delay) => {
           const capped = Duration.min(delay, Duration.millis(MAX_BACKOFF_MS))
-          return failure.retryAfterMs === undefined ? capped : Duration.max(capped, Duration.millis(failure.retryAfterMs))
+          return failure.retryAfterMs === undefined
+            ? capped
+            : Duration.max(capped, Duration.millis(failure.retryAfterMs))
         }),
         Schedule.whileInput((failure: AttemptFailed) => failure.retryable),
         Schedule.intersect(Schedule.recurs(config.max_attempts - 1))
@@ -193,7 +203,9 @@ export const Webhook: Notifier.NotifierDefinition<WebhookConfig> = {
           )
         }).pipe(Effect.withSpan("Webhook.send", { attributes: { url: where, event: event.type } }))
 
-      const validate = connectCheck(url, config).pipe(Effect.withSpan("Webhook.validate", { attributes: { url: where } }))
+      const validate = connectCheck(url, config).pipe(
+        Effect.withSpan("Webhook.validate", { attributes: { url: where } })
+      )
 
       return { validate, send } satisfies Notifier.NotifierConnector
     })

@@ -130,12 +130,37 @@ export const ntowfv2 = (password: string, user: string, domain: string): Buffer 
  * RFC 5929 tls-server-end-point, hashed as a gss_channel_bindings_struct (MS-NLMP
  * MsvAvChannelBindings): the certificate's own signature hash, or SHA-256 for MD5/SHA-1.
  */
-export const channelBindingsHash = (certDer: Buffer, signatureHash: string): Buffer => {
-  const alg = /sha-?(384|512)/i.exec(signatureHash)
-  const certHash = createHash(alg ? `sha${alg[1]}` : "sha256")
-    .update(certDer)
-    .digest()
+export const channelBindingsHash = (certDer: Buffer): Buffer => {
+  const certHash = createHash(certSignatureHash(certDer)).update(certDer).digest()
   return gssChannelBindingsMd5(Buffer.concat([Buffer.from("tls-server-end-point:", "latin1"), certHash]))
+}
+
+/** DER TLV at `at`: where its content starts and ends. */
+const tlv = (der: Buffer, at: number) => {
+  let len = der[at + 1]
+  let start = at + 2
+  if (len & 0x80) {
+    const n = len & 0x7f
+    len = 0
+    for (let i = 0; i < n; i++) len = len * 256 + der[at + 2 + i]
+    start += n
+  }
+  return { start, end: start + len }
+}
+
+/**
+ * The hash of the certificate's signatureAlgorithm (RFC 5929 4.1): SHA-384/512 when it names
+ * them (directly or as RSASSA-PSS parameters), else SHA-256 (which also replaces MD5 and SHA-1).
+ */
+export const certSignatureHash = (certDer: Buffer): "sha256" | "sha384" | "sha512" => {
+  const cert = tlv(certDer, 0)
+  const tbs = tlv(certDer, cert.start)
+  const sigAlg = tlv(certDer, tbs.end)
+  const hex = certDer.subarray(sigAlg.start, sigAlg.end).toString("hex")
+  // OID contents: sha384WithRSA / ecdsa-with-SHA384 / id-sha384 (PSS); likewise for 512.
+  if (/2a864886f70d01010c|2a8648ce3d040303|608648016503040202/.test(hex)) return "sha384"
+  if (/2a864886f70d01010d|2a8648ce3d040304|608648016503040203/.test(hex)) return "sha512"
+  return "sha256"
 }
 
 /** MD5 of a gss_channel_bindings_struct with empty addresses and the given application data. */

@@ -1,0 +1,356 @@
+/**
+ * The `nginx` target: upload over SFTP (temp file + posix-rename, key at 0600), `nginx -t`, reload,
+ * then a TLS handshake with SNI must show the new serial. Any failure after files changed puts
+ * the previous files back (and reloads when nginx had already been reloaded).
+ */
+import "reflect-metadata" // @peculiar/x509's DI container (tsyringe) needs the Reflect polyfill
+import { randomBytes } from "node:crypto"
+import { isIP } from "node:net"
+import * as posixPath from "node:path/posix"
+import { type Connector, ConnectorError, type Target } from "@certctl/core"
+import * as x509 from "@peculiar/x509"
+import { Duration, Effect, Redacted, Schedule, Schema, type Scope } from "effect"
+import { normalizeSerial, verifyServedSerial } from "../internal/tlsProbe.js"
+import { openSftp, type Sftp } from "./internal/sftp.js"
+import { install, removeStaleTemps, restore, type Snapshot, snapshot } from "./internal/sftpInstall.js"
+import {
+  connectSsh,
+  describeOutput,
+  type ExecResult,
+  normalizeFingerprint,
+  privateKeyProblem,
+  type SshSession
+} from "./internal/sshClient.js"
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+const quote = (s: string) => JSON.stringify(s.length > 80 ? s.slice(0, 80) + "…" : s)
+const label = "[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+const hostnameRe = new RegExp(`^(?=.{1,253}$)${label}(?:\\.${label})*$`)
+
+const Host = Schema.String.pipe(
+  Schema.filter((s) => isIP(s) !== 0 || hostnameRe.test(s) || `must be a hostname or IP address, got ${quote(s)}`)
+)
+const Port = Schema.Int.pipe(
+  Schema.filter((n) => (n >= 1 && n <= 65535) || `must be a port number between 1 and 65535, got ${n}`)
+)
+const Millis = (min: number, max: number) =>
+  Schema.Int.pipe(Schema.filter((n) => (n >= min && n <= max) || `must be between ${min} and ${max} ms, got ${n}`))
+const Command = Schema.String.pipe(Schema.filter((s) => s.trim().length > 0 || "must be a non-empty command"))
+const AbsoluteDir = Schema.String.pipe(
+  Schema.filter((s) => {
+    if (!s.startsWith("/")) return `must be an absolute directory path on the host, got ${quote(s)}`
+    if (s.includes("\0") || s.split("/").includes("..")) return `must not contain NUL or ".." segments`
+    return true
+  })
+)
+/** A file name (no directories) in which `{domain}` is replaced by the certificate's domain. */
+const FileNameTemplate = Schema.String.pipe(
+  Schema.filter(
+    (s) =>
+      (/^[A-Za-z0-9._{}-]+$/.test(s) && s !== "." && s !== "..") ||
+      `must be a plain file name (letters, digits, ".", "_", "-", "{domain}"), got ${quote(s)}`
+  )
+)
+const Fingerprint = Schema.String.pipe(
+  Schema.filter(
+    (s) =>
+      normalizeFingerprint(s) !== undefined ||
+      `must be an OpenSSH SHA256 fingerprint like "SHA256:<43 base64 chars>" (see ssh-keygen -l -E sha256), got ${quote(s)}`
+  )
+)
+
+const NginxConfigFields = Schema.Struct({
+  host: Host,
+  port: Schema.optionalWith(Port, { default: () => 22 }),
+  ssh_user: Schema.String.pipe(Schema.filter((s) => /^[A-Za-z0-9._-]{1,64}$/.test(s) || "must be a user name")),
+  /** Private key text (OpenSSH, PEM or PPK), not a path: the agent/server hands it over sealed. */
+  ssh_key: Schema.Redacted(Schema.String),
+  ssh_key_passphrase: Schema.optional(Schema.Redacted(Schema.String)),
+  host_key_sha256: Schema.optional(Fingerprint),
+  trust_on_first_use: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  cert_path: AbsoluteDir,
+  file_names: Schema.optional(
+    Schema.Struct({
+      certificate: Schema.optional(FileNameTemplate),
+      key: Schema.optional(FileNameTemplate)
+    })
+  ),
+  test_command: Schema.optionalWith(Command, { default: () => "nginx -t" }),
+  reload_command: Schema.optionalWith(Command, { default: () => "nginx -s reload" }),
+  verify_host: Schema.optional(Host),
+  verify_port: Schema.optionalWith(Port, { default: () => 443 }),
+  connect_timeout_ms: Schema.optionalWith(Millis(100, 300_000), { default: () => 10_000 }),
+  command_timeout_ms: Schema.optionalWith(Millis(100, 600_000), { default: () => 60_000 }),
+  /** nginx reloads asynchronously: keep probing this long for the new serial. */
+  verify_timeout_ms: Schema.optionalWith(Millis(0, 300_000), { default: () => 10_000 })
+})
+
+/** Key problems need the passphrase too, so they are checked on the whole struct. */
+const keyIssue = (c: typeof NginxConfigFields.Type) => {
+  const problem = privateKeyProblem(
+    Redacted.value(c.ssh_key),
+    c.ssh_key_passphrase ? Redacted.value(c.ssh_key_passphrase) : undefined
+  )
+  return problem ? { path: ["ssh_key"], message: problem } : undefined
+}
+
+const distinctNames = (c: typeof NginxConfigFields.Type) =>
+  certTemplate(c) !== keyTemplate(c) || {
+    path: ["file_names"],
+    message: "file_names.certificate and file_names.key must differ"
+  }
+
+export const NginxConfig = NginxConfigFields.pipe(
+  Schema.filter((c) => keyIssue(c) ?? distinctNames(c)),
+  Schema.annotations({ identifier: "NginxConfig" })
+)
+export type NginxConfig = typeof NginxConfig.Type
+
+const certTemplate = (c: typeof NginxConfigFields.Type) => c.file_names?.certificate ?? "{domain}.crt"
+const keyTemplate = (c: typeof NginxConfigFields.Type) => c.file_names?.key ?? "{domain}.key"
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const fail = (reason: ConnectorError["reason"], message: string, detail?: unknown) =>
+  Effect.fail(new ConnectorError({ reason, message, detail }))
+
+const domainRe = new RegExp(`^(?:\\*\\.)?${label}(?:\\.${label})*$`)
+
+/** File paths for `domain`; a wildcard's "*." becomes "_wildcard." so names stay shell-safe. */
+const filePaths = (config: NginxConfig, domain: string) => {
+  if (!(domainRe.test(domain) && domain.length <= 253) && isIP(domain) === 0)
+    return fail("Rejected", `domain ${quote(domain)} cannot name a file on the target`)
+  const base = domain.startsWith("*.") ? `_wildcard.${domain.slice(2)}` : domain
+  const dir = config.cert_path.replace(/\/+$/, "") || "/"
+  return Effect.succeed({
+    cert: posixPath.join(dir, certTemplate(config).replaceAll("{domain}", base)),
+    key: posixPath.join(dir, keyTemplate(config).replaceAll("{domain}", base))
+  })
+}
+
+/** A name to send as SNI: the domain, or for a wildcard the first concrete name (else one under it). */
+const sniName = (bundle: Target.DeployBundle) =>
+  bundle.domain.startsWith("*.")
+    ? (bundle.names.find((n) => !n.startsWith("*.")) ?? `certctl-verify.${bundle.domain.slice(2)}`)
+    : bundle.domain
+
+const firstCertificate = (pem: string) => {
+  try {
+    return new x509.X509Certificate(x509.PemConverter.decodeFirst(pem))
+  } catch {
+    return undefined
+  }
+}
+
+const commandFailure = (what: string, command: string, r: ExecResult) =>
+  `${what} failed (\`${command}\` exited ${r.code ?? `by signal ${r.signal ?? "?"}`}): ${describeOutput(r)}`
+
+// ---------------------------------------------------------------------------------------------
+// Connector
+
+export const make = (
+  config: NginxConfig,
+  context: Connector.ConnectorContext = {}
+): Effect.Effect<Target.TargetConnector, ConnectorError> =>
+  Effect.gen(function* () {
+    // Configs built in code skip decoding: check the key here too.
+    const problem = keyIssue(config)
+    if (problem) return yield* fail("InvalidConfig", problem.message)
+
+    const where = `${config.host}:${config.port}`
+    const pinned = config.host_key_sha256 ? normalizeFingerprint(config.host_key_sha256) : undefined
+    const stateKey = `ssh_host_key_sha256:${config.host}:${config.port}`
+    const log = (message: string, fields?: Record<string, unknown>) => context.log?.(message, { target: where, ...fields })
+
+    /** Connect, check the host key (pinned, or remembered/learned on first use), open SFTP. */
+    const open: Effect.Effect<{ session: SshSession; sftp: Sftp }, ConnectorError, Scope.Scope> = Effect.gen(
+      function* () {
+        const remembered =
+          !pinned && config.trust_on_first_use && context.state ? yield* context.state.get(stateKey) : undefined
+        const session = yield* connectSsh({
+          host: config.host,
+          port: config.port,
+          username: config.ssh_user,
+          privateKey: config.ssh_key,
+          passphrase: config.ssh_key_passphrase,
+          expectedHostKey: pinned ?? remembered,
+          pinnedBy: pinned ? "host_key_sha256" : "the key trusted on first use",
+          acceptUnknownHostKey: config.trust_on_first_use,
+          timeoutMs: config.connect_timeout_ms
+        })
+        if (!pinned && remembered === undefined && config.trust_on_first_use) {
+          log("trusting SSH host key on first use; pin it with host_key_sha256", {
+            host_key_sha256: session.hostKeySha256
+          })
+          if (context.state) {
+            const winner = yield* context.state.setIfAbsent(stateKey, session.hostKeySha256)
+            if (winner !== session.hostKeySha256)
+              return yield* fail(
+                "Unauthorized",
+                `SSH host key for ${where} is ${session.hostKeySha256}, but ${winner} was trusted on first use concurrently`
+              )
+          }
+        }
+        const sftp = yield* openSftp(session.client)
+        return { session, sftp }
+      }
+    )
+
+    const run = (session: SshSession, command: string) => session.exec(command, config.command_timeout_ms)
+
+    /** Test the config, then reload; the outcome as text (used while rolling back). */
+    const testAndReload = (session: SshSession): Effect.Effect<string, ConnectorError> =>
+      Effect.gen(function* () {
+        const test = yield* run(session, config.test_command)
+        if (test.code !== 0) return `nginx NOT reloaded: ${commandFailure("test", config.test_command, test)}`
+        const reload = yield* run(session, config.reload_command)
+        if (reload.code !== 0) return commandFailure("reload", config.reload_command, reload)
+        return "nginx reloaded"
+      })
+
+    /** Put the previous files back; never fails, returns what happened for the error message. */
+    const rollback = (
+      session: SshSession,
+      sftp: Sftp,
+      before: ReadonlyArray<Snapshot>,
+      reloaded: boolean
+    ): Effect.Effect<string> =>
+      restore(sftp, before).pipe(
+        Effect.zipRight(reloaded ? testAndReload(session) : Effect.succeed("nginx was not reloaded")),
+        Effect.map((outcome) => `rollback: previous files restored, ${outcome}`),
+        Effect.catchAll((e) => Effect.succeed(`ROLLBACK FAILED, the target may serve the new files: ${e.message}`)),
+        Effect.tap((outcome) => log(outcome))
+      )
+
+    const verify = (bundle: Target.DeployBundle) =>
+      verifyServedSerial(
+        {
+          host: config.verify_host ?? config.host,
+          port: config.verify_port,
+          servername: sniName(bundle),
+          timeoutMs: Math.min(config.connect_timeout_ms, 5_000)
+        },
+        bundle.serial
+      ).pipe(
+        Effect.retry(
+          Schedule.spaced(Duration.millis(200)).pipe(Schedule.upTo(Duration.millis(config.verify_timeout_ms)))
+        )
+      )
+
+    const deploy = (bundle: Target.DeployBundle): Effect.Effect<Target.DeployResult, ConnectorError> =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const paths = yield* filePaths(config, bundle.domain)
+          const { session, sftp } = yield* open
+          yield* removeStaleTemps(sftp, [paths.cert, paths.key]).pipe(
+            Effect.catchAll((e) => Effect.sync(() => log("could not clean stale temp files", { error: e.message })))
+          )
+          const before = yield* snapshot(sftp, [paths.cert, paths.key])
+          const fullchain = bundle.fullchain_pem.trim()
+            ? bundle.fullchain_pem
+            : `${bundle.certificate_pem.trim()}\n${bundle.chain_pem.trim()}\n`
+          const failAfterRollback = (reloaded: boolean, reason: ConnectorError["reason"], message: string, detail?: unknown) =>
+            Effect.flatMap(rollback(session, sftp, before, reloaded), (outcome) =>
+              fail(reason, `${message}; ${outcome}`, detail)
+            )
+
+          yield* install(sftp, [
+            { path: paths.cert, content: fullchain, mode: 0o644 },
+            { path: paths.key, content: Redacted.value(bundle.key_pem), mode: 0o600 }
+          ]).pipe(Effect.catchAll((e) => failAfterRollback(false, e.reason, `upload to ${where} failed: ${e.message}`)))
+
+          const test = yield* run(session, config.test_command).pipe(
+            Effect.catchAll((e) => failAfterRollback(false, e.reason, e.message))
+          )
+          if (test.code !== 0)
+            return yield* failAfterRollback(
+              false,
+              "Rejected",
+              `nginx ${commandFailure("configuration test", config.test_command, test)}`,
+              { exit: test.code, stderr: test.stderr, stdout: test.stdout }
+            )
+
+          const reload = yield* run(session, config.reload_command).pipe(
+            Effect.catchAll((e) => failAfterRollback(true, e.reason, e.message))
+          )
+          if (reload.code !== 0)
+            return yield* failAfterRollback(true, "Transient", commandFailure("nginx reload", config.reload_command, reload), {
+              exit: reload.code,
+              stderr: reload.stderr
+            })
+
+          const verification = yield* verify(bundle).pipe(
+            Effect.catchAll((e) => failAfterRollback(true, "VerificationFailed", `verification failed: ${e.message}`))
+          )
+          log("deployed", { domain: bundle.domain, serial: bundle.serial, cert: paths.cert })
+          return { verified: true, verification: `${paths.cert} + ${paths.key} on ${where}; ${verification}` }
+        })
+      )
+
+    const validate: Effect.Effect<void, ConnectorError> = Effect.scoped(
+      Effect.gen(function* () {
+        const { session, sftp } = yield* open
+        const dir = config.cert_path
+        const stat = yield* sftp.stat(dir)
+        if (!stat) return yield* fail("InvalidConfig", `cert_path ${dir} does not exist on ${where}`)
+        if (!stat.isDirectory) return yield* fail("InvalidConfig", `cert_path ${dir} on ${where} is not a directory`)
+        // Writability is proven by writing: mode bits cannot tell about ACLs or read-only mounts.
+        const probe = posixPath.join(dir, `.certctl-validate-${randomBytes(6).toString("hex")}`)
+        yield* sftp.writeNew(probe, "", 0o600).pipe(
+          Effect.mapError(
+            (e) =>
+              new ConnectorError({
+                reason: e.reason === "Transient" ? "Transient" : "Unauthorized",
+                message: `cert_path ${dir} on ${where} is not writable by ${config.ssh_user}: ${e.message}`
+              })
+          )
+        )
+        yield* sftp.remove(probe)
+        const test = yield* run(session, config.test_command)
+        if (test.code !== 0)
+          return yield* fail("Rejected", `nginx ${commandFailure("configuration test", config.test_command, test)}`)
+      })
+    )
+
+    const remove = (domain: string): Effect.Effect<void, ConnectorError> =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const paths = yield* filePaths(config, domain)
+          const { sftp } = yield* open
+          // nginx keeps serving what it loaded; its config must stop referencing these before a reload.
+          yield* sftp.remove(paths.key)
+          yield* sftp.remove(paths.cert)
+          log("removed", { domain, cert: paths.cert })
+        })
+      )
+
+    const status = (domain: string): Effect.Effect<Target.TargetStatus, ConnectorError> =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const paths = yield* filePaths(config, domain)
+          const { sftp } = yield* open
+          const content = yield* sftp.readFile(paths.cert)
+          if (content === undefined) return { deployed: false, detail: `no certificate at ${paths.cert} on ${where}` }
+          const cert = firstCertificate(content.toString("utf8"))
+          if (!cert) return { deployed: true, detail: `${paths.cert} on ${where} holds no parseable certificate` }
+          return {
+            deployed: true,
+            serial: normalizeSerial(cert.serialNumber),
+            detail: `${paths.cert} on ${where}: ${cert.subject}, not after ${cert.notAfter.toISOString()}`
+          }
+        })
+      )
+
+    return { validate, deploy, remove, status }
+  })
+
+export const Nginx: Target.TargetDefinition<NginxConfig> = {
+  kind: "target",
+  type: "nginx",
+  configSchema: NginxConfig,
+  secretFields: ["ssh_key", "ssh_key_passphrase"],
+  make
+}

@@ -1,0 +1,62 @@
+import { HttpApiSchema } from "@effect/platform"
+import { Schema } from "effect"
+
+/**
+ * Every error body is `{ error, message, details?, request_id }`. `error` is a stable code; the
+ * server fills `request_id` on the way out. One schema per status so the OpenAPI document and the
+ * derived client know each status's shape.
+ */
+const make = <const Code extends string>(code: Code, status: number) =>
+  Schema.Struct({
+    error: Schema.Literal(code),
+    message: Schema.String,
+    details: Schema.optional(Schema.Unknown),
+    request_id: Schema.optional(Schema.String)
+  }).annotations(HttpApiSchema.annotations({ status, identifier: `Error_${code}` }))
+
+export const BadRequest = make("bad_request", 400)
+export type BadRequest = typeof BadRequest.Type
+export const Unauthorized = make("unauthorized", 401)
+export type Unauthorized = typeof Unauthorized.Type
+export const Forbidden = make("forbidden", 403)
+export type Forbidden = typeof Forbidden.Type
+export const NotFound = make("not_found", 404)
+export type NotFound = typeof NotFound.Type
+export const Conflict = make("conflict", 409)
+export type Conflict = typeof Conflict.Type
+export const Unprocessable = make("unprocessable", 422)
+export type Unprocessable = typeof Unprocessable.Type
+export const RateLimited = make("rate_limited", 429)
+export type RateLimited = typeof RateLimited.Type
+export const Unavailable = make("unavailable", 503)
+export type Unavailable = typeof Unavailable.Type
+
+export const badRequest = (message: string, details?: unknown): BadRequest => ({
+  error: "bad_request",
+  message,
+  details
+})
+export const unauthorized = (message: string): Unauthorized => ({ error: "unauthorized", message })
+export const forbidden = (message: string): Forbidden => ({ error: "forbidden", message })
+export const notFound = (kind: string, id: string): NotFound => ({
+  error: "not_found",
+  message: `${kind} ${id} not found`,
+  details: { kind, id }
+})
+export const conflict = (message: string, details?: unknown): Conflict => ({ error: "conflict", message, details })
+export const unprocessable = (message: string, details?: unknown): Unprocessable => ({
+  error: "unprocessable",
+  message,
+  details
+})
+export const unavailable = (message: string): Unavailable => ({ error: "unavailable", message })
+
+export type Any =
+  | BadRequest
+  | Unauthorized
+  | Forbidden
+  | NotFound
+  | Conflict
+  | Unprocessable
+  | RateLimited
+  | Unavailable
