@@ -2,6 +2,8 @@ import { defineConfig } from "vitest/config"
 
 export default defineConfig({
   resolve: { conditions: ["source"] },
+  // Vite resolves test imports through its SSR resolver, which needs the condition too.
+  ssr: { resolve: { conditions: ["source"] } },
   test: {
     include: ["packages/*/test/**/*.test.ts"],
     testTimeout: 60_000,

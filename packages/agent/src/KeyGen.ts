@@ -2,10 +2,9 @@
 import "reflect-metadata"
 import { webcrypto } from "node:crypto"
 import { isIP } from "node:net"
+import { KeyAlgorithm as Alg } from "@certctl/core"
 import * as x509 from "@peculiar/x509"
 import { Data, Effect, Redacted } from "effect"
-// TODO(barrel): import from "@certctl/core" once core's barrel exports KeyAlgorithm.
-import { type KeyAlgorithm, webCryptoKeyParams } from "../../core/src/KeyAlgorithm.js"
 
 /**
  * Private keys are born here, on the agent, and never leave it: only the CSR built from them
@@ -18,7 +17,7 @@ export class KeyGenError extends Data.TaggedError("KeyGenError")<{
 }> {}
 
 export interface GeneratedKey {
-  readonly algorithm: KeyAlgorithm
+  readonly algorithm: Alg.KeyAlgorithm
   readonly keys: webcrypto.CryptoKeyPair
   /** PKCS#8 PEM ("BEGIN PRIVATE KEY"). */
   readonly private_key_pem: Redacted.Redacted<string>
@@ -26,11 +25,11 @@ export interface GeneratedKey {
 
 const pem = (der: ArrayBuffer, label: string): string => x509.PemConverter.encode(der, label).trimEnd() + "\n"
 
-export const generateKey = (alg: KeyAlgorithm): Effect.Effect<GeneratedKey, KeyGenError> =>
+export const generateKey = (alg: Alg.KeyAlgorithm): Effect.Effect<GeneratedKey, KeyGenError> =>
   Effect.tryPromise({
     try: async () => {
       // Extractable so the key can be written to the key store; it is never sent anywhere.
-      const keys = (await webcrypto.subtle.generateKey(webCryptoKeyParams(alg) as any, true, [
+      const keys = (await webcrypto.subtle.generateKey(Alg.webCryptoKeyParams(alg) as any, true, [
         "sign",
         "verify"
       ])) as webcrypto.CryptoKeyPair

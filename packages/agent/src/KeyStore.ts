@@ -1,4 +1,11 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject, randomBytes, X509Certificate } from "node:crypto"
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  type KeyObject,
+  randomBytes,
+  X509Certificate
+} from "node:crypto"
 import * as fs from "node:fs/promises"
 import { isIP } from "node:net"
 import { basename, dirname, join } from "node:path"
@@ -81,7 +88,8 @@ const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 export const domainDirName = (domain: string): Either.Either<string, KeyStoreError> => {
   if (typeof domain !== "string" || domain.length === 0) return Either.left(invalid("domain is empty"))
   if (isIP(domain) === 4) return Either.right(domain)
-  if (isIP(domain) === 6) return Either.right(`ip6_${new URL(`http://[${domain}]`).hostname.slice(1, -1).replace(/:/g, "_")}`)
+  if (isIP(domain) === 6)
+    return Either.right(`ip6_${new URL(`http://[${domain}]`).hostname.slice(1, -1).replace(/:/g, "_")}`)
   const lower = domain.toLowerCase()
   const wildcard = lower.startsWith("*.")
   const rest = wildcard ? lower.slice(2) : lower
@@ -189,8 +197,16 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
             }),
           catch: (cause) =>
             encrypted
-              ? new KeyStoreError({ reason: "WrongPassphrase", message: `cannot decrypt ${path}: wrong passphrase`, cause })
-              : new KeyStoreError({ reason: "InvalidInput", message: `${path} does not hold a readable private key`, cause })
+              ? new KeyStoreError({
+                  reason: "WrongPassphrase",
+                  message: `cannot decrypt ${path}: wrong passphrase`,
+                  cause
+                })
+              : new KeyStoreError({
+                  reason: "InvalidInput",
+                  message: `${path} does not hold a readable private key`,
+                  cause
+                })
         })
       }
     )
@@ -220,7 +236,8 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
         const text = typeof key_pem === "string" ? key_pem : Redacted.value(key_pem)
         const key = yield* Effect.try({
           try: () => createPrivateKey({ key: text, format: "pem" }),
-          catch: (cause) => new KeyStoreError({ reason: "InvalidInput", message: "key_pem is not a PEM private key", cause })
+          catch: (cause) =>
+            new KeyStoreError({ reason: "InvalidInput", message: "key_pem is not a PEM private key", cause })
         })
         yield* ensureDir(root)
         yield* ensureDir(dir)
@@ -261,10 +278,13 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
       Effect.gen(function* () {
         const dir = yield* domainPath(domain)
         if (/PRIVATE KEY-----/.test(input.certificate_pem + input.chain_pem))
-          return yield* invalid("certificate or chain contains a private key; refusing to write it to a certificate file")
+          return yield* invalid(
+            "certificate or chain contains a private key; refusing to write it to a certificate file"
+          )
         const certSpki = yield* Effect.try({
           try: () => spkiSha256(new X509Certificate(input.certificate_pem).publicKey),
-          catch: (cause) => new KeyStoreError({ reason: "InvalidInput", message: "certificate_pem is not a PEM certificate", cause })
+          catch: (cause) =>
+            new KeyStoreError({ reason: "InvalidInput", message: "certificate_pem is not a PEM certificate", cause })
         })
         const pendingDir = join(dir, "pending")
         const pendingFiles = yield* io(`cannot list ${pendingDir}`, () =>
@@ -301,8 +321,14 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
 
         // Re-delivery of a certificate for the key already installed: succeed without churn.
         const keyPath = join(dir, KEY)
-        const current = (yield* io(`cannot check ${keyPath}`, () => exists(keyPath))) ? yield* Effect.either(loadKey(keyPath)) : undefined
-        if (current !== undefined && Either.isRight(current) && spkiSha256(createPublicKey(current.right)) === certSpki) {
+        const current = (yield* io(`cannot check ${keyPath}`, () => exists(keyPath)))
+          ? yield* Effect.either(loadKey(keyPath))
+          : undefined
+        if (
+          current !== undefined &&
+          Either.isRight(current) &&
+          spkiSha256(createPublicKey(current.right)) === certSpki
+        ) {
           const same = yield* io(`cannot read ${dir}`, async () => {
             const [cert, chain] = await Promise.all(
               ["cert.pem", "chain.pem"].map((f) => fs.readFile(join(dir, f), "utf8").catch(() => ""))

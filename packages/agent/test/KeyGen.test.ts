@@ -1,11 +1,10 @@
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Redacted } from "effect"
-// Pki is not in core's barrel yet.
-import type { KeyAlgorithm } from "../../core/src/KeyAlgorithm.js"
-import * as Pki from "../../core/src/Pki.js"
+import { type KeyAlgorithm as Alg, Pki } from "@certctl/core"
 import { buildCsr, generateKey } from "../src/KeyGen.js"
 
+type KeyAlgorithm = Alg.KeyAlgorithm
 const algorithms: KeyAlgorithm[] = ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
 const names = ["www.example.com", "example.com", "*.api.example.com", "192.0.2.10", "2001:db8::1"]
 

@@ -214,7 +214,9 @@ describe("KeyStore", () => {
       const stranger = yield* issued("a.example")
       const err = yield* failure(store.install("a.example", stranger))
       expect(err.reason).toBe("KeyMismatch")
-      expect(err.message).toMatch(/no key for a\.example matches the certificate .* 0 pending key\(s\) checked, current key\.pem does not match/)
+      expect(err.message).toMatch(
+        /no key for a\.example matches the certificate .* 0 pending key\(s\) checked, current key\.pem does not match/
+      )
       expect((yield* store.readCurrent("a.example")).certificate_pem).toBe(one.certificate_pem)
     })
   )

@@ -149,6 +149,17 @@ describe("Email notifier against a real SMTP server", () => {
     })
   )
 
+  it.scoped("implicit TLS against a STARTTLS port is a configuration error that says which mode to use", () =>
+    Effect.gen(function* () {
+      yield* server({ port: PORT_STARTTLS, mode: "starttls", users: { [USER]: PASSWORD } })
+      const email = yield* connector({ ...baseConfig(PORT_STARTTLS), security: "tls" })
+      const error = yield* Effect.flip(email.validate)
+      expect(error.reason).toBe("InvalidConfig")
+      expect(error.message).toContain("127.0.0.1:20301 did not answer with TLS")
+      expect(error.message).toContain('use security "starttls"')
+    })
+  )
+
   it.scoped("starttls mode refuses a server that does not offer STARTTLS instead of falling back to plaintext", () =>
     Effect.gen(function* () {
       const smtp = yield* server({ port: PORT_PLAIN, mode: "plain", users: { [USER]: PASSWORD } })

@@ -1,3 +1,4 @@
+import "reflect-metadata" // @peculiar/x509 (tsyringe) needs the Reflect polyfill
 import { randomBytes, webcrypto } from "node:crypto"
 import type { ConnectorError, Target } from "@certctl/core"
 import { describe, expect, it } from "@effect/vitest"
@@ -151,7 +152,12 @@ describe("F5 target against the iControl REST simulator", () => {
 
       const cert = `${APP}_${bundle.serial}.crt`
       expect(sim.profile(APP)?.certKeyChain).toEqual([
-        { name: `certctl_app.example.test_${bundle.serial}.crt`, cert, key: `${APP}_${bundle.serial}.key`, chain: `${APP}_${bundle.serial}_chain.crt` }
+        {
+          name: `certctl_app.example.test_${bundle.serial}.crt`,
+          cert,
+          key: `${APP}_${bundle.serial}.key`,
+          chain: `${APP}_${bundle.serial}_chain.crt`
+        }
       ])
       expect(sim.certificate(cert)?.serial).toBe(bundle.serial)
       expect(sim.virtualProfiles("/Common/vs_app")).toContain(APP)
@@ -171,11 +177,19 @@ describe("F5 target against the iControl REST simulator", () => {
       const [vip] = ports(1)
       const sim = yield* simulator({ virtualAddresses: [{ virtual: "/Common/vs_app", port: vip }] })
       const { target } = yield* connector(sim, { verify_address: { host: "127.0.0.1", port: vip } })
-      // A small serial: the BIG-IP reports it in decimal, which the connector must understand.
-      const v1 = yield* Effect.promise(() => issue("app.example.test", "0a1b2c3d"))
+      // A small serial (the BIG-IP reports it in decimal) and no chain.
+      const v1 = { ...(yield* Effect.promise(() => issue("app.example.test", "0a1b2c3d"))), chain_pem: "" }
       const v2 = yield* Effect.promise(() => issue("app.example.test"))
       const v3 = yield* Effect.promise(() => issue("app.example.test"))
-      for (const bundle of [v1, v2, v3]) yield* target.deploy(bundle)
+      yield* target.deploy(v1)
+      expect(sim.profile(APP)?.certKeyChain[0]).toEqual({
+        name: `certctl_app.example.test_${v1.serial}.crt`,
+        cert: `${APP}_${v1.serial}.crt`,
+        key: `${APP}_${v1.serial}.key`
+      })
+      expect(yield* target.status("app.example.test")).toMatchObject({ deployed: true, serial: "a1b2c3d" })
+      yield* target.deploy(v2)
+      yield* target.deploy(v3)
 
       expect(sim.profile(APP)?.certKeyChain[0].cert).toBe(`${APP}_${v3.serial}.crt`)
       expect(sim.virtualProfiles("/Common/vs_app").filter((p) => p === APP)).toHaveLength(1)
@@ -220,7 +234,10 @@ describe("F5 target against the iControl REST simulator", () => {
       const { target } = yield* connector(sim)
       const good = yield* Effect.promise(() => issue("app.example.test"))
       yield* target.deploy(good)
-      const broken = { ...(yield* Effect.promise(() => issue("app.example.test"))), key_pem: Redacted.make("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") }
+      const broken = {
+        ...(yield* Effect.promise(() => issue("app.example.test"))),
+        key_pem: Redacted.make("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+      }
 
       const error = yield* failure(target.deploy(broken))
       expect(error.reason).toBe("Rejected")
@@ -230,7 +247,12 @@ describe("F5 target against the iControl REST simulator", () => {
       expect(sim.certificateNames().some((n) => n.includes(broken.serial))).toBe(false)
 
       // An install the BIG-IP refuses for its own reasons (injected): same outcome.
-      sim.injectFault({ method: "POST", path: "/mgmt/tm/sys/crypto/cert", status: 400, message: "01070712:3: Disk full." })
+      sim.injectFault({
+        method: "POST",
+        path: "/mgmt/tm/sys/crypto/cert",
+        status: 400,
+        message: "01070712:3: Disk full."
+      })
       const refused = yield* failure(target.deploy(yield* Effect.promise(() => issue("app.example.test"))))
       expect(refused).toMatchObject({ reason: "Rejected" })
       expect(refused.message).toContain("Disk full.")
@@ -266,9 +288,14 @@ describe("F5 target against the iControl REST simulator", () => {
       expect(sim.certificateNames().some((n) => n.includes(v2.serial))).toBe(false)
 
       // A profile this deployment created is removed again, and detached.
-      const fresh = yield* connector(sim, { profile_name: "fresh_profile", verify_address: { host: "127.0.0.1", port: vipOther } })
+      const fresh = yield* connector(sim, {
+        profile_name: "fresh_profile",
+        verify_address: { host: "127.0.0.1", port: vipOther }
+      })
       const v3 = yield* Effect.promise(() => issue("app.example.test"))
-      expect((yield* failure(fresh.target.deploy(v3))).message).toContain("restored the absence of /Common/fresh_profile")
+      expect((yield* failure(fresh.target.deploy(v3))).message).toContain(
+        "restored the absence of /Common/fresh_profile"
+      )
       expect(sim.profile("/Common/fresh_profile")).toBeUndefined()
       expect(sim.virtualProfiles("/Common/vs_app")).not.toContain("/Common/fresh_profile")
     })
@@ -287,7 +314,7 @@ describe("F5 target against the iControl REST simulator", () => {
     })
   )
 
-  it.scopedLive("network failures are Transient", () =>
+  it.scopedLive("network failures are Transient, an unanswered call is a Timeout", () =>
     Effect.gen(function* () {
       const sim = yield* simulator()
       const [closed] = ports(1)
@@ -296,6 +323,11 @@ describe("F5 target against the iControl REST simulator", () => {
       const { target } = yield* connector(sim)
       sim.injectFault({ kind: "disconnect", path: "/mgmt/tm/ltm/virtual/~Common~vs_app" })
       expect((yield* failure(target.validate)).reason).toBe("Transient")
+      const { target: patient } = yield* connector(sim, { timeout_seconds: 0.3 })
+      sim.injectFault({ kind: "hang", path: "/mgmt/tm/ltm/virtual/~Common~vs_app" })
+      const hung = yield* failure(patient.validate)
+      expect(hung.reason).toBe("Timeout")
+      expect(hung.message).toContain("did not answer GET /mgmt/tm/ltm/virtual/~Common~vs_app")
     })
   )
 
@@ -305,7 +337,9 @@ describe("F5 target against the iControl REST simulator", () => {
       yield* (yield* connector(sim)).target.validate
       yield* (yield* connector(sim, { partition: "Tenant1", virtual_servers: ["vs_t"] })).target.validate
 
-      const unknown = yield* failure((yield* connector(sim, { partition: "Tenant2", virtual_servers: [] })).target.validate)
+      const unknown = yield* failure(
+        (yield* connector(sim, { partition: "Tenant2", virtual_servers: [] })).target.validate
+      )
       expect(unknown.reason).toBe("NotFound")
       expect(unknown.message).toContain("The requested folder (/Tenant2) was not found.")
       const vs = yield* failure((yield* connector(sim, { virtual_servers: ["vs_nope"] })).target.validate)
@@ -381,7 +415,10 @@ describe("F5 simulator protocol", () => {
       expect(
         yield* call("/mgmt/tm/ltm/virtual/~Common~vs_app", { headers: { "x-f5-auth-token": "BOGUS" } })
       ).toMatchObject({ status: 401, body: { message: "X-F5-Auth-Token does not exist." } })
-      const denied = yield* call("/mgmt/shared/authn/login", json({ username: "admin", password: "x", loginProviderName: "tmos" }))
+      const denied = yield* call(
+        "/mgmt/shared/authn/login",
+        json({ username: "admin", password: "x", loginProviderName: "tmos" })
+      )
       expect(denied).toMatchObject({ status: 401, body: { code: 401, message: "Authentication failed." } })
       const login = yield* call(
         "/mgmt/shared/authn/login",
@@ -397,7 +434,10 @@ describe("F5 simulator protocol", () => {
       expect(upload.body).toMatchObject({ localFilePath: "/var/config/rest/downloads/junk.key", remainingByteCount: 0 })
       const install = yield* call(
         "/mgmt/tm/sys/crypto/key",
-        json({ command: "install", name: "/Common/junk.key", "from-local-file": "/var/config/rest/downloads/junk.key" }, token)
+        json(
+          { command: "install", name: "/Common/junk.key", "from-local-file": "/var/config/rest/downloads/junk.key" },
+          token
+        )
       )
       expect(install).toMatchObject({ status: 400, body: { code: 400, errorStack: [], apiError: 3 } })
       expect(install.body.message).toMatch(/^01070712:3: Key file .* is not a valid private key/)

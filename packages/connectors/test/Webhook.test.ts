@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto"
 import type { Notifier } from "@certctl/core"
 import { makeTestTls, type TestTls } from "@certctl/test-support/smtp"
-import { failFirst, type ReceiverResponse, sequence, webhookReceiver } from "@certctl/test-support/webhookReceiver"
+import { failFirst, type Responder, sequence, webhookReceiver } from "@certctl/test-support/webhookReceiver"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Either, Fiber, ParseResult, Schema, TestClock } from "effect"
 import { beforeAll } from "vitest"
@@ -59,8 +59,7 @@ const connector = (raw: Record<string, unknown>) =>
     Effect.flatMap((config) => Webhook.make(config, {}))
   )
 
-const receiver = (respond?: (r: { index: number }) => ReceiverResponse) =>
-  webhookReceiver({ port: PORT_HTTP, ...(respond ? { respond } : {}) })
+const receiver = (respond?: Responder) => webhookReceiver({ port: PORT_HTTP, ...(respond ? { respond } : {}) })
 
 /** Wait (in real time) until the sender's retry is parked on the TestClock. */
 const untilSleeping = Effect.gen(function* () {

@@ -2,11 +2,12 @@ import { SqlClient } from "@effect/sql"
 import * as Migrator from "@effect/sql/Migrator"
 import { Effect } from "effect"
 import init from "./internal/migrations/0001_init.js"
+import lifecycle from "./internal/migrations/0002_lifecycle.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
-export const loader = Migrator.fromRecord({ "0001_init": init })
+export const loader = Migrator.fromRecord({ "0001_init": init, "0002_lifecycle": lifecycle })
 
-export const latest = 1
+export const latest = 2
 const table = "certctl_migrations"
 const lockKey = 7263540
 

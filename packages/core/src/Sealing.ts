@@ -50,7 +50,11 @@ export const parseKeys = (value: string): Effect.Effect<ReadonlyArray<SealingKey
             message: `${SETTING}: each key must be 32 bytes in base64 or 64 hex characters (got ${key.length} bytes)`
           })
         )
-      keys.push({ id: explicitId ?? keyIdOf(key), key })
+      const id = explicitId ?? keyIdOf(key)
+      // Two keys under one id would seal with one and try to open with the other.
+      if (keys.some((k) => k.id === id))
+        return Effect.fail(new SealingError({ message: `${SETTING}: key id "${id}" appears twice` }))
+      keys.push({ id, key })
     }
     if (keys.length === 0) return Effect.fail(new SealingError({ message: `${SETTING} is empty` }))
     return Effect.succeed(keys)
@@ -72,7 +76,7 @@ export const makeSealer = (keys: ReadonlyArray<SealingKey>): Sealer => {
     open: (sealed) =>
       Effect.suspend(() => {
         const parts = sealed.split(":")
-        if (parts.length !== 4 || parts[0] !== "v1")
+        if (parts.length !== 4 || parts[0] !== "v1" || parts[1] === "")
           return Effect.fail(new SealingError({ message: "value is not a sealed secret (expected v1:<key id>:...)" }))
         const [, keyId, nonceB64, ctB64] = parts
         const key = byId.get(keyId)

@@ -19,7 +19,9 @@ const keyPair = (alg: KeyAlgorithm): Promise<CryptoKeyPair> =>
 type CryptoKeyPair = webcrypto.CryptoKeyPair
 
 const sanExt = (names: string[]) =>
-  new x509.SubjectAlternativeNameExtension(names.map((n) => ({ type: n.includes(":") || /^\d/.test(n) ? "ip" : "dns", value: n }) as const))
+  new x509.SubjectAlternativeNameExtension(
+    names.map((n) => ({ type: n.includes(":") || /^\d/.test(n) ? "ip" : "dns", value: n }) as const)
+  )
 
 const makeCsr = async (alg: KeyAlgorithm, opts: { cn?: string; san?: string[] }) => {
   const keys = await keyPair(alg)
@@ -64,7 +66,10 @@ describe("parseCsr", () => {
   it.effect("reads names, key and signature of a well-formed CSR", () =>
     Effect.gen(function* () {
       const { pem, keys } = yield* Effect.promise(() =>
-        makeCsr("ecdsa-p256", { cn: "www.example.com", san: ["www.Example.com", "example.com", "192.0.2.7", "2001:db8:0:0::1"] })
+        makeCsr("ecdsa-p256", {
+          cn: "www.example.com",
+          san: ["www.Example.com", "example.com", "192.0.2.7", "2001:db8:0:0::1"]
+        })
       )
       const info = yield* Pki.parseCsr(pem)
       expect(info.dns_names).toEqual(["www.example.com", "example.com"])
@@ -104,7 +109,9 @@ describe("parseCsr", () => {
       const info = yield* Pki.parseCsr(x509.PemConverter.encode(der, "CERTIFICATE REQUEST"))
       expect(info.signature_valid).toBe(false)
       const rejection = Pki.checkCsr(info, policy(["a.example"], "rsa-2048"))
-      expect(rejection).toEqual(Either.left({ code: "signature_invalid", message: expect.stringContaining("signature") }))
+      expect(rejection).toEqual(
+        Either.left({ code: "signature_invalid", message: expect.stringContaining("signature") })
+      )
     })
   )
 
@@ -112,7 +119,10 @@ describe("parseCsr", () => {
     Effect.gen(function* () {
       const root = yield* Effect.promise(() => ca("Root"))
       const { pem } = yield* Effect.promise(() => makeCsr("ecdsa-p256", { cn: "a.example" }))
-      const pkcs8 = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" })
+      const pkcs8 = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
+        type: "pkcs8",
+        format: "pem"
+      })
       const body = (pkcs8 as string).split("\n")[1]
       const cases: Array<[unknown, RegExp]> = [
         ["", /empty/],
@@ -160,9 +170,9 @@ describe("checkCsr", () => {
         message:
           "CSR names do not match the certificate: expected a.example.com; found a.example.com, b.example.com; unexpected b.example.com"
       })
-      expect(rejection(Pki.checkCsr(two, policy(["a.example.com", "b.example.com", "c.example.com"])))?.message).toMatch(
-        /missing c\.example\.com/
-      )
+      expect(
+        rejection(Pki.checkCsr(two, policy(["a.example.com", "b.example.com", "c.example.com"])))?.message
+      ).toMatch(/missing c\.example\.com/)
       const cnOutside = yield* info(["a.example.com"], "evil.example.com")
       expect(rejection(Pki.checkCsr(cnOutside, policy(["a.example.com"])))?.message).toBe(
         'CSR common name "evil.example.com" is not one of the certificate\'s names (a.example.com)'
@@ -213,7 +223,10 @@ describe("checkCsr", () => {
       }
     }
     const check = (pem: string, key_algorithm: KeyAlgorithm = "rsa-2048") =>
-      Effect.map(Pki.parseCsr(pem), (csr) => ({ csr, result: rejection(Pki.checkCsr(csr, policy(["a.example"], key_algorithm))) }))
+      Effect.map(Pki.parseCsr(pem), (csr) => ({
+        csr,
+        result: rejection(Pki.checkCsr(csr, policy(["a.example"], key_algorithm)))
+      }))
 
     it.effect("weak RSA, non-NIST curves and DSA are weak_key; Ed25519 is a mismatch; email SANs are unexpected", () =>
       Effect.gen(function* () {
@@ -228,11 +241,15 @@ describe("checkCsr", () => {
         expect(k1.csr.signature_valid).toBe(true) // checked by OpenSSL: WebCrypto lacks secp256k1
         expect(k1.result?.code).toBe("weak_key")
         expect(k1.result?.message).toMatch(/EC secp256k1 is not allowed/)
-        const forged = Buffer.from(x509.PemConverter.decode(opensslCsr(["ec", { namedCurve: "secp256k1" }] as any, "DNS:a.example"))[0])
+        const forged = Buffer.from(
+          x509.PemConverter.decode(opensslCsr(["ec", { namedCurve: "secp256k1" }] as any, "DNS:a.example"))[0]
+        )
         forged[forged.length - 3] ^= 0x01
         const forgedInfo = yield* Pki.parseCsr(x509.PemConverter.encode(forged, "CERTIFICATE REQUEST"))
         expect(forgedInfo.signature_valid).toBe(false)
-        const dsa = yield* check(opensslCsr(["dsa", { modulusLength: 2048, divisorLength: 256 }] as any, "DNS:a.example"))
+        const dsa = yield* check(
+          opensslCsr(["dsa", { modulusLength: 2048, divisorLength: 256 }] as any, "DNS:a.example")
+        )
         expect(dsa.csr.signature_valid).toBe(true)
         expect(dsa.result).toEqual({ code: "weak_key", message: "DSA is not allowed: DSA keys are obsolete" })
         const p521 = yield* check(opensslCsr(["ec", { namedCurve: "P-521" }] as any, "DNS:a.example"), "ecdsa-p256")
@@ -241,7 +258,9 @@ describe("checkCsr", () => {
         expect(ed.csr.key.description).toBe("Ed25519")
         expect(ed.csr.signature_valid).toBe(true)
         expect(ed.result?.code).toBe("key_algorithm_mismatch")
-        const email = yield* check(opensslCsr(["rsa", { modulusLength: 2048 }] as any, "DNS:a.example,email:x@a.example"))
+        const email = yield* check(
+          opensslCsr(["rsa", { modulusLength: 2048 }] as any, "DNS:a.example,email:x@a.example")
+        )
         expect(email.result?.message).toMatch(/unexpected email:x@a\.example/)
       })
     )
@@ -276,7 +295,9 @@ describe("parseCertificate", () => {
       expect(info.subject).toBe("CN=Leaf")
       expect(info.is_ca).toBe(false)
       const { pem: csr } = yield* Effect.promise(() => makeCsr("ecdsa-p256", { cn: "a.example" }))
-      expect((yield* failure(Pki.parseCertificate(csr))).message).toMatch(/"CERTIFICATE REQUEST", not a PEM certificate/)
+      expect((yield* failure(Pki.parseCertificate(csr))).message).toMatch(
+        /"CERTIFICATE REQUEST", not a PEM certificate/
+      )
       expect((yield* failure(Pki.parseCertificate("junk"))).message).toMatch(/no PEM block/)
       const notDer = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n"
       expect((yield* failure(Pki.parseCertificate(notDer))).message).toMatch(/not valid DER/)

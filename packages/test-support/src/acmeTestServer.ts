@@ -13,11 +13,14 @@
  * - injects faults on demand: an HTTP status with a problem document and Retry-After (e.g. 429
  *   rateLimited), or `badNonce` for the next N signed requests.
  */
-import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from "node:https"
+import "reflect-metadata" // @peculiar/x509 (tsyringe) needs the Reflect polyfill
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { createServer, request, type Server } from "node:https"
+import { webcrypto } from "node:crypto"
 import * as x509 from "@peculiar/x509"
 import { httpsGet, type Pebble } from "./pebble.js"
 
-x509.cryptoProvider.set(globalThis.crypto)
+x509.cryptoProvider.set(webcrypto as any)
 
 export type Endpoint = "directory" | "newAccount" | "newOrder" | "renewalInfo" | "any"
 

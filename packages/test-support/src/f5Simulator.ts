@@ -1,4 +1,12 @@
-import { createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto, X509Certificate as NodeX509 } from "node:crypto"
+import "reflect-metadata" // @peculiar/x509 (tsyringe) needs the Reflect polyfill
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  randomBytes,
+  webcrypto,
+  X509Certificate as NodeX509
+} from "node:crypto"
 import * as http from "node:http"
 import * as https from "node:https"
 import * as net from "node:net"
@@ -43,8 +51,11 @@ export interface F5Fault {
   readonly method?: string
   /** Matched against the request path without query string. */
   readonly path: string | RegExp
-  /** "error": answer status/message; "expireToken": the caller's token times out first; "disconnect": drop the socket. */
-  readonly kind?: "error" | "expireToken" | "disconnect"
+  /**
+   * "error": answer status/message; "expireToken": the caller's token times out first;
+   * "disconnect": drop the socket; "hang": never answer.
+   */
+  readonly kind?: "error" | "expireToken" | "disconnect" | "hang"
   readonly status?: number
   readonly message?: string
   readonly times?: number
@@ -228,7 +239,9 @@ export const selfSignedCertificate = async (
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" }
   const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomBytes(8).toString("hex").replace(/^[89a-f]/, "1"),
+    serialNumber: randomBytes(8)
+      .toString("hex")
+      .replace(/^[89a-f]/, "1"),
     name: `CN=${commonName}`,
     notBefore: new Date(Date.now() - 60_000),
     notAfter: new Date(Date.now() + 7 * 86_400_000),
@@ -281,7 +294,8 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     const fullPath = raw.startsWith("/") ? raw : `/${body?.partition ?? "Common"}/${raw}`
     const parts = splitPath(fullPath)
     if (!parts || parts.name.includes("/")) fail(400, `01070712:3: Invalid ${what} name (${raw}).`)
-    if (!folders.has(`/${parts!.partition}`)) fail(404, `01020036:3: The requested folder (/${parts!.partition}) was not found.`)
+    if (!folders.has(`/${parts!.partition}`))
+      fail(404, `01020036:3: The requested folder (/${parts!.partition}) was not found.`)
     return fullPath
   }
 
@@ -311,8 +325,10 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
 
   const checkChain = (profilePath: string, chain: ReadonlyArray<CertKeyChainEntry>) => {
     for (const e of chain) {
-      const cert = certs.get(e.cert) ?? fail(404, `01020036:3: The requested Certificate File (${e.cert}) was not found.`)
-      const key = keys.get(e.key) ?? fail(404, `01020036:3: The requested Certificate Key File (${e.key}) was not found.`)
+      const cert =
+        certs.get(e.cert) ?? fail(404, `01020036:3: The requested Certificate File (${e.cert}) was not found.`)
+      const key =
+        keys.get(e.key) ?? fail(404, `01020036:3: The requested Certificate Key File (${e.key}) was not found.`)
       if (e.chain && e.chain !== "none" && !certs.has(e.chain))
         fail(404, `01020036:3: The requested Certificate File (${e.chain}) was not found.`)
       if (cert.spki !== key.spki) fail(400, `01070317:3: profile ${profilePath}'s key and certificate do not match`)
@@ -337,7 +353,10 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     const from = String(body["from-local-file"] ?? body.fromLocalFile ?? "")
     const file = from.startsWith(DOWNLOADS) ? uploads.get(from.slice(DOWNLOADS.length)) : undefined
     if (!file || file.received < file.total)
-      fail(400, `Unable to copy (${from}) into tempfile (/var/system/tmp/tmsh/1a2B3c/${from.split("/").pop()}), No such file or directory`)
+      fail(
+        400,
+        `Unable to copy (${from}) into tempfile (/var/system/tmp/tmsh/1a2B3c/${from.split("/").pop()}), No such file or directory`
+      )
     const pem = file!.data.toString("utf8")
     let obj: CertObj | KeyObj
     try {
@@ -352,13 +371,21 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
       for (const e of p.certKeyChain) {
         const cert = kind === "cert" && e.cert === fullPath ? (obj as CertObj) : certs.get(e.cert)
         const key = kind === "key" && e.key === fullPath ? obj : keys.get(e.key)
-        if (cert && key && cert.spki !== key.spki) fail(400, `01070317:3: profile ${path}'s key and certificate do not match`)
+        if (cert && key && cert.spki !== key.spki)
+          fail(400, `01070317:3: profile ${path}'s key and certificate do not match`)
       }
     }
     if (kind === "cert") certs.set(fullPath, obj as CertObj)
     else keys.set(fullPath, obj as KeyObj)
     const { partition, name } = splitPath(fullPath)!
-    return { kind: `tm:sys:crypto:${kind}:${kind}state`, name, partition, fullPath, command: "install", "from-local-file": from }
+    return {
+      kind: `tm:sys:crypto:${kind}:${kind}state`,
+      name,
+      partition,
+      fullPath,
+      command: "install",
+      "from-local-file": from
+    }
   }
 
   const handleUpload = (name: string, req: http.IncomingMessage, body: Buffer) => {
@@ -411,7 +438,8 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
 
   const virtualResource = (method: string, rest: Array<string>, body: any) => {
     const vsPath = fromTilde(rest[0])
-    const attached = virtuals.get(vsPath) ?? fail(404, `01020036:3: The requested Virtual Server (${vsPath}) was not found.`)
+    const attached =
+      virtuals.get(vsPath) ?? fail(404, `01020036:3: The requested Virtual Server (${vsPath}) was not found.`)
     const vsParts = splitPath(vsPath)!
     const item = (p: { fullPath: string; context: string }) => ({
       kind: "tm:ltm:virtual:profiles:profilesstate",
@@ -431,7 +459,10 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
         destination: `/${vsParts.partition}/192.0.2.10:443`,
         ipProtocol: "tcp",
         enabled: true,
-        profilesReference: { link: `${selfLink("ltm/virtual", vsPath).split("?")[0]}/profiles?ver=16.1.3`, isSubcollection: true }
+        profilesReference: {
+          link: `${selfLink("ltm/virtual", vsPath).split("?")[0]}/profiles?ver=16.1.3`,
+          isSubcollection: true
+        }
       }
     if (rest[1] !== "profiles") return fail(404, `URI path ${rest.join("/")} not registered.`)
     if (rest.length === 2 && method === "GET")
@@ -450,7 +481,8 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     if (rest.length === 3 && method === "DELETE") {
       const fullPath = fromTilde(rest[2])
       const i = attached.findIndex((p) => p.fullPath === fullPath)
-      if (i < 0) fail(404, `01020036:3: The requested profile (${fullPath}) was not found on virtual server (${vsPath}).`)
+      if (i < 0)
+        fail(404, `01020036:3: The requested profile (${fullPath}) was not found on virtual server (${vsPath}).`)
       attached.splice(i, 1)
       return undefined
     }
@@ -459,26 +491,41 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
 
   const clientSsl = (method: string, rest: Array<string>, body: any) => {
     if (rest.length === 0 && method === "GET")
-      return { kind: "tm:ltm:profile:client-ssl:client-sslcollectionstate", items: [...profiles.values()].map(profileState) }
+      return {
+        kind: "tm:ltm:profile:client-ssl:client-sslcollectionstate",
+        items: [...profiles.values()].map(profileState)
+      }
     if (rest.length === 0 && method === "POST") {
       const fullPath = resolveName(body, "profile")
       if (profiles.has(fullPath))
-        fail(409, `01020066:3: The requested ClientSSL Profile (${fullPath}) already exists in partition ${splitPath(fullPath)!.partition}.`)
+        fail(
+          409,
+          `01020066:3: The requested ClientSSL Profile (${fullPath}) already exists in partition ${splitPath(fullPath)!.partition}.`
+        )
       const defaultsFrom = String(body?.defaultsFrom ?? "/Common/clientssl")
-      const parent = profiles.get(defaultsFrom) ?? fail(404, `01020036:3: The requested parent profile (${defaultsFrom}) was not found.`)
-      const chain = body?.certKeyChain !== undefined ? normaliseChain(body.certKeyChain, fullPath) : [...parent.certKeyChain]
+      const parent =
+        profiles.get(defaultsFrom) ??
+        fail(404, `01020036:3: The requested parent profile (${defaultsFrom}) was not found.`)
+      const chain =
+        body?.certKeyChain !== undefined ? normaliseChain(body.certKeyChain, fullPath) : [...parent.certKeyChain]
       const { name: _n, partition: _p, certKeyChain: _c, defaultsFrom: _d, ...extra } = body ?? {}
       const profile: Profile = { ...splitPath(fullPath)!, defaultsFrom, certKeyChain: chain, extra, generation: 1 }
       profiles.set(fullPath, profile)
       return profileState(profile)
     }
     const fullPath = fromTilde(rest[0] ?? "")
-    const profile = profiles.get(fullPath) ?? fail(404, `01020036:3: The requested ClientSSL Profile (${fullPath}) was not found.`)
+    const profile =
+      profiles.get(fullPath) ?? fail(404, `01020036:3: The requested ClientSSL Profile (${fullPath}) was not found.`)
     if (method === "GET") return profileState(profile)
     if (method === "PATCH" || method === "PUT") {
-      const chain = body?.certKeyChain !== undefined ? normaliseChain(body.certKeyChain, fullPath) : profile.certKeyChain
+      const chain =
+        body?.certKeyChain !== undefined ? normaliseChain(body.certKeyChain, fullPath) : profile.certKeyChain
       const { name: _n, partition: _p, certKeyChain: _c, ...extra } = body ?? {}
-      Object.assign(profile, { certKeyChain: chain, extra: { ...profile.extra, ...extra }, generation: profile.generation + 1 })
+      Object.assign(profile, {
+        certKeyChain: chain,
+        extra: { ...profile.extra, ...extra },
+        generation: profile.generation + 1
+      })
       return profileState(profile)
     }
     if (method === "DELETE") {
@@ -506,12 +553,24 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     requests.push({ method, path, status: 0 })
     const now = new Date()
     const presented = String(req.headers["x-f5-auth-token"] ?? "")
-    const fault = faults.find((f) => f.left > 0 && (!f.method || f.method === method) && (typeof f.path === "string" ? f.path === path : f.path.test(path)))
+    const fault = faults.find(
+      (f) =>
+        f.left > 0 &&
+        (!f.method || f.method === method) &&
+        (typeof f.path === "string" ? f.path === path : f.path.test(path))
+    )
     if (fault) {
       fault.left--
       if (fault.kind === "disconnect") return req.socket.destroy()
+      if (fault.kind === "hang") return
       if (fault.kind === "expireToken") tokens.delete(presented)
-      else return send(res, fault.status ?? 400, { code: fault.status ?? 400, message: fault.message ?? "01070712:3: Injected fault", errorStack: [], apiError: 3 })
+      else
+        return send(res, fault.status ?? 400, {
+          code: fault.status ?? 400,
+          message: fault.message ?? "01070712:3: Injected fault",
+          errorStack: [],
+          apiError: 3
+        })
     }
     const json = (): any => {
       if (raw.length === 0) return {}
@@ -533,7 +592,11 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
           errorStack: ["java.lang.SecurityException: Authentication failed."],
           kind: ":resterrorresponse"
         })
-      const token = randomBytes(20).toString("base64").replace(/[^A-Za-z0-9]/g, "").toUpperCase().slice(0, 26)
+      const token = randomBytes(20)
+        .toString("base64")
+        .replace(/[^A-Za-z0-9]/g, "")
+        .toUpperCase()
+        .slice(0, 26)
       const timeout = options.tokenTimeoutSeconds ?? 1200
       tokens.set(token, { user: username, timeout, start: now.getTime() })
       return send(res, 200, {
@@ -554,7 +617,11 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
         lastUpdateMicros: 0
       })
     }
-    if (!presented) return authFail(res, `Authorization failed: no user authentication header or token detected. Uri:http://localhost:8100${path} Referrer:127.0.0.1 Sender:127.0.0.1`)
+    if (!presented)
+      return authFail(
+        res,
+        `Authorization failed: no user authentication header or token detected. Uri:http://localhost:8100${path} Referrer:127.0.0.1 Sender:127.0.0.1`
+      )
     const session = tokens.get(presented)
     if (session && now.getTime() > session.start + session.timeout * 1000) tokens.delete(presented)
     if (!tokens.has(presented)) return authFail(res, "X-F5-Auth-Token does not exist.")
@@ -562,10 +629,14 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     const tokenPath = /^\/mgmt\/shared\/authz\/tokens\/([A-Za-z0-9]+)$/.exec(path)
     if (tokenPath) {
       const t = tokens.get(tokenPath[1]) ?? fail(404, `Token ${tokenPath[1]} not found`)
-      if (method === "DELETE") return tokens.delete(tokenPath[1]), send(res, 200, { token: tokenPath[1] })
+      if (method === "DELETE") {
+        tokens.delete(tokenPath[1])
+        return send(res, 200, { token: tokenPath[1] })
+      }
       if (method === "PATCH") {
         const timeout = Number(json().timeout)
-        if (!Number.isInteger(timeout) || timeout < 1 || timeout > 36000) fail(400, "Invalid timeout value. Must be between 1 and 36000 seconds.")
+        if (!Number.isInteger(timeout) || timeout < 1 || timeout > 36000)
+          fail(400, "Invalid timeout value. Must be between 1 and 36000 seconds.")
         t.timeout = timeout
       }
       return send(res, 200, { token: tokenPath[1], timeout: t.timeout, userName: t.user })
@@ -574,8 +645,10 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
       return send(res, 200, handleUpload(seg[4], req, raw))
     if (path === "/mgmt/tm/sys/crypto/cert" && method === "POST") return send(res, 200, install("cert", json(), now))
     if (path === "/mgmt/tm/sys/crypto/key" && method === "POST") return send(res, 200, install("key", json(), now))
-    if (path === "/mgmt/tm/sys/file/ssl-cert" && method === "GET") return send(res, 200, listFiles(certs, "ssl-cert", url.searchParams))
-    if (path === "/mgmt/tm/sys/file/ssl-key" && method === "GET") return send(res, 200, listFiles(keys, "ssl-key", url.searchParams))
+    if (path === "/mgmt/tm/sys/file/ssl-cert" && method === "GET")
+      return send(res, 200, listFiles(certs, "ssl-cert", url.searchParams))
+    if (path === "/mgmt/tm/sys/file/ssl-key" && method === "GET")
+      return send(res, 200, listFiles(keys, "ssl-key", url.searchParams))
     if (seg.length === 6 && path.startsWith("/mgmt/tm/sys/file/ssl-cert/"))
       return send(res, 200, fileResource(certs, "Certificate File", method, fromTilde(seg[5])))
     if (seg.length === 6 && path.startsWith("/mgmt/tm/sys/file/ssl-key/"))
@@ -583,11 +656,21 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     if (seg.length === 5 && path.startsWith("/mgmt/tm/sys/folder/") && method === "GET") {
       const fullPath = fromTilde(seg[4])
       if (!folders.has(fullPath)) fail(404, `01020036:3: The requested folder (${fullPath}) was not found.`)
-      return send(res, 200, { kind: "tm:sys:folder:folderstate", name: fullPath.slice(1), subPath: "/", fullPath, generation: 1 })
+      return send(res, 200, {
+        kind: "tm:sys:folder:folderstate",
+        name: fullPath.slice(1),
+        subPath: "/",
+        fullPath,
+        generation: 1
+      })
     }
-    if (path.startsWith("/mgmt/tm/ltm/profile/client-ssl")) return send(res, 200, clientSsl(method, seg.slice(5), json()))
+    if (path.startsWith("/mgmt/tm/ltm/profile/client-ssl"))
+      return send(res, 200, clientSsl(method, seg.slice(5), json()))
     if (path.startsWith("/mgmt/tm/ltm/virtual/")) return send(res, 200, virtualResource(method, seg.slice(4), json()))
-    return fail(404, `URI path ${path} not registered. Please verify URI is supported and wait for /available suffix to be responsive.`)
+    return fail(
+      404,
+      `URI path ${path} not registered. Please verify URI is supported and wait for /available suffix to be responsive.`
+    )
   }
 
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -603,7 +686,9 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     })
   }
 
-  const server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler)
+  const server = options.tls
+    ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler)
+    : http.createServer(handler)
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(options.port, host, () => resolve()))
 
   // Virtual addresses: a fresh TLS context per connection from whatever profile is attached right now.
@@ -617,7 +702,10 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
         const entry = attached?.certKeyChain[0]
         if (!entry) return socket.destroy()
         const chain = entry.chain ? (certs.get(entry.chain)?.pem ?? "") : ""
-        const secureContext = tls.createSecureContext({ cert: certs.get(entry.cert)!.pem + "\n" + chain, key: keys.get(entry.key)!.pem })
+        const secureContext = tls.createSecureContext({
+          cert: certs.get(entry.cert)!.pem + "\n" + chain,
+          key: keys.get(entry.key)!.pem
+        })
         const tlsSocket = new tls.TLSSocket(socket, { isServer: true, secureContext })
         tlsSocket.on("error", () => socket.destroy())
         tlsSocket.on("secure", () => tlsSocket.end("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"))

@@ -6,7 +6,9 @@
  * ports (ACME, management, http-01 validation, tls-alpn-01 validation) come from one block of
  * ports the caller owns: `basePort` .. `basePort + 3`.
  */
+import "reflect-metadata" // @peculiar/x509 (tsyringe) needs the Reflect polyfill
 import { type ChildProcess, spawn } from "node:child_process"
+import { webcrypto } from "node:crypto"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as https from "node:https"
 import { tmpdir } from "node:os"
@@ -14,7 +16,7 @@ import { join } from "node:path"
 import * as x509 from "@peculiar/x509"
 import { hasBinary } from "./peers.js"
 
-x509.cryptoProvider.set(globalThis.crypto)
+x509.cryptoProvider.set(webcrypto as any)
 
 export const pebbleAvailable = (): boolean => hasBinary("pebble")
 
@@ -38,27 +40,27 @@ const toPem = (der: ArrayBuffer, label: string): string =>
 
 /** Mint a CA and a leaf for `names` (default 127.0.0.1 + localhost). */
 export const makeTestTls = async (names: ReadonlyArray<string> = ["localhost", "127.0.0.1"]): Promise<TestTls> => {
-  const caKeys = (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as CryptoKeyPair
+  const caKeys = (await webcrypto.subtle.generateKey(EC, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair
   const notBefore = new Date(Date.now() - 60_000)
   const notAfter = new Date(Date.now() + 7 * 86_400_000)
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
     name: "CN=certctl test TLS CA",
-    keys: caKeys,
+    keys: caKeys as any,
     notBefore,
     notAfter,
     signingAlgorithm: SIG,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey)
+      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey as any)
     ]
   })
-  const leafKeys = (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as CryptoKeyPair
+  const leafKeys = (await webcrypto.subtle.generateKey(EC, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair
   const leaf = await x509.X509CertificateGenerator.create({
     subject: `CN=${names[0]}`,
     issuer: ca.subject,
-    publicKey: leafKeys.publicKey,
-    signingKey: caKeys.privateKey,
+    publicKey: leafKeys.publicKey as any,
+    signingKey: caKeys.privateKey as any,
     notBefore,
     notAfter,
     signingAlgorithm: SIG,
@@ -68,10 +70,10 @@ export const makeTestTls = async (names: ReadonlyArray<string> = ["localhost", "
       new x509.SubjectAlternativeNameExtension(
         names.map((n) => (/^[\d.]+$/.test(n) || n.includes(":") ? { type: "ip", value: n } : { type: "dns", value: n }))
       ),
-      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey)
+      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey as any)
     ]
   })
-  const pkcs8 = await crypto.subtle.exportKey("pkcs8", leafKeys.privateKey)
+  const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", leafKeys.privateKey)
   return { caPem: ca.toString("pem") + "\n", certPem: leaf.toString("pem") + "\n", keyPem: toPem(pkcs8, "PRIVATE KEY") }
 }
 

@@ -192,6 +192,13 @@ const classify = (error: unknown, action: string, where: string, config: EmailCo
         "Put the issuing CA in ca_bundle (or fix the server's certificate)."
     )
   }
+  if (config.security === "tls" && /wrong version number|packet length too long|unknown protocol/i.test(detail)) {
+    return mk(
+      "InvalidConfig",
+      `SMTP server ${where} did not answer with TLS: security "tls" expects implicit TLS (usually port 465); ` +
+        'for a port that starts in plaintext (usually 587) use security "starttls"'
+    )
+  }
   if (e.code === "ETLS" || /STARTTLS/.test(detail)) {
     return mk(
       "Rejected",

@@ -25,7 +25,8 @@ import { type Session, withSession } from "./internal/icontrolSession.js"
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,126}$/
 const FULL_PATH = /^\/[A-Za-z_][A-Za-z0-9_.-]{0,126}\/[A-Za-z_][A-Za-z0-9_.-]{0,126}$/
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
 const nameRule = 'letters, digits, "_", "." and "-", starting with a letter or "_"'
 
 const Host = (field: string) =>
@@ -44,7 +45,11 @@ const Port = (field: string) =>
     )
   )
 const ObjectName = (field: string) =>
-  Schema.String.pipe(Schema.filter((s) => NAME.test(s) || `${field} must be a BIG-IP object name (${nameRule}), got ${JSON.stringify(s)}`))
+  Schema.String.pipe(
+    Schema.filter(
+      (s) => NAME.test(s) || `${field} must be a BIG-IP object name (${nameRule}), got ${JSON.stringify(s)}`
+    )
+  )
 
 const CaBundle = Schema.String.pipe(
   Schema.filter((pem) => {
@@ -67,7 +72,9 @@ export const F5Config = Schema.Struct({
   partition: Schema.optionalWith(
     Schema.String.pipe(
       Schema.filter(
-        (s) => NAME.test(s) || `partition must be a folder name like "Common" (${nameRule}; no "/" or "~"), got ${JSON.stringify(s)}`
+        (s) =>
+          NAME.test(s) ||
+          `partition must be a folder name like "Common" (${nameRule}; no "/" or "~"), got ${JSON.stringify(s)}`
       )
     ),
     { default: () => "Common" }
@@ -88,13 +95,18 @@ export const F5Config = Schema.Struct({
   profile_name: Schema.optional(ObjectName("profile_name")),
   parent_profile: Schema.optionalWith(
     Schema.String.pipe(
-      Schema.filter((s) => FULL_PATH.test(s) || `parent_profile must be a full path like "/Common/clientssl", got ${JSON.stringify(s)}`)
+      Schema.filter(
+        (s) =>
+          FULL_PATH.test(s) || `parent_profile must be a full path like "/Common/clientssl", got ${JSON.stringify(s)}`
+      )
     ),
     { default: () => "/Common/clientssl" }
   ),
   verify_tls: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   ca_bundle: Schema.optional(CaBundle),
-  verify_address: Schema.optional(Schema.Struct({ host: Host("verify_address.host"), port: Port("verify_address.port") })),
+  verify_address: Schema.optional(
+    Schema.Struct({ host: Host("verify_address.host"), port: Port("verify_address.port") })
+  ),
   timeout_seconds: Schema.optionalWith(
     Schema.Number.pipe(Schema.filter((n) => (n > 0 && n <= 600) || `timeout_seconds must be in (0, 600], got ${n}`)),
     { default: () => 30 }

@@ -211,21 +211,8 @@ export const make = (
         return "nginx reloaded"
       })
 
-    /** Put the previous files back; never fails, returns what happened for the error message. */
-    const rollback = (
-      session: SshSession,
-      sftp: Sftp,
-      before: ReadonlyArray<Snapshot>,
-      reloaded: boolean
-    ): Effect.Effect<string> =>
-      restore(sftp, before).pipe(
-        Effect.zipRight(reloaded ? testAndReload(session) : Effect.succeed("nginx was not reloaded")),
-        Effect.map((outcome) => `rollback: previous files restored, ${outcome}`),
-        Effect.catchAll((e) => Effect.succeed(`ROLLBACK FAILED, the target may serve the new files: ${e.message}`)),
-        Effect.tap((outcome) => log(outcome))
-      )
-
-    const verify = (bundle: Target.DeployBundle) =>
+    /** Probe until `serial` is served (nginx reloads asynchronously), or give up after verify_timeout_ms. */
+    const verifyServing = (bundle: Target.DeployBundle, serial: string) =>
       verifyServedSerial(
         {
           host: config.verify_host ?? config.host,
@@ -233,11 +220,36 @@ export const make = (
           servername: sniName(bundle),
           timeoutMs: Math.min(config.connect_timeout_ms, 5_000)
         },
-        bundle.serial
+        serial
       ).pipe(
         Effect.retry(
           Schedule.spaced(Duration.millis(200)).pipe(Schedule.upTo(Duration.millis(config.verify_timeout_ms)))
         )
+      )
+
+    /**
+     * Put the previous files back (and, when nginx was already reloaded, test + reload again and
+     * check the previous serial is served). Never fails: returns what happened, for the error message.
+     */
+    const rollback = (
+      session: SshSession,
+      sftp: Sftp,
+      before: ReadonlyArray<Snapshot>,
+      reloaded: false | Target.DeployBundle
+    ): Effect.Effect<string> =>
+      Effect.gen(function* () {
+        yield* restore(sftp, before)
+        if (!reloaded) return "rollback: previous files restored, nginx was not reloaded"
+        const outcome = yield* testAndReload(session)
+        const previous = before[0].previous ? firstCertificate(before[0].previous.content.toString("utf8")) : undefined
+        if (outcome !== "nginx reloaded" || !previous) return `rollback: previous files restored, ${outcome}`
+        const check = yield* Effect.either(verifyServing(reloaded, previous.serialNumber))
+        return `rollback: previous files restored, nginx reloaded, ${
+          check._tag === "Right" ? "previous certificate served again" : `but ${check.left.message}`
+        }`
+      }).pipe(
+        Effect.catchAll((e) => Effect.succeed(`ROLLBACK FAILED, the target may serve the new files: ${e.message}`)),
+        Effect.tap((outcome) => log(outcome))
       )
 
     const deploy = (bundle: Target.DeployBundle): Effect.Effect<Target.DeployResult, ConnectorError> =>
@@ -253,7 +265,7 @@ export const make = (
             ? bundle.fullchain_pem
             : `${bundle.certificate_pem.trim()}\n${bundle.chain_pem.trim()}\n`
           const failAfterRollback = (reloaded: boolean, reason: ConnectorError["reason"], message: string, detail?: unknown) =>
-            Effect.flatMap(rollback(session, sftp, before, reloaded), (outcome) =>
+            Effect.flatMap(rollback(session, sftp, before, reloaded && bundle), (outcome) =>
               fail(reason, `${message}; ${outcome}`, detail)
             )
 
@@ -282,7 +294,7 @@ export const make = (
               stderr: reload.stderr
             })
 
-          const verification = yield* verify(bundle).pipe(
+          const verification = yield* verifyServing(bundle, bundle.serial).pipe(
             Effect.catchAll((e) => failAfterRollback(true, "VerificationFailed", `verification failed: ${e.message}`))
           )
           log("deployed", { domain: bundle.domain, serial: bundle.serial, cert: paths.cert })

@@ -1,6 +1,7 @@
 /**
  * ACME Renewal Information (RFC 9773): the certificate identifier and the renewalInfo fetch.
  */
+import "reflect-metadata" // @peculiar/x509 (tsyringe) needs the Reflect polyfill
 import type { Issuer } from "@certctl/core"
 import { ConnectorError } from "@certctl/core"
 import * as x509 from "@peculiar/x509"

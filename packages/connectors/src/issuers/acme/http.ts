@@ -117,16 +117,18 @@ export const makeTransport = (options: TransportOptions): Transport => {
           clearTimeout(timer)
           const status = res.statusCode ?? 0
           const resHeaders = flatHeaders(res.headers)
+          const data = decode(Buffer.concat(chunks), resHeaders["content-type"] ?? "")
+          const problem =
+            status >= 400 && data && typeof data === "object" && typeof (data as any).type === "string"
+              ? (data as AcmeProblem)
+              : undefined
+          // Pool nonces of POST answers only: acme-client itself consumes the one of a HEAD
+          // newNonce and of a badNonce error, and a nonce is good for one use.
           const nonce = resHeaders["replay-nonce"]
-          if (nonce) {
+          if (nonce && upper === "POST" && problem?.type !== BAD_NONCE) {
             nonces.push(nonce)
             if (nonces.length > 32) nonces.shift()
           }
-          const data = decode(Buffer.concat(chunks), resHeaders["content-type"] ?? "")
-          const problem =
-            data && typeof data === "object" && typeof (data as any).type === "string"
-              ? (data as AcmeProblem)
-              : undefined
           if (status < 400 || problem?.type === BAD_NONCE) {
             resolve({ status, headers: resHeaders, data })
             return

@@ -2,7 +2,7 @@
 import "reflect-metadata"
 import { createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto } from "node:crypto"
 import * as x509 from "@peculiar/x509"
-import { KeyAlgorithm, Pki } from "./corePki.js"
+import { KeyAlgorithm, Pki } from "@certctl/core"
 
 /**
  * The local CA's key material: creating a root or an intermediate, loading it back from state,
@@ -131,7 +131,9 @@ export const loadParent = async (certificatePem: string, keyPem: string, now: Da
     throw new Error(`parent_certificate_pem: ${(e as Error).message}`)
   }
   if (cert.getExtension(x509.BasicConstraintsExtension)?.ca !== true)
-    throw new Error(`parent_certificate_pem (${cert.subject}) is not a CA certificate (basicConstraints CA:TRUE is missing)`)
+    throw new Error(
+      `parent_certificate_pem (${cert.subject}) is not a CA certificate (basicConstraints CA:TRUE is missing)`
+    )
   const ku = cert.getExtension(x509.KeyUsagesExtension)
   if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0)
     throw new Error(`parent_certificate_pem (${cert.subject}) may not sign certificates (keyUsage lacks keyCertSign)`)
@@ -145,7 +147,9 @@ export const loadParent = async (certificatePem: string, keyPem: string, now: Da
   }
   const keySpki = await crypto.subtle.exportKey("spki", key.publicKey)
   if (sha256Hex(keySpki) !== sha256Hex(cert.publicKey.rawData))
-    throw new Error(`parent_key_pem is not the key of parent_certificate_pem (${cert.subject}): their public keys differ`)
+    throw new Error(
+      `parent_key_pem is not the key of parent_certificate_pem (${cert.subject}): their public keys differ`
+    )
   return { ...key, cert, certificatePem: pemOf(cert.rawData, "CERTIFICATE"), fingerprint: sha256Hex(cert.rawData) }
 }
 
@@ -201,9 +205,7 @@ export const createCa = async (options: {
     mode: parent ? "intermediate" : "root",
     certificate_pem: pemOf(cert.rawData, "CERTIFICATE"),
     key_pem: pemOf(pkcs8, "PRIVATE KEY"),
-    ...(parent
-      ? { parent_certificate_pem: parent.certificatePem, parent_fingerprint_sha256: parent.fingerprint }
-      : {})
+    ...(parent ? { parent_certificate_pem: parent.certificatePem, parent_fingerprint_sha256: parent.fingerprint } : {})
   }
 }
 

@@ -130,14 +130,17 @@ export const deploy = (
     })
 
     const restore = Effect.gen(function* () {
-      for (const vs of attached)
-        yield* session.call("DELETE", `${virtualUrl(vs)}/profiles/${tilde(settings.profile)}`)
+      for (const vs of attached) yield* session.call("DELETE", `${virtualUrl(vs)}/profiles/${tilde(settings.profile)}`)
       if (before) yield* session.call("PATCH", profileUrl(settings.profile), { certKeyChain: previous })
-      else yield* session.find(profileUrl(settings.profile)).pipe(
-        Effect.flatMap((p) => (p ? session.call("DELETE", profileUrl(settings.profile)) : Effect.void))
-      )
+      else
+        yield* session
+          .find(profileUrl(settings.profile))
+          .pipe(Effect.flatMap((p) => (p ? session.call("DELETE", profileUrl(settings.profile)) : Effect.void)))
       const keep = new Set((previous ?? []).flatMap((e) => [e.cert, e.key, e.chain]))
-      yield* deleteObjects(session, [names.chain, names.key, names.cert].filter((n) => !keep.has(n)))
+      yield* deleteObjects(
+        session,
+        [names.chain, names.key, names.cert].filter((n) => !keep.has(n))
+      )
     })
 
     const verification = yield* change.pipe(
@@ -182,7 +185,9 @@ const verify = (session: Session, settings: DeploySettings, bundle: Target.Deplo
     }
     const parts = [
       `profile ${settings.profile} uses ${object}`,
-      settings.virtualServers.length > 0 ? `attached to ${settings.virtualServers.join(", ")}` : "attached to no virtual server"
+      settings.virtualServers.length > 0
+        ? `attached to ${settings.virtualServers.join(", ")}`
+        : "attached to no virtual server"
     ]
     if (settings.verifyAddress) {
       const { host, port } = settings.verifyAddress

@@ -51,7 +51,11 @@ export const makeAgent = (endpoint: Endpoint): https.Agent =>
     ...(endpoint.verifyTls && endpoint.caBundle ? { ca: endpoint.caBundle } : {})
   })
 
-export const send = (agent: https.Agent, endpoint: Endpoint, req: HttpRequest): Effect.Effect<HttpResponse, ConnectorError> =>
+export const send = (
+  agent: https.Agent,
+  endpoint: Endpoint,
+  req: HttpRequest
+): Effect.Effect<HttpResponse, ConnectorError> =>
   Effect.async<HttpResponse, ConnectorError>((resume) => {
     const where = `https://${endpoint.host}:${endpoint.port}`
     const body = req.body === undefined ? undefined : Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body)
@@ -62,7 +66,11 @@ export const send = (agent: https.Agent, endpoint: Endpoint, req: HttpRequest): 
         method: req.method,
         path: req.path,
         agent,
-        headers: { accept: "application/json", ...req.headers, ...(body ? { "content-length": String(body.length) } : {}) }
+        headers: {
+          accept: "application/json",
+          ...req.headers,
+          ...(body ? { "content-length": String(body.length) } : {})
+        }
       },
       (res) => {
         const chunks: Array<Buffer> = []
@@ -100,7 +108,10 @@ const transportError = (where: string, err: Error & { code?: string }): Connecto
     })
   return new ConnectorError({
     reason: "Transient",
-    message: `cannot reach BIG-IP management interface ${where}: ${err.code ?? ""} ${err.message}`.replace(/ {2}/g, " "),
+    message: `cannot reach BIG-IP management interface ${where}: ${err.code ?? ""} ${err.message}`.replace(
+      / {2}/g,
+      " "
+    ),
     cause: err
   })
 }

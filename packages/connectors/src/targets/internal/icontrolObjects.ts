@@ -28,9 +28,13 @@ export const managedObjects = (
 
 /** Delete one object; a 404 counts as done. */
 export const deleteObject = (session: Session, path: string): Effect.Effect<void, ConnectorError> =>
-  session
-    .call("DELETE", fileUrl(path))
-    .pipe(Effect.catchIf((e) => e.reason === "NotFound", () => Effect.void), Effect.asVoid)
+  session.call("DELETE", fileUrl(path)).pipe(
+    Effect.catchIf(
+      (e) => e.reason === "NotFound",
+      () => Effect.void
+    ),
+    Effect.asVoid
+  )
 
 /** Best effort: objects that are missing or still in use are left where they are. */
 export const deleteObjects = (session: Session, paths: ReadonlyArray<string>): Effect.Effect<void> =>
@@ -58,5 +62,7 @@ export const cleanupObjects = (
       )
     }
   }).pipe(
-    Effect.catchAll((e) => Effect.sync(() => log(`f5: cleanup of old objects skipped: ${e.message}`, { level: "warn" })))
+    Effect.catchAll((e) =>
+      Effect.sync(() => log(`f5: cleanup of old objects skipped: ${e.message}`, { level: "warn" }))
+    )
   )

@@ -33,7 +33,9 @@ interface Token {
 }
 
 /** What a BIG-IP error body says, without anything else it echoes (a failed login echoes the password). */
-export const f5ErrorOf = (text: string): { readonly code?: number; readonly message?: string; readonly apiError?: number } => {
+export const f5ErrorOf = (
+  text: string
+): { readonly code?: number; readonly message?: string; readonly apiError?: number } => {
   try {
     const body = JSON.parse(text)
     return {
@@ -148,7 +150,9 @@ export const withSession = <A>(
         const session: Session = {
           call: (method, path, body) =>
             Effect.flatMap(raw(method, path, body), (res) =>
-              ok(res.status) ? Effect.succeed(parse(res)) : Effect.fail(statusError(`${method} ${path.split("?")[0]}`, res))
+              ok(res.status)
+                ? Effect.succeed(parse(res))
+                : Effect.fail(statusError(`${method} ${path.split("?")[0]}`, res))
             ),
           find: (path) =>
             Effect.flatMap(raw("GET", path), (res) =>

@@ -165,17 +165,16 @@ export const bind = (b: BindingSpec, thumbprint: string, plan: BindPlan) =>
     ]
   })
 
-/** Remove the binding (and its SSL certificate binding) that a failed deployment created. */
-export const unbind = (b: BindingSpec, hasCertificate: boolean) =>
+/** Take the certificate off the HTTPS binding and, when `removeBinding`, delete the binding too. */
+export const unbind = (b: BindingSpec, hasCertificate: boolean, removeBinding: boolean) =>
   script({
     body: [
       "Import-Module WebAdministration",
       lookupBinding(b),
       ...(hasCertificate ? ["$binding.RemoveSslCertificate()"] : []),
-      `Remove-WebBinding -Name ${psQuote(b.site)} -Protocol 'https' -IPAddress ${psQuote(b.ip)} -Port ${b.port}${
-        b.hostHeader ? ` -HostHeader ${psQuote(b.hostHeader)}` : ""
-      }`,
-      emit({ removed: "$true" })
+      // Piping the one binding object removes exactly it, whatever its host header.
+      ...(removeBinding ? ["$binding | Remove-WebBinding"] : []),
+      emit({ removed: removeBinding ? "$true" : "$false" })
     ]
   })
 

@@ -1,0 +1,187 @@
+/**
+ * The `acme` issuer (RFC 8555) on acme-client 5.4.0: account with optional EAB, orders for the
+ * agent's CSR, http-01 through the request's solver or dns-01 through RFC 2136, preferred chains,
+ * ARI (RFC 9773) windows and `replaces`, profiles, revocation. acme-client's own HTTP layer and
+ * 5 s polling are bypassed (see http.ts and polling.ts); its JWS signing, account, order and
+ * chain-selection code is used as is.
+ */
+import { Connector, ConnectorError, type Issuer } from "@certctl/core"
+import { Client } from "acme-client"
+import { Effect, Redacted } from "effect"
+import { accountKey, storeAccountUrl, storedAccountUrl } from "./account.js"
+import { fetchRenewalWindow } from "./ari.js"
+import { AcmeIssuerConfig, secretFields } from "./config.js"
+import { checkProfile, type Directory, loadDirectory } from "./directory.js"
+import type { DnsProvider } from "./dns01/DnsProvider.js"
+import * as Rfc2136 from "./dns01/Rfc2136.js"
+import { attempt } from "./errors.js"
+import { installTransport, makeTransport } from "./http.js"
+import { issueCertificate } from "./order.js"
+
+export { AcmeIssuerConfig, secretFields } from "./config.js"
+export type { DnsProvider } from "./dns01/DnsProvider.js"
+
+export const type = "acme"
+
+/** RFC 5280 §5.3.1 CRLReason names → codes. */
+export const revocationReasons: Readonly<Record<string, number>> = {
+  unspecified: 0,
+  keyCompromise: 1,
+  cACompromise: 2,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+  certificateHold: 6,
+  removeFromCRL: 8,
+  privilegeWithdrawn: 9,
+  aACompromise: 10
+}
+
+export interface MakeOptions {
+  /** Use this DNS provider for dns-01 instead of the one built from `challenge.provider`. */
+  readonly dnsProvider?: DnsProvider
+}
+
+const firstCertificate = (pem: string): string | undefined =>
+  pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0]
+
+/** Checks that hold for any directory: ToS, EAB, profile. */
+const checkDirectory = (config: AcmeIssuerConfig, directory: Directory): Effect.Effect<void, ConnectorError> =>
+  Effect.gen(function* () {
+    if (directory.meta?.externalAccountRequired && !config.eab) {
+      return yield* Effect.fail(
+        new ConnectorError({
+          reason: "InvalidConfig",
+          message: `${config.directory_url} requires external account binding; set eab.kid and eab.hmac_key`
+        })
+      )
+    }
+    if (directory.meta?.termsOfService && !config.terms_of_service_agreed) {
+      return yield* Effect.fail(
+        new ConnectorError({
+          reason: "InvalidConfig",
+          message: `${config.directory_url} requires agreeing to its terms of service (${directory.meta.termsOfService}); set terms_of_service_agreed`
+        })
+      )
+    }
+    yield* checkProfile(directory, config.profile, config.directory_url)
+  })
+
+export const makeWith = (
+  config: AcmeIssuerConfig,
+  context: Connector.ConnectorContext,
+  options: MakeOptions = {}
+): Effect.Effect<Issuer.IssuerConnector, ConnectorError> =>
+  Effect.gen(function* () {
+    const log = context.log ?? (() => {})
+    const state = context.state ?? Connector.memoryState()
+    if (!context.state) log("acme issuer: no durable state; the account key lives only in memory")
+    const dirUrl = config.directory_url
+    const transport = makeTransport({
+      timeoutMs: config.request_timeout_ms,
+      ...(config.ca_bundle ? { caBundle: config.ca_bundle } : {})
+    })
+    const keyPem = yield* accountKey(state)
+    const knownUrl = yield* storedAccountUrl(state, dirUrl)
+    const client = new Client({
+      directoryUrl: dirUrl,
+      accountKey: keyPem,
+      ...(knownUrl ? { accountUrl: knownUrl } : {}),
+      ...(config.eab ? { externalAccountBinding: { kid: config.eab.kid, hmacKey: Redacted.value(config.eab.hmac_key) } } : {})
+    })
+    const internals = installTransport(client, transport)
+    let directory = yield* loadDirectory(transport, internals, dirUrl)
+    yield* checkDirectory(config, directory)
+
+    if (!knownUrl) {
+      yield* attempt(`ACME newAccount at ${dirUrl}`, dirUrl, () =>
+        client.createAccount({
+          termsOfServiceAgreed: config.terms_of_service_agreed,
+          ...(config.email ? { contact: [`mailto:${config.email}`] } : {})
+        })
+      ).pipe(
+        Effect.mapError((e) =>
+          config.eab && (e.reason === "Unauthorized" || e.reason === "Rejected")
+            ? new ConnectorError({
+                reason: "Unauthorized",
+                message: `${e.message} (external account binding kid "${config.eab.kid}": check eab.kid and eab.hmac_key)`,
+                detail: e.detail,
+                cause: e
+              })
+            : e
+        )
+      )
+      yield* storeAccountUrl(state, dirUrl, client.getAccountUrl())
+      log("acme account registered", { url: client.getAccountUrl() })
+    }
+
+    const dnsProvider =
+      options.dnsProvider ?? (config.challenge.type === "dns-01" ? Rfc2136.make(config.challenge.provider) : undefined)
+    // The directory as last fetched (make, then every validate); acme-client's cache is primed alike.
+    const cachedDirectory = Effect.sync(() => directory)
+
+    const validate = Effect.gen(function* () {
+      const fresh = yield* loadDirectory(transport, internals, dirUrl)
+      yield* checkDirectory(config, fresh)
+      directory = fresh
+      const account = yield* attempt(`ACME account ${client.getAccountUrl()}`, dirUrl, () => client.updateAccount())
+      if (account.status !== "valid") {
+        return yield* Effect.fail(
+          new ConnectorError({ reason: "Unauthorized", message: `ACME account ${client.getAccountUrl()} is ${account.status}` })
+        )
+      }
+    })
+
+    const revoke = (request: Issuer.RevokeRequest) =>
+      Effect.gen(function* () {
+        const code = revocationReasons[request.reason]
+        if (code === undefined) {
+          return yield* Effect.fail(
+            new ConnectorError({
+              reason: "Rejected",
+              message: `unknown revocation reason "${request.reason}"; use one of ${Object.keys(revocationReasons).join(", ")}`
+            })
+          )
+        }
+        const leaf = firstCertificate(request.certificate_pem)
+        if (!leaf) {
+          return yield* Effect.fail(new ConnectorError({ reason: "Rejected", message: "revoke: no PEM certificate given" }))
+        }
+        yield* attempt("ACME revokeCert", dirUrl, () => client.revokeCertificate(leaf, { reason: code })).pipe(
+          // Revocation is idempotent for the engine: a retried job must not fail on its own success.
+          Effect.catchIf(
+            (e) => String((e.detail as any)?.type ?? "").endsWith(":alreadyRevoked"),
+            () => Effect.void
+          )
+        )
+      })
+
+    const renewalWindow = (certificatePem: string) =>
+      directory.renewalInfo
+        ? fetchRenewalWindow(transport, directory.renewalInfo, certificatePem, dirUrl)
+        : Effect.succeed(undefined)
+
+    return {
+      validate,
+      issue: (request) =>
+        issueCertificate(
+          { client, internals, transport, config, directory: cachedDirectory, ...(dnsProvider ? { dnsProvider } : {}), log },
+          request
+        ),
+      revoke,
+      renewalWindow
+    } satisfies Issuer.IssuerConnector
+  })
+
+export const make = (
+  config: AcmeIssuerConfig,
+  context: Connector.ConnectorContext
+): Effect.Effect<Issuer.IssuerConnector, ConnectorError> => makeWith(config, context)
+
+export const definition: Issuer.IssuerDefinition<AcmeIssuerConfig> = {
+  kind: "issuer",
+  type,
+  configSchema: AcmeIssuerConfig,
+  secretFields,
+  make
+}
