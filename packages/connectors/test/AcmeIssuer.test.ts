@@ -53,7 +53,7 @@ describe.skipIf(!ok)("AcmeIssuer against Pebble (http-01)", () => {
     await bind?.stop()
   })
 
-  it.effect("issues one certificate for all names through a real http-01 validation", () =>
+  it.live("issues one certificate for all names through a real http-01 validation", () =>
     Effect.gen(function* () {
       const names = ["www.http.example.test", "api.http.example.test"]
       const issuer = yield* make(config(), { state: Connector.memoryState() })
@@ -86,7 +86,7 @@ describe.skipIf(!ok)("AcmeIssuer against Pebble (http-01)", () => {
     })
   )
 
-  it.effect("renews the same names with the stored account, then revokes through the account", () =>
+  it.live("renews the same names with the stored account, then revokes through the account", () =>
     Effect.gen(function* () {
       const names = ["renew.http.example.test"]
       const state = Connector.memoryState()
@@ -125,7 +125,7 @@ describe.skipIf(!ok)("AcmeIssuer against Pebble (http-01)", () => {
     })
   )
 
-  it.effect("two concurrent makes on one state converge on one account", () =>
+  it.live("two concurrent makes on one state converge on one account", () =>
     Effect.gen(function* () {
       const state = Connector.memoryState()
       yield* Effect.all([make(config(), { state }), make(config(), { state })], { concurrency: 2 })
@@ -138,7 +138,7 @@ describe.skipIf(!ok)("AcmeIssuer against Pebble (http-01)", () => {
     })
   )
 
-  it.effect("preferred_chain selects the alternate chain whose top issuer matches", () =>
+  it.live("preferred_chain selects the alternate chain whose top issuer matches", () =>
     Effect.gen(function* () {
       const alternateRoot = new x509.X509Certificate(yield* Effect.promise(() => pebble.root(1)))
       const defaultRoot = new x509.X509Certificate(yield* Effect.promise(() => pebble.root(0)))
@@ -165,7 +165,7 @@ describe.skipIf(!ok)("AcmeIssuer against Pebble (http-01)", () => {
     })
   )
 
-  it.effect("a wrong key authorization fails with ChallengeFailed carrying Pebble's problem", () =>
+  it.live("a wrong key authorization fails with ChallengeFailed carrying Pebble's problem", () =>
     Effect.gen(function* () {
       const names = ["wrong.http.example.test"]
       const issuer = yield* make(config(), {})
@@ -183,7 +183,19 @@ describe.skipIf(!ok)("AcmeIssuer against Pebble (http-01)", () => {
     })
   )
 
-  it.effect("http-01 without a solver is InvalidConfig", () =>
+  it.live("a wildcard with http-01 is InvalidConfig: the CA offers only dns-01 for it", () =>
+    Effect.gen(function* () {
+      const names = ["*.wild.http.example.test"]
+      const issuer = yield* make(config(), {})
+      const error = yield* Effect.flip(
+        issuer.issue({ certificate_id: "c6", names, csr_pem: yield* csrFor(names), solver: http01Solver(responder) })
+      )
+      expect(error.reason).toBe("InvalidConfig")
+      expect(error.message).toContain("wildcard names need dns-01")
+    })
+  )
+
+  it.live("http-01 without a solver is InvalidConfig", () =>
     Effect.gen(function* () {
       const names = ["nosolver.http.example.test"]
       const issuer = yield* make(config({}), {})
@@ -195,7 +207,7 @@ describe.skipIf(!ok)("AcmeIssuer against Pebble (http-01)", () => {
     })
   )
 
-  it.effect("the definition decodes its config and names its secrets", () =>
+  it.live("the definition decodes its config and names its secrets", () =>
     Effect.sync(() => {
       expect(definition.type).toBe("acme")
       expect(definition.kind).toBe("issuer")

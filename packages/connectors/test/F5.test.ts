@@ -164,9 +164,16 @@ describe("F5 target against the iControl REST simulator", () => {
       expect(result.verified).toBe(true)
       expect(result.verification).toContain(`serves serial ${bundle.serial}`)
       expect((yield* served(vip)).serial).toBe(bundle.serial)
-      // Uploaded through the file-transfer worker with Content-Range, then logged out.
-      expect(sim.upload(`certctl_app.example.test_${bundle.serial}.crt`)?.toString()).toBe(bundle.certificate_pem)
+      // Uploaded through the file-transfer worker, the uploads (one is the key) deleted, logged out.
+      const uploads = sim.requests.filter((r) => r.path.startsWith("/mgmt/shared/file-transfer/uploads/"))
+      expect(uploads.map((r) => [r.path.split("/").pop(), r.status])).toEqual([
+        [`certctl_app.example.test_${bundle.serial}.crt`, 200],
+        [`certctl_app.example.test_${bundle.serial}.key`, 200],
+        [`certctl_app.example.test_${bundle.serial}_chain.crt`, 200]
+      ])
+      expect(sim.upload(`certctl_app.example.test_${bundle.serial}.key`)).toBeUndefined()
       expect(sim.liveTokens()).toBe(0)
+      expect(sim.configSaves()).toBe(1)
       expect(yield* target.status("app.example.test")).toMatchObject({ deployed: true, serial: bundle.serial })
       expect(logs.join("\n")).not.toContain(sim.password)
     })
@@ -260,6 +267,29 @@ describe("F5 target against the iControl REST simulator", () => {
     })
   )
 
+  it.scopedLive(
+    "an installed certificate that reads back differently is VerificationFailed before the profile changes",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* simulator()
+        const { target } = yield* connector(sim)
+        const good = yield* Effect.promise(() => issue("app.example.test"))
+        yield* target.deploy(good)
+        // The serial the agent claims is not the serial of the certificate it hands over.
+        const lying = { ...(yield* Effect.promise(() => issue("app.example.test"))), serial: "1234abcd" }
+        const error = yield* failure(target.deploy(lying))
+        expect(error.reason).toBe("VerificationFailed")
+        expect(error.message).toContain("expected 1234abcd")
+        expect(sim.profile(APP)?.certKeyChain[0].cert).toBe(`${APP}_${good.serial}.crt`)
+        expect(sim.certificateNames().some((n) => n.includes("1234abcd"))).toBe(false)
+        const empty = yield* failure(target.deploy({ ...good, certificate_pem: "" }))
+        expect(empty).toMatchObject({
+          reason: "Rejected",
+          message: "deploy bundle lacks a PEM certificate, a key or a serial"
+        })
+      })
+  )
+
   it.scopedLive("a handshake that shows the wrong serial restores the previous certKeyChain", () =>
     Effect.gen(function* () {
       const [vipApp, vipOther] = ports(2)
@@ -311,6 +341,17 @@ describe("F5 target against the iControl REST simulator", () => {
       expect(sim.requests.filter((r) => r.path === "/mgmt/shared/authn/login")).toHaveLength(2)
       expect(sim.requests.filter((r) => r.path === "/mgmt/tm/sys/crypto/key").map((r) => r.status)).toEqual([401, 200])
       expect(sim.profile(APP)?.certKeyChain[0].cert).toBe(`${APP}_${bundle.serial}.crt`)
+    })
+  )
+
+  it.scopedLive("a failed save of the configuration fails the deployment (a reboot would undo it)", () =>
+    Effect.gen(function* () {
+      const sim = yield* simulator()
+      const { target } = yield* connector(sim)
+      sim.injectFault({ method: "POST", path: "/mgmt/tm/sys/config", status: 503, message: "Configuration is busy." })
+      const error = yield* failure(target.deploy(yield* Effect.promise(() => issue("app.example.test"))))
+      expect(error.reason).toBe("Transient")
+      expect(error.message).toContain("the change is live but saving the configuration failed")
     })
   )
 
@@ -379,6 +420,7 @@ describe("F5 target against the iControl REST simulator", () => {
       expect(sim.virtualProfiles("/Common/vs_app")).toEqual(["/Common/tcp", "/Common/http"])
       expect([...sim.certificateNames(), ...sim.keyNames()].filter((n) => n.startsWith(APP))).toEqual([])
       expect(yield* target.status("app.example.test")).toMatchObject({ deployed: false })
+      expect(sim.configSaves()).toBe(3)
       yield* target.remove("app.example.test")
     })
   )

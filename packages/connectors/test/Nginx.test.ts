@@ -5,7 +5,7 @@ import { Connector, type ConnectorError, type Target } from "@certctl/core"
 import { requirePeer } from "@certctl/test-support"
 import { type NginxSsh, nginxSshAvailable, selfSignedCertificate, startNginxSsh } from "@certctl/test-support/nginxSsh"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, ParseResult, Redacted, Schedule, Schema } from "effect"
+import { Effect, Either, Fiber, ParseResult, Redacted, Schedule, Schema } from "effect"
 import ssh2 from "ssh2"
 import { afterAll, beforeAll } from "vitest"
 import { probeServedCertificate } from "../src/internal/tlsProbe.js"
@@ -23,7 +23,8 @@ const decodeError = (input: unknown): string =>
     onRight: () => "decoded without error"
   })
 
-const without = (o: Record<string, unknown>, key: string) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== key))
+const without = (o: Record<string, unknown>, key: string) =>
+  Object.fromEntries(Object.entries(o).filter(([k]) => k !== key))
 
 const bundleFor = (domain: string) =>
   Effect.promise(() => selfSignedCertificate(domain)).pipe(
@@ -41,7 +42,12 @@ const bundleFor = (domain: string) =>
   )
 
 describe("Nginx config", () => {
-  const valid = { host: "web01.prod.internal", ssh_user: "deploy", ssh_key: sshKey.private, cert_path: "/etc/nginx/ssl" }
+  const valid = {
+    host: "web01.prod.internal",
+    ssh_user: "deploy",
+    ssh_key: sshKey.private,
+    cert_path: "/etc/nginx/ssl"
+  }
 
   it("decodes the design document's example with defaults filled in", () => {
     const config = Either.getOrThrow(decode(valid))
@@ -217,6 +223,27 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
     })
   )
 
+  it.live("an interrupted deploy (reloaded, still verifying) restores the previous files and reloads", () =>
+    Effect.gen(function* () {
+      const servedBefore = yield* served(APP)
+      const filesBefore = onDisk(APP)
+      const logs: Array<string> = []
+      // Verification can never succeed (no TLS on sshd's port) and would keep trying for a minute.
+      const target = yield* connector(
+        { verify_port: h.sshPort, verify_timeout_ms: 60_000 },
+        { log: (message) => void logs.push(message) }
+      )
+      const bundle = yield* bundleFor(APP)
+      const fiber = yield* Effect.fork(target.deploy(bundle))
+      // Once nginx serves the new serial, files were replaced and nginx reloaded: deploy is verifying.
+      expect(yield* eventuallyServed(APP, bundle.serial)).toBe(bundle.serial)
+      yield* Fiber.interrupt(fiber)
+      expect(logs).toContain("deploy interrupted; rollback: previous files restored, nginx reloaded")
+      expect(onDisk(APP)).toEqual(filesBefore)
+      expect(yield* eventuallyServed(APP, servedBefore)).toBe(servedBefore)
+    })
+  )
+
   it.live("a deploy nginx does not pick up fails verification and removes the files it added", () =>
     Effect.gen(function* () {
       // nginx's config names spare.certctl.test.crt; these files are never loaded.
@@ -260,29 +287,37 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
     })
   )
 
-  it.live("validate passes, and fails clearly for a wrong user, wrong key, missing or read-only cert_path, bad test", () =>
-    Effect.gen(function* () {
-      yield* Effect.flatMap(connector(), (t) => t.validate)
-      const failure = (over: Record<string, unknown>) =>
-        Effect.flip(Effect.flatMap(connector(over), (t) => t.validate)) as Effect.Effect<ConnectorError>
+  it.live(
+    "validate passes, and fails clearly for wrong user/key, no server, missing or read-only cert_path, bad test",
+    () =>
+      Effect.gen(function* () {
+        yield* Effect.flatMap(connector(), (t) => t.validate)
+        const failure = (over: Record<string, unknown>) =>
+          Effect.flip(Effect.flatMap(connector(over), (t) => t.validate)) as Effect.Effect<ConnectorError>
 
-      const user = yield* failure({ ssh_user: "certctl-nobody" })
-      expect(user.reason).toBe("Unauthorized")
-      expect(user.message).toContain('SSH authentication as "certctl-nobody"')
-      const key = yield* failure({ ssh_key: ssh2.utils.generateKeyPairSync("ed25519").private })
-      expect(key.reason).toBe("Unauthorized")
-      expect(key.message).toContain("the server refused ssh_key")
+        const user = yield* failure({ ssh_user: "certctl-nobody" })
+        expect(user.reason).toBe("Unauthorized")
+        expect(user.message).toContain('SSH authentication as "certctl-nobody"')
+        const key = yield* failure({ ssh_key: ssh2.utils.generateKeyPairSync("ed25519").private })
+        expect(key.reason).toBe("Unauthorized")
+        expect(key.message).toContain("the server refused ssh_key")
 
-      const missing = yield* failure({ cert_path: `${h.certPath}/nope` })
-      expect(missing).toMatchObject({ reason: "InvalidConfig" })
-      expect(missing.message).toContain("does not exist")
-      const readOnly = yield* failure({ cert_path: "/etc" })
-      expect(readOnly.reason).toBe("Unauthorized")
-      expect(readOnly.message).toContain("is not writable by certctl-deploy")
-      const test = yield* failure({ test_command: `${h.testCommand.replace(/ -t$/, "")} -c /nonexistent.conf -t` })
-      expect(test.reason).toBe("Rejected")
-      expect(test.message).toContain("/nonexistent.conf")
-    })
+        // A port of this file's range nobody listens on (the harness took two others).
+        const closed = [20100, 20101, 20102].find((p) => p !== h.sshPort && p !== h.httpsPort)
+        const unreachable = yield* failure({ port: closed })
+        expect(unreachable.reason).toBe("Transient")
+        expect(unreachable.message).toContain(`cannot reach SSH server 127.0.0.1:${closed}`)
+
+        const missing = yield* failure({ cert_path: `${h.certPath}/nope` })
+        expect(missing).toMatchObject({ reason: "InvalidConfig" })
+        expect(missing.message).toContain("does not exist")
+        const readOnly = yield* failure({ cert_path: "/etc" })
+        expect(readOnly.reason).toBe("Unauthorized")
+        expect(readOnly.message).toContain("is not writable by certctl-deploy")
+        const test = yield* failure({ test_command: `${h.testCommand.replace(/ -t$/, "")} -c /nonexistent.conf -t` })
+        expect(test.reason).toBe("Rejected")
+        expect(test.message).toContain("/nonexistent.conf")
+      })
   )
 
   it.live("status reports a deployed serial; remove deletes the files and is idempotent", () =>
@@ -290,7 +325,10 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
       const domain = "gone.certctl.test"
       const cert = yield* Effect.promise(() => selfSignedCertificate(domain))
       const owner = fs.statSync(h.certPath)
-      for (const [ext, content, mode] of [["crt", cert.certPem, 0o644], ["key", cert.keyPem, 0o600]] as const) {
+      for (const [ext, content, mode] of [
+        ["crt", cert.certPem, 0o644],
+        ["key", cert.keyPem, 0o600]
+      ] as const) {
         const file = path.join(h.certPath, `${domain}.${ext}`)
         fs.writeFileSync(file, content, { mode })
         fs.chownSync(file, owner.uid, owner.gid)
@@ -324,7 +362,10 @@ const startPausedDownload = (h: NginxSsh, domain: string) => {
     failDone = reject
   })
   const paused = new Promise<{ receivedBeforeDeploy: number; peerSerial: string }>((resolve, reject) => {
-    socket.once("error", (e) => (reject(e), failDone(e)))
+    socket.once("error", (e) => {
+      reject(e)
+      failDone(e)
+    })
     socket.once("secureConnect", () => {
       socket.write(`GET ${h.bigFile.urlPath} HTTP/1.1\r\nHost: ${domain}\r\n\r\n`)
     })
@@ -348,5 +389,9 @@ const startPausedDownload = (h: NginxSsh, domain: string) => {
     })
     socket.once("close", () => finish({ status, received }))
   })
-  return { paused, resume: () => (socket.resume(), done) }
+  const resume = () => {
+    socket.resume()
+    return done
+  }
+  return { paused, resume }
 }

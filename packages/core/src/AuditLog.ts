@@ -123,7 +123,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
         ].filter((c) => c !== undefined)
         const rows =
           yield* sql<Row>`SELECT seq::text, id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, status, details
-          FROM audit_logs WHERE ${sql.and(conds)} ORDER BY seq DESC LIMIT ${limit + 1}`.pipe(
+          FROM audit_logs WHERE ${sql.and(conds)} ORDER BY audit_logs.seq DESC LIMIT ${limit + 1}`.pipe(
             orPersistence("audit query")
           )
         const items = rows.slice(0, limit).map(toEntry)
@@ -144,7 +144,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
         SELECT seq::text, id, hash IS DISTINCT FROM expected_hash AS bad_hash,
                prev_hash IS DISTINCT FROM expected_prev AS bad_link, (SELECT count(*) FROM audit_logs)::text AS total
         FROM chain WHERE hash IS DISTINCT FROM expected_hash OR prev_hash IS DISTINCT FROM expected_prev
-        ORDER BY seq LIMIT 1`.pipe(orPersistence("audit verify"))
+        ORDER BY chain.seq LIMIT 1`.pipe(orPersistence("audit verify"))
       if (rows.length === 0) {
         const [{ n }] = yield* sql<{ n: string }>`SELECT count(*)::text AS n FROM audit_logs`.pipe(
           orPersistence("audit verify")
@@ -158,7 +158,8 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
         broken_at: {
           seq: Number(r.seq),
           id: r.id,
-          problem: r.bad_hash ? "row content does not match its hash" : "row does not link to its predecessor's hash"
+          // A broken link also breaks the hash (it covers the predecessor's hash): name the cause.
+          problem: r.bad_link ? "row does not link to its predecessor's hash" : "row content does not match its hash"
         }
       } as const
     })

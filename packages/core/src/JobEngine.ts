@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import type * as Statement from "@effect/sql/Statement"
-import { Cause, Context, Data, Duration, Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { Cause, Context, Data, Duration, Effect, Exit, Option, Schedule } from "effect"
 import type { ConnectorError } from "./ConnectorError.js"
 import { isRetryable } from "./ConnectorError.js"
 import * as Ids from "./Ids.js"
@@ -83,6 +83,8 @@ export class JobHandlers extends Context.Tag("@certctl/core/JobHandlers")<
     /** Called in the failing transaction's aftermath when a job is abandoned. */
     readonly onAbandoned?: (job: JobRow, error: string) => Effect.Effect<void, PersistenceError>
     readonly onCompleted?: (job: JobRow) => Effect.Effect<void, PersistenceError>
+    /** Called after a failed attempt that will be retried. */
+    readonly onFailed?: (job: JobRow, error: string) => Effect.Effect<void, PersistenceError>
   }
 >() {}
 
@@ -262,9 +264,10 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
       Effect.gen(function* () {
         const handlers = yield* JobHandlers
         const defs = handlers.steps(job.kind)
-        const keepLease = yield* renewLease(job.id).pipe(
+        // Renews the lease until it is lost; losing it stops the steps (another claimer owns the job).
+        const keepLease = renewLease(job.id).pipe(
           Effect.repeat(Schedule.spaced(Duration.millis(options.leaseMs / 3))),
-          Effect.fork
+          Effect.zipRight(Effect.never)
         )
         const result = yield* Effect.exit(
           Effect.gen(function* () {
@@ -302,9 +305,8 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
                   WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("complete step"))
             }
             return "completed" as const
-          })
+          }).pipe(Effect.raceFirst(keepLease))
         )
-        yield* Fiber.interrupt(keepLease)
         if (Exit.isSuccess(result)) {
           if (result.value === "completed") {
             yield* guardedTransition(
@@ -382,9 +384,10 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
           })
           return "ABANDONED" as const
         }).pipe(sql.withTransaction, orPersistence("fail job"))
-        if (final === "ABANDONED" && handlers.onAbandoned) {
+        const hook = final === "ABANDONED" ? handlers.onAbandoned : handlers.onFailed
+        if (hook) {
           const after = yield* get(job.id)
-          if (Option.isSome(after)) yield* handlers.onAbandoned(after.value, err.message)
+          if (Option.isSome(after)) yield* hook(after.value, err.message)
         }
         return final
       })

@@ -66,7 +66,31 @@ export interface CsrRejection {
 // ---------------------------------------------------------------------------------------------
 // PEM handling
 
-const pemBlock = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g
+/**
+ * PEM blocks as (label, body). One pass over END markers, one over BEGIN markers, rather than a
+ * backtracking regex: hostile input (thousands of unterminated BEGIN lines) stays linear.
+ */
+const pemMatches = (text: string): Array<[label: string, body: string]> => {
+  const ends = new Map<string, { at: number[]; next: number }>()
+  for (const m of text.matchAll(/-----END ([A-Z0-9 ]{1,64})-----/g)) {
+    const entry = ends.get(m[1]) ?? { at: [], next: 0 }
+    entry.at.push(m.index)
+    ends.set(m[1], entry)
+  }
+  const out: Array<[string, string]> = []
+  const begin = /-----BEGIN ([A-Z0-9 ]{1,64})-----/g
+  for (let m = begin.exec(text); m !== null; m = begin.exec(text)) {
+    const entry = ends.get(m[1])
+    if (entry === undefined) continue
+    // BEGIN positions only grow, so each label's cursor only moves forward.
+    while (entry.next < entry.at.length && entry.at[entry.next] < begin.lastIndex) entry.next++
+    if (entry.next === entry.at.length) continue
+    const end = entry.at[entry.next]
+    out.push([m[1], text.slice(begin.lastIndex, end)])
+    begin.lastIndex = end + `-----END ${m[1]}-----`.length
+  }
+  return out
+}
 
 /** True when `text` holds anything that looks like a PEM private key (PKCS#8, PKCS#1, SEC1, encrypted). */
 export const containsPrivateKeyMaterial = (text: string): boolean => /PRIVATE KEY-----/.test(text)
@@ -81,7 +105,7 @@ const normalizeBlock = (label: string, body: string): string => {
 }
 
 /** Each PEM block in `pem`, in order, normalised (LF line ends, 64-column base64, trailing newline). */
-export const splitPem = (pem: string): string[] => Array.from(pem.matchAll(pemBlock), (m) => normalizeBlock(m[1], m[2]))
+export const splitPem = (pem: string): string[] => pemMatches(pem).map(([label, body]) => normalizeBlock(label, body))
 
 interface Block {
   readonly label: string
@@ -89,9 +113,9 @@ interface Block {
 }
 
 const blocks = (pem: string): Block[] =>
-  Array.from(pem.matchAll(pemBlock), (m) => {
-    const b64 = m[2].replace(/\s+/g, "")
-    return { label: m[1], der: /^[A-Za-z0-9+/]*={0,2}$/.test(b64) ? Buffer.from(b64, "base64") : new Uint8Array() }
+  pemMatches(pem).map(([label, body]) => {
+    const b64 = body.replace(/\s+/g, "")
+    return { label, der: /^[A-Za-z0-9+/]*={0,2}$/.test(b64) ? Buffer.from(b64, "base64") : new Uint8Array() }
   })
 
 /** Shared front door: type, size and "is this even the right kind of PEM" checks, with clear messages. */
@@ -101,8 +125,8 @@ const pickBlock = (input: unknown, what: "CSR" | "certificate"): Either.Either<B
   const fail = (message: string) => Either.left(new PkiError({ message }))
   if (typeof input !== "string") return fail(`expected ${expected}, got ${input === null ? "null" : typeof input}`)
   if (input.trim() === "") return fail(`input is empty: expected ${expected}`)
-  if (input.length > MAX_PEM_BYTES)
-    return fail(`input is ${input.length} bytes; a ${what} must be at most ${MAX_PEM_BYTES} bytes`)
+  const size = Buffer.byteLength(input, "utf8")
+  if (size > MAX_PEM_BYTES) return fail(`input is ${size} bytes; a ${what} must be at most ${MAX_PEM_BYTES} bytes`)
   // Never echo the input back here: it is a key.
   if (containsPrivateKeyMaterial(input))
     return fail(`input is a private key, not ${expected}; private keys must never be sent`)

@@ -76,13 +76,14 @@ for (const backend of backends) {
       )
       expect(new Set(ids).size).toBe(80)
       const chain = await sqlDo((sql) =>
-        sql<{ seq: string; prev: Buffer | null; hash: Buffer }>`SELECT seq::text, prev_hash AS prev, hash FROM audit_logs ORDER BY seq`
+        sql<{ prev: string | null; hash: string }>`
+          SELECT encode(prev_hash, 'hex') AS prev, encode(hash, 'hex') AS hash FROM audit_logs ORDER BY seq`
       )
       expect(Exit.isSuccess(chain)).toBe(true)
       if (Exit.isSuccess(chain)) {
         expect(chain.value[0].prev).toBeNull()
         for (let i = 1; i < chain.value.length; i++) expect(chain.value[i].prev).toEqual(chain.value[i - 1].hash)
-        for (const r of chain.value) expect(r.hash.length).toBe(32)
+        for (const r of chain.value) expect(r.hash).toMatch(/^[0-9a-f]{64}$/)
       }
       expect(await run(Effect.flatMap(AuditLog, (a) => a.verify))).toEqual({ ok: true, rows: 80 })
     })
@@ -122,30 +123,40 @@ for (const backend of backends) {
     })
 
     it("verify reports exactly the row a superuser edited behind the triggers, and recovers when undone", async () => {
-      const target = await sqlDo((sql) =>
-        sql<{ seq: string; id: string; details: unknown }>`SELECT seq::text, id, details FROM audit_logs ORDER BY seq OFFSET 40 LIMIT 1`
-      )
-      expect(Exit.isSuccess(target)).toBe(true)
-      if (!Exit.isSuccess(target)) return
-      const row = target.value[0]
-      const tamper = (details: string) =>
+      const pick = async (offset: number) => {
+        const r = await sqlDo((sql) =>
+          sql<{ seq: string; id: string; details: unknown }>`
+            SELECT seq::text AS seq, id, details FROM audit_logs ORDER BY audit_logs.seq OFFSET ${offset} LIMIT 1`
+        )
+        if (!Exit.isSuccess(r)) throw new Error("cannot read audit_logs")
+        return r.value[0]
+      }
+      // Rows 41 and 9: in text order "41" < "9", so the report must use numeric chain order.
+      const late = await pick(40)
+      const early = await pick(8)
+      const tamper = (row: { seq: string }, details: unknown) =>
         sqlDo((sql) =>
           Effect.all([
             sql`ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_no_update`,
-            sql`UPDATE audit_logs SET details = ${details}::jsonb WHERE seq = ${row.seq}`,
+            sql`UPDATE audit_logs SET details = ${JSON.stringify(details)}::jsonb WHERE seq = ${row.seq}`,
             sql`ALTER TABLE audit_logs ENABLE TRIGGER audit_logs_no_update`
           ]).pipe(sql.withTransaction)
         )
-      expect(Exit.isSuccess(await tamper(JSON.stringify({ i: 999 })))).toBe(true)
-      const broken = await run(Effect.flatMap(AuditLog, (a) => a.verify))
-      expect(broken).toEqual({
+      const verify = () => run(Effect.flatMap(AuditLog, (a) => a.verify))
+      const brokenAt = (row: { seq: string; id: string }) => ({
         ok: false,
         rows: 80,
         broken_at: { seq: Number(row.seq), id: row.id, problem: "row content does not match its hash" }
       })
+      expect(Exit.isSuccess(await tamper(late, { i: 999 }))).toBe(true)
+      expect(await verify()).toEqual(brokenAt(late))
+      expect(Exit.isSuccess(await tamper(early, { i: -1 }))).toBe(true)
+      expect(await verify()).toEqual(brokenAt(early))
       // Putting the original content back restores the chain: the hash covers content, not history.
-      expect(Exit.isSuccess(await tamper(JSON.stringify(row.details)))).toBe(true)
-      expect(await run(Effect.flatMap(AuditLog, (a) => a.verify))).toEqual({ ok: true, rows: 80 })
+      expect(Exit.isSuccess(await tamper(early, early.details))).toBe(true)
+      expect(await verify()).toEqual(brokenAt(late))
+      expect(Exit.isSuccess(await tamper(late, late.details))).toBe(true)
+      expect(await verify()).toEqual({ ok: true, rows: 80 })
     })
 
     it("verify reports the successor of a row deleted behind the triggers", async () => {

@@ -133,6 +133,7 @@ describe("parseCsr", () => {
         ["-----BEGIN CERTIFICATE REQUEST-----\n!!!!\n-----END CERTIFICATE REQUEST-----\n", /not valid base64/],
         ["-----BEGIN CERTIFICATE REQUEST-----\naGVsbG8=\n-----END CERTIFICATE REQUEST-----\n", /not valid DER/],
         [pem + pem, /2 CSRs/],
+        ["-----BEGIN CERTIFICATE REQUEST-----\n".repeat(1700), /no PEM block/],
         [`${pem}${"A".repeat(70 * 1024)}`, /at most 65536 bytes/],
         [null, /got null/],
         [42, /got number/]

@@ -1,5 +1,5 @@
 import { Api } from "@certctl/core"
-import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
+import { type HttpApi, HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Config, type ConfigError, Context, Effect, Layer, type Redacted } from "effect"
 
 /**
@@ -23,7 +23,15 @@ const userAgent = "certctl-sdk/0.1.0"
 export const normalizeBaseUrl = (url: string | URL): string => url.toString().replace(/\/+$/, "")
 
 /** Build the client. Needs an `HttpClient` (FetchHttpClient.layer, NodeHttpClient.layerUndici, …). */
-export const make = (options: ClientOptions) =>
+type CertctlApi = typeof Api.CertctlApi
+
+/** The derived client: `client.<group>.<endpoint>(request)`, typed by core's API. */
+type Derived = CertctlApi extends HttpApi.HttpApi<infer _Id, infer Groups, infer E, infer _R>
+  ? HttpApiClient.Client<Groups, E, never>
+  : never
+export interface Service extends Derived {}
+
+export const make = (options: ClientOptions): Effect.Effect<Service, never, HttpClient.HttpClient> =>
   HttpApiClient.make(Api.CertctlApi, {
     baseUrl: normalizeBaseUrl(options.url),
     transformClient: (client) =>
@@ -32,8 +40,6 @@ export const make = (options: ClientOptions) =>
         HttpClient.mapRequest(HttpClientRequest.setHeader("user-agent", userAgent))
       )
   })
-
-export type Service = Effect.Effect.Success<ReturnType<typeof make>>
 
 export class CertctlClient extends Context.Tag("@certctl/sdk/CertctlClient")<CertctlClient, Service>() {}
 

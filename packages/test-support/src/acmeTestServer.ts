@@ -57,8 +57,12 @@ export interface AcmeTestServer {
   readonly renewalInfoRequests: ReadonlyArray<string>
   /** Override the suggested window for every certificate. */
   readonly setWindow: (window: { start: Date; end: Date } | undefined) => void
+  /** Change the advertised profiles (undefined: none). */
+  readonly setProfiles: (profiles: Readonly<Record<string, string>> | undefined) => void
   readonly failNext: (endpoint: Endpoint, fault: Fault) => void
   readonly badNonceNext: (count: number) => void
+  /** How many injected badNonce answers were sent so far. */
+  readonly badNoncesServed: () => number
   readonly stop: () => Promise<void>
 }
 
@@ -82,7 +86,9 @@ export const startAcmeTestServer = async (options: AcmeTestServerOptions): Promi
   const renewalInfoRequests: Array<string> = []
   const faults: Array<{ endpoint: Endpoint; fault: Fault }> = []
   let badNonces = 0
+  let badNoncesServed = 0
   let window: { start: Date; end: Date } | undefined
+  let profiles = options.profiles
   let newOrderPath = "/order-plz"
   let newAccountPath = "/sign-me-up"
   let newNoncePath = "/nonce-plz"
@@ -92,11 +98,20 @@ export const startAcmeTestServer = async (options: AcmeTestServerOptions): Promi
     new Promise((resolve, reject) => {
       const headers = { ...req.headers, "content-length": String(body.length) }
       const up = request(
-        { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers, ca: pebble.caBundlePem },
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          path: req.url,
+          method: req.method,
+          headers,
+          ca: pebble.caBundlePem
+        },
         (res) => {
           const chunks: Array<Buffer> = []
           res.on("data", (c: Buffer) => chunks.push(c))
-          res.on("end", () => resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) }))
+          res.on("end", () =>
+            resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) })
+          )
         }
       )
       up.on("error", reject)
@@ -122,7 +137,12 @@ export const startAcmeTestServer = async (options: AcmeTestServerOptions): Promi
     if (fault.retryAfterSeconds !== undefined) headers["retry-after"] = String(fault.retryAfterSeconds)
     const nonce = await freshNonce().catch(() => undefined)
     if (nonce) headers["replay-nonce"] = nonce
-    send(res, fault.status, headers, JSON.stringify({ type: PROBLEM + fault.type, detail: fault.detail, status: fault.status }))
+    send(
+      res,
+      fault.status,
+      headers,
+      JSON.stringify({ type: PROBLEM + fault.type, detail: fault.detail, status: fault.status })
+    )
   }
 
   const takeFault = (endpoint: Endpoint): Fault | undefined => {
@@ -176,9 +196,12 @@ export const startAcmeTestServer = async (options: AcmeTestServerOptions): Promi
       ...(payload.profile !== undefined ? { profile: payload.profile } : {})
     }
     orders.push(recorded)
-    const profiles = options.profiles ?? {}
-    if (recorded.profile !== undefined && !(recorded.profile in profiles)) {
-      return problem(res, { status: 400, type: "invalidProfile", detail: `profile "${recorded.profile}" is not offered` })
+    if (recorded.profile !== undefined && !(recorded.profile in (profiles ?? {}))) {
+      return problem(res, {
+        status: 400,
+        type: "invalidProfile",
+        detail: `profile "${recorded.profile}" is not offered`
+      })
     }
     if (recorded.replaces !== undefined) {
       const serial = b64uToHex(recorded.replaces.split(".")[1] ?? "").replace(/^0+(?=.)/, "")
@@ -208,7 +231,7 @@ export const startAcmeTestServer = async (options: AcmeTestServerOptions): Promi
       newAccountPath = new URL(dir.newAccount).pathname
       newNoncePath = new URL(dir.newNonce).pathname
       if (withRenewalInfo) dir.renewalInfo = `${base}/renewal-info`
-      if (options.profiles) dir.meta = { ...(dir.meta ?? {}), profiles: options.profiles }
+      if (profiles) dir.meta = { ...(dir.meta ?? {}), profiles }
       return send(res, 200, up.headers, JSON.stringify(dir))
     }
     if (req.method === "GET" && withRenewalInfo && path.startsWith("/renewal-info/")) {
@@ -217,6 +240,7 @@ export const startAcmeTestServer = async (options: AcmeTestServerOptions): Promi
     if (req.method === "POST") {
       if (badNonces > 0) {
         badNonces--
+        badNoncesServed++
         return problem(res, { status: 400, type: "badNonce", detail: "injected bad nonce" })
       }
       const endpoint: Endpoint = path === newOrderPath ? "newOrder" : path === newAccountPath ? "newAccount" : "any"
@@ -246,10 +270,14 @@ export const startAcmeTestServer = async (options: AcmeTestServerOptions): Promi
     setWindow: (w) => {
       window = w
     },
+    setProfiles: (p) => {
+      profiles = p
+    },
     failNext: (endpoint, fault) => void faults.push({ endpoint, fault }),
     badNonceNext: (count) => {
       badNonces = count
     },
+    badNoncesServed: () => badNoncesServed,
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()

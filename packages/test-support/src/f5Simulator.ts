@@ -81,6 +81,8 @@ export interface F5Simulator {
   readonly keyNames: () => ReadonlyArray<string>
   readonly upload: (name: string) => Buffer | undefined
   readonly liveTokens: () => number
+  /** How many times `save sys config` ran. */
+  readonly configSaves: () => number
   readonly requests: ReadonlyArray<{ readonly method: string; readonly path: string; readonly status: number }>
   readonly injectFault: (fault: F5Fault) => void
   readonly close: () => Promise<void>
@@ -170,7 +172,7 @@ const parseCertificate = (fullPath: string, pem: string, now: Date): CertObj => 
       fullPath,
       generation: 1,
       selfLink: selfLink("sys/file/ssl-cert", fullPath),
-      certificateKeyCurveName: ec ? (details.namedCurve === "prime256v1" ? "prime256v1" : details.namedCurve) : "none",
+      certificateKeyCurveName: ec ? details.namedCurve : "none",
       certificateKeySize: ec ? (details.namedCurve === "secp384r1" ? 384 : 256) : details.modulusLength,
       checksum: checksum(pem),
       createTime: now.toISOString().slice(0, 19) + "Z",
@@ -268,6 +270,7 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
   const faults: Array<F5Fault & { left: number }> = []
   const requests: Array<{ method: string; path: string; status: number }> = []
   let opId = 1000
+  let saves = 0
 
   // The parent profile every BIG-IP ships, with its default.crt/default.key.
   const def = await selfSignedCertificate("localhost.localdomain")
@@ -418,6 +421,22 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
       temporaryFilePath: `/var/config/rest/downloads/tmp/${name}`,
       generation: 0,
       lastUpdateMicros: Date.now() * 1000
+    }
+  }
+
+  /** util unix-rm, limited to the upload directory (all a simulator needs). */
+  const unixRm = (body: any) => {
+    const args = String(body?.utilCmdArgs ?? "").trim()
+    const m = /^(-f\s+)?\/var\/config\/rest\/downloads\/([A-Za-z0-9_.-]+)$/.exec(args)
+    if (body?.command !== "run" || !m) fail(400, `unix-rm: unsupported arguments "${args}"`)
+    const existed = uploads.delete(m![2])
+    return {
+      kind: "tm:util:unix-rm:runstate",
+      command: "run",
+      utilCmdArgs: args,
+      ...(existed || m![1]
+        ? {}
+        : { commandResult: `rm: cannot remove '${DOWNLOADS}${m![2]}': No such file or directory\n` })
     }
   }
 
@@ -643,6 +662,12 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     }
     if (path.startsWith("/mgmt/shared/file-transfer/uploads/") && method === "POST")
       return send(res, 200, handleUpload(seg[4], req, raw))
+    if (path === "/mgmt/tm/sys/config" && method === "POST") {
+      if (json().command !== "save") fail(400, 'Found invalid JSON body in the request: command must be "save".')
+      saves++
+      return send(res, 200, { kind: "tm:sys:config:runstate", command: "save" })
+    }
+    if (path === "/mgmt/tm/util/unix-rm" && method === "POST") return send(res, 200, unixRm(json()))
     if (path === "/mgmt/tm/sys/crypto/cert" && method === "POST") return send(res, 200, install("cert", json(), now))
     if (path === "/mgmt/tm/sys/crypto/key" && method === "POST") return send(res, 200, install("key", json(), now))
     if (path === "/mgmt/tm/sys/file/ssl-cert" && method === "GET")
@@ -733,6 +758,7 @@ export const startF5Simulator = async (options: F5SimulatorOptions): Promise<F5S
     keyNames: () => [...keys.keys()],
     upload: (name) => uploads.get(name)?.data,
     liveTokens: () => tokens.size,
+    configSaves: () => saves,
     requests,
     injectFault: (fault) => void faults.push({ ...fault, left: fault.times ?? 1 }),
     close: async () => {

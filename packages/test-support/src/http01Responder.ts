@@ -68,7 +68,10 @@ export const startHttp01Responder = (port: number, host = "127.0.0.1"): Promise<
 /** A ChallengeSolver that publishes http-01 answers on `responder`; counts what it was asked. */
 export const http01Solver = (
   responder: Http01Responder
-): Issuer.ChallengeSolver & { readonly presented: Array<Issuer.Challenge>; readonly cleaned: Array<Issuer.Challenge> } => {
+): Issuer.ChallengeSolver & {
+  readonly presented: Array<Issuer.Challenge>
+  readonly cleaned: Array<Issuer.Challenge>
+} => {
   const presented: Array<Issuer.Challenge> = []
   const cleaned: Array<Issuer.Challenge> = []
   return {

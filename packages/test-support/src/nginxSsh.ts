@@ -143,11 +143,15 @@ const waitListening = async (name: string, port: number, child: ChildProcess, lo
       throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}): ${log()}`)
     const ok = await new Promise<boolean>((resolve) => {
       const sock = net.connect(port, "127.0.0.1")
-      sock.setTimeout(1000, () => (sock.destroy(), resolve(false)))
-      sock.once("error", () => resolve(false))
+      const done = (value: boolean) => {
+        sock.destroy()
+        resolve(value)
+      }
+      sock.setTimeout(1000, () => done(false))
+      sock.once("error", () => done(false))
       sock.once("connect", () => {
-        if (!banner) return sock.destroy(), resolve(true)
-        sock.once("data", (d) => (sock.destroy(), resolve(d.toString().startsWith(banner))))
+        if (!banner) return done(true)
+        sock.once("data", (d) => done(d.toString().startsWith(banner)))
       })
     })
     if (ok) return
@@ -228,7 +232,13 @@ export const startNginxSsh = async (options: NginxSshOptions = {}): Promise<Ngin
   const authorizedKeys = path.join(sshDir, `authorized_keys.certctl-${runId}`)
   const children: ChildProcess[] = []
 
+  // If the test process dies without stop(), do not leave sshd/nginx running.
+  const killOnExit = () => {
+    for (const child of children) child.kill("SIGKILL")
+  }
+  process.once("exit", killOnExit)
   const cleanup = async () => {
+    process.removeListener("exit", killOnExit)
     for (const child of children.reverse()) await stopChild(child, "SIGTERM")
     fs.rmSync(authorizedKeys, { force: true })
     fs.rmSync(base, { recursive: true, force: true })
@@ -301,7 +311,9 @@ export const startNginxSsh = async (options: NginxSshOptions = {}): Promise<Ngin
     const nginxArgs = `-p ${prefix}/ -c ${confPath} -e ${prefix}/logs/error.log`
     const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: account.home, USER: user, LOGNAME: user }
 
-    const sshd = spawn(SSHD, ["-D", "-e", "-f", sshdConfig, "-p", String(sshPort)], { stdio: ["ignore", "pipe", "pipe"] })
+    const sshd = spawn(SSHD, ["-D", "-e", "-f", sshdConfig, "-p", String(sshPort)], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
     children.push(sshd)
     const sshdLog = collect(sshd)
     await waitListening("sshd", sshPort, sshd, sshdLog, "SSH-2.0-")

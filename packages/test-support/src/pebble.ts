@@ -31,12 +31,10 @@ const EC = { name: "ECDSA", namedCurve: "P-256" } as const
 const SIG = { name: "ECDSA", hash: "SHA-256" } as const
 
 const toPem = (der: ArrayBuffer, label: string): string =>
-  `-----BEGIN ${label}-----\n${
-    Buffer.from(der)
-      .toString("base64")
-      .match(/.{1,64}/g)!
-      .join("\n")
-  }\n-----END ${label}-----\n`
+  `-----BEGIN ${label}-----\n${Buffer.from(der)
+    .toString("base64")
+    .match(/.{1,64}/g)!
+    .join("\n")}\n-----END ${label}-----\n`
 
 /** Mint a CA and a leaf for `names` (default 127.0.0.1 + localhost). */
 export const makeTestTls = async (names: ReadonlyArray<string> = ["localhost", "127.0.0.1"]): Promise<TestTls> => {
@@ -169,11 +167,10 @@ export const startPebble = async (options: PebbleOptions): Promise<Pebble> => {
   if (options.chainLength !== undefined) env.PEBBLE_CHAIN_LENGTH = String(options.chainLength)
   if (options.authzReusePercent !== undefined) env.PEBBLE_AUTHZREUSE = String(options.authzReusePercent)
 
-  const child: ChildProcess = spawn(
-    "pebble",
-    ["-config", join(dir, "pebble.json"), "-dnsserver", options.dnsServer],
-    { env, stdio: ["ignore", "pipe", "pipe"] }
-  )
+  const child: ChildProcess = spawn("pebble", ["-config", join(dir, "pebble.json"), "-dnsserver", options.dnsServer], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
   const lines: Array<string> = []
   const keep = (chunk: Buffer) => {
     lines.push(...chunk.toString("utf8").split("\n").filter(Boolean))

@@ -1,5 +1,11 @@
 import { type Cmdlet, type Interpreter, METHODS } from "./winrmSimulatorPowerShell.js"
-import { PsError, type SimBinding, type SimCertificate, type SimSite, type WindowsHost } from "./winrmSimulatorWindows.js"
+import {
+  PsError,
+  type SimBinding,
+  type SimCertificate,
+  type SimSite,
+  type WindowsHost
+} from "./winrmSimulatorWindows.js"
 
 /**
  * The cmdlets, .NET statics and object shapes the WinRM *simulator* models: WebAdministration
@@ -69,15 +75,22 @@ const toJson = (v: unknown): unknown => {
   if (v === null || v === undefined) return null
   if (Array.isArray(v)) return v.map(toJson)
   if (Buffer.isBuffer(v)) return [...v]
-  if (typeof v === "object") return Object.fromEntries(Object.entries(v).filter(([k]) => k !== "__type").map(([k, x]) => [k, toJson(x)]))
+  if (typeof v === "object")
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([k]) => k !== "__type")
+        .map(([k, x]) => [k, toJson(x)])
+    )
   return v
 }
 
 export const cmdlets: Record<string, Cmdlet> = {
-  "import-module": (ctx, _n, positional) => {
+  "import-module": (_ctx, _n, positional) => {
     for (const m of positional) {
       if (lower(String(m)) !== "webadministration") {
-        throw new PsError(`The specified module '${String(m)}' was not loaded because no valid module file was found in any module directory.`)
+        throw new PsError(
+          `The specified module '${String(m)}' was not loaded because no valid module file was found in any module directory.`
+        )
       }
     }
     return []
@@ -86,6 +99,11 @@ export const cmdlets: Record<string, Cmdlet> = {
     const block = positional[0] as { t?: string; src?: string }
     if (block?.t !== "block") throw new PsError("Where-Object needs a script block.")
     return (input ?? []).filter((item) => ctx.test(block.src!, item))
+  },
+  "foreach-object": (ctx, _n, positional, input) => {
+    const block = positional[0] as { t?: string; src?: string }
+    if (block?.t !== "block") throw new PsError("ForEach-Object needs a script block.")
+    return (input ?? []).flatMap((item) => ctx.each(block.src!, item))
   },
   "join-path": (_ctx, named, positional) => {
     const parent = str(named.get("path") ?? positional[0]) ?? ""
@@ -130,7 +148,13 @@ export const cmdlets: Record<string, Cmdlet> = {
   "get-website": (ctx, named) =>
     ctx.host.sites
       .filter((s) => !named.has("name") || lower(s.name) === lower(String(named.get("name"))))
-      .map((s) => ({ __type: "System.Object", Name: s.name, ID: s.id, State: "Started", PhysicalPath: `C:\\inetpub\\${s.name}` })),
+      .map((s) => ({
+        __type: "System.Object",
+        Name: s.name,
+        ID: s.id,
+        State: "Started",
+        PhysicalPath: `C:\\inetpub\\${s.name}`
+      })),
   "get-webbinding": (ctx, named) =>
     allBindings(ctx.host, named.has("name") ? String(named.get("name")) : undefined).filter(
       (b) =>
@@ -167,7 +191,8 @@ export const cmdlets: Record<string, Cmdlet> = {
     const targets = input ?? allBindings(ctx.host, String(named.get("name") ?? ""))
     for (const t of targets) {
       const o = t as { [SITE]?: SimSite; [BINDING]?: SimBinding } | null
-      if (!o?.[SITE] || !o[BINDING]) throw new PsError("Cannot bind argument to parameter 'InputObject' because it is null.")
+      if (!o?.[SITE] || !o[BINDING])
+        throw new PsError("Cannot bind argument to parameter 'InputObject' because it is null.")
       const i = o[SITE].bindings.indexOf(o[BINDING])
       if (i >= 0) o[SITE].bindings.splice(i, 1)
     }
@@ -186,7 +211,9 @@ export const statics = (type: string, path: Array<string>, args: Array<unknown>,
     try {
       return f()
     } catch (e) {
-      throw new PsError(`Exception calling "${path.at(-1)}" with "${args.length}" argument(s): "${(e as Error).message}"`)
+      throw new PsError(
+        `Exception calling "${path.at(-1)}" with "${args.length}" argument(s): "${(e as Error).message}"`
+      )
     }
   }
   if (type === "io.file") {

@@ -34,7 +34,12 @@ export const md4 = (input: Buffer): Buffer => {
   const r = (v: number, s: number) => (v << s) | (v >>> (32 - s))
   const rounds: Array<[(b: number, c: number, d: number) => number, number, number[], number[]]> = [
     [(b, c, d) => (b & c) | (~b & d), 0, [3, 7, 11, 19], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]],
-    [(b, c, d) => (b & c) | (b & d) | (c & d), 0x5a827999, [3, 5, 9, 13], [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15]],
+    [
+      (b, c, d) => (b & c) | (b & d) | (c & d),
+      0x5a827999,
+      [3, 5, 9, 13],
+      [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15]
+    ],
     [(b, c, d) => b ^ c ^ d, 0x6ed9eba1, [3, 9, 11, 15], [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15]]
   ]
   for (let off = 0; off < m.length; off += 64) {
@@ -49,7 +54,7 @@ export const md4 = (input: Buffer): Buffer => {
     for (let i = 0; i < 4; i++) h[i] = (h[i] + v[i]) | 0
   }
   const out = Buffer.alloc(16)
-  h.forEach((w, i) => out.writeInt32LE(w, i * 4))
+  for (let i = 0; i < 4; i++) out.writeInt32LE(h[i], i * 4)
   return out
 }
 
@@ -93,7 +98,12 @@ export const challengeFor = (negotiate: Buffer, id: NtlmServerIdentity, now = Da
   if (!(asked & F.UNICODE)) throw new Error("client does not offer Unicode")
   // Grant what Windows grants for HTTP auth; never key exchange (no signing/sealing here).
   const flags =
-    (F.UNICODE | F.NTLM | F.ALWAYS_SIGN | F.TARGET_TYPE_DOMAIN | F.TARGET_INFO | F.VERSION |
+    (F.UNICODE |
+      F.NTLM |
+      F.ALWAYS_SIGN |
+      F.TARGET_TYPE_DOMAIN |
+      F.TARGET_INFO |
+      F.VERSION |
       (asked & (F.REQUEST_TARGET | F.ESS | F.N128 | F.N56))) >>>
     0
   const stamp = Buffer.alloc(8)
@@ -195,7 +205,7 @@ export const verifyAuthenticate = (raw: Buffer, pending: PendingChallenge, o: Ve
     if (!timingSafeEqual(mic, raw.subarray(72, 88))) return { ok: false, reason: "MIC mismatch" }
   }
   const cbt = pairs.get(10)
-  const cbtGiven = cbt !== undefined && cbt.some((b) => b !== 0)
+  const cbtGiven = cbt?.some((b) => b !== 0) === true
   if (o.channelBindings && cbtGiven && !cbt.equals(o.channelBindings)) {
     return { ok: false, reason: "channel binding mismatch (Extended Protection)" }
   }

@@ -1,4 +1,4 @@
-import { PsError, type SimBinding, type SimCertificate, type WindowsHost } from "./winrmSimulatorWindows.js"
+import { PsError, type WindowsHost } from "./winrmSimulatorWindows.js"
 
 /**
  * A tiny PowerShell interpreter for the WinRM *simulator*. It parses real PowerShell syntax —
@@ -75,7 +75,7 @@ class Parser {
     for (;;) {
       this.ws()
       const c = this.src[this.i]
-      if (c === undefined || c === "|" || c === ";" || (stop && stop.includes(c))) break
+      if (c === undefined || c === "|" || c === ";" || stop?.includes(c)) break
       const p = /^-([A-Za-z]+)/.exec(this.src.slice(this.i))
       if (p) {
         this.i += p[0].length
@@ -108,7 +108,8 @@ class Parser {
       for (this.i++; ; this.i++) {
         if (this.i >= s.length) throw new PsError("The string is missing the terminator: '.")
         if (QUOTES.includes(s[this.i])) {
-          if (QUOTES.includes(s[this.i + 1] ?? "")) v += s[++this.i]
+          const next = s[this.i + 1]
+          if (next !== undefined && QUOTES.includes(next)) v += s[++this.i]
           else break
         } else v += s[this.i]
       }
@@ -160,7 +161,10 @@ class Parser {
     }
     if (c === "[") {
       const end = s.indexOf("]", this.i)
-      const type = s.slice(this.i + 1, end).toLowerCase().replace(/^system\./, "")
+      const type = s
+        .slice(this.i + 1, end)
+        .toLowerCase()
+        .replace(/^system\./, "")
       this.i = end + 1
       this.eat("::")
       this.i -= 1 // members() expects to sit on the separator
@@ -225,9 +229,11 @@ const prop = (v: unknown, name: string): unknown => {
 const psEq = (a: unknown, b: unknown) =>
   typeof a === "string" && typeof b === "string" ? lower(a) === lower(b) : a === b || (a == null && b == null)
 
-const truthy = (v: unknown) => !(v === null || v === undefined || v === false || v === 0 || v === "" || (Array.isArray(v) && v.length === 0))
+const truthy = (v: unknown) =>
+  !(v === null || v === undefined || v === false || v === 0 || v === "" || (Array.isArray(v) && v.length === 0))
 
-const display = (v: unknown) => (typeof v === "object" && v !== null ? `${(v as { __type?: string }).__type ?? "System.Object"}` : String(v))
+const display = (v: unknown) =>
+  typeof v === "object" && v !== null ? `${(v as { __type?: string }).__type ?? "System.Object"}` : String(v)
 
 const clixml = (message: string) =>
   `#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04"><S S="Error">${message
@@ -235,7 +241,12 @@ const clixml = (message: string) =>
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")}_x000D__x000A_</S></Objs>`
 
-export type Cmdlet = (ctx: Interpreter, named: Map<string, unknown>, positional: Array<unknown>, input: Array<unknown> | undefined) => Array<unknown>
+export type Cmdlet = (
+  ctx: Interpreter,
+  named: Map<string, unknown>,
+  positional: Array<unknown>,
+  input: Array<unknown> | undefined
+) => Array<unknown>
 
 export class Interpreter {
   stdout = ""
@@ -332,6 +343,15 @@ export class Interpreter {
     return psEq(this.eval(left), this.eval(right))
   }
 
+  /** ForEach-Object's scriptblock: one pipeline, evaluated with `$_` bound to the item. */
+  each(block: string, item: unknown): Array<unknown> {
+    const p = new Parser(block)
+    const pipe = p.pipeline()
+    if (!p.done()) throw new PsError(`Unsupported ForEach-Object block: ${block}`)
+    this.vars.set("_", item)
+    return this.pipe(pipe)
+  }
+
   eval(n: Node): unknown {
     switch (n.t) {
       case "str":
@@ -370,7 +390,10 @@ export class Interpreter {
           }
           if (v === null || v === undefined) throw new PsError("You cannot call a method on a null-valued expression.")
           const method = (v as { [METHODS]?: Record<string, (...a: Array<unknown>) => unknown> })[METHODS]?.[m.name]
-          if (!method) throw new PsError(`Method invocation failed because [${display(v)}] does not contain a method named '${m.name}'.`)
+          if (!method)
+            throw new PsError(
+              `Method invocation failed because [${display(v)}] does not contain a method named '${m.name}'.`
+            )
           v = method(...m.args.map((a) => this.eval(a)))
         }
         return v
@@ -414,5 +437,3 @@ const parseBlocks = (lines: Array<string>): Array<Stmt> => {
   if (i < lines.length) throw new PsError("Unexpected token '}' in expression or statement.")
   return stmts
 }
-
-export type { SimBinding, SimCertificate }

@@ -75,7 +75,8 @@ const kids = (b: Buffer, t: Tlv): Array<Tlv> => {
 
 const body = (b: Buffer, t: Tlv) => b.subarray(t.start, t.end)
 /** OCTET STRING content, primitive or constructed (BER), concatenated. */
-const octets = (b: Buffer, t: Tlv): Buffer => (t.tag === 0x24 ? Buffer.concat(kids(b, t).map((k) => octets(b, k))) : body(b, t))
+const octets = (b: Buffer, t: Tlv): Buffer =>
+  t.tag === 0x24 ? Buffer.concat(kids(b, t).map((k) => octets(b, k))) : body(b, t)
 
 const OID = {
   data: "2a864886f70d010701",
@@ -199,7 +200,9 @@ export class WindowsHost {
       tls.createSecureContext({ pfx: f.data, passphrase: password })
     } catch (e) {
       if (/mac verify|bad decrypt|invalid password|wrong password/i.test(String(e))) {
-        throw new PsError("The specified network password is not correct. 0x80070056 (WIN32: 86 ERROR_INVALID_PASSWORD)")
+        throw new PsError(
+          "The specified network password is not correct. 0x80070056 (WIN32: 86 ERROR_INVALID_PASSWORD)"
+        )
       }
       throw new PsError("ASN1 bad tag value met. 0x8009310b (ASN: 267 CRYPT_E_ASN1_BADTAG)")
     }

@@ -2,7 +2,7 @@ import { isIP } from "node:net"
 import { X509Certificate } from "node:crypto"
 import type { Connector, Target } from "@certctl/core"
 import { Effect, Schema } from "effect"
-import { deploy } from "./internal/icontrolDeploy.js"
+import { deploy, saveConfig } from "./internal/icontrolDeploy.js"
 import { defaultProfileName, f5SerialToHex, fullPath, tilde } from "./internal/icontrolNames.js"
 import { deleteObject, managedObjects } from "./internal/icontrolObjects.js"
 import { type Session, withSession } from "./internal/icontrolSession.js"
@@ -17,7 +17,9 @@ import { type Session, withSession } from "./internal/icontrolSession.js"
  * certificate object back (serial and SHA-256 fingerprint) and, with `verify_address`, by a TLS
  * handshake that must present the new serial. A failure after the profile changed restores its
  * previous certKeyChain. After success the objects older than the one just replaced are deleted;
- * the just-replaced version is kept so an operator can switch back on the BIG-IP in one step.
+ * the just-replaced version is kept so an operator can switch back on the BIG-IP in one step. Each
+ * change ends with `save sys config`. Config-sync to an HA peer group is left to the BIG-IP's own
+ * automatic sync (or an operator), as certctl does not manage device groups.
  *
  * certctl owns the profile it manages: its certKeyChain is replaced as a whole, and `remove`
  * detaches it from the configured virtual servers and deletes it.
@@ -181,6 +183,7 @@ const make = (config: F5Config, context: Connector.ConnectorContext): Target.Tar
         }
         if (yield* s.find(profileUrl(profile))) yield* s.call("DELETE", profileUrl(profile))
         for (const object of yield* managedObjects(s, config.partition, domain)) yield* deleteObject(s, object.path)
+        yield* saveConfig(s)
       })
     )
 

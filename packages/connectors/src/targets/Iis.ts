@@ -20,14 +20,19 @@ import type { Shell } from "./internal/winrmShell.js"
  */
 
 const Port = Schema.Int.pipe(Schema.between(1, 65535))
-const DNS_NAME = /^(?=.{1,253}$)(\*\.)?([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+const DNS_NAME =
+  /^(?=.{1,253}$)(\*\.)?([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
 const HostName = Schema.String.pipe(
   Schema.filter((s) => isIP(s) !== 0 || DNS_NAME.test(s) || "must be a DNS name or an IP address")
 )
 // Characters IIS refuses in site names, plus quotes and control characters.
 const SiteName = Schema.String.pipe(
   Schema.filter(
-    (s) => (s.trim() !== "" && !/["'\\/?;:@&=+$,|<>*\u0000-\u001f\u2018-\u201b]/.test(s)) || "is not a valid IIS site name"
+    (s) =>
+      (s.trim() !== "" &&
+        !/["'\\/?;:@&=+$,|<>*\u2018-\u201b]/.test(s) &&
+        ![...s].some((c) => c.charCodeAt(0) < 0x20)) ||
+      "is not a valid IIS site name"
   )
 )
 
@@ -71,7 +76,7 @@ export const IisConfig = Schema.Struct({
       return "WinRM Basic authentication works only with local accounts: drop the domain or use auth: ntlm"
     }
     if (c.binding.sni && c.binding.host_header === undefined && c.binding.ip !== "*") {
-      return "an SNI binding is keyed by host name: leave binding.ip at \"*\" or set sni: false"
+      return 'an SNI binding is keyed by host name: leave binding.ip at "*" or set sni: false'
     }
     return true
   })
@@ -83,7 +88,10 @@ export const friendlyNameFor = (domain: string) => `certctl:${domain}`
 
 const PFX_CHUNK = 2400
 
-const ImportOutput = Schema.Struct({ thumbprint: Schema.NullishOr(Schema.String), serial: Schema.NullishOr(Schema.String) })
+const ImportOutput = Schema.Struct({
+  thumbprint: Schema.NullishOr(Schema.String),
+  serial: Schema.NullishOr(Schema.String)
+})
 const InspectOutput = Schema.Struct({
   site: Schema.NullishOr(Schema.String),
   bindingInformation: Schema.NullishOr(Schema.String),
@@ -97,7 +105,7 @@ const DescribeOutput = Schema.Struct({
   certificateHash: Schema.NullishOr(Schema.String),
   serial: Schema.NullishOr(Schema.String),
   friendlyName: Schema.NullishOr(Schema.String),
-  managed: Schema.NullishOr(Schema.Array(Schema.String))
+  managed: Schema.NullishOr(Schema.Array(Schema.NullOr(Schema.String)))
 })
 const BindOutput = Schema.Struct({ certificateHash: Schema.NullishOr(Schema.String) })
 const UsageOutput = Schema.Struct({
@@ -121,11 +129,19 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
       sslFlags: config.binding.sni ? 1 : 0
     })
     const siteMissing = () =>
-      new ConnectorError({ reason: "NotFound", message: `IIS site "${config.site_name}" does not exist on ${config.host}` })
+      new ConnectorError({
+        reason: "NotFound",
+        message: `IIS site "${config.site_name}" does not exist on ${config.host}`
+      })
 
     const validate = session((shell) =>
       Effect.gen(function* () {
-        const state = yield* runScript(shell, Scripts.inspect(spec("validate.invalid"), "0".repeat(40)), InspectOutput, "query IIS")
+        const state = yield* runScript(
+          shell,
+          Scripts.inspect(spec("validate.invalid"), "0".repeat(40)),
+          InspectOutput,
+          "query IIS"
+        )
         if (!state.site) return yield* siteMissing()
       })
     )
@@ -148,7 +164,11 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
               friendlyName: friendlyNameFor(bundle.domain)
             }),
           catch: (cause) =>
-            new ConnectorError({ reason: "Rejected", message: `cannot build the PKCS#12 file: ${String(cause)}`, cause })
+            new ConnectorError({
+              reason: "Rejected",
+              message: `cannot build the PKCS#12 file: ${String(cause)}`,
+              cause
+            })
         })
         const b = spec(bundle.domain)
         const bi = Scripts.bindingInformation(b)
@@ -164,7 +184,9 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
             const id = randomBytes(8).toString("hex")
             const b64 = pfx.toString("base64")
             yield* Effect.forEach(
-              Array.from({ length: Math.ceil(b64.length / PFX_CHUNK) }, (_, i) => b64.slice(i * PFX_CHUNK, (i + 1) * PFX_CHUNK)),
+              Array.from({ length: Math.ceil(b64.length / PFX_CHUNK) }, (_, i) =>
+                b64.slice(i * PFX_CHUNK, (i + 1) * PFX_CHUNK)
+              ),
               (chunk, i) => run(Scripts.uploadChunk(id, chunk, i === 0), Ignored, "upload the PFX"),
               { discard: true }
             ).pipe(Effect.tapError(() => run(Scripts.removeTemp(id), Ignored, "clean up").pipe(Effect.ignore)))
@@ -179,21 +201,27 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
             }
             log("iis: imported certificate", { thumbprint: newThumb, site: config.site_name })
 
+            // Put the binding back as it was (reading what the failure left behind), delete what we imported.
             const rollback = (why: ConnectorError) =>
               Effect.gen(function* () {
                 const steps: Array<string> = []
-                if (previous) {
-                  yield* run(Scripts.bind(b, previous, { create: false, updateFlags: false, hadCertificate: true }), BindOutput, "restore the binding")
+                const now = yield* run(Scripts.inspect(b, newThumb), InspectOutput, "read the binding")
+                const bound = hash(now.certificateHash)
+                if (previous && bound !== previous) {
+                  const plan = { create: !now.bindingInformation, updateFlags: false, hadCertificate: bound !== "" }
+                  yield* run(Scripts.bind(b, previous, plan), BindOutput, "restore the binding")
                   steps.push(`binding ${bi} restored to ${previous}`)
-                } else {
-                  yield* run(Scripts.unbind(b, true, !before.bindingInformation), Ignored, "undo the binding")
+                } else if (previous) {
+                  steps.push(`binding ${bi} still uses ${previous}`)
+                } else if (!previous && now.bindingInformation) {
+                  yield* run(Scripts.unbind(b, bound !== "", !before.bindingInformation), Ignored, "undo the binding")
                   steps.push(before.bindingInformation ? `certificate unbound from ${bi}` : `binding ${bi} removed`)
                 }
                 if (!before.present) {
                   yield* run(Scripts.deleteCertificates([newThumb]), Ignored, "delete the new certificate")
                   steps.push(`certificate ${newThumb} deleted`)
                 }
-                return steps.join("; ")
+                return steps.join("; ") || "nothing to roll back"
               }).pipe(
                 Effect.catchAll((e) => Effect.succeed(`rollback failed: ${e.message}`)),
                 Effect.flatMap((outcome) =>
@@ -227,7 +255,11 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
             let verification = `Get-WebBinding ${config.site_name} ${bi}: certificateHash ${newThumb}`
             if (config.verify_address) {
               const seen = yield* verifyServedSerial(
-                { host: config.verify_address.host, port: config.verify_address.port, servername: b.hostHeader || bundle.domain },
+                {
+                  host: config.verify_address.host,
+                  port: config.verify_address.port,
+                  servername: b.hostHeader || bundle.domain
+                },
                 bundle.serial
               ).pipe(Effect.catchAll(rollback))
               verification += `; ${seen}`
@@ -263,10 +295,16 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
     const status = (domain: string) =>
       session((shell) =>
         Effect.gen(function* () {
-          const d = yield* runScript(shell, Scripts.describe(spec(domain), friendlyNameFor(domain)), DescribeOutput, "query IIS")
+          const d = yield* runScript(
+            shell,
+            Scripts.describe(spec(domain), friendlyNameFor(domain)),
+            DescribeOutput,
+            "query IIS"
+          )
           if (!d.site) return yield* siteMissing()
           const bound = hash(d.certificateHash)
-          if (!bound) return { deployed: false, detail: d.bindingInformation ? "binding has no certificate" : "no HTTPS binding" }
+          if (!bound)
+            return { deployed: false, detail: d.bindingInformation ? "binding has no certificate" : "no HTTPS binding" }
           return {
             deployed: d.friendlyName === friendlyNameFor(domain),
             serial: d.serial ? d.serial.toLowerCase().replace(/^0+(?=.)/, "") : undefined,
@@ -282,7 +320,7 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
           const run = <A, I>(s: string, out: Schema.Schema<A, I>, step: string) => runScript(shell, s, out, step)
           const d = yield* run(Scripts.describe(b, friendlyNameFor(domain)), DescribeOutput, "query IIS")
           if (!d.site) return yield* siteMissing()
-          const managed = (d.managed ?? []).map(hash)
+          const managed = (d.managed ?? []).map(hash).filter((t) => t !== "")
           const bound = hash(d.certificateHash)
           if (d.bindingInformation && (bound === "" || managed.includes(bound))) {
             yield* run(Scripts.unbind(b, bound !== "", true), Ignored, "remove the binding")

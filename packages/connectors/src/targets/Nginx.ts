@@ -163,7 +163,8 @@ export const make = (
     const where = `${config.host}:${config.port}`
     const pinned = config.host_key_sha256 ? normalizeFingerprint(config.host_key_sha256) : undefined
     const stateKey = `ssh_host_key_sha256:${config.host}:${config.port}`
-    const log = (message: string, fields?: Record<string, unknown>) => context.log?.(message, { target: where, ...fields })
+    const log = (message: string, fields?: Record<string, unknown>) =>
+      context.log?.(message, { target: where, ...fields })
 
     /** Connect, check the host key (pinned, or remembered/learned on first use), open SFTP. */
     const open: Effect.Effect<{ session: SshSession; sftp: Sftp }, ConnectorError, Scope.Scope> = Effect.gen(
@@ -194,7 +195,7 @@ export const make = (
               )
           }
         }
-        const sftp = yield* openSftp(session.client)
+        const sftp = yield* openSftp(session.client, config.command_timeout_ms)
         return { session, sftp }
       }
     )
@@ -229,20 +230,23 @@ export const make = (
 
     /**
      * Put the previous files back (and, when nginx was already reloaded, test + reload again and
-     * check the previous serial is served). Never fails: returns what happened, for the error message.
+     * unless `confirm` is false, check the previous serial is served). Never fails: returns what
+     * happened, for the error message.
      */
     const rollback = (
       session: SshSession,
       sftp: Sftp,
       before: ReadonlyArray<Snapshot>,
-      reloaded: false | Target.DeployBundle
+      reloaded: false | Target.DeployBundle,
+      confirm = true
     ): Effect.Effect<string> =>
       Effect.gen(function* () {
         yield* restore(sftp, before)
         if (!reloaded) return "rollback: previous files restored, nginx was not reloaded"
         const outcome = yield* testAndReload(session)
         const previous = before[0].previous ? firstCertificate(before[0].previous.content.toString("utf8")) : undefined
-        if (outcome !== "nginx reloaded" || !previous) return `rollback: previous files restored, ${outcome}`
+        if (outcome !== "nginx reloaded" || !previous || !confirm)
+          return `rollback: previous files restored, ${outcome}`
         const check = yield* Effect.either(verifyServing(reloaded, previous.serialNumber))
         return `rollback: previous files restored, nginx reloaded, ${
           check._tag === "Right" ? "previous certificate served again" : `but ${check.left.message}`
@@ -264,38 +268,60 @@ export const make = (
           const fullchain = bundle.fullchain_pem.trim()
             ? bundle.fullchain_pem
             : `${bundle.certificate_pem.trim()}\n${bundle.chain_pem.trim()}\n`
-          const failAfterRollback = (reloaded: boolean, reason: ConnectorError["reason"], message: string, detail?: unknown) =>
+          const failAfterRollback = (
+            reloaded: boolean,
+            reason: ConnectorError["reason"],
+            message: string,
+            detail?: unknown
+          ) =>
             Effect.flatMap(rollback(session, sftp, before, reloaded && bundle), (outcome) =>
               fail(reason, `${message}; ${outcome}`, detail)
             )
 
-          yield* install(sftp, [
-            { path: paths.cert, content: fullchain, mode: 0o644 },
-            { path: paths.key, content: Redacted.value(bundle.key_pem), mode: 0o600 }
-          ]).pipe(Effect.catchAll((e) => failAfterRollback(false, e.reason, `upload to ${where} failed: ${e.message}`)))
-
-          const test = yield* run(session, config.test_command).pipe(
-            Effect.catchAll((e) => failAfterRollback(false, e.reason, e.message))
-          )
-          if (test.code !== 0)
-            return yield* failAfterRollback(
-              false,
-              "Rejected",
-              `nginx ${commandFailure("configuration test", config.test_command, test)}`,
-              { exit: test.code, stderr: test.stderr, stdout: test.stdout }
+          // From the first changed file on, the deployment finishes or rolls back, even when interrupted.
+          let reloadSent = false
+          const change = Effect.gen(function* () {
+            yield* install(sftp, [
+              { path: paths.cert, content: fullchain, mode: 0o644 },
+              { path: paths.key, content: Redacted.value(bundle.key_pem), mode: 0o600 }
+            ]).pipe(
+              Effect.catchAll((e) => failAfterRollback(false, e.reason, `upload to ${where} failed: ${e.message}`))
             )
 
-          const reload = yield* run(session, config.reload_command).pipe(
-            Effect.catchAll((e) => failAfterRollback(true, e.reason, e.message))
-          )
-          if (reload.code !== 0)
-            return yield* failAfterRollback(true, "Transient", commandFailure("nginx reload", config.reload_command, reload), {
-              exit: reload.code,
-              stderr: reload.stderr
-            })
+            const test = yield* run(session, config.test_command).pipe(
+              Effect.catchAll((e) => failAfterRollback(false, e.reason, e.message))
+            )
+            if (test.code !== 0)
+              return yield* failAfterRollback(
+                false,
+                "Rejected",
+                `nginx ${commandFailure("configuration test", config.test_command, test)}`,
+                { exit: test.code, stderr: test.stderr, stdout: test.stdout }
+              )
 
-          const verification = yield* verifyServing(bundle, bundle.serial).pipe(
-            Effect.catchAll((e) => failAfterRollback(true, "VerificationFailed", `verification failed: ${e.message}`))
+            reloadSent = true
+            const reload = yield* run(session, config.reload_command).pipe(
+              Effect.catchAll((e) => failAfterRollback(true, e.reason, e.message))
+            )
+            if (reload.code !== 0)
+              return yield* failAfterRollback(
+                true,
+                "Transient",
+                commandFailure("nginx reload", config.reload_command, reload),
+                { exit: reload.code, stderr: reload.stderr }
+              )
+
+            return yield* verifyServing(bundle, bundle.serial).pipe(
+              Effect.catchAll((e) => failAfterRollback(true, "VerificationFailed", `verification failed: ${e.message}`))
+            )
+          })
+          const verification = yield* change.pipe(
+            // Interrupted: restore and reload, but do not wait to see the old serial served.
+            Effect.onInterrupt(() =>
+              Effect.flatMap(rollback(session, sftp, before, reloadSent && bundle, false), (outcome) =>
+                Effect.sync(() => log(`deploy interrupted; ${outcome}`, { domain: bundle.domain }))
+              )
+            )
           )
           log("deployed", { domain: bundle.domain, serial: bundle.serial, cert: paths.cert })
           return { verified: true, verification: `${paths.cert} + ${paths.key} on ${where}; ${verification}` }

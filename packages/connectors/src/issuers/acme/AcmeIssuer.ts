@@ -87,7 +87,9 @@ export const makeWith = (
       directoryUrl: dirUrl,
       accountKey: keyPem,
       ...(knownUrl ? { accountUrl: knownUrl } : {}),
-      ...(config.eab ? { externalAccountBinding: { kid: config.eab.kid, hmacKey: Redacted.value(config.eab.hmac_key) } } : {})
+      ...(config.eab
+        ? { externalAccountBinding: { kid: config.eab.kid, hmacKey: Redacted.value(config.eab.hmac_key) } }
+        : {})
     })
     const internals = installTransport(client, transport)
     let directory = yield* loadDirectory(transport, internals, dirUrl)
@@ -127,7 +129,10 @@ export const makeWith = (
       const account = yield* attempt(`ACME account ${client.getAccountUrl()}`, dirUrl, () => client.updateAccount())
       if (account.status !== "valid") {
         return yield* Effect.fail(
-          new ConnectorError({ reason: "Unauthorized", message: `ACME account ${client.getAccountUrl()} is ${account.status}` })
+          new ConnectorError({
+            reason: "Unauthorized",
+            message: `ACME account ${client.getAccountUrl()} is ${account.status}`
+          })
         )
       }
     })
@@ -145,7 +150,9 @@ export const makeWith = (
         }
         const leaf = firstCertificate(request.certificate_pem)
         if (!leaf) {
-          return yield* Effect.fail(new ConnectorError({ reason: "Rejected", message: "revoke: no PEM certificate given" }))
+          return yield* Effect.fail(
+            new ConnectorError({ reason: "Rejected", message: "revoke: no PEM certificate given" })
+          )
         }
         yield* attempt("ACME revokeCert", dirUrl, () => client.revokeCertificate(leaf, { reason: code })).pipe(
           // Revocation is idempotent for the engine: a retried job must not fail on its own success.
@@ -165,7 +172,15 @@ export const makeWith = (
       validate,
       issue: (request) =>
         issueCertificate(
-          { client, internals, transport, config, directory: cachedDirectory, ...(dnsProvider ? { dnsProvider } : {}), log },
+          {
+            client,
+            internals,
+            transport,
+            config,
+            directory: cachedDirectory,
+            ...(dnsProvider ? { dnsProvider } : {}),
+            log
+          },
           request
         ),
       revoke,

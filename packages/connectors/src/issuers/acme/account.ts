@@ -44,7 +44,9 @@ export const accountKey = (state: Connector.ConnectorState): Effect.Effect<strin
       ))
     const stored = yield* parse<StoredKey>(raw, "account key")
     if (typeof stored.key_pem !== "string" || !stored.key_pem.includes("PRIVATE KEY")) {
-      return yield* Effect.fail(new ConnectorError({ reason: "InvalidConfig", message: "stored ACME account key is invalid" }))
+      return yield* Effect.fail(
+        new ConnectorError({ reason: "InvalidConfig", message: "stored ACME account key is invalid" })
+      )
     }
     return stored.key_pem
   })

@@ -82,9 +82,14 @@ const present = (ctx: SolveContext, task: Task): Effect.Effect<void, ConnectorEr
   task.record ? ctx.dnsProvider!.present(task.record.fqdn, task.record.value) : ctx.solver!.present(task.challenge)
 
 const cleanup = (ctx: SolveContext, task: Task): Effect.Effect<void> =>
-  (task.record ? ctx.dnsProvider!.cleanup(task.record.fqdn, task.record.value) : ctx.solver!.cleanup(task.challenge)).pipe(
+  (task.record
+    ? ctx.dnsProvider!.cleanup(task.record.fqdn, task.record.value)
+    : ctx.solver!.cleanup(task.challenge)
+  ).pipe(
     Effect.catchAll((error) =>
-      Effect.sync(() => ctx.log(`cleanup of ${task.challenge.type} for ${task.challenge.identifier} failed`, { error: error.message }))
+      Effect.sync(() =>
+        ctx.log(`cleanup of ${task.challenge.type} for ${task.challenge.identifier} failed`, { error: error.message })
+      )
     )
   )
 
@@ -106,7 +111,9 @@ const validate = (ctx: SolveContext, task: Task): Effect.Effect<void, ConnectorE
     )
     if (authz.status !== "valid") {
       const challenge = authz.challenges.find((c) => c.type === task.challenge.type) as any
-      return yield* Effect.fail(challengeFailed(task.challenge.identifier, task.challenge.type, challenge?.error, task.authz.url))
+      return yield* Effect.fail(
+        challengeFailed(task.challenge.identifier, task.challenge.type, challenge?.error, task.authz.url)
+      )
     }
     yield* ctx.progress(`authorization valid: ${task.challenge.identifier}`)
   })
@@ -131,7 +138,8 @@ export const solveAuthorizations = (ctx: SolveContext, order: Order): Effect.Eff
       return yield* Effect.fail(
         new ConnectorError({
           reason: "InvalidConfig",
-          message: "http-01 needs a challenge solver (an agent that serves /.well-known/acme-challenge/), and none was given"
+          message:
+            "http-01 needs a challenge solver (an agent that serves /.well-known/acme-challenge/), and none was given"
         })
       )
     }
@@ -149,5 +157,7 @@ export const solveAuthorizations = (ctx: SolveContext, order: Order): Effect.Eff
       }
       yield* Effect.forEach(tasks, (t) => validate(ctx, t), { concurrency: "unbounded" })
     })
-    yield* solve.pipe(Effect.ensuring(Effect.suspend(() => Effect.forEach(presented, (t) => cleanup(ctx, t), { discard: true }))))
+    yield* solve.pipe(
+      Effect.ensuring(Effect.suspend(() => Effect.forEach(presented, (t) => cleanup(ctx, t), { discard: true })))
+    )
   })

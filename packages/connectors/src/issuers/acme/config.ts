@@ -20,8 +20,9 @@ const HttpsUrl = Schema.String.pipe(
 const DnsName = Schema.String.pipe(
   Schema.filter(
     (s) =>
-      /^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i.test(s) ||
-      `must be a DNS name, got ${JSON.stringify(s)}`
+      /^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i.test(
+        s
+      ) || `must be a DNS name, got ${JSON.stringify(s)}`
   )
 )
 
@@ -32,7 +33,8 @@ const Base64 = Schema.String.pipe(
 )
 const Base64Url = Schema.String.pipe(
   Schema.filter(
-    (s) => (/^[A-Za-z0-9_-]+={0,2}$/.test(s) && Buffer.from(s, "base64url").length >= 16) || "must be base64url (≥ 16 bytes)"
+    (s) =>
+      (/^[A-Za-z0-9_-]+={0,2}$/.test(s) && Buffer.from(s, "base64url").length >= 16) || "must be base64url (≥ 16 bytes)"
   )
 )
 

@@ -41,9 +41,7 @@ export const loadDirectory = (
   directoryUrl: string
 ): Effect.Effect<Directory, ConnectorError> =>
   Effect.gen(function* () {
-    const response = yield* attempt(`ACME directory ${directoryUrl}`, directoryUrl, () =>
-      transport.request(directoryUrl, "get")
-    ).pipe(
+    const response = yield* attempt("ACME directory", directoryUrl, () => transport.request(directoryUrl, "get")).pipe(
       Effect.mapError((error) =>
         // A 4xx at the directory URL means the URL is wrong, not that the CA is busy.
         error.reason === "Rejected" || error.reason === "NotFound" || error.reason === "Unauthorized"

@@ -128,7 +128,11 @@ export const toConnectorError = (error: unknown, ctx: ErrorContext): ConnectorEr
   }
   const message = error instanceof Error ? error.message : String(error)
   // acme-client's own errors (e.g. badNonce after all retries) carry only a message.
-  return new ConnectorError({ reason: "Transient", message: `${ctx.op} (${ctx.directoryUrl}): ${message}`, cause: error })
+  return new ConnectorError({
+    reason: "Transient",
+    message: `${ctx.op} (${ctx.directoryUrl}): ${message}`,
+    cause: error
+  })
 }
 
 /** A challenge the CA marked invalid → ChallengeFailed with the CA's problem detail. */

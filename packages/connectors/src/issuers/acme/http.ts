@@ -144,7 +144,9 @@ export const makeTransport = (options: TransportOptions): Transport => {
               message: problem
                 ? `${upper} ${url}: HTTP ${status} ${problem.type}${problem.detail ? `: ${problem.detail}` : ""}`
                 : `${upper} ${url}: HTTP ${status}`,
-              ...(problem ? {} : { bodySnippet: String(typeof data === "string" ? data : JSON.stringify(data)).slice(0, 200) })
+              ...(problem
+                ? {}
+                : { bodySnippet: String(typeof data === "string" ? data : JSON.stringify(data)).slice(0, 200) })
             })
           )
         })

@@ -105,7 +105,9 @@ export const issueCertificate = (
     const progress = request.progress ?? (() => Effect.void)
     const directory = yield* ctx.directory
     if (request.names.length === 0) {
-      return yield* Effect.fail(new ConnectorError({ reason: "Rejected", message: "an ACME order needs at least one name" }))
+      return yield* Effect.fail(
+        new ConnectorError({ reason: "Rejected", message: "an ACME order needs at least one name" })
+      )
     }
     const deadline = (yield* Clock.currentTimeMillis) + ctx.config.poll_timeout_ms
     const created = yield* createOrder(ctx, request, directory)
@@ -153,7 +155,10 @@ export const issueCertificate = (
     const issued = splitChain(pem)
     if (!issued.certificate_pem) {
       return yield* Effect.fail(
-        new ConnectorError({ reason: "Transient", message: `ACME certificate ${order.certificate} held no certificate` })
+        new ConnectorError({
+          reason: "Transient",
+          message: `ACME certificate ${order.certificate} held no certificate`
+        })
       )
     }
     yield* progress("certificate downloaded")
@@ -165,7 +170,9 @@ export const issueCertificate = (
       issued.certificate_pem,
       ctx.config.directory_url
     ).pipe(
-      Effect.tapError((e) => Effect.sync(() => ctx.log("renewalInfo unavailable after issuance", { error: e.message }))),
+      Effect.tapError((e) =>
+        Effect.sync(() => ctx.log("renewalInfo unavailable after issuance", { error: e.message }))
+      ),
       Effect.option
     )
     return window._tag === "Some" ? { ...issued, renewal_window: window.value } : issued

@@ -18,11 +18,13 @@ import type { Session } from "./icontrolSession.js"
 /**
  * One deployment to a BIG-IP, in the order that keeps traffic safe:
  *  1. check every configured virtual server exists (nothing has changed yet);
- *  2. upload and install cert, key and chain as new objects named after the serial;
+ *  2. upload and install cert, key and chain as new objects named after the serial, then delete
+ *     the uploaded files (the key must not linger in /var/config/rest/downloads);
  *  3. read the installed certificate back and compare serial and fingerprint;
  *  4. point the client-ssl profile at them (create it, or PATCH its certKeyChain);
  *  5. attach the profile to each virtual server that lacks it;
- *  6. verify: profile read-back, and with a verify address a real TLS handshake.
+ *  6. verify: profile read-back, and with a verify address a real TLS handshake;
+ *  7. save the running configuration (`save sys config`), or a reboot would bring back the old one.
  * A failure in 4–6 restores the previous certKeyChain (or removes the profile we created) and
  * detaches what we attached. After success, objects older than the one just replaced are removed;
  * the just-replaced version stays so an operator can switch back on the BIG-IP in one step.
@@ -70,10 +72,47 @@ export const checkCertificateObject = (session: Session, path: string, serial: s
     return `${path} (serial ${seenSerial}, expires ${obj.expirationString ?? "?"})`
   })
 
+/** REST changes live in the running configuration until saved; an unsaved change is lost on reboot. */
+export const saveConfig = (session: Session): Effect.Effect<void, ConnectorErrorType> =>
+  session.call("POST", "/mgmt/tm/sys/config", { command: "save" }).pipe(
+    Effect.mapError((e) => withMessage(e, `the change is live but saving the configuration failed: ${e.message}`)),
+    Effect.asVoid
+  )
+
 const install = (session: Session, kind: "cert" | "key", path: string, file: string) =>
   session.call("POST", `/mgmt/tm/sys/crypto/${kind}`, { command: "install", name: path, "from-local-file": file })
 
-const uploadAndInstall = (session: Session, names: ObjectNames, bundle: Target.DeployBundle, hasChain: boolean) =>
+/**
+ * Uploaded files stay in /var/config/rest/downloads until removed, and one of them is the private
+ * key: remove them whatever the install did (util unix-rm; best effort, as a Certificate Manager
+ * role may not be allowed to run it).
+ */
+const removeUploads = (session: Session, names: ObjectNames, log: DeploySettings["log"]) =>
+  Effect.forEach(
+    [names.key, names.cert, names.chain],
+    (name) =>
+      session
+        .call("POST", "/mgmt/tm/util/unix-rm", {
+          command: "run",
+          utilCmdArgs: `-f /var/config/rest/downloads/${baseName(name)}`
+        })
+        .pipe(
+          Effect.catchAll((e) =>
+            Effect.sync(() =>
+              log(`f5: could not remove uploaded file ${baseName(name)}: ${e.message}`, { level: "warn" })
+            )
+          )
+        ),
+    { discard: true }
+  )
+
+const uploadAndInstall = (
+  session: Session,
+  names: ObjectNames,
+  bundle: Target.DeployBundle,
+  hasChain: boolean,
+  log: DeploySettings["log"]
+) =>
   Effect.gen(function* () {
     const certFile = yield* session.upload(baseName(names.cert), Buffer.from(bundle.certificate_pem))
     const keyFile = yield* session.upload(baseName(names.key), Buffer.from(Redacted.value(bundle.key_pem)))
@@ -81,7 +120,7 @@ const uploadAndInstall = (session: Session, names: ObjectNames, bundle: Target.D
     yield* install(session, "cert", names.cert, certFile)
     yield* install(session, "key", names.key, keyFile)
     if (chainFile) yield* install(session, "cert", names.chain, chainFile)
-  })
+  }).pipe(Effect.ensuring(removeUploads(session, names, log)))
 
 export const deploy = (
   session: Session,
@@ -89,8 +128,15 @@ export const deploy = (
   bundle: Target.DeployBundle
 ): Effect.Effect<Target.DeployResult, ConnectorErrorType> =>
   Effect.gen(function* () {
-    if (pemFingerprint(bundle.certificate_pem) === "" || Redacted.value(bundle.key_pem).trim() === "")
-      return yield* new ConnectorError({ reason: "Rejected", message: "deploy bundle has no certificate or no key" })
+    if (
+      pemFingerprint(bundle.certificate_pem) === "" ||
+      Redacted.value(bundle.key_pem).trim() === "" ||
+      normaliseHex(bundle.serial) === ""
+    )
+      return yield* new ConnectorError({
+        reason: "Rejected",
+        message: "deploy bundle lacks a PEM certificate, a key or a serial"
+      })
     const names = objectNames(settings.partition, bundle.domain, bundle.serial)
     const hasChain = /-----BEGIN CERTIFICATE-----/.test(bundle.chain_pem)
     const entry: ChainEntry = {
@@ -102,10 +148,12 @@ export const deploy = (
 
     for (const vs of settings.virtualServers) yield* session.call("GET", virtualUrl(vs))
 
-    yield* uploadAndInstall(session, names, bundle, hasChain).pipe(
+    // Until the profile changes, a failure only has to take back the objects just installed (a
+    // BIG-IP refuses to delete any that a profile still uses).
+    yield* uploadAndInstall(session, names, bundle, hasChain, settings.log).pipe(
+      Effect.zipRight(checkCertificateObject(session, names.cert, bundle.serial, bundle.certificate_pem)),
       Effect.tapError(() => deleteObjects(session, [names.chain, names.key, names.cert]))
     )
-    yield* checkCertificateObject(session, names.cert, bundle.serial, bundle.certificate_pem)
 
     const before = yield* session.find(profileUrl(settings.profile))
     const previous: ReadonlyArray<ChainEntry> | undefined = before?.certKeyChain
@@ -166,6 +214,7 @@ export const deploy = (
     const replaced = previous?.[0]?.cert
     const replacedSerial = replaced ? serialOfObject(bundle.domain, baseName(replaced)) : undefined
     yield* cleanupObjects(session, settings.partition, bundle.domain, [bundle.serial, replacedSerial], settings.log)
+    yield* saveConfig(session)
     return { verified: true, verification }
   })
 

@@ -45,10 +45,14 @@ export const randomPassword = (): string => randomBytes(24).toString("base64url"
 type EngineCrypto = ConstructorParameters<typeof pkijs.CryptoEngine>[0]["crypto"]
 const engine = new pkijs.CryptoEngine({ name: "node-webcrypto", crypto: webcrypto as unknown as EngineCrypto })
 
-const toArrayBuffer = (b: Uint8Array): ArrayBuffer => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer
+const toArrayBuffer = (b: Uint8Array): ArrayBuffer =>
+  b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer
 
 const bagAttributes = (localKeyId: Buffer, friendlyName: string) => [
-  new pkijs.Attribute({ type: OID.localKeyId, values: [new asn1js.OctetString({ valueHex: toArrayBuffer(localKeyId) })] }),
+  new pkijs.Attribute({
+    type: OID.localKeyId,
+    values: [new asn1js.OctetString({ valueHex: toArrayBuffer(localKeyId) })]
+  }),
   new pkijs.Attribute({ type: OID.friendlyName, values: [new asn1js.BmpString({ value: friendlyName })] })
 ]
 

@@ -3,7 +3,7 @@
  * Renames use OpenSSH's posix-rename extension: plain SFTP rename refuses to replace a file.
  */
 import { ConnectorError } from "@certctl/core"
-import { Effect, type Scope } from "effect"
+import { Duration, Effect, type Scope } from "effect"
 import type ssh2 from "ssh2"
 
 export interface RemoteStat {
@@ -38,7 +38,11 @@ const mapError = (op: string, path: string, e: SftpError): ConnectorError => {
   if (e.code === PERMISSION_DENIED)
     return new ConnectorError({ reason: "Unauthorized", message: `SFTP ${op} ${path}: permission denied`, cause: e })
   if (e.code === NO_SUCH_FILE)
-    return new ConnectorError({ reason: "NotFound", message: `SFTP ${op} ${path}: no such file or directory`, cause: e })
+    return new ConnectorError({
+      reason: "NotFound",
+      message: `SFTP ${op} ${path}: no such file or directory`,
+      cause: e
+    })
   return new ConnectorError({ reason: "Transient", message: `SFTP ${op} ${path} failed: ${e.message}`, cause: e })
 }
 
@@ -58,9 +62,33 @@ const call = <A>(
       })
     } catch (e) {
       // ssh2 throws synchronously e.g. when the server lacks an extension.
-      resume(Effect.fail(new ConnectorError({ reason: "Rejected", message: `SFTP ${op} ${path}: ${(e as Error).message}` })))
+      resume(
+        Effect.fail(new ConnectorError({ reason: "Rejected", message: `SFTP ${op} ${path}: ${(e as Error).message}` }))
+      )
     }
   })
+
+/** Every operation is bounded: a silent server must not hang a deployment (or its rollback). */
+const withTimeout = (sftp: Sftp, timeoutMs: number): Sftp => {
+  const bound =
+    <Args extends Array<any>, A>(op: string, f: (...args: Args) => Effect.Effect<A, ConnectorError>) =>
+    (...args: Args) =>
+      f(...args).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(timeoutMs),
+          onTimeout: () =>
+            new ConnectorError({ reason: "Timeout", message: `SFTP ${op} ${args[0]} got no answer in ${timeoutMs} ms` })
+        })
+      )
+  return {
+    stat: bound("stat", sftp.stat),
+    readFile: bound("read", sftp.readFile),
+    writeNew: bound("write", sftp.writeNew),
+    replace: bound("posix-rename", sftp.replace),
+    remove: bound("unlink", sftp.remove),
+    list: bound("readdir", sftp.list)
+  }
+}
 
 const wrap = (sftp: ssh2.SFTPWrapper): Sftp => ({
   stat: (path) =>
@@ -82,7 +110,7 @@ const wrap = (sftp: ssh2.SFTPWrapper): Sftp => ({
 })
 
 /** Open the SFTP subsystem on an authenticated connection; closed with the scope. */
-export const openSftp = (client: ssh2.Client): Effect.Effect<Sftp, ConnectorError, Scope.Scope> =>
+export const openSftp = (client: ssh2.Client, timeoutMs: number): Effect.Effect<Sftp, ConnectorError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<ssh2.SFTPWrapper, ConnectorError>((resume) => {
       client.sftp((e, sftp) =>
@@ -100,4 +128,11 @@ export const openSftp = (client: ssh2.Client): Effect.Effect<Sftp, ConnectorErro
       )
     }),
     (sftp) => Effect.sync(() => sftp.end())
-  ).pipe(Effect.map(wrap))
+  ).pipe(
+    Effect.map((sftp) => withTimeout(wrap(sftp), timeoutMs)),
+    Effect.timeoutFail({
+      duration: Duration.millis(timeoutMs),
+      onTimeout: () =>
+        new ConnectorError({ reason: "Timeout", message: `SFTP subsystem did not open in ${timeoutMs} ms` })
+    })
+  )

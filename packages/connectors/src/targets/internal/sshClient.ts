@@ -57,7 +57,7 @@ export const privateKeyProblem = (key: string, passphrase?: string): string | un
       : `ssh_key cannot be parsed as a private key (${parsed.message}); expected OpenSSH, PEM or PPK private key text`
   }
   const first = Array.isArray(parsed) ? parsed[0] : parsed
-  if (!first || !first.isPrivateKey() || first.getPrivatePEM() === null)
+  if (!first?.isPrivateKey() || first.getPrivatePEM() === null)
     return "ssh_key is a public key; a private key is required"
   return undefined
 }
@@ -89,7 +89,9 @@ export const connectSsh = (options: SshConnectOptions): Effect.Effect<SshSession
         if (hostKeyRefusal) return settle(Effect.fail(err("Unauthorized", hostKeyRefusal)))
         settle(Effect.fail(mapConnectError(e, where, options.username)))
       })
-      client.once("close", () => settle(Effect.fail(err("Transient", `SSH connection to ${where} closed during setup`))))
+      client.once("close", () =>
+        settle(Effect.fail(err("Transient", `SSH connection to ${where} closed during setup`)))
+      )
       try {
         client.connect({
           host: options.host,
@@ -98,6 +100,9 @@ export const connectSsh = (options: SshConnectOptions): Effect.Effect<SshSession
           privateKey: Redacted.value(options.privateKey),
           passphrase: options.passphrase ? Redacted.value(options.passphrase) : undefined,
           readyTimeout: options.timeoutMs,
+          // Notice a dead peer (then pending SFTP calls and commands fail instead of waiting).
+          keepaliveInterval: 5_000,
+          keepaliveCountMax: 3,
           // Only our key: never fall back to password, keyboard-interactive or an agent.
           authHandler: ["publickey"],
           hostVerifier: (key: Buffer) => {

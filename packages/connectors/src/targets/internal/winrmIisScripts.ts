@@ -98,7 +98,7 @@ export const describe = (b: BindingSpec, friendlyName: string) =>
         certificateHash: "$binding.certificateHash",
         serial: "$bound.SerialNumber",
         friendlyName: "$bound.FriendlyName",
-        managed: "@($managed.Thumbprint)"
+        managed: "@($managed | ForEach-Object { $_.Thumbprint })"
       })
     ]
   })

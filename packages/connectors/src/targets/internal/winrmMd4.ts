@@ -9,7 +9,9 @@ export const md4 = (data: Uint8Array): Buffer => (nativeMd4 ? createHash("md4").
 
 const nativeMd4 = (() => {
   try {
-    return getHashes().includes("md4") && createHash("md4").update("").digest("hex") === "31d6cfe0d16ae931b73c59d7e0c089c0"
+    return (
+      getHashes().includes("md4") && createHash("md4").update("").digest("hex") === "31d6cfe0d16ae931b73c59d7e0c089c0"
+    )
   } catch {
     return false
   }

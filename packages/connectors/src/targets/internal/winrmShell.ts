@@ -48,10 +48,17 @@ export interface ShellOptions {
   readonly operationTimeoutSec: number
 }
 
-export const openShell = (transport: Transport, options: ShellOptions): Effect.Effect<Shell, WinRMError, Scope.Scope> => {
+export const openShell = (
+  transport: Transport,
+  options: ShellOptions
+): Effect.Effect<Shell, WinRMError, Scope.Scope> => {
   const ctx: Envelope.EnvelopeContext = { to: transport.endpoint, operationTimeoutSec: options.operationTimeoutSec }
 
-  const call = <A>(request: Envelope.Request, expected: string, read: (root: ReturnType<typeof Envelope.readResponse>) => A) =>
+  const call = <A>(
+    request: Envelope.Request,
+    expected: string,
+    read: (root: ReturnType<typeof Envelope.readResponse>) => A
+  ) =>
     Effect.flatMap(transport.post(request.xml), (xml) =>
       Effect.try({
         try: () => read(Envelope.readResponse(xml, request, expected)),

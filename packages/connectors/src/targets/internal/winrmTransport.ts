@@ -118,6 +118,8 @@ export const makeTransport = (o: TransportOptions): Transport => {
       )
       req.on("error", reject)
       req.on("response", (res) => {
+        // Keep the socket now: once the body is read it goes back to the agent and res.socket is null.
+        const socket = res.socket
         const chunks: Array<Buffer> = []
         res.on("data", (c: Buffer) => chunks.push(c))
         res.on("error", reject)
@@ -126,7 +128,7 @@ export const makeTransport = (o: TransportOptions): Transport => {
             status: res.statusCode ?? 0,
             headers: res.headers,
             body: Buffer.concat(chunks).toString("utf8"),
-            socket: res.socket
+            socket
           })
         )
       })

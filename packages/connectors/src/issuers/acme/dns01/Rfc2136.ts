@@ -4,7 +4,7 @@
  * server's signed answer, then (awaitVisible) polls the configured resolvers until the values show.
  */
 import { randomInt } from "node:crypto"
-import { ConnectorError } from "@certctl/core"
+import { ConnectorError, type ConnectorReason } from "@certctl/core"
 import { Clock, Effect, Redacted } from "effect"
 import type { Rfc2136Provider } from "../config.js"
 import type { DnsProvider } from "./DnsProvider.js"
@@ -23,6 +23,16 @@ const RCODES: Readonly<Record<number, string>> = {
   8: "NXRRSET",
   9: "NOTAUTH",
   10: "NOTZONE"
+}
+
+/** What a failed UPDATE's RCODE means for the job engine, with a hint for the operator. */
+const RCODE_MEANING: Readonly<
+  Record<number, readonly [ConnectorReason, (key: string, zone: string, name: string) => string]>
+> = {
+  2: ["Transient", () => ""],
+  5: ["Unauthorized", (key) => ` (the zone's update policy does not allow key ${key})`],
+  9: ["InvalidConfig", (_k, zone) => ` (that server is not authoritative for zone ${zone})`],
+  10: ["InvalidConfig", (_k, zone, name) => ` (${name} is not in zone ${zone} on that server)`]
 }
 
 const TTL = 60
@@ -84,8 +94,10 @@ export const make = (config: Rfc2136Provider): DnsProvider => {
       const verified = verifyResponse(response, signed.mac, key, after)
       const rcode = RCODES[header.rcode] ?? `RCODE ${header.rcode}`
       const what = `dns-01: ${server} refused to ${action} TXT ${name}`
-      if (header.rcode === 9 || (!verified.ok && verified.tsigError)) {
-        const why = !verified.ok && verified.tsigError ? verified.tsigError : rcode
+      // NOTAUTH with a TSIG error in the answer's TSIG RR is a key problem (RFC 8945 §5.2);
+      // without one it means the server is not authoritative for the zone (RFC 2136 §2.2).
+      if (!verified.ok && verified.tsigError) {
+        const why = verified.tsigError
         return yield* Effect.fail(
           new ConnectorError({
             reason: "Unauthorized",
@@ -95,22 +107,9 @@ export const make = (config: Rfc2136Provider): DnsProvider => {
         )
       }
       if (header.rcode !== 0) {
-        const reason =
-          header.rcode === 5
-            ? ("Unauthorized" as const)
-            : header.rcode === 10
-              ? ("InvalidConfig" as const)
-              : header.rcode === 2
-                ? ("Transient" as const)
-                : ("Rejected" as const)
-        const hint =
-          header.rcode === 5
-            ? ` (the zone's update policy does not allow key ${key.name})`
-            : header.rcode === 10
-              ? ` (${name} is not in zone ${zone} on that server)`
-              : ""
+        const [reason, hint] = RCODE_MEANING[header.rcode] ?? ["Rejected" as const, () => ""]
         return yield* Effect.fail(
-          new ConnectorError({ reason, message: `${what}: ${rcode}${hint}`, detail: { rcode } })
+          new ConnectorError({ reason, message: `${what}: ${rcode}${hint(key.name, zone, name)}`, detail: { rcode } })
         )
       }
       if (!verified.ok) {

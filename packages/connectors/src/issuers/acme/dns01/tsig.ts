@@ -77,7 +77,12 @@ export type Verification =
  * Verify a response to a request whose MAC was `requestMac` (§5.3): the answer must carry a TSIG RR
  * by the same key whose MAC covers the request MAC, the answer and the TSIG variables.
  */
-export const verifyResponse = (response: Buffer, requestMac: Buffer, key: TsigKey, nowSeconds: number): Verification => {
+export const verifyResponse = (
+  response: Buffer,
+  requestMac: Buffer,
+  key: TsigKey,
+  nowSeconds: number
+): Verification => {
   const start = lastAdditionalOffset(response)
   if (start === undefined) return { ok: false, reason: "the answer is not TSIG-signed" }
   const owner = readName(response, start)

@@ -91,7 +91,12 @@ export const readName = (buf: Buffer, offset: number): { name: string; end: numb
     const len = buf[o]
     if (len === 0) return { name: labels.join("."), end: o + 1 }
     if ((len & 0xc0) === 0xc0) throw new Error("compressed name where none is allowed")
-    labels.push(buf.subarray(o + 1, o + 1 + len).toString("ascii").toLowerCase())
+    labels.push(
+      buf
+        .subarray(o + 1, o + 1 + len)
+        .toString("ascii")
+        .toLowerCase()
+    )
     o += len + 1
   }
 }
@@ -142,7 +147,10 @@ export const tcpExchange = (host: string, port: number, message: Buffer, timeout
       if (error) reject(error)
       else resolve(value!)
     }
-    const timer = setTimeout(() => done(new Error(`no DNS answer from ${host}:${port} within ${timeoutMs} ms`)), timeoutMs)
+    const timer = setTimeout(
+      () => done(new Error(`no DNS answer from ${host}:${port} within ${timeoutMs} ms`)),
+      timeoutMs
+    )
     socket.on("connect", () => socket.write(Buffer.concat([u16(message.length), message])))
     socket.on("data", (chunk: Buffer) => {
       received = Buffer.concat([received, chunk])

@@ -1,0 +1,53 @@
+import { Api, ApiError } from "@certctl/core"
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer, Option, Redacted } from "effect"
+import * as ApiKeys from "./ApiKeys.js"
+import { ServerConfig } from "./Config.js"
+
+/** Bearer keys → principal. A missing or unknown key is 401; role checks (403) happen per handler. */
+export const AuthenticationLive = Layer.effect(
+  Api.Authentication,
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* ServerConfig
+    return {
+      bearer: (token) =>
+        Effect.gen(function* () {
+          const value = Redacted.value(token)
+          if (value.length === 0 || value.length > 512)
+            return yield* Effect.fail(ApiError.unauthorized("missing or malformed bearer API key"))
+          const found = yield* ApiKeys.lookup(value, config.adminApiKey).pipe(
+            Effect.provideService(SqlClient.SqlClient, sql),
+            Effect.orDie
+          )
+          if (Option.isNone(found)) return yield* Effect.fail(ApiError.unauthorized("unknown, revoked or retired API key"))
+          return { role: found.value.role, key_id: found.value.id, agent_id: found.value.agent_id }
+        })
+    }
+  })
+)
+
+type Role = Api.Principal["role"]
+
+/** Fails with 403 unless the caller has one of `roles`. */
+export const requireRole = (...roles: ReadonlyArray<Role>) =>
+  Effect.flatMap(Api.CurrentPrincipal, (p) =>
+    roles.includes(p.role)
+      ? Effect.succeed(p)
+      : Effect.fail(ApiError.forbidden(`this operation needs role ${roles.join(" or ")}; the key has role ${p.role}`))
+  )
+
+export const admin = requireRole("admin")
+export const reader = requireRole("admin", "viewer")
+
+/** An agent may act only as itself; admins may act for any agent. */
+export const selfOrAdmin = (agentId: string) =>
+  Effect.flatMap(Api.CurrentPrincipal, (p) =>
+    p.role === "admin" || (p.role === "agent" && p.agent_id === agentId)
+      ? Effect.succeed(p)
+      : Effect.fail(ApiError.forbidden(`this key may not act for agent ${agentId}`))
+  )
+
+/** The audit actor for the current principal. */
+export const actorOf = (p: Api.Principal) =>
+  p.role === "agent" ? { type: "agent" as const, id: p.agent_id ?? p.key_id } : { type: "user" as const, id: p.key_id }

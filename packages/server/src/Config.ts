@@ -1,0 +1,79 @@
+import { Config, ConfigError, Context, Duration, Either, Layer, type Option, type Redacted } from "effect"
+
+/** Every server setting, from `CERTCTL_*` environment variables (listed in the README). */
+export interface ServerSettings {
+  readonly listenHost: string
+  readonly listenPort: number
+  readonly tlsCertFile: Option.Option<string>
+  readonly tlsKeyFile: Option.Option<string>
+  readonly adminApiKey: Option.Option<Redacted.Redacted<string>>
+  readonly publicUrl: Option.Option<string>
+  readonly csrTimeout: Duration.Duration
+  readonly csrWait: Duration.Duration
+  readonly deployTimeout: Duration.Duration
+  readonly renewalScanInterval: Duration.Duration
+  readonly jobConcurrency: number
+  readonly jobLease: Duration.Duration
+  readonly retryBase: Duration.Duration
+  readonly maxAttempts: number
+  readonly shutdownGrace: Duration.Duration
+  readonly dataDir: string
+}
+
+export class ServerConfig extends Context.Tag("@certctl/server/Config")<ServerConfig, ServerSettings>() {}
+
+const listenAddr = Config.string("CERTCTL_LISTEN_ADDR").pipe(
+  Config.withDefault("127.0.0.1:8443"),
+  Config.mapOrFail((s) => {
+    const m = /^(\[[^\]]+\]|[^:]*):(\d{1,5})$/.exec(s)
+    const port = m ? Number(m[2]) : Number.NaN
+    return m && port >= 0 && port <= 65535
+      ? Either.right({ host: m[1].replace(/^\[|\]$/g, "") || "0.0.0.0", port })
+      : Either.left(ConfigError.InvalidData(["CERTCTL_LISTEN_ADDR"], `must be host:port, got "${s}"`))
+  })
+)
+
+const duration = (name: string, fallback: Duration.DurationInput) =>
+  Config.duration(name).pipe(Config.withDefault(Duration.decode(fallback)))
+
+export const settings = Config.all({
+  listen: listenAddr,
+  tlsCertFile: Config.option(Config.string("CERTCTL_TLS_CERT_FILE")),
+  tlsKeyFile: Config.option(Config.string("CERTCTL_TLS_KEY_FILE")),
+  adminApiKey: Config.option(Config.redacted("CERTCTL_ADMIN_API_KEY")),
+  publicUrl: Config.option(Config.string("CERTCTL_PUBLIC_URL")),
+  csrTimeout: duration("CERTCTL_CSR_TIMEOUT", "5 minutes"),
+  csrWait: duration("CERTCTL_CSR_WAIT", "10 seconds"),
+  deployTimeout: duration("CERTCTL_DEPLOY_TIMEOUT", "10 minutes"),
+  renewalScanInterval: duration("CERTCTL_RENEWAL_SCAN_INTERVAL", "1 hour"),
+  jobConcurrency: Config.integer("CERTCTL_JOB_CONCURRENCY").pipe(Config.withDefault(16)),
+  jobLease: duration("CERTCTL_JOB_LEASE", "30 seconds"),
+  retryBase: duration("CERTCTL_RETRY_BASE", "5 seconds"),
+  maxAttempts: Config.integer("CERTCTL_MAX_ATTEMPTS").pipe(Config.withDefault(5)),
+  shutdownGrace: duration("CERTCTL_SHUTDOWN_GRACE", "10 seconds"),
+  dataDir: Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault("./.certctl/data"))
+}).pipe(
+  Config.map(
+    (c): ServerSettings => ({
+      listenHost: c.listen.host,
+      listenPort: c.listen.port,
+      tlsCertFile: c.tlsCertFile,
+      tlsKeyFile: c.tlsKeyFile,
+      adminApiKey: c.adminApiKey,
+      publicUrl: c.publicUrl,
+      csrTimeout: c.csrTimeout,
+      csrWait: c.csrWait,
+      deployTimeout: c.deployTimeout,
+      renewalScanInterval: c.renewalScanInterval,
+      jobConcurrency: c.jobConcurrency,
+      jobLease: c.jobLease,
+      retryBase: c.retryBase,
+      maxAttempts: c.maxAttempts,
+      shutdownGrace: c.shutdownGrace,
+      dataDir: c.dataDir
+    })
+  )
+)
+
+export const layer = Layer.effect(ServerConfig, settings)
+export const layerWith = (s: ServerSettings) => Layer.succeed(ServerConfig, s)
