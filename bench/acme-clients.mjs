@@ -36,8 +36,11 @@ const NAMED_PORT = 20494
 
 const run = (cmd, args, env) =>
   new Promise((resolve) =>
-    execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 120_000, maxBuffer: 8 << 20 }, (error, stdout, stderr) =>
-      resolve({ ok: !error, output: `${stdout}\n${stderr}`.trim() })
+    execFile(
+      cmd,
+      args,
+      { env: { ...process.env, ...env }, timeout: 120_000, maxBuffer: 8 << 20 },
+      (error, stdout, stderr) => resolve({ ok: !error, output: `${stdout}\n${stderr}`.trim() })
     )
   )
 
@@ -57,7 +60,12 @@ const connectorContender = {
     const key = await acmeCrypto.createPrivateEcdsaKey()
     const [, csr] = await acmeCrypto.createCsr({ commonName: name, altNames: [name] }, key)
     const issued = await Effect.runPromise(
-      this.issuer.issue({ certificate_id: name, names: [name], csr_pem: csr.toString(), solver: http01Solver(this.responder) })
+      this.issuer.issue({
+        certificate_id: name,
+        names: [name],
+        csr_pem: csr.toString(),
+        solver: http01Solver(this.responder)
+      })
     )
     return { ok: issued.certificate_pem.includes("BEGIN CERTIFICATE") }
   },
@@ -196,7 +204,8 @@ const main = async () => {
   const base = results.find((r) => r.id === "acme-connector")
   const ratios = {}
   if (base) {
-    for (const r of results) if (r !== base) ratios[`${r.id}/acme-connector`] = Math.round((r.per_cert_ms / base.per_cert_ms) * 10) / 10
+    for (const r of results)
+      if (r !== base) ratios[`${r.id}/acme-connector`] = Math.round((r.per_cert_ms / base.per_cert_ms) * 10) / 10
   }
   const report = {
     bench: "acme-clients",

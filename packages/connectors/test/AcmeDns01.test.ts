@@ -18,6 +18,8 @@ import { AcmeIssuerConfig, makeWith } from "../src/issuers/acme/AcmeIssuer.js"
 import { Rfc2136Provider } from "../src/issuers/acme/config.js"
 import type { DnsProvider } from "../src/issuers/acme/dns01/DnsProvider.js"
 import * as Rfc2136 from "../src/issuers/acme/dns01/Rfc2136.js"
+import { sign, type TsigKey, verifyResponse } from "../src/issuers/acme/dns01/tsig.js"
+import { CLASS, encodeUpdate, readHeader, TYPE, tcpExchange, txtRdata } from "../src/issuers/acme/dns01/wire.js"
 
 const BASE = 20420 // pebble 20420-20423, named 20424 (sha256 key) and 20425 (sha512 key)
 const ok =
@@ -112,6 +114,37 @@ describe.skipIf(!ok)("AcmeIssuer dns-01 through RFC 2136 to bind9", () => {
       expect(yield* Effect.promise(() => bind512.txt(fqdn))).toEqual(["five-twelve"])
       yield* p.cleanup(fqdn, "five-twelve")
       expect(yield* Effect.promise(() => bind512.txt(fqdn))).toEqual([])
+    })
+  )
+
+  it.live("bind9's TSIG-signed answer verifies; a tampered or misattributed one does not", () =>
+    Effect.promise(async () => {
+      const key: TsigKey = {
+        name: bind.tsig.name,
+        algorithm: "hmac-sha256",
+        secret: Buffer.from(bind.tsig.secret, "base64")
+      }
+      const name = "_acme-challenge.tsig.example.test"
+      const update = encodeUpdate(4242, bind.zone, [
+        { name, type: TYPE.TXT, class: CLASS.IN, ttl: 60, rdata: txtRdata("v") }
+      ])
+      const now = Math.floor(Date.now() / 1000)
+      const signed = sign(update, key, now)
+      const answer = await tcpExchange(bind.host, bind.port, signed.message, 5000)
+      expect(readHeader(answer)).toMatchObject({ id: 4242, qr: true, rcode: 0 })
+      expect(verifyResponse(answer, signed.mac, key, now)).toEqual({ ok: true })
+      const flipped = (at: number) => {
+        const copy = Buffer.from(answer)
+        copy[at] ^= 0x01
+        return copy
+      }
+      expect(verifyResponse(flipped(3), signed.mac, key, now).ok).toBe(false) // a header bit
+      expect(verifyResponse(flipped(answer.length - 7), signed.mac, key, now).ok).toBe(false) // the MAC
+      expect(verifyResponse(answer, Buffer.alloc(32), key, now).ok).toBe(false) // another request
+      expect(verifyResponse(answer, signed.mac, { ...key, secret: Buffer.alloc(32, 1) }, now).ok).toBe(false)
+      expect(verifyResponse(answer, signed.mac, key, now + 3600)).toMatchObject({ ok: false })
+      await Effect.runPromise(provider(bind).cleanup(name, "v"))
+      expect(await bind.txt(name)).toEqual([])
     })
   )
 

@@ -138,6 +138,27 @@ describe.skipIf(!ok)("AcmeIssuer against Pebble (http-01)", () => {
     })
   )
 
+  it.live("a stored account the CA does not know (e.g. a restarted Pebble) is registered again", () =>
+    Effect.gen(function* () {
+      const state = Connector.memoryState()
+      yield* make(config(), { state })
+      const stale = pebble.directoryUrl.replace(/\/dir$/, "/my-account/999999999")
+      yield* state.set("account_url", JSON.stringify({ directory_url: pebble.directoryUrl, url: stale }))
+      const issuer = yield* make(config(), { state })
+      const names = ["again.http.example.test"]
+      const issued = yield* issuer.issue({
+        certificate_id: "c7",
+        names,
+        csr_pem: yield* csrFor(names),
+        solver: http01Solver(responder)
+      })
+      expect(issued.certificate_pem).toContain("BEGIN CERTIFICATE")
+      const url = JSON.parse((yield* state.get("account_url"))!).url as string
+      expect(url).not.toBe(stale)
+      yield* issuer.validate
+    })
+  )
+
   it.live("preferred_chain selects the alternate chain whose top issuer matches", () =>
     Effect.gen(function* () {
       const alternateRoot = new x509.X509Certificate(yield* Effect.promise(() => pebble.root(1)))

@@ -9,6 +9,7 @@ import {
   type WinrmSimulator,
   type WinrmSimulatorOptions
 } from "@certctl/test-support/winrmSimulator"
+import { challengeFor, verifyAuthenticate } from "@certctl/test-support/winrmSimulatorNtlm"
 import { Effect, Either, Redacted, Schema } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { Iis } from "../src/targets/Iis.js"
@@ -171,6 +172,12 @@ describe("IIS target over WinRM (simulator)", () => {
       expect(sim.scripts.some((s) => s.includes("PRIVATE KEY") || s.includes(keyBody))).toBe(false)
       expect(sim.openShells()).toBe(0)
       expect(sim.requests.every((r) => r.status !== 200 || r.scheme === "ntlm")).toBe(true)
+      // Output arrives in 64-byte pieces here, so every command needed several Receives.
+      const count = (action: string) =>
+        sim.requests.filter((r) => r.status === 200 && r.action?.endsWith(action)).length
+      expect(count("/Receive")).toBeGreaterThan(count("/Command"))
+      expect(count("/Signal")).toBe(count("/Command"))
+      expect(count("/transfer/Delete")).toBe(count("/transfer/Create"))
 
       const second = yield* Effect.promise(() => issue())
       const r2 = yield* iis.deploy(second)
@@ -199,6 +206,20 @@ describe("IIS target over WinRM (simulator)", () => {
       const ok = sim.requests.filter((r) => r.status === 200)
       expect(ok.length).toBeGreaterThan(0)
       expect(ok.every((r) => r.scheme === "basic" && r.user === USER)).toBe(true)
+    })
+  )
+
+  it.effect("re-authenticates with NTLM when the server closes the connection mid-session", () =>
+    Effect.gen(function* () {
+      const sim = yield* Effect.promise(() => simulator({ closeConnectionEvery: 4 }))
+      const iis = yield* connector(rawConfig(sim))
+      const bundle = yield* Effect.promise(() => issue())
+      yield* iis.deploy(bundle)
+      expect(sim.binding(SITE, `*:443:${DOMAIN}`)?.certificateHash).toBe(thumbOf(bundle))
+      // Each new connection had to go through NEGOTIATE/CHALLENGE/AUTHENTICATE again.
+      const challenges = sim.requests.filter((r) => r.status === 401 && r.action === undefined).length
+      expect(challenges).toBeGreaterThan(3)
+      expect(sim.authFailures).toEqual([])
     })
   )
 
@@ -343,6 +364,50 @@ describe("IIS target over WinRM (simulator)", () => {
     })
   )
 
+  it.effect("keeps what certctl does not own: an administrator's certificate and binding", () =>
+    Effect.gen(function* () {
+      // The site already has a host-name binding without SNI, serving a certificate an admin imported.
+      const sim = yield* Effect.promise(() =>
+        simulator({
+          sites: [{ name: SITE, bindings: [{ protocol: "https", bindingInformation: `*:443:${DOMAIN}`, sslFlags: 0 }] }]
+        })
+      )
+      const manual = yield* Effect.promise(() => issue())
+      const pfx = yield* Effect.promise(() =>
+        buildPfx({
+          certificatePem: manual.certificate_pem,
+          chainPem: "",
+          keyPem: Redacted.value(manual.key_pem),
+          password: "admin",
+          friendlyName: "Contoso manual"
+        })
+      )
+      sim.host.writeFile(`${sim.host.tempDir}\\manual.pfx`, pfx)
+      sim.host.importPfx(`${sim.host.tempDir}\\manual.pfx`, "admin", "My")
+      sim.host.removeFile(`${sim.host.tempDir}\\manual.pfx`)
+      sim.host.addSslCertificate(sim.host.sites[0].bindings[0], thumbOf(manual), "My")
+
+      const iis = yield* connector(rawConfig(sim))
+      yield* iis.remove(DOMAIN)
+      expect(sim.binding(SITE, `*:443:${DOMAIN}`)).toEqual({ sslFlags: 0, certificateHash: thumbOf(manual) })
+      expect(yield* iis.status(DOMAIN)).toMatchObject({ deployed: false, serial: manual.serial })
+
+      // Deploying takes the binding over (now with SNI) but leaves the admin's certificate in the store.
+      const ours = yield* Effect.promise(() => issue())
+      const r = yield* iis.deploy(ours)
+      expect(r.verification).toContain(`previous certificate ${thumbOf(manual)} kept: not imported by certctl`)
+      expect(sim.binding(SITE, `*:443:${DOMAIN}`)).toEqual({ sslFlags: 1, certificateHash: thumbOf(ours) })
+      expect(
+        sim
+          .certificates("My")
+          .map((c) => c.thumbprint)
+          .sort()
+      ).toEqual([thumbOf(manual), thumbOf(ours)].sort())
+      expect(sim.scripts.some((s) => s.includes("Set-WebBinding"))).toBe(true)
+      expect(sim.scripts.some((s) => s.includes("New-WebBinding"))).toBe(false)
+    })
+  )
+
   it.effect("an untrusted listener certificate fails clearly unless ca_bundle (or verify_tls: false) is given", () =>
     Effect.gen(function* () {
       const sim = yield* Effect.promise(() => simulator())
@@ -401,6 +466,23 @@ describe("IIS target over WinRM (simulator)", () => {
       expect(err.message).toContain("The specified network password is not correct")
       expect(sim.certificates("My")).toHaveLength(0)
       expect(sim.host.files.size).toBe(0)
+    })
+  )
+})
+
+describe("scripts outside the modelled vocabulary", () => {
+  it.effect("fail loudly in the simulator, and secrets are masked in the connector's error", () =>
+    Effect.gen(function* () {
+      const sim = yield* Effect.promise(() => simulator())
+      const config = yield* Effect.orDie(decode(rawConfig(sim)))
+      const run = (script: string, secrets: Array<string> = []) =>
+        failure(withShell(config, (shell) => runScript(shell, script, Schema.Unknown, "probe", secrets)))
+      const unknown = yield* run(Scripts.script({ body: ["Get-Foo -Bar 1"] }))
+      expect(unknown.reason).toBe("Rejected")
+      expect(unknown.message).toMatch(/The term 'get-foo' is not recognized/)
+      const uncaught = yield* run("Remove-Item -LiteralPath 'C:\\nowhere\\hunter2-secret'", ["hunter2-secret"])
+      expect(uncaught.message).toMatch(/Cannot find path 'C:\\nowhere\\\*\*\*'/)
+      expect(uncaught.message).not.toContain("hunter2-secret")
     })
   )
 })
@@ -478,6 +560,37 @@ describe("NTLM (MS-NLMP 4.2.4 vectors, Chromium's EPA vectors)", () => {
       hex("ea05fefecc6b0bd571dbbc5baa3ed45386d0446835f7b74c85621b9983475f95")
     ])
     expect(Ntlm.gssChannelBindingsMd5(appData).toString("hex")).toBe("6586e99d81c2fc984e47172fd4dd0310")
+  })
+
+  it("the simulator's acceptor checks what the client sends: password, MIC and channel binding", () => {
+    const identity = { computer: "WIN-IIS01", netbiosDomain: "WIN-IIS01", dnsDomain: "example.test" }
+    const cbt = randomBytes(16)
+    const attempt = (o: { password?: string; cbt?: Buffer; strict?: boolean; tamper?: boolean }) => {
+      const negotiate = Ntlm.negotiateMessage()
+      const pending = challengeFor(negotiate, identity)
+      const { message } = Ntlm.authenticateMessage({
+        user: USER,
+        domain: "",
+        password: o.password ?? PASSWORD,
+        negotiate,
+        challenge: Ntlm.parseChallenge(pending.challenge),
+        channelBindings: o.cbt,
+        spn: "HTTP/127.0.0.1"
+      })
+      if (o.tamper) message[60] ^= 0x02 // a NegotiateFlags bit: covered by the MIC, not by the NTLMv2 proof
+      return verifyAuthenticate(message, pending, {
+        accounts: [{ user: USER, password: PASSWORD }],
+        identity,
+        channelBindings: cbt,
+        requireChannelBindings: o.strict ?? true
+      })
+    }
+    expect(attempt({ cbt })).toEqual({ ok: true, user: USER })
+    expect(attempt({ cbt, password: "nope" })).toEqual({ ok: false, reason: "wrong password" })
+    expect(attempt({ cbt: randomBytes(16) })).toMatchObject({ ok: false, reason: expect.stringMatching(/mismatch/) })
+    expect(attempt({})).toMatchObject({ ok: false, reason: expect.stringMatching(/required/) })
+    expect(attempt({ strict: false })).toEqual({ ok: true, user: USER })
+    expect(attempt({ cbt, tamper: true })).toEqual({ ok: false, reason: "MIC mismatch" })
   })
 
   it("builds the AUTHENTICATE_MESSAGE byte for byte (NTLMv2 proof, target info with MIC flag, CBT and SPN, MIC)", () => {

@@ -79,8 +79,8 @@ describe("buildPfx", () => {
       friendlyName: "certctl:pfx.example.test"
     })
     const server = tls.createServer({ pfx, passphrase: password }, (s) => s.end())
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-    const port = (server.address() as { port: number }).port
+    const port = 20580 // this suite's range is 20500-20599
+    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r))
     const peer = await new Promise<tls.DetailedPeerCertificate>((resolve, reject) => {
       const s = tls.connect(
         { host: "127.0.0.1", port, servername: "pfx.example.test", rejectUnauthorized: false },

@@ -75,8 +75,9 @@ for (const backend of backends) {
         )
       )
       expect(new Set(ids).size).toBe(80)
-      const chain = await sqlDo((sql) =>
-        sql<{ prev: string | null; hash: string }>`
+      const chain = await sqlDo(
+        (sql) =>
+          sql<{ prev: string | null; hash: string }>`
           SELECT encode(prev_hash, 'hex') AS prev, encode(hash, 'hex') AS hash FROM audit_logs ORDER BY seq`
       )
       expect(Exit.isSuccess(chain)).toBe(true)
@@ -106,7 +107,8 @@ for (const backend of backends) {
 
     it("the database refuses UPDATE, DELETE and TRUNCATE of audit rows", async () => {
       for (const statement of [
-        (sql: SqlClient.SqlClient) => sql`UPDATE audit_logs SET action = 'forged' WHERE seq = (SELECT min(seq) FROM audit_logs)`,
+        (sql: SqlClient.SqlClient) =>
+          sql`UPDATE audit_logs SET action = 'forged' WHERE seq = (SELECT min(seq) FROM audit_logs)`,
         (sql: SqlClient.SqlClient) => sql`UPDATE audit_logs SET details = '{}'`,
         (sql: SqlClient.SqlClient) => sql`DELETE FROM audit_logs WHERE seq = (SELECT max(seq) FROM audit_logs)`,
         (sql: SqlClient.SqlClient) => sql`DELETE FROM audit_logs`,
@@ -115,17 +117,22 @@ for (const backend of backends) {
         const refused = await sqlDo(statement)
         expect(Exit.isFailure(refused)).toBe(true)
         expect(pgCode(failure(refused))).toBe("42501")
-        expect(String(failure(refused)?.cause?.message)).toMatch(/audit_logs is append-only: (UPDATE|DELETE|TRUNCATE) refused/)
+        expect(String(failure(refused)?.cause?.message)).toMatch(
+          /audit_logs is append-only: (UPDATE|DELETE|TRUNCATE) refused/
+        )
       }
-      const count = await sqlDo((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_logs WHERE action = 'forged'`)
+      const count = await sqlDo(
+        (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_logs WHERE action = 'forged'`
+      )
       expect(Exit.isSuccess(count) && count.value[0].n).toBe(0)
       expect((await run(Effect.flatMap(AuditLog, (a) => a.verify))).ok).toBe(true)
     })
 
     it("verify reports exactly the row a superuser edited behind the triggers, and recovers when undone", async () => {
       const pick = async (offset: number) => {
-        const r = await sqlDo((sql) =>
-          sql<{ seq: string; id: string; details: unknown }>`
+        const r = await sqlDo(
+          (sql) =>
+            sql<{ seq: string; id: string; details: unknown }>`
             SELECT seq::text AS seq, id, details FROM audit_logs ORDER BY audit_logs.seq OFFSET ${offset} LIMIT 1`
         )
         if (!Exit.isSuccess(r)) throw new Error("cannot read audit_logs")

@@ -245,13 +245,17 @@ for (const backend of backends) {
       rt.runPromiseExit(Effect.flatMap(SqlClient.SqlClient, f))
 
     it("holds exactly the table's edges in job_state_transitions", async () => {
-      const exit = await run((sql) => sql<{ f: string; t: string }>`SELECT from_state AS f, to_state AS t FROM job_state_transitions`)
+      const exit = await run(
+        (sql) => sql<{ f: string; t: string }>`SELECT from_state AS f, to_state AS t FROM job_state_transitions`
+      )
       expect(Exit.isSuccess(exit)).toBe(true)
       if (Exit.isSuccess(exit)) expect(new Set(exit.value.map((r) => `${r.f}>${r.t}`))).toEqual(expectedEdges)
     })
 
     it("refuses COMPLETED → RUNNING and accepts PENDING → RUNNING → COMPLETED", async () => {
-      const insert = await run((sql) => sql`INSERT INTO jobs (id, kind, certificate_id) VALUES ('job-a', 'issuance', 'cert')`)
+      const insert = await run(
+        (sql) => sql`INSERT INTO jobs (id, kind, certificate_id) VALUES ('job-a', 'issuance', 'cert')`
+      )
       expect(Exit.isSuccess(insert)).toBe(true)
       expect(Exit.isSuccess(await run((sql) => sql`UPDATE jobs SET state = 'RUNNING' WHERE id = 'job-a'`))).toBe(true)
       expect(Exit.isSuccess(await run((sql) => sql`UPDATE jobs SET state = 'COMPLETED' WHERE id = 'job-a'`))).toBe(true)

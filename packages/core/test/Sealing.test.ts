@@ -11,7 +11,9 @@ const sealerOf = (setting: string) => Effect.map(Sealing.parseKeys(setting), Sea
 
 /** Runs an effect expected to fail and returns its error message. */
 const failureMessage = <A>(self: Effect.Effect<A, Sealing.SealingError>) =>
-  Effect.map(Effect.either(self), (e) => (Either.isLeft(e) ? e.left.message : `unexpectedly succeeded: ${String(e.right)}`))
+  Effect.map(Effect.either(self), (e) =>
+    Either.isLeft(e) ? e.left.message : `unexpectedly succeeded: ${String(e.right)}`
+  )
 
 /** Flips one bit of the base64url part at `index` of a sealed value. */
 const flip = (sealed: string, index: number, byte = 0) => {

@@ -21,7 +21,7 @@ x509.cryptoProvider.set(webcrypto as any)
 export const pebbleAvailable = (): boolean => hasBinary("pebble")
 
 /** A throw-away CA plus a server certificate for 127.0.0.1 and localhost, all PEM. */
-export interface TestTls {
+export interface LoopbackTls {
   readonly caPem: string
   readonly certPem: string
   readonly keyPem: string
@@ -37,7 +37,9 @@ const toPem = (der: ArrayBuffer, label: string): string =>
     .join("\n")}\n-----END ${label}-----\n`
 
 /** Mint a CA and a leaf for `names` (default 127.0.0.1 + localhost). */
-export const makeTestTls = async (names: ReadonlyArray<string> = ["localhost", "127.0.0.1"]): Promise<TestTls> => {
+export const makeLoopbackTls = async (
+  names: ReadonlyArray<string> = ["localhost", "127.0.0.1"]
+): Promise<LoopbackTls> => {
   const caKeys = (await webcrypto.subtle.generateKey(EC, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair
   const notBefore = new Date(Date.now() - 60_000)
   const notAfter = new Date(Date.now() + 7 * 86_400_000)
@@ -108,7 +110,7 @@ export interface PebbleOptions {
   /** PEBBLE_AUTHZREUSE percentage; undefined keeps Pebble's default (50%). */
   readonly authzReusePercent?: number
   /** Reuse an existing TLS identity (e.g. shared with a proxy); minted when absent. */
-  readonly tls?: TestTls
+  readonly tls?: LoopbackTls
 }
 
 export interface CertStatus {
@@ -126,7 +128,7 @@ export interface Pebble {
   readonly httpPort: number
   /** Trust anchor for Pebble's TLS (ACME and management); pass as the issuer's `ca_bundle`. */
   readonly caBundlePem: string
-  readonly tls: TestTls
+  readonly tls: LoopbackTls
   /** Pebble's issuing root `index` (0 is the default chain's, 1.. the alternates), PEM. */
   readonly root: (index: number) => Promise<string>
   /** Management API `/cert-status-by-serial/<hex>`. */
@@ -141,7 +143,7 @@ export interface Pebble {
  * Started as: `pebble -config <tmp>/pebble.json -dnsserver <dnsServer>` with PEBBLE_VA_NOSLEEP=1.
  */
 export const startPebble = async (options: PebbleOptions): Promise<Pebble> => {
-  const tls = options.tls ?? (await makeTestTls())
+  const tls = options.tls ?? (await makeLoopbackTls())
   const dir = mkdtempSync(join(tmpdir(), "certctl-pebble-"))
   const [acmePort, mgmtPort, httpPort, tlsPort] = [0, 1, 2, 3].map((i) => options.basePort + i)
   writeFileSync(join(dir, "cert.pem"), tls.certPem)

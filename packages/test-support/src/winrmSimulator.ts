@@ -4,6 +4,7 @@ import * as https from "node:https"
 import type { AddressInfo, Socket } from "node:net"
 import * as tls from "node:tls"
 import { cmdlets, statics } from "./winrmSimulatorCmdlets.js"
+import { elements, envelope, Fault, faultXml, NS, one, SH, SHELL_URI, T, xmlEscape } from "./winrmSimulatorEnvelope.js"
 import {
   challengeFor,
   expectedChannelBindings,
@@ -48,6 +49,8 @@ export interface WinrmSimulatorOptions {
   readonly servedBindingPort?: number
   /** Bytes of output per Receive response, so clients must loop. */
   readonly receiveChunkBytes?: number
+  /** Answer every Nth operation with `Connection: close`, as a server recycling connections would. */
+  readonly closeConnectionEvery?: number
 }
 
 export interface WinrmRequestRecord {
@@ -77,77 +80,6 @@ export interface WinrmSimulator {
   ) => { sslFlags: number; certificateHash: string } | undefined
   readonly close: () => Promise<void>
 }
-
-const NS = {
-  s: "http://www.w3.org/2003/05/soap-envelope",
-  a: "http://schemas.xmlsoap.org/ws/2004/08/addressing",
-  w: "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
-  x: "http://schemas.xmlsoap.org/ws/2004/09/transfer",
-  rsp: "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
-  p: "http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd"
-}
-const SHELL_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
-const T = "http://schemas.xmlsoap.org/ws/2004/09/transfer/"
-const SH = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/"
-
-// -- minimal, namespace-checked envelope reading (independent of the client's parser) ---------
-
-const xmlUnescape = (s: string) =>
-  s.replace(/&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-f]+);/gi, (_, e: string) =>
-    e[0] === "#"
-      ? String.fromCodePoint(e[1] === "x" || e[1] === "X" ? Number.parseInt(e.slice(2), 16) : Number(e.slice(1)))
-      : ({ lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" } as Record<string, string>)[e.toLowerCase()]
-  )
-const xmlEscape = (s: string) =>
-  s.replace(/[<>&"]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[c]!)
-
-interface El {
-  readonly attrs: Record<string, string>
-  readonly text: string
-}
-
-const elements = (xml: string, ns: string, local: string): Array<El> => {
-  const prefixes = new Set<string>()
-  for (const m of xml.matchAll(/xmlns(?::(\w+))?\s*=\s*["']([^"']*)["']/g)) if (m[2] === ns) prefixes.add(m[1] ?? "")
-  const out: Array<El> = []
-  for (const prefix of prefixes) {
-    const q = prefix ? `${prefix}:${local}` : local
-    const re = new RegExp(`<${q}((?:\\s[^>]*?)?)(?:/>|>([\\s\\S]*?)</${q}\\s*>)`, "g")
-    for (const m of xml.matchAll(re)) {
-      const attrs: Record<string, string> = {}
-      for (const a of (m[1] ?? "").matchAll(/([\w:]+)\s*=\s*"([^"]*)"/g))
-        attrs[a[1].replace(/^\w+:/, "")] = xmlUnescape(a[2])
-      out.push({ attrs, text: xmlUnescape(m[2] ?? "") })
-    }
-  }
-  return out
-}
-const one = (xml: string, ns: string, local: string) => elements(xml, ns, local)[0]
-
-class Fault {
-  constructor(
-    readonly code: "Sender" | "Receiver",
-    readonly subcode: string,
-    readonly wsmanCode: number,
-    readonly message: string
-  ) {}
-}
-
-const envelope = (action: string, relatesTo: string | undefined, body: string) =>
-  `<s:Envelope xml:lang="en-US" xmlns:s="${NS.s}" xmlns:a="${NS.a}" xmlns:x="${NS.x}" xmlns:w="${NS.w}" xmlns:rsp="${NS.rsp}" xmlns:p="${NS.p}">` +
-  `<s:Header><a:Action>${action}</a:Action><a:MessageID>uuid:${randomUUID().toUpperCase()}</a:MessageID>` +
-  "<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>" +
-  `${relatesTo ? `<a:RelatesTo>${xmlEscape(relatesTo)}</a:RelatesTo>` : ""}</s:Header><s:Body>${body}</s:Body></s:Envelope>`
-
-const faultXml = (f: Fault, relatesTo: string | undefined, machine: string) =>
-  envelope(
-    "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault",
-    relatesTo,
-    `<s:Fault><s:Code><s:Value>s:${f.code}</s:Value><s:Subcode><s:Value>w:${f.subcode}</s:Value></s:Subcode></s:Code>` +
-      `<s:Reason><s:Text xml:lang="en-US">${xmlEscape(f.message)}</s:Text></s:Reason><s:Detail>` +
-      `<f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="${f.wsmanCode}" Machine="${xmlEscape(machine)}">` +
-      `<f:Message>${xmlEscape(f.message)}</f:Message></f:WSManFault></s:Detail></s:Fault>`
-  )
 
 // -- shells ------------------------------------------------------------------------------------
 
@@ -181,6 +113,7 @@ export const startWinrmSimulator = async (o: WinrmSimulatorOptions): Promise<Win
   const authFailures: Array<string> = []
   const conns = new WeakMap<Socket, { pending?: PendingChallenge; user?: string }>()
   const chunkBytes = o.receiveChunkBytes ?? 512
+  let operations = 0
   const listenerCbt = o.tls ? expectedChannelBindings(Buffer.from(new X509Certificate(o.tls.cert).raw)) : undefined
   const url = `${o.tls ? "https" : "http"}://127.0.0.1:${o.port}/wsman`
 
@@ -425,9 +358,11 @@ export const startWinrmSimulator = async (o: WinrmSimulatorOptions): Promise<Win
       }
       record(status, { scheme, user })
       const payload = Buffer.from(out, "utf8")
+      const closing = o.closeConnectionEvery !== undefined && ++operations % o.closeConnectionEvery === 0
       res.writeHead(status, {
         "Content-Type": "application/soap+xml;charset=UTF-8",
-        "Content-Length": String(payload.length)
+        "Content-Length": String(payload.length),
+        ...(closing ? { Connection: "close" } : {})
       })
       res.end(payload)
     })

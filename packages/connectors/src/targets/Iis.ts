@@ -12,11 +12,18 @@ import type { Shell } from "./internal/winrmShell.js"
  * IIS target over WinRM (WS-Management): uploads a PKCS#12 file in base64 chunks, imports it
  * with Import-PfxCertificate into LocalMachine\My, points the site's HTTPS binding at the new
  * thumbprint, verifies through Get-WebBinding (and a TLS handshake when `verify_address` is
- * set), then deletes the certificate it replaced.
+ * set), then deletes the certificate it replaced if certctl imported it and nothing uses it.
  *
- * Transport: HTTPS (5986) with Basic or NTLMv2 (with channel binding). Plain HTTP (5985) only
- * with Basic and `allow_unencrypted: true`, mirroring WinRM's own AllowUnencrypted switch;
- * NTLM over HTTP would need NTLM message sealing, which this client does not implement.
+ * Supported:
+ * - HTTPS (5986) with Basic (local accounts only, as WinRM itself) or NTLMv2 with a MIC and
+ *   channel binding (Extended Protection, so `CbtHardeningLevel=Strict` listeners accept it);
+ * - plain HTTP (5985) only with Basic and `allow_unencrypted: true`, mirroring WinRM's own
+ *   AllowUnencrypted switch — credentials and the one-time PFX password then cross in clear;
+ * - Windows PowerShell 5.1 with the WebAdministration module (IIS 8+ for SNI and
+ *   `certificateHash`); PBES2/AES-256 PFX files, which need Windows Server 2019 / 10 1709+.
+ * Not supported: Kerberos, CredSSP and certificate authentication; NTLM message encryption
+ * (hence no NTLM over HTTP); NTLMv1; HTTP proxies; the Centralized Certificate Store (sslFlags
+ * 2); restoring changed sslFlags on rollback.
  */
 
 const Port = Schema.Int.pipe(Schema.between(1, 65535))
@@ -134,6 +141,7 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
         message: `IIS site "${config.site_name}" does not exist on ${config.host}`
       })
 
+    // Exercises everything a deployment needs: WinRM, the WebAdministration module, the site, the store.
     const validate = session((shell) =>
       Effect.gen(function* () {
         const state = yield* runScript(
@@ -175,7 +183,8 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
 
         return yield* session((shell) =>
           Effect.gen(function* () {
-            const run = <A, I>(s: string, out: Schema.Schema<A, I>, step: string) => runScript(shell, s, out, step)
+            const run = <A, I>(s: string, out: Schema.Schema<A, I>, step: string) =>
+              runScript(shell, s, out, step, [password])
             const before = yield* run(Scripts.inspect(b, newThumb), InspectOutput, "query IIS")
             if (!before.site) return yield* siteMissing()
             const previous = hash(before.certificateHash)
@@ -322,8 +331,9 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
           if (!d.site) return yield* siteMissing()
           const managed = (d.managed ?? []).map(hash).filter((t) => t !== "")
           const bound = hash(d.certificateHash)
-          if (d.bindingInformation && (bound === "" || managed.includes(bound))) {
-            yield* run(Scripts.unbind(b, bound !== "", true), Ignored, "remove the binding")
+          // Only a binding that serves one of certctl's certificates for this domain is removed.
+          if (d.bindingInformation && managed.includes(bound)) {
+            yield* run(Scripts.unbind(b, true, true), Ignored, "remove the binding")
           }
           for (const t of managed) yield* retire(run, t)
         })

@@ -1,6 +1,6 @@
 import { Command, Options } from "@effect/cli"
 import { Effect } from "effect"
-import { cursor, groupHelp, idArg, idOption, json, limit, printPage, u, withEnv } from "./Common.js"
+import { cursor, groupHelp, leaf, idArg, idOption, json, limit, printPage, u, withEnv } from "./Common.js"
 import { print } from "./Env.js"
 import { agentColumns, renderAgent } from "./Render.js"
 import { renderFields, toJson } from "./Table.js"
@@ -22,7 +22,7 @@ const list = Command.make(
         (page) => printPage(o.json, "agents", agentColumns(at), page)
       )
     )
-).pipe(Command.withDescription("list agents"))
+).pipe(Command.withDescription("list agents"), leaf)
 
 const get = Command.make("get", { json, id: idArg() }, (o) =>
   withEnv((env, at) =>
@@ -30,7 +30,7 @@ const get = Command.make("get", { json, id: idArg() }, (o) =>
       print(o.json ? toJson(agent) : renderAgent(agent, at))
     )
   )
-).pipe(Command.withDescription("show one agent"))
+).pipe(Command.withDescription("show one agent"), leaf)
 
 const register = Command.make(
   "register",
@@ -57,7 +57,7 @@ const register = Command.make(
         yield* print("\nThe API key is shown only now: give it to the agent as CERTCTL_API_KEY.")
       })
     )
-).pipe(Command.withDescription("register an agent and print its API key (shown once)"))
+).pipe(Command.withDescription("register an agent and print its API key (shown once)"), leaf)
 
 const retire = Command.make("retire", { json, id: idArg() }, (o) =>
   withEnv((env) =>
@@ -65,7 +65,7 @@ const retire = Command.make("retire", { json, id: idArg() }, (o) =>
       print(o.json ? toJson(agent) : `agent ${agent.id} ${agent.status}: its API keys no longer work`)
     )
   )
-).pipe(Command.withDescription("retire an agent (revokes its keys)"))
+).pipe(Command.withDescription("retire an agent (revokes its keys)"), leaf)
 
 const help = (): Effect.Effect<void> => groupHelp(agents)
 

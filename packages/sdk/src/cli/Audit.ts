@@ -1,6 +1,6 @@
 import { Command, Options } from "@effect/cli"
 import { Effect, Option, Schema } from "effect"
-import { cursor, groupHelp, json, limit, parseWhen, printPage, u, whenOption, withEnv } from "./Common.js"
+import { cursor, groupHelp, leaf, json, limit, parseWhen, printPage, u, whenOption, withEnv } from "./Common.js"
 import { auditColumns } from "./Render.js"
 
 /** `certctl audit query`. */
@@ -46,7 +46,7 @@ const query = Command.make(
         (page) => printPage(o.json, "audit entries", auditColumns, page)
       )
     })
-).pipe(Command.withDescription("query the audit log"))
+).pipe(Command.withDescription("query the audit log"), leaf)
 
 const help = (): Effect.Effect<void> => groupHelp(audit)
 

@@ -1,7 +1,7 @@
 import { KeyAlgorithm, Models } from "@certctl/core"
 import { Command, Options } from "@effect/cli"
 import { Duration, Effect, Option } from "effect"
-import { cursor, groupHelp, idArg, idOption, json, limit, parseWhen, printPage, u, whenOption, withEnv } from "./Common.js"
+import { cursor, groupHelp, idArg, idOption, idsOption, leaf, requiredIdOption, json, limit, parseWhen, printPage, u, whenOption, withEnv } from "./Common.js"
 import type { Env } from "./Env.js"
 import { print } from "./Env.js"
 import { certificateColumns, renderCertificate } from "./Render.js"
@@ -64,7 +64,7 @@ const list = Command.make(
         (page) => printPage(o.json, "certificates", certificateColumns(at), page)
       )
     )
-).pipe(Command.withDescription("list managed certificates"))
+).pipe(Command.withDescription("list managed certificates"), leaf)
 
 const get = Command.make("get", { json, id: idArg() }, (o) =>
   withEnv((env, at) =>
@@ -75,7 +75,7 @@ const get = Command.make("get", { json, id: idArg() }, (o) =>
       yield* print(renderCertificate(cert, versions.items, at))
     })
   )
-).pipe(Command.withDescription("show one certificate and its issued versions"))
+).pipe(Command.withDescription("show one certificate and its issued versions"), leaf)
 
 const create = Command.make(
   "create",
@@ -83,12 +83,8 @@ const create = Command.make(
     json,
     watch: watchFlag,
     domain: Options.text("domain").pipe(Options.withDescription("the certificate's primary name")),
-    issuer: Options.text("issuer").pipe(Options.withSchema(Models.Id), Options.withDescription("issuer id")),
-    targets: Options.text("target").pipe(
-      Options.withSchema(Models.Id),
-      Options.repeated,
-      Options.withDescription("target id to deploy to (repeat for several)")
-    ),
+    issuer: requiredIdOption("issuer", "issuer id"),
+    targets: idsOption("target", "target id to deploy to (repeat for several)"),
     sans: Options.text("san").pipe(Options.repeated, Options.withDescription("extra name (repeat for several)")),
     renewalDaysBefore: Options.integer("renewal-days-before").pipe(Options.optional),
     keyAlgorithm: Options.choice("key-algorithm", KeyAlgorithm.KeyAlgorithm.literals).pipe(Options.optional),
@@ -124,7 +120,7 @@ const create = Command.make(
         yield* afterJob(env, created.job_id, o.watch, o.json)
       })
     )
-).pipe(Command.withDescription("start managing a certificate (issuance starts at once)"))
+).pipe(Command.withDescription("start managing a certificate (issuance starts at once)"), leaf)
 
 const renew = Command.make("renew", { json, watch: watchFlag, id: idArg() }, (o) =>
   withEnv((env) =>
@@ -135,7 +131,7 @@ const renew = Command.make("renew", { json, watch: watchFlag, id: idArg() }, (o)
       yield* afterJob(env, job_id, o.watch, o.json)
     })
   )
-).pipe(Command.withDescription("renew a certificate now"))
+).pipe(Command.withDescription("renew a certificate now"), leaf)
 
 const revoke = Command.make(
   "revoke",
@@ -156,7 +152,7 @@ const revoke = Command.make(
         yield* afterJob(env, job_id, o.watch, o.json)
       })
     )
-).pipe(Command.withDescription("revoke a certificate's current version"))
+).pipe(Command.withDescription("revoke a certificate's current version"), leaf)
 
 const help = (): Effect.Effect<void> => groupHelp(certs)
 

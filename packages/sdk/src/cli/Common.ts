@@ -1,7 +1,7 @@
 import { Models } from "@certctl/core"
-import { Args, CliConfig, Command, HelpDoc, Options } from "@effect/cli"
+import { Args, CliConfig, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Effect, Option, Schema } from "effect"
-import { CliEnv, type Env, now, print } from "./Env.js"
+import { CliEnv, type Env, layer as EnvLayer, now, print } from "./Env.js"
 import { type Column, nextPageHint, toJson } from "./Table.js"
 import { renderList } from "./Render.js"
 
@@ -23,10 +23,33 @@ export const cursor = Options.text("cursor").pipe(
 )
 
 /** Resource ids are slugs; reject anything else before it reaches the network. */
-export const idArg = (name = "id") => Args.text({ name }).pipe(Args.withSchema(Models.Id))
+const idRule = "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+const isId = Schema.is(Models.Id)
+const idSchema = (label: string) => Models.Id.annotations({ message: () => `${label} ${idRule}` })
+
+export const idArg = (name = "id") => Args.text({ name }).pipe(Args.withSchema(idSchema(`<${name}>`)))
 
 export const idOption = (name: string, description: string) =>
-  Options.text(name).pipe(Options.withSchema(Models.Id), Options.withDescription(description), Options.optional)
+  Options.text(name).pipe(
+    Options.withSchema(idSchema(`--${name}`)),
+    Options.withDescription(description),
+    Options.optional
+  )
+
+export const requiredIdOption = (name: string, description: string) =>
+  Options.text(name).pipe(Options.withSchema(idSchema(`--${name}`)), Options.withDescription(description))
+
+export const idsOption = (name: string, description: string) =>
+  Options.text(name).pipe(
+    Options.repeated,
+    Options.mapEffect((values) => {
+      const bad = values.find((v) => !isId(v))
+      return bad === undefined
+        ? Effect.succeed(values)
+        : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name} ${JSON.stringify(bad)}: ${idRule}`)))
+    }),
+    Options.withDescription(description)
+  )
 
 /**
  * A point in time: an ISO 8601 date/timestamp, or a span such as `30d`, `12h`, `45m` counted
@@ -42,14 +65,20 @@ export const parseWhen = (input: string, at: Date, direction: 1 | -1): string | 
   return Number.isNaN(t) ? undefined : new Date(t).toISOString()
 }
 
-const WhenInput = Schema.String.pipe(
-  Schema.filter((s) => parseWhen(s, new Date(0), 1) !== undefined, {
-    message: () => "must be an ISO 8601 date/time (2026-01-31, 2026-01-31T12:00:00Z) or a span like 30d, 12h, 45m"
-  })
-)
+const whenInput = (label: string) =>
+  Schema.String.pipe(
+    Schema.filter((s) => parseWhen(s, new Date(0), 1) !== undefined, {
+      message: () =>
+        `${label} expects an ISO 8601 date/time (2026-01-31, 2026-01-31T12:00:00Z) or a span like 30d, 12h, 45m`
+    })
+  )
 
 export const whenOption = (name: string, description: string) =>
-  Options.text(name).pipe(Options.withSchema(WhenInput), Options.withDescription(description), Options.optional)
+  Options.text(name).pipe(
+    Options.withSchema(whenInput(`--${name}`)),
+    Options.withDescription(description),
+    Options.optional
+  )
 
 /** Optional CLI values as the client wants them: absent is `undefined`, which it leaves out. */
 export const u = <A>(option: Option.Option<A>): A | undefined => Option.getOrUndefined(option)
@@ -65,6 +94,13 @@ export const printPage = <A>(
   const hint = nextPageHint(page.next_cursor)
   return print(renderList(noun, columns, page.items) + (hint ? `\n\n${hint}` : ""))
 }
+
+/**
+ * Give a leaf command its client. Provided per leaf, not at the root, so that `certctl`,
+ * `certctl certs` and `--help` work without CERTCTL_API_KEY.
+ */
+export const leaf = <Name extends string, R, E, A>(self: Command.Command<Name, R, E, A>) =>
+  Command.provide(self, EnvLayer)
 
 /** Run a handler with the client and the current time. */
 export const withEnv = <A, E, R>(f: (env: Env, at: Date) => Effect.Effect<A, E, R>) =>

@@ -1,7 +1,7 @@
 import { JobState } from "@certctl/core"
 import { Command, Options } from "@effect/cli"
 import { Duration, Effect, Schema } from "effect"
-import { cursor, groupHelp, idArg, idOption, json, limit, printPage, u, withEnv } from "./Common.js"
+import { cursor, groupHelp, leaf, idArg, idOption, json, limit, printPage, u, withEnv } from "./Common.js"
 import { print } from "./Env.js"
 import { jobColumns, renderJob } from "./Render.js"
 import { toJson } from "./Table.js"
@@ -36,13 +36,13 @@ const list = Command.make(
         (page) => printPage(o.json, "jobs", jobColumns(at), page)
       )
     )
-).pipe(Command.withDescription("list jobs"))
+).pipe(Command.withDescription("list jobs"), leaf)
 
 const get = Command.make("get", { json, id: idArg() }, (o) =>
   withEnv((env, at) =>
     Effect.flatMap(env.api.jobs.get({ path: { id: o.id } }), (job) => print(o.json ? toJson(job) : renderJob(job, at)))
   )
-).pipe(Command.withDescription("show one job and its steps"))
+).pipe(Command.withDescription("show one job and its steps"), leaf)
 
 const watch = Command.make(
   "watch",
@@ -78,7 +78,8 @@ const watch = Command.make(
 ).pipe(
   Command.withDescription(
     "follow a job live until it ends; exit code 0 if it COMPLETED, 1 if it ended FAILED/ABANDONED/CANCELLED"
-  )
+  ),
+  leaf
 )
 
 const cancel = Command.make("cancel", { json, id: idArg() }, (o) =>
@@ -87,7 +88,7 @@ const cancel = Command.make("cancel", { json, id: idArg() }, (o) =>
       print(o.json ? toJson(job) : `job ${job.id} ${job.state}`)
     )
   )
-).pipe(Command.withDescription("cancel a pending, running or waiting job"))
+).pipe(Command.withDescription("cancel a pending, running or waiting job"), leaf)
 
 const retry = Command.make("retry", { json, id: idArg() }, (o) =>
   withEnv((env) =>
@@ -95,7 +96,7 @@ const retry = Command.make("retry", { json, id: idArg() }, (o) =>
       print(o.json ? toJson(job) : `job ${job.id} ${job.state}: follow it with certctl jobs watch ${job.id}`)
     )
   )
-).pipe(Command.withDescription("run a failed, abandoned or cancelled job again"))
+).pipe(Command.withDescription("run a failed, abandoned or cancelled job again"), leaf)
 
 const help = (): Effect.Effect<void> => groupHelp(jobs)
 

@@ -15,7 +15,7 @@ import { checkProfile, type Directory, loadDirectory } from "./directory.js"
 import type { DnsProvider } from "./dns01/DnsProvider.js"
 import * as Rfc2136 from "./dns01/Rfc2136.js"
 import { attempt } from "./errors.js"
-import { installTransport, makeTransport } from "./http.js"
+import { installTransport, makeTransport, type Transport } from "./http.js"
 import { issueCertificate } from "./order.js"
 
 export { AcmeIssuerConfig, secretFields } from "./config.js"
@@ -73,14 +73,25 @@ export const makeWith = (
   options: MakeOptions = {}
 ): Effect.Effect<Issuer.IssuerConnector, ConnectorError> =>
   Effect.gen(function* () {
-    const log = context.log ?? (() => {})
-    const state = context.state ?? Connector.memoryState()
-    if (!context.state) log("acme issuer: no durable state; the account key lives only in memory")
-    const dirUrl = config.directory_url
+    if (!context.state) context.log?.("acme issuer: no durable state; the account key lives only in memory")
     const transport = makeTransport({
       timeoutMs: config.request_timeout_ms,
       ...(config.ca_bundle ? { caBundle: config.ca_bundle } : {})
     })
+    // A make that fails leaves no kept-alive sockets behind.
+    return yield* build(config, context, options, transport).pipe(Effect.onError(() => Effect.sync(transport.close)))
+  })
+
+const build = (
+  config: AcmeIssuerConfig,
+  context: Connector.ConnectorContext,
+  options: MakeOptions,
+  transport: Transport
+): Effect.Effect<Issuer.IssuerConnector, ConnectorError> =>
+  Effect.gen(function* () {
+    const log = context.log ?? (() => {})
+    const state = context.state ?? Connector.memoryState()
+    const dirUrl = config.directory_url
     const keyPem = yield* accountKey(state)
     const knownUrl = yield* storedAccountUrl(state, dirUrl)
     const client = new Client({
@@ -95,7 +106,7 @@ export const makeWith = (
     let directory = yield* loadDirectory(transport, internals, dirUrl)
     yield* checkDirectory(config, directory)
 
-    if (!knownUrl) {
+    const register = Effect.gen(function* () {
       yield* attempt(`ACME newAccount at ${dirUrl}`, dirUrl, () =>
         client.createAccount({
           termsOfServiceAgreed: config.terms_of_service_agreed,
@@ -115,7 +126,26 @@ export const makeWith = (
       )
       yield* storeAccountUrl(state, dirUrl, client.getAccountUrl())
       log("acme account registered", { url: client.getAccountUrl() })
-    }
+    })
+    if (!knownUrl) yield* register
+
+    /**
+     * A CA that lost or dropped our account (a restarted Pebble, an account deactivated by an
+     * operator) answers accountDoesNotExist: register the same key again, once, and carry on.
+     */
+    const withAccount = <A>(effect: Effect.Effect<A, ConnectorError>): Effect.Effect<A, ConnectorError> =>
+      effect.pipe(
+        Effect.catchIf(
+          (e) => String((e.detail as any)?.type ?? "").endsWith(":accountDoesNotExist"),
+          (e) =>
+            Effect.gen(function* () {
+              log("acme account unknown to the CA; registering again", { error: e.message })
+              internals.api.accountUrl = null
+              yield* register
+              return yield* effect
+            })
+        )
+      )
 
     const dnsProvider =
       options.dnsProvider ?? (config.challenge.type === "dns-01" ? Rfc2136.make(config.challenge.provider) : undefined)
@@ -126,7 +156,9 @@ export const makeWith = (
       const fresh = yield* loadDirectory(transport, internals, dirUrl)
       yield* checkDirectory(config, fresh)
       directory = fresh
-      const account = yield* attempt(`ACME account ${client.getAccountUrl()}`, dirUrl, () => client.updateAccount())
+      const account = yield* withAccount(
+        Effect.suspend(() => attempt(`ACME account ${client.getAccountUrl()}`, dirUrl, () => client.updateAccount()))
+      )
       if (account.status !== "valid") {
         return yield* Effect.fail(
           new ConnectorError({
@@ -171,17 +203,19 @@ export const makeWith = (
     return {
       validate,
       issue: (request) =>
-        issueCertificate(
-          {
-            client,
-            internals,
-            transport,
-            config,
-            directory: cachedDirectory,
-            ...(dnsProvider ? { dnsProvider } : {}),
-            log
-          },
-          request
+        withAccount(
+          issueCertificate(
+            {
+              client,
+              internals,
+              transport,
+              config,
+              directory: cachedDirectory,
+              ...(dnsProvider ? { dnsProvider } : {}),
+              log
+            },
+            request
+          )
         ),
       revoke,
       renewalWindow

@@ -205,6 +205,7 @@ export interface ClientInternals {
   readonly api: {
     apiRequest: (url: string, payload: unknown, validStatusCodes: Array<number>) => Promise<AcmeResponse>
     getAccountUrl: () => string
+    accountUrl: string | null
   }
 }
 

@@ -139,7 +139,11 @@ export interface BindPlan {
   readonly hadCertificate: boolean
 }
 
-/** Point the HTTPS binding's SSL certificate at `thumbprint` and read the binding back. */
+/**
+ * Point the HTTPS binding's SSL certificate at `thumbprint` and read the binding back. The old
+ * SSL binding is removed before sslFlags change: http.sys keys it by `ip:port` without SNI and
+ * by `host:port` with it, so after the change the old one could no longer be found.
+ */
 export const bind = (b: BindingSpec, thumbprint: string, plan: BindPlan) =>
   script({
     body: [
@@ -151,14 +155,15 @@ export const bind = (b: BindingSpec, thumbprint: string, plan: BindPlan) =>
             } -SslFlags ${b.sslFlags}`
           ]
         : []),
-      ...(plan.updateFlags
-        ? [
-            `Set-WebBinding -Name ${psQuote(b.site)} -BindingInformation ${psQuote(bindingInformation(b))} -PropertyName 'sslFlags' -Value ${b.sslFlags}`
-          ]
-        : []),
       lookupBinding(b),
       // AddSslCertificate fails with 0x800700B7 while an SSL binding exists for this endpoint.
       ...(plan.hadCertificate ? ["$binding.RemoveSslCertificate()"] : []),
+      ...(plan.updateFlags
+        ? [
+            `Set-WebBinding -Name ${psQuote(b.site)} -BindingInformation ${psQuote(bindingInformation(b))} -PropertyName 'sslFlags' -Value ${b.sslFlags}`,
+            lookupBinding(b)
+          ]
+        : []),
       `$binding.AddSslCertificate(${psQuote(thumbprint)}, 'My')`,
       lookupBinding(b),
       emit({ certificateHash: "$binding.certificateHash" })

@@ -89,18 +89,24 @@ export const cleanStderr = (stderr: string): string => {
     .trim()
 }
 
-/** Run a script; exit code 0 and a last stdout line that decodes as `schema`, or Rejected with PowerShell's message. */
+/**
+ * Run a script; exit code 0 and a last stdout line that decodes as `schema`, or Rejected with
+ * PowerShell's message. `secrets` are masked in that message: PowerShell's error records can
+ * quote the failing script line, and a line may hold the PFX password.
+ */
 export const runScript = <A, I>(
   shell: Shell,
   script: string,
   schema: Schema.Schema<A, I>,
-  step: string
+  step: string,
+  secrets: ReadonlyArray<string> = []
 ): Effect.Effect<A, ConnectorError> =>
   shell.powershell(script).pipe(
     Effect.mapError(toConnectorError),
     Effect.flatMap((result) => {
       if (result.exitCode !== 0) {
-        const text = cleanStderr(result.stderr) || result.stdout.trim() || `exit code ${result.exitCode}`
+        const raw = cleanStderr(result.stderr) || result.stdout.trim() || `exit code ${result.exitCode}`
+        const text = secrets.reduce((t, secret) => (secret ? t.split(secret).join("***") : t), raw)
         return Effect.fail(
           new ConnectorError({
             reason: "Rejected",

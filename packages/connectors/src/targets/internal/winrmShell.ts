@@ -30,9 +30,6 @@ export const POWERSHELL_ARGS = ["-NoProfile", "-NonInteractive", "-EncodedComman
 
 export const encodePowerShell = (script: string): string => Buffer.from(script, "utf16le").toString("base64")
 
-export const powershellCommandLength = (script: string): number =>
-  ["powershell.exe", ...POWERSHELL_ARGS, encodePowerShell(script)].join(" ").length
-
 /** WSManFault code for "the operation timed out" on Receive: no output yet, ask again. */
 const RECEIVE_TIMED_OUT = "2150858793"
 const MAX_RECEIVES = 10_000

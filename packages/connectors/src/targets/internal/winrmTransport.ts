@@ -93,11 +93,23 @@ export const makeTransport = (o: TransportOptions): Transport => {
   const endpoint = `${scheme}://${o.host.includes(":") ? `[${o.host}]` : o.host}:${o.port}/wsman`
   const agentOptions = { keepAlive: true, maxSockets: 1, maxFreeSockets: 1, scheduling: "lifo" as const }
   const agent = o.https
-    ? new https.Agent({ ...agentOptions, rejectUnauthorized: o.rejectUnauthorized, ca: o.ca })
+    ? // No TLS session resumption: a resumed session has no peer certificate to derive the NTLM
+      // channel binding from, and a new connection must re-authenticate with one.
+      new https.Agent({ ...agentOptions, rejectUnauthorized: o.rejectUnauthorized, ca: o.ca, maxCachedSessions: 0 })
     : new http.Agent(agentOptions)
   let authenticatedSocket: Socket | undefined
 
+  /**
+   * A keep-alive socket the server closed while idle fails the next request with ECONNRESET;
+   * that request never reached the server, so it is sent once more on a fresh connection.
+   */
   const send = (headers: Record<string, string>, body: string): Promise<RawResponse> =>
+    sendOnce(headers, body).catch((err: NodeJS.ErrnoException & { reusedSocket?: boolean }) => {
+      if (err.reusedSocket && err.code === "ECONNRESET") return sendOnce(headers, body)
+      throw err
+    })
+
+  const sendOnce = (headers: Record<string, string>, body: string): Promise<RawResponse> =>
     new Promise((resolve, reject) => {
       const payload = Buffer.from(body, "utf8")
       const req = (o.https ? https : http).request({
@@ -116,7 +128,7 @@ export const makeTransport = (o: TransportOptions): Transport => {
       req.setTimeout(o.timeoutMs, () =>
         req.destroy(Object.assign(new Error("request timed out"), { code: "ETIMEDOUT_WINRM" }))
       )
-      req.on("error", reject)
+      req.on("error", (err) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })))
       req.on("response", (res) => {
         // Keep the socket now: once the body is read it goes back to the agent and res.socket is null.
         const socket = res.socket
@@ -147,7 +159,8 @@ export const makeTransport = (o: TransportOptions): Transport => {
   const offered = (res: RawResponse) =>
     ([] as Array<string>)
       .concat(res.headers["www-authenticate"] ?? [])
-      .map((h) => h.split(/\s/)[0])
+      .flatMap((h) => h.split(/,\s*(?=[A-Za-z]+(?:\s|$))/))
+      .map((h) => h.trim().split(/\s/)[0])
       .join(", ") || "none"
 
   const unauthorized = (res: RawResponse, detail: string) =>
@@ -170,7 +183,12 @@ export const makeTransport = (o: TransportOptions): Transport => {
     }
     const token = challengeToken(first)
     if (!token) throw unauthorized(first, "no NTLM challenge was offered")
-    const challenge = parseChallenge(token)
+    let challenge: ReturnType<typeof parseChallenge>
+    try {
+      challenge = parseChallenge(token)
+    } catch (cause) {
+      throw new WinRMError({ kind: "Protocol", message: `${endpoint} sent a malformed NTLM challenge`, cause })
+    }
     const peer = o.https ? (first.socket as TLSSocket).getPeerCertificate?.() : undefined
     const { message } = authenticateMessage({
       ...ntlmIdentity(o.username, o.domain),

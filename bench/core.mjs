@@ -1,0 +1,311 @@
+// Core foundation benchmark: renewal due-scan, job claiming, audit log. Run with
+//   node --import tsx --conditions=source bench/core.mjs
+// Prints one JSON object to stdout; progress goes to stderr. Sizes can be scaled down with
+// CERTCTL_BENCH_SCALE (e.g. 0.1 for a quick run).
+import * as os from "node:os"
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer } from "effect"
+import { AuditLog } from "../packages/core/src/AuditLog.ts"
+import { defaultOptions, done, EngineOptionsTag, JobEngine, JobHandlers } from "../packages/core/src/JobEngine.ts"
+import { scanDue } from "../packages/core/src/RenewalScan.ts"
+import { log, openBackend } from "./lib/backend.mjs"
+import { latency, perSecond, round, time } from "./lib/measure.mjs"
+
+const scale = Number(process.env.CERTCTL_BENCH_SCALE ?? 1)
+const sizes = {
+  postgresql: { certificates: 100_000, jobs: 2_000, appends: 2_000, auditRows: 1_000_000 },
+  pglite: { certificates: 20_000, jobs: 300, appends: 500, auditRows: 100_000 }
+}
+const scaled = (n) => Math.max(10, Math.round(n * scale))
+
+const withSql = (f) => Effect.flatMap(SqlClient.SqlClient, f)
+
+const engineFor = (owner) =>
+  Effect.provide(JobEngine, Layer.provide(JobEngine.Default, Layer.succeed(EngineOptionsTag, defaultOptions(owner))))
+
+const noopHandlers = { steps: () => [{ name: "noop", run: () => Effect.succeed(done()) }] }
+
+/** (1) 100k certificates, 10% due: one scan enqueues their renewal jobs; a second finds nothing new. */
+const renewalScan = async (rt, n) => {
+  log(`renewal scan: inserting ${n} certificates`)
+  await rt.runPromise(
+    withSql((sql) =>
+      Effect.gen(function* () {
+        yield* sql`INSERT INTO issuers (id, name, type) VALUES ('iss', 'bench issuer', 'local-ca')`
+        for (let from = 1; from <= n; from += 50_000) {
+          const to = Math.min(n, from + 49_999)
+          yield* sql`INSERT INTO certificates (id, domain, names_key, issuer_id, renewal_days_before, lifetime_seconds,
+              key_algorithm, status, not_after, renew_at)
+            SELECT 'cert-' || g, 'c' || g || '.example', 'c' || g || '.example', 'iss', 30, 7776000, 'ecdsa-p256', 'active',
+              now() + interval '60 days',
+              CASE WHEN g % 10 = 0 THEN now() - (g % 997) * interval '1 minute' ELSE now() + (1 + g % 997) * interval '1 hour' END
+            FROM generate_series(${from}::int, ${to}::int) g`
+        }
+        yield* sql`ANALYZE certificates`
+      })
+    )
+  )
+  log("renewal scan: scanning")
+  const first = await time(() => rt.runPromise(scanDue({ batchSize: 1000, owner: "bench" })))
+  const second = await time(() => rt.runPromise(scanDue({ batchSize: 1000, owner: "bench" })))
+  const [check] = await rt.runPromise(
+    withSql(
+      (sql) => sql`SELECT (SELECT count(*)::int FROM jobs WHERE kind = 'renewal') AS jobs,
+        (SELECT count(*)::int FROM job_steps s JOIN jobs j ON j.id = s.job_id WHERE j.kind = 'renewal') AS steps`
+    )
+  )
+  return {
+    certificates: n,
+    due: first.value.scanned,
+    batch_size: 1000,
+    first_scan: {
+      ms: round(first.ms),
+      enqueued: first.value.enqueued,
+      due_certs_per_s: perSecond(first.value.scanned, first.ms),
+      fleet_certs_per_s: perSecond(n, first.ms)
+    },
+    rescan_with_open_jobs: { ms: round(second.ms), scanned: second.value.scanned, enqueued: second.value.enqueued },
+    rows_written: check
+  }
+}
+
+/** (2) Trivial one-step jobs, claimed (10 at a time) and executed to COMPLETED by `claimers` engines. */
+const claimAndComplete = async (rt, tag, jobs, claimers, firstCert) => {
+  await rt.runPromise(
+    withSql((sql) =>
+      Effect.gen(function* () {
+        yield* sql`INSERT INTO jobs (id, kind, certificate_id, run_at)
+          SELECT ${`bj-${tag}-`}::text || g, 'deployment', 'cert-' || g, now() - interval '1 second'
+          FROM generate_series(${firstCert}::int, ${firstCert + jobs - 1}::int) g`
+        yield* sql`INSERT INTO job_steps (job_id, seq, name) SELECT id, 1, 'noop' FROM jobs WHERE id LIKE ${`bj-${tag}-%`}`
+      })
+    )
+  )
+  const worker = (owner) =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const engine = yield* engineFor(owner)
+      let completed = 0
+      for (;;) {
+        const rows = yield* engine.claim(10)
+        if (rows.length === 0) {
+          const [{ n }] = yield* sql`SELECT count(*)::int AS n FROM jobs WHERE state = 'PENDING'`
+          if (n === 0) return completed
+          continue
+        }
+        for (const row of rows) if ((yield* engine.execute(row)) === "completed") completed++
+      }
+    }).pipe(Effect.provideService(JobHandlers, noopHandlers))
+  const run = await time(() =>
+    rt.runPromise(
+      Effect.all(
+        Array.from({ length: claimers }, (_, i) => worker(`bench-${tag}-${i}`)),
+        { concurrency: "unbounded" }
+      )
+    )
+  )
+  const [{ n: done }] = await rt.runPromise(
+    withSql((sql) => sql`SELECT count(*)::int AS n FROM jobs WHERE id LIKE ${`bj-${tag}-%`} AND state = 'COMPLETED'`)
+  )
+  return {
+    claimers,
+    jobs,
+    completed: done,
+    per_claimer: run.value,
+    ms: round(run.ms),
+    jobs_per_s: perSecond(done, run.ms)
+  }
+}
+
+/** (3) Audit appends (1 and 4 writers), then a bulk fill and filtered queries at `total` rows. */
+const audit = async (rt, appends, total) => {
+  const append = (i) =>
+    Effect.flatMap(AuditLog, (a) =>
+      a.append({
+        actor: { type: "user", id: `writer-${i % 4}` },
+        action: "certificate_updated",
+        resource: { type: "certificate", id: `cert-${i}` },
+        details: { i }
+      })
+    )
+  const indices = Array.from({ length: appends }, (_, i) => i)
+  log(`audit: ${appends} appends by 1 writer, then by 4`)
+  const one = await time(() => rt.runPromise(Effect.forEach(indices, append)))
+  const four = await time(() => rt.runPromise(Effect.forEach(indices, append, { concurrency: 4 })))
+  const [{ n: existing }] = await rt.runPromise(withSql((sql) => sql`SELECT count(*)::int AS n FROM audit_logs`))
+  const fill = Math.max(0, total - existing)
+  log(`audit: bulk-inserting ${fill} rows (chained by the trigger)`)
+  const bulk = await time(() =>
+    rt.runPromise(
+      withSql((sql) =>
+        Effect.gen(function* () {
+          for (let from = 1; from <= fill; from += 100_000) {
+            const to = Math.min(fill, from + 99_999)
+            yield* sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details, hash)
+              SELECT 'bulk-' || g, (ARRAY['user','agent','system'])[1 + g % 3], 'actor-' || (g % 1000),
+                (ARRAY['certificate_created','job_started','job_completed','deployment_succeeded','agent_heartbeat'])[1 + g % 5],
+                (ARRAY['certificate','job','agent','target'])[1 + (g / 7) % 4], 'res-' || (g % 20000),
+                CASE WHEN g % 50 = 0 THEN 'failure' ELSE 'success' END, jsonb_build_object('n', g), '\\x'::bytea
+              FROM generate_series(${from}::int, ${to}::int) g`
+            log(`audit: ${to} / ${fill}`)
+          }
+          yield* sql`ANALYZE audit_logs`
+        })
+      )
+    )
+  )
+  const [mid] = await rt.runPromise(
+    withSql(
+      (sql) => sql`SELECT
+        (SELECT occurred_at FROM audit_logs ORDER BY audit_logs.seq OFFSET ${Math.floor(total * 0.4)} LIMIT 1) AS "from",
+        (SELECT occurred_at FROM audit_logs ORDER BY audit_logs.seq OFFSET ${Math.floor(total * 0.41)} LIMIT 1) AS "to"`
+    )
+  )
+  const query = (q) => () => rt.runPromise(Effect.flatMap(AuditLog, (a) => a.query({ ...q, limit: 100 })))
+  const walk = (q) =>
+    time(() =>
+      rt.runPromise(
+        Effect.gen(function* () {
+          const a = yield* AuditLog
+          let rows = 0
+          let cursor
+          do {
+            const page = yield* a.query({ ...q, cursor, limit: 100 })
+            rows += page.items.length
+            cursor = page.next_cursor ?? undefined
+          } while (cursor)
+          return rows
+        })
+      )
+    )
+  const actor = { actor_type: "agent", actor_id: "actor-7" }
+  const resource = { resource_type: "certificate", resource_id: "res-123" }
+  const window = { from: mid.from, to: mid.to }
+  log("audit: queries")
+  const result = {
+    append_single_writer: { rows: appends, ms: round(one.ms), rows_per_s: perSecond(appends, one.ms) },
+    append_four_writers: { rows: appends, ms: round(four.ms), rows_per_s: perSecond(appends, four.ms) },
+    bulk_fill: { rows: fill, ms: round(bulk.ms), rows_per_s: perSecond(fill, bulk.ms) },
+    rows_total: total,
+    query_first_page_of_100: {
+      actor_type_actor_id: await latency(query(actor)),
+      resource_type_resource_id: await latency(query(resource)),
+      from_to_window_1pct: await latency(query(window)),
+      window_and_actor: await latency(query({ ...window, actor_id: "actor-7" }))
+    },
+    query_walk_all_pages: {}
+  }
+  for (const [name, q] of Object.entries({ actor_type_actor_id: actor, resource_type_resource_id: resource })) {
+    const w = await walk(q)
+    result.query_walk_all_pages[name] = { rows: w.value, ms: round(w.ms) }
+  }
+  log("audit: verifying the chain")
+  const verify = await time(() => rt.runPromise(Effect.flatMap(AuditLog, (a) => a.verify)))
+  result.verify_chain = { ok: verify.value.ok, rows: verify.value.rows, ms: round(verify.ms) }
+  return result
+}
+
+const runBackend = async (name) => {
+  const size = Object.fromEntries(Object.entries(sizes[name]).map(([k, v]) => [k, scaled(v)]))
+  const backend = await openBackend(name, { services: AuditLog.Default })
+  if ("skipped" in backend) {
+    log(`${name}: skipped (${backend.skipped})`)
+    return { skipped: backend.skipped }
+  }
+  const rt = backend.rt
+  try {
+    const [server] = await rt.runPromise(
+      withSql(
+        (sql) =>
+          sql`SELECT current_setting('server_version') AS version, current_setting('synchronous_commit') AS synchronous_commit`
+      )
+    )
+    const scan = await renewalScan(rt, size.certificates)
+    // Renewal jobs would be claimed too; the claim runs use their own job kind and certificates.
+    await rt.runPromise(withSql((sql) => sql`DELETE FROM jobs WHERE kind = 'renewal'`))
+    log(`claims: ${size.jobs} jobs, 1 claimer`)
+    const one = await claimAndComplete(rt, "one", size.jobs, 1, 1)
+    log(`claims: ${size.jobs} jobs, 4 claimers`)
+    const four = await claimAndComplete(rt, "four", size.jobs, 4, size.jobs + 1)
+    const auditFigures = await audit(rt, size.appends, size.auditRows)
+    return {
+      server,
+      renewal_scan: scan,
+      claim_and_complete: { one_claimer: one, four_claimers: four },
+      audit: auditFigures
+    }
+  } finally {
+    await backend.close()
+  }
+}
+
+const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && b !== 0 ? round(a / b, 3) : null)
+
+const main = async () => {
+  const started = performance.now()
+  const loadBefore = os.loadavg().map((n) => round(n, 2))
+  const postgresql = await runBackend("postgresql")
+  const pglite = await runBackend("pglite")
+  const compare =
+    postgresql.skipped || pglite.skipped
+      ? null
+      : {
+          note: "PGlite figure divided by the PostgreSQL figure (rates: <1 is slower; latencies: >1 is slower); sizes differ, see each section",
+          renewal_scan_due_certs_per_s: ratio(
+            pglite.renewal_scan.first_scan.due_certs_per_s,
+            postgresql.renewal_scan.first_scan.due_certs_per_s
+          ),
+          claim_jobs_per_s_one_claimer: ratio(
+            pglite.claim_and_complete.one_claimer.jobs_per_s,
+            postgresql.claim_and_complete.one_claimer.jobs_per_s
+          ),
+          claim_jobs_per_s_four_claimers: ratio(
+            pglite.claim_and_complete.four_claimers.jobs_per_s,
+            postgresql.claim_and_complete.four_claimers.jobs_per_s
+          ),
+          audit_append_rows_per_s_single: ratio(
+            pglite.audit.append_single_writer.rows_per_s,
+            postgresql.audit.append_single_writer.rows_per_s
+          ),
+          audit_append_rows_per_s_four: ratio(
+            pglite.audit.append_four_writers.rows_per_s,
+            postgresql.audit.append_four_writers.rows_per_s
+          ),
+          audit_bulk_rows_per_s: ratio(pglite.audit.bulk_fill.rows_per_s, postgresql.audit.bulk_fill.rows_per_s),
+          audit_query_median_ms: Object.fromEntries(
+            Object.keys(postgresql.audit.query_first_page_of_100).map((k) => [
+              k,
+              ratio(
+                pglite.audit.query_first_page_of_100[k].median_ms,
+                postgresql.audit.query_first_page_of_100[k].median_ms
+              )
+            ])
+          )
+        }
+  const out = {
+    bench: "core",
+    scale,
+    machine: {
+      cpus: os.cpus().length,
+      cpu: os.cpus()[0]?.model,
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+      // Other work on the machine skews every figure: the load average shows how much there was.
+      loadavg_before: loadBefore,
+      loadavg_after: os.loadavg().map((n) => round(n, 2))
+    },
+    sizes: Object.fromEntries(
+      Object.entries(sizes).map(([b, s]) => [b, Object.fromEntries(Object.entries(s).map(([k, v]) => [k, scaled(v)]))])
+    ),
+    postgresql,
+    pglite,
+    pglite_vs_postgresql: compare,
+    total_s: round((performance.now() - started) / 1000)
+  }
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -1,0 +1,190 @@
+import "reflect-metadata"
+import { execFile } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { ConnectorError, Pki, type Target } from "@certctl/core"
+import { Effect, Redacted, Schedule, Schema } from "effect"
+import { verifyServedSerial } from "../internal/tlsProbe.js"
+
+const Mode = Schema.String.pipe(
+  Schema.pattern(/^0?[0-7]{3}$/, { message: () => "must be an octal file mode such as 0600" })
+)
+
+export const FileConfig = Schema.Struct({
+  /** Where the files go: <directory>/<domain>/{cert,key,chain,fullchain}.pem */
+  directory: Schema.String.pipe(
+    Schema.minLength(1),
+    Schema.filter((s) => !s.split(/[\\/]/).includes("..") || "must not contain '..'")
+  ),
+  key_mode: Schema.optionalWith(Mode, { default: () => "0600" }),
+  cert_mode: Schema.optionalWith(Mode, { default: () => "0644" }),
+  /** Run (by /bin/sh) after the files are written, e.g. "systemctl reload haproxy". */
+  reload_command: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(4096))),
+  reload_timeout_ms: Schema.optionalWith(Schema.Int.pipe(Schema.between(100, 600_000)), { default: () => 60_000 }),
+  /** When set, a TLS handshake here must present the new serial after the reload. */
+  verify_address: Schema.optional(
+    Schema.Struct({ host: Schema.String.pipe(Schema.minLength(1)), port: Schema.Int.pipe(Schema.between(1, 65535)) })
+  )
+})
+export type FileConfig = typeof FileConfig.Type
+
+const names = ["cert.pem", "chain.pem", "fullchain.pem", "key.pem"] as const
+
+const io = (what: string) => (e: unknown) =>
+  new ConnectorError({ reason: "Transient", message: `${what}: ${(e as Error)?.message ?? String(e)}`, cause: e })
+
+const safeDomain = (domain: string) => {
+  const d = domain.toLowerCase().replace(/^\*\./, "_wildcard.")
+  return /^[a-z0-9_][a-z0-9._-]{0,252}$/.test(d) && !d.includes("..")
+    ? Effect.succeed(d)
+    : Effect.fail(new ConnectorError({ reason: "Rejected", message: `"${domain}" cannot name a directory` }))
+}
+
+/** Write to a temp file beside the target, fsync, then rename: readers see old or new, never half. */
+const writeAtomic = (file: string, data: string, mode: number) =>
+  Effect.tryPromise({
+    try: async () => {
+      const tmp = `${file}.certctl-tmp-${randomBytes(6).toString("hex")}`
+      const handle = await fs.open(tmp, "wx", mode)
+      try {
+        await handle.writeFile(data)
+        await handle.chmod(mode)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      await fs.rename(tmp, file)
+    },
+    catch: io(`writing ${file}`)
+  })
+
+const readIfExists = (file: string) =>
+  Effect.tryPromise({
+    try: () => fs.readFile(file, "utf8").catch((e) => (e.code === "ENOENT" ? undefined : Promise.reject(e))),
+    catch: io(`reading ${file}`)
+  })
+
+const runCommand = (command: string, timeoutMs: number, env: Record<string, string>) =>
+  Effect.async<string, ConnectorError>((resume) => {
+    const child = execFile("/bin/sh", ["-c", command], { timeout: timeoutMs, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+      if (err)
+        resume(
+          Effect.fail(
+            new ConnectorError({
+              reason: "Rejected",
+              message: `reload command failed (${(err as any).code ?? (err as any).signal ?? "error"}): ${String(stderr || err.message).trim().slice(0, 2000)}`
+            })
+          )
+        )
+      else resume(Effect.succeed(String(stdout).trim()))
+    })
+    return Effect.sync(() => child.kill())
+  })
+
+export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, ConnectorError> =>
+  Effect.sync(() => {
+    const root = path.resolve(config.directory)
+    const keyMode = Number.parseInt(config.key_mode, 8)
+    const certMode = Number.parseInt(config.cert_mode, 8)
+    const dirOf = (domain: string) => Effect.map(safeDomain(domain), (d) => path.join(root, d))
+
+    const writeAll = (dir: string, files: Record<(typeof names)[number], string>) =>
+      Effect.forEach(
+        names,
+        (n) => writeAtomic(path.join(dir, n), files[n], n === "key.pem" ? keyMode : certMode),
+        { discard: true }
+      )
+
+    const deploy = (bundle: Target.DeployBundle) =>
+      Effect.gen(function* () {
+        const dir = yield* dirOf(bundle.domain)
+        yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true, mode: 0o755 }), catch: io(`creating ${dir}`) })
+        const previous: Partial<Record<(typeof names)[number], string>> = {}
+        for (const n of names) previous[n] = yield* readIfExists(path.join(dir, n))
+        yield* writeAll(dir, {
+          "cert.pem": bundle.certificate_pem,
+          "chain.pem": bundle.chain_pem,
+          "fullchain.pem": bundle.fullchain_pem,
+          "key.pem": Redacted.value(bundle.key_pem)
+        })
+        const restore = Effect.gen(function* () {
+          if (names.some((n) => previous[n] === undefined)) {
+            for (const n of names) yield* Effect.promise(() => fs.rm(path.join(dir, n), { force: true }))
+            return "no previous files existed; the new files were removed"
+          }
+          yield* writeAll(dir, previous as Record<(typeof names)[number], string>)
+          if (config.reload_command)
+            yield* runCommand(config.reload_command, config.reload_timeout_ms, { CERTCTL_DOMAIN: bundle.domain, CERTCTL_DIR: dir })
+          return "previous files restored"
+        }).pipe(Effect.catchAll((e) => Effect.succeed(`restore failed: ${e.message}`)))
+
+        const verified = yield* Effect.gen(function* () {
+          // Read back what is on disk: it must be the certificate we were given.
+          const written = yield* readIfExists(path.join(dir, "cert.pem"))
+          const info = yield* Pki.parseCertificate(written ?? "").pipe(
+            Effect.mapError((e) => new ConnectorError({ reason: "VerificationFailed", message: `cert.pem unreadable: ${e.message}` }))
+          )
+          if (info.serial !== bundle.serial)
+            return yield* new ConnectorError({
+              reason: "VerificationFailed",
+              message: `cert.pem holds serial ${info.serial}, expected ${bundle.serial}`
+            })
+          let detail = `files written to ${dir} (cert.pem serial ${info.serial})`
+          if (config.reload_command) {
+            yield* runCommand(config.reload_command, config.reload_timeout_ms, { CERTCTL_DOMAIN: bundle.domain, CERTCTL_DIR: dir })
+            detail += `; reload command succeeded`
+          }
+          if (config.verify_address) {
+            const probe = verifyServedSerial(
+              { host: config.verify_address.host, port: config.verify_address.port, servername: bundle.domain },
+              bundle.serial
+            )
+            // The reloaded service may take a moment to pick the files up.
+            detail += `; ${yield* probe.pipe(Effect.retry(Schedule.intersect(Schedule.recurs(20), Schedule.spaced("200 millis"))))}`
+          }
+          return detail
+        }).pipe(
+          Effect.catchAll((e) =>
+            Effect.flatMap(restore, (restored) =>
+              Effect.fail(new ConnectorError({ reason: e.reason, message: `${e.message}; ${restored}`, detail: e.detail }))
+            )
+          )
+        )
+        return { verified: true, verification: verified }
+      })
+
+    return {
+      validate: Effect.tryPromise({
+        try: async () => {
+          await fs.mkdir(root, { recursive: true, mode: 0o755 })
+          await fs.access(root, fs.constants.W_OK)
+        },
+        catch: (e) =>
+          new ConnectorError({ reason: "InvalidConfig", message: `directory ${root} is not writable: ${(e as Error).message}` })
+      }),
+      deploy,
+      remove: (domain) =>
+        Effect.flatMap(dirOf(domain), (dir) =>
+          Effect.tryPromise({ try: () => fs.rm(dir, { recursive: true, force: true }), catch: io(`removing ${dir}`) })
+        ),
+      status: (domain) =>
+        Effect.gen(function* () {
+          const dir = yield* dirOf(domain)
+          const pem = yield* readIfExists(path.join(dir, "cert.pem"))
+          if (pem === undefined) return { deployed: false, detail: `${dir}/cert.pem does not exist` }
+          const info = yield* Pki.parseCertificate(pem).pipe(
+            Effect.mapError((e) => new ConnectorError({ reason: "VerificationFailed", message: e.message }))
+          )
+          return { deployed: true, serial: info.serial, detail: `${dir}/cert.pem expires ${info.not_after.toISOString()}` }
+        })
+    }
+  })
+
+export const File: Target.TargetDefinition<FileConfig> = {
+  kind: "target",
+  type: "file",
+  configSchema: FileConfig,
+  secretFields: [],
+  make: (config) => make(config)
+}

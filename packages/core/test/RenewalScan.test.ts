@@ -1,0 +1,146 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, type Layer, ManagedRuntime } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { renewalSteps, scanDue } from "../src/RenewalScan.js"
+import { backends, migrated } from "./backends.js"
+
+/**
+ * Certificates by case. Due ones include ties (many share one renew_at, across batch boundaries)
+ * and renew_at values a microsecond apart, which a millisecond keyset would re-scan or skip.
+ */
+const fixture = `
+INSERT INTO issuers (id, name, type) VALUES ('iss', 'issuer', 'local-ca');
+INSERT INTO certificates (id, domain, names_key, issuer_id, renewal_days_before, lifetime_seconds, key_algorithm, status, renew_at)
+SELECT id, id || '.example', id || '.example', 'iss', 30, 7776000, 'ecdsa-p256', status, renew_at::timestamptz FROM (VALUES
+  ${Array.from({ length: 12 }, (_, i) => `('tie-${i}', 'active', '2020-01-01 00:00:00+00')`).join(",\n  ")},
+  ${Array.from({ length: 9 }, (_, i) => `('usec-${i}', 'active', '2020-02-01 00:00:00.12345${i}+00')`).join(",\n  ")},
+  ('failed-1', 'failed', '2020-03-01 00:00:00+00'),
+  ('failed-2', 'failed', '2020-03-02 00:00:00+00'),
+  ('open-renewal', 'active', '2020-04-01 00:00:00+00'),
+  ('closed-renewal', 'active', '2020-04-02 00:00:00+00'),
+  ('open-issuance', 'active', '2020-04-03 00:00:00+00'),
+  ('pending', 'pending', '2020-01-01 00:00:00+00'),
+  ('renewing', 'renewing', '2020-01-01 00:00:00+00'),
+  ('expired', 'expired', '2020-01-01 00:00:00+00'),
+  ('archived', 'archived', '2020-01-01 00:00:00+00'),
+  ('no-renew-at', 'active', NULL),
+  ('future-1', 'active', '2999-01-01 00:00:00+00'),
+  ('future-2', 'failed', '2999-01-01 00:00:00+00')
+) AS t(id, status, renew_at);
+INSERT INTO jobs (id, kind, certificate_id, state) VALUES
+  ('job-open-renewal', 'renewal', 'open-renewal', 'RETRY_WAIT'),
+  ('job-closed-renewal', 'renewal', 'closed-renewal', 'COMPLETED'),
+  ('job-open-issuance', 'issuance', 'open-issuance', 'PENDING');
+`
+
+const dueIds = [
+  ...Array.from({ length: 12 }, (_, i) => `tie-${i}`),
+  ...Array.from({ length: 9 }, (_, i) => `usec-${i}`),
+  "failed-1",
+  "failed-2",
+  "open-renewal",
+  "closed-renewal",
+  "open-issuance"
+]
+const enqueuable = dueIds.filter((id) => id !== "open-renewal")
+const now = new Date("2021-01-01T00:00:00Z")
+
+for (const backend of backends) {
+  describe.skipIf(!backend.available)(`RenewalScan on ${backend.name}`, () => {
+    let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, any>
+    let cleanup: () => Promise<void>
+    beforeAll(async () => {
+      const made = await backend.make()
+      cleanup = made.cleanup
+      rt = ManagedRuntime.make(migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
+      await sql((s) => s.unsafe(fixture))
+    })
+    afterAll(async () => {
+      await rt?.dispose()
+      await cleanup?.()
+    })
+
+    const sql = <A, E>(f: (s: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
+      rt.runPromise(Effect.flatMap(SqlClient.SqlClient, f))
+    const openRenewals = () =>
+      sql(
+        (s) => s<{
+          id: string
+          certificate_id: string
+          state: string
+          steps: Array<string>
+          audits: number
+          actor: string | null
+        }>`
+          SELECT j.id, j.certificate_id, j.state,
+            (SELECT array_agg(name ORDER BY seq) FROM job_steps WHERE job_id = j.id) AS steps,
+            (SELECT count(*)::int FROM audit_logs WHERE resource_id = j.id AND action = 'job_created') AS audits,
+            (SELECT max(actor_id) FROM audit_logs WHERE resource_id = j.id) AS actor
+          FROM jobs j WHERE j.kind = 'renewal' AND j.state = 'PENDING' ORDER BY j.certificate_id`
+      )
+    const closeAll = () =>
+      sql((s) => s`UPDATE jobs SET state = 'CANCELLED' WHERE kind = 'renewal' AND state = 'PENDING'`)
+
+    it("enqueues one renewal job, with steps and audit row, per due certificate without an open one", async () => {
+      const result = await rt.runPromise(scanDue({ batchSize: 5, owner: "scanner-1", now }))
+      expect(result).toEqual({ scanned: dueIds.length, enqueued: enqueuable.length })
+      const jobs = await openRenewals()
+      expect(jobs.map((j) => j.certificate_id)).toEqual([...enqueuable].sort())
+      for (const j of jobs) {
+        expect(j.steps).toEqual([...renewalSteps])
+        expect(j.audits).toBe(1)
+        expect(j.actor).toBe("scanner-1")
+        expect(j.id).toMatch(/^job-[0-9a-f]{32}$/)
+      }
+      expect(renewalSteps).toEqual(["request_csr", "await_csr", "submit", "collect", "create_deployments"])
+    })
+
+    it("a second scan finds the same certificates and enqueues nothing", async () => {
+      expect(await rt.runPromise(scanDue({ batchSize: 5, owner: "scanner-1", now }))).toEqual({
+        scanned: dueIds.length,
+        enqueued: 0
+      })
+      expect(await openRenewals()).toHaveLength(enqueuable.length)
+    })
+
+    for (const batchSize of [1, 2, 12, 1000]) {
+      it(`walks ties and microsecond-apart renew_at values exactly once with batches of ${batchSize}`, async () => {
+        await closeAll()
+        expect(await rt.runPromise(scanDue({ batchSize, owner: "scanner-2", now }))).toEqual({
+          scanned: dueIds.length,
+          enqueued: enqueuable.length
+        })
+        const jobs = await openRenewals()
+        expect(jobs.map((j) => j.certificate_id)).toEqual([...enqueuable].sort())
+      })
+    }
+
+    it("uses `now` as the due line", async () => {
+      await closeAll()
+      const early = new Date("2020-01-15T00:00:00Z")
+      expect(await rt.runPromise(scanDue({ batchSize: 5, owner: "scanner-3", now: early }))).toEqual({
+        scanned: 12,
+        enqueued: 12
+      })
+      // Without `now`, the Clock decides: everything but the far-future certificates is due.
+      expect(await rt.runPromise(scanDue({ batchSize: 5, owner: "scanner-3" }))).toEqual({
+        scanned: dueIds.length,
+        enqueued: enqueuable.length - 12
+      })
+    })
+
+    it("concurrent scans (as on several replicas) enqueue each certificate once", async () => {
+      await closeAll()
+      const results = await rt.runPromise(
+        Effect.all(
+          [1, 2, 3].map((i) => scanDue({ batchSize: 3, owner: `replica-${i}`, now })),
+          { concurrency: "unbounded" }
+        )
+      )
+      expect(results.reduce((n, r) => n + r.enqueued, 0)).toBe(enqueuable.length)
+      const jobs = await openRenewals()
+      expect(jobs.map((j) => j.certificate_id)).toEqual([...enqueuable].sort())
+      for (const j of jobs) expect(j.audits).toBe(1)
+    })
+  })
+}

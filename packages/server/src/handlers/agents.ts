@@ -1,0 +1,172 @@
+import { Api, ApiError, AuditLog, Ids, Persistence, Signals, type Work } from "@certctl/core"
+import { HttpApiBuilder, HttpApiSchema } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import * as ApiKeys from "../ApiKeys.js"
+import { actorOf, admin, reader, selfOrAdmin } from "../Auth.js"
+import { decodeCursor, pageOf, toAgent } from "./rows.js"
+
+export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handlers) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const audit = yield* AuditLog.AuditLog
+    const signals = yield* Signals.Signals
+
+    const load = (id: string) =>
+      sql`SELECT * FROM agents WHERE id = ${id}`.pipe(
+        Effect.orDie,
+        Effect.flatMap((r) => (r[0] ? Effect.succeed(r[0] as any) : Effect.fail(ApiError.notFound("agent", id))))
+      )
+
+    const active = (id: string) =>
+      Effect.flatMap(load(id), (a) =>
+        a.status === "active" ? Effect.succeed(a) : Effect.fail(ApiError.conflict(`agent ${id} is retired`))
+      )
+
+    /** Pending work of one agent: jobs waiting on it, and ACME challenges to serve or remove. */
+    const pendingWork = (agentId: string) =>
+      Effect.gen(function* () {
+        const jobs = yield* sql<{ agent_work: Work.WorkItem }>`SELECT agent_work FROM jobs
+            WHERE agent_id = ${agentId} AND agent_work IS NOT NULL AND state = 'RUNNING' ORDER BY created_at LIMIT 100`
+        const challenges = yield* sql<any>`SELECT c.id, c.job_id, j.certificate_id, c.action, c.identifier, c.token, c.key_authorization
+            FROM acme_challenges c JOIN jobs j ON j.id = c.job_id WHERE c.agent_id = ${agentId} AND c.status = 'pending' LIMIT 100`
+        const items: Array<Work.WorkItem> = [
+          ...challenges.map(
+            (c): Work.ChallengeWork => ({
+              type: "http-01",
+              job_id: c.job_id,
+              certificate_id: c.certificate_id,
+              challenge_id: c.id,
+              action: c.action,
+              identifier: c.identifier,
+              token: c.token,
+              key_authorization: c.key_authorization
+            })
+          ),
+          ...jobs.map((j) => j.agent_work)
+        ]
+        return items
+      }).pipe(Effect.orDie)
+
+    return handlers
+      .handle("register", ({ payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* admin
+          const id = payload.id ?? Ids.make("agent")
+          const key = yield* Effect.gen(function* () {
+            yield* sql`INSERT INTO agents (id, name, hostname) VALUES (${id}, ${payload.name}, ${payload.hostname ?? null})`
+            const k = yield* ApiKeys.issue("agent", id)
+            yield* audit.append({
+              actor: actorOf(principal),
+              action: "agent_registered",
+              resource: { type: "agent", id },
+              details: { name: payload.name, key_id: k.id }
+            })
+            return k
+          }).pipe(
+            sql.withTransaction,
+            Effect.catchAll((e: any) =>
+              Persistence.pgCode(e) === "23505" ? Effect.fail(ApiError.conflict(`agent ${id} already exists`)) : Effect.die(e)
+            )
+          )
+          return { agent: toAgent(yield* load(id)), api_key: key.token }
+        })
+      )
+      .handle("list", ({ urlParams: q }) =>
+        Effect.gen(function* () {
+          yield* reader
+          const limit = q.limit ?? 100
+          const after = decodeCursor(q.cursor)
+          const conds = [
+            q.status ? sql`status = ${q.status}` : undefined,
+            after !== undefined ? sql`id > ${after}` : undefined
+          ].filter((c) => c !== undefined)
+          const rows = yield* sql`SELECT * FROM agents WHERE ${sql.and(conds)} ORDER BY id LIMIT ${limit + 1}`.pipe(Effect.orDie)
+          return pageOf(rows.map(toAgent), limit)
+        })
+      )
+      .handle("get", ({ path }) =>
+        Effect.gen(function* () {
+          const p = yield* Api.CurrentPrincipal
+          if (p.role === "agent") yield* selfOrAdmin(path.id)
+          return toAgent(yield* load(path.id))
+        })
+      )
+      .handle("heartbeat", ({ path, payload }) =>
+        Effect.gen(function* () {
+          yield* selfOrAdmin(path.id)
+          yield* active(path.id)
+          yield* sql`UPDATE agents SET last_seen_at = now(), version = coalesce(${payload.version ?? null}, version),
+              hostname = coalesce(${payload.hostname ?? null}, hostname) WHERE id = ${path.id}`.pipe(Effect.orDie)
+          for (const t of payload.targets ?? []) {
+            yield* sql`INSERT INTO target_connections (target_id, agent_id, status, detail)
+                SELECT id, ${path.id}, ${t.status}, ${t.detail ?? null} FROM targets WHERE id = ${t.target_id} AND agent_id = ${path.id}
+                ON CONFLICT (target_id) DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now()`.pipe(
+              Effect.orDie
+            )
+          }
+          return { agent_id: path.id, server_time: new Date().toISOString() }
+        })
+      )
+      .handle("work", ({ path, urlParams }) =>
+        Effect.gen(function* () {
+          yield* selfOrAdmin(path.id)
+          yield* active(path.id)
+          yield* sql`UPDATE agents SET last_seen_at = now() WHERE id = ${path.id}`.pipe(Effect.orDie)
+          let items = yield* pendingWork(path.id)
+          const wait = urlParams.wait ?? 0
+          if (items.length === 0 && wait > 0) {
+            // Long poll: woken by NOTIFY from whichever replica created the work.
+            yield* signals.await(Signals.agentTopic(path.id), `${wait} seconds`)
+            items = yield* pendingWork(path.id)
+          }
+          return { items }
+        })
+      )
+      .handle("challenge", ({ path, payload }) =>
+        Effect.gen(function* () {
+          yield* selfOrAdmin(path.id)
+          const updated = yield* sql`UPDATE acme_challenges SET status = ${payload.status}, error = ${payload.error ?? null}, updated_at = now()
+              WHERE id = ${payload.challenge_id} AND agent_id = ${path.id} RETURNING id`.pipe(Effect.orDie)
+          if (updated.length === 0) return yield* Effect.fail(ApiError.notFound("challenge", payload.challenge_id))
+          yield* signals.notify(`challenge:${payload.challenge_id}`)
+          return HttpApiSchema.NoContent as any
+        })
+      )
+      .handle("rotateKey", ({ path }) =>
+        Effect.gen(function* () {
+          const principal = yield* selfOrAdmin(path.id)
+          yield* active(path.id)
+          const key = yield* Effect.gen(function* () {
+            yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE agent_id = ${path.id} AND revoked_at IS NULL`
+            const k = yield* ApiKeys.issue("agent", path.id)
+            yield* audit.append({
+              actor: actorOf(principal),
+              action: "agent_key_rotated",
+              resource: { type: "agent", id: path.id },
+              details: { key_id: k.id }
+            })
+            return k
+          }).pipe(sql.withTransaction, Effect.orDie)
+          return { api_key: key.token }
+        })
+      )
+      .handle("retire", ({ path }) =>
+        Effect.gen(function* () {
+          const principal = yield* admin
+          yield* load(path.id)
+          yield* Effect.gen(function* () {
+            yield* sql`UPDATE agents SET status = 'retired', retired_at = coalesce(retired_at, now()) WHERE id = ${path.id}`
+            yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE agent_id = ${path.id} AND revoked_at IS NULL`
+            yield* audit.append({
+              actor: actorOf(principal),
+              action: "agent_retired",
+              resource: { type: "agent", id: path.id },
+              details: {}
+            })
+          }).pipe(sql.withTransaction, Effect.orDie)
+          return toAgent(yield* load(path.id))
+        })
+      )
+  })
+)

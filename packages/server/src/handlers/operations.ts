@@ -1,0 +1,29 @@
+import { Api, ApiError, Database, Migrations } from "@certctl/core"
+import { HttpApiBuilder } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import { renderMetrics } from "../Metrics.js"
+
+export const OperationsLive = HttpApiBuilder.group(Api.CertctlApi, "operations", (handlers) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const db = yield* Database.Database
+    return handlers
+      .handle("healthz", () => Effect.succeed({ status: "ok" as const }))
+      .handle("readyz", () =>
+        Effect.gen(function* () {
+          const current = yield* Migrations.current.pipe(
+            Effect.provideService(SqlClient.SqlClient, sql),
+            Effect.timeout("3 seconds"),
+            Effect.mapError((e) => ApiError.unavailable(`database unreachable: ${String((e as any)?.message ?? e)}`))
+          )
+          if (current !== Migrations.latest)
+            return yield* Effect.fail(
+              ApiError.unavailable(`database schema is at migration ${current}, this server needs ${Migrations.latest}`)
+            )
+          return { status: "ready" as const, database: db.backend, migration: current }
+        })
+      )
+      .handle("metrics", () => renderMetrics.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.orDie))
+  })
+)
