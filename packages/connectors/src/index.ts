@@ -12,7 +12,12 @@ export * as AcmeIssuer from "./issuers/acme/AcmeIssuer.js"
 export { LocalCa, type LocalCaConfig, type LocalCaInstance } from "./issuers/LocalCa.js"
 export { Email, EmailConfig } from "./notifiers/Email.js"
 export { render as renderNotification } from "./notifiers/templates.js"
-export { sign as signWebhook, verifySignature as verifyWebhookSignature, Webhook, WebhookConfig } from "./notifiers/Webhook.js"
+export {
+  sign as signWebhook,
+  verifySignature as verifyWebhookSignature,
+  Webhook,
+  WebhookConfig
+} from "./notifiers/Webhook.js"
 export { F5, F5Config } from "./targets/F5.js"
 export { File, FileConfig } from "./targets/File.js"
 export { Iis, IisConfig } from "./targets/Iis.js"

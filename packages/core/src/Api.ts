@@ -250,7 +250,12 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
       .addSuccess(HttpApiSchema.NoContent)
       .addError(E.Conflict)
   )
-  .add(HttpApiEndpoint.post("rotateKey", "/agents/:id/rotate-key").setPath(IdPath).addSuccess(M.RotatedKey).addError(E.Conflict))
+  .add(
+    HttpApiEndpoint.post("rotateKey", "/agents/:id/rotate-key")
+      .setPath(IdPath)
+      .addSuccess(M.RotatedKey)
+      .addError(E.Conflict)
+  )
   .add(HttpApiEndpoint.del("retire", "/agents/:id").setPath(IdPath).addSuccess(M.Agent))
   .middleware(Authentication)
   .prefix("/api/v1") {}

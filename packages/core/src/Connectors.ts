@@ -93,9 +93,13 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
         sealer.open(v).pipe(Effect.mapError((e) => new ConnectorError({ reason: "InvalidConfig", message: e.message })))
       return {
         get: (key) =>
-          sql<{ value: string }>`SELECT value FROM connector_config WHERE connector_kind = ${kind} AND connector_id = ${id} AND key = ${key}`.pipe(
+          sql<{
+            value: string
+          }>`SELECT value FROM connector_config WHERE connector_kind = ${kind} AND connector_id = ${id} AND key = ${key}`.pipe(
             Effect.mapError(fail),
-            Effect.flatMap((rows) => (rows[0] ? Effect.map(open(rows[0].value), (v) => v as string | undefined) : Effect.succeed(undefined)))
+            Effect.flatMap((rows) =>
+              rows[0] ? Effect.map(open(rows[0].value), (v) => v as string | undefined) : Effect.succeed(undefined)
+            )
           ),
         set: (key, value) =>
           sql`INSERT INTO connector_config (connector_kind, connector_id, key, value) VALUES (${kind}, ${id}, ${key}, ${sealer.seal(value)})
@@ -106,7 +110,9 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
         setIfAbsent: (key, value) =>
           Effect.gen(function* () {
             const inserted = yield* sql`INSERT INTO connector_config (connector_kind, connector_id, key, value)
-                VALUES (${kind}, ${id}, ${key}, ${sealer.seal(value)}) ON CONFLICT DO NOTHING RETURNING key`.pipe(Effect.mapError(fail))
+                VALUES (${kind}, ${id}, ${key}, ${sealer.seal(value)}) ON CONFLICT DO NOTHING RETURNING key`.pipe(
+              Effect.mapError(fail)
+            )
             if (inserted.length === 1) return value
             const rows = yield* sql<{ value: string }>`SELECT value FROM connector_config
                 WHERE connector_kind = ${kind} AND connector_id = ${id} AND key = ${key}`.pipe(Effect.mapError(fail))
@@ -149,7 +155,11 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
         const opened = yield* openConfig(kind, row.type, row.config)
         const decoded = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(opened).pipe(
           Effect.mapError(
-            (e) => new ConnectorError({ reason: "InvalidConfig", message: `stored ${kind} ${id} config is invalid: ${e.message}` })
+            (e) =>
+              new ConnectorError({
+                reason: "InvalidConfig",
+                message: `stored ${kind} ${id} config is invalid: ${e.message}`
+              })
           )
         )
         const instance = yield* (def.make as any)(decoded, {

@@ -50,7 +50,10 @@ export interface CertificateRow {
 const fail = (reason: ConnectorError["reason"], message: string, detail?: unknown) =>
   new JobEngine.StepFailed({ reason, message, detail })
 
-export const namesOf = (c: { domain: string; sans: ReadonlyArray<string> }) => [c.domain, ...c.sans.filter((s) => s !== c.domain)]
+export const namesOf = (c: { domain: string; sans: ReadonlyArray<string> }) => [
+  c.domain,
+  ...c.sans.filter((s) => s !== c.domain)
+]
 
 /**
  * The job kinds of the certificate lifecycle, as durable steps. Each step is safe to run again
@@ -76,7 +79,9 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
       )
 
     const stepOutput = (jobId: string, name: string) =>
-      sql<{ output: Record<string, any> }>`SELECT output FROM job_steps WHERE job_id = ${jobId} AND name = ${name}`.pipe(
+      sql<{
+        output: Record<string, any>
+      }>`SELECT output FROM job_steps WHERE job_id = ${jobId} AND name = ${name}`.pipe(
         persist,
         Effect.map((rows) => rows[0]?.output ?? {})
       )
@@ -106,7 +111,10 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
           yield* signals.notify(Signals.agentTopic(agentId))
           const deadline = Date.now() + Duration.toMillis(options.challengeTimeout)
           while (Date.now() < deadline) {
-            const rows = yield* sql<{ status: string; error: string | null }>`SELECT status, error FROM acme_challenges WHERE id = ${id}`
+            const rows = yield* sql<{
+              status: string
+              error: string | null
+            }>`SELECT status, error FROM acme_challenges WHERE id = ${id}`
             if (rows[0]?.status === "ready") return
             if (rows[0]?.status === "failed")
               return yield* new ConnectorError({
@@ -120,7 +128,9 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
             message: `agent ${agentId} did not confirm the http-01 challenge for ${c.identifier} in time`
           })
         }).pipe(
-          Effect.catchTag("SqlError", (e) => Effect.fail(new ConnectorError({ reason: "Transient", message: e.message })))
+          Effect.catchTag("SqlError", (e) =>
+            Effect.fail(new ConnectorError({ reason: "Transient", message: e.message }))
+          )
         ),
       cleanup: (c) =>
         sql`UPDATE acme_challenges SET action = 'cleanup', status = 'pending', updated_at = now()
@@ -136,7 +146,10 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
         Effect.gen(function* () {
           const cert = yield* certificate(job.certificate_id)
           if (!job.agent_id)
-            return yield* fail("InvalidConfig", `certificate ${cert.id} has no agent: give it a target that an agent serves`)
+            return yield* fail(
+              "InvalidConfig",
+              `certificate ${cert.id} has no agent: give it a target that an agent serves`
+            )
           yield* setAgentWork(job, csrWork(job, cert))
           return JobEngine.done({ asked_agent: job.agent_id })
         })
@@ -227,15 +240,17 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
                   status = CASE WHEN status IN ('archived', 'revoked') THEN status ELSE 'active' END
                 WHERE id = ${cert.id}`
             const action = job.kind === "renewal" ? "certificate_renewed" : "certificate_issued"
-            yield* engine.audit(cert.id, action, {
-              serial: info.serial,
-              version_id: id,
-              not_after: info.not_after.toISOString(),
-              renew_at: plan.renew_at.toISOString(),
-              renew_rule: plan.rule,
-              issuer: cert.issuer_id,
-              job_id: job.id
-            }).pipe(Effect.zipRight(Effect.void))
+            yield* engine
+              .audit(cert.id, action, {
+                serial: info.serial,
+                version_id: id,
+                not_after: info.not_after.toISOString(),
+                renew_at: plan.renew_at.toISOString(),
+                renew_rule: plan.rule,
+                issuer: cert.issuer_id,
+                job_id: job.id
+              })
+              .pipe(Effect.zipRight(Effect.void))
             yield* notifications.emit({
               type: job.kind === "renewal" ? "certificate.renewed" : "certificate.issued",
               certificate_id: cert.id,
@@ -271,7 +286,9 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
                 AND state IN ('PENDING','RUNNING','FAILED','RETRY_WAIT')`.pipe(persist)
           for (const o of open) {
             if (o.version_id === version_id) return JobEngine.done({ deployment_job_id: o.id })
-            yield* engine.cancel(o.id, { type: "system", id: engine.options.owner }, "superseded by a newer version").pipe(Effect.ignore)
+            yield* engine
+              .cancel(o.id, { type: "system", id: engine.options.owner }, "superseded by a newer version")
+              .pipe(Effect.ignore)
           }
           const created = yield* engine
             .create(
@@ -303,14 +320,28 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
       Effect.gen(function* () {
         const cert = yield* certificate(job.certificate_id)
         const [version] = yield* sql<{ id: string; serial: string; certificate_pem: string; chain_pem: string }>`
-            SELECT id, serial, certificate_pem, chain_pem FROM certificate_versions WHERE id = ${job.version_id}`.pipe(persist)
+            SELECT id, serial, certificate_pem, chain_pem FROM certificate_versions WHERE id = ${job.version_id}`.pipe(
+          persist
+        )
         if (!version) return yield* fail("NotFound", `version ${job.version_id} no longer exists`)
-        const rows = yield* sql<{ id: string; target_id: string; name: string; type: string; config: Record<string, unknown> }>`
+        const rows = yield* sql<{
+          id: string
+          target_id: string
+          name: string
+          type: string
+          config: Record<string, unknown>
+        }>`
             SELECT d.id, d.target_id, t.name, t.type, t.config FROM deployment_history d JOIN targets t ON t.id = d.target_id
             WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running')`.pipe(persist)
         const targets = yield* Effect.forEach(rows, (r) =>
           connectors.openConfig("target", r.type, r.config).pipe(
-            Effect.map((config) => ({ deployment_id: r.id, target_id: r.target_id, name: r.name, type: r.type, config })),
+            Effect.map((config) => ({
+              deployment_id: r.id,
+              target_id: r.target_id,
+              name: r.name,
+              type: r.type,
+              config
+            })),
             Effect.mapError(JobEngine.fromConnectorError)
           )
         )
@@ -360,7 +391,10 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
       run: ({ job }) =>
         Effect.gen(function* () {
           const cert = yield* certificate(job.certificate_id)
-          const rows = yield* sql<{ target_id: string; serial: string | null }>`SELECT target_id, serial FROM deployment_history
+          const rows = yield* sql<{
+            target_id: string
+            serial: string | null
+          }>`SELECT target_id, serial FROM deployment_history
               WHERE job_id = ${job.id}`.pipe(persist)
           yield* Effect.gen(function* () {
             yield* engine.audit(cert.id, "certificate_deployed", {
@@ -372,7 +406,12 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
               type: "certificate.deployed",
               certificate_id: cert.id,
               event: {
-                certificate: { id: cert.id, domain: cert.domain, names: namesOf(cert), serial: rows[0]?.serial ?? undefined },
+                certificate: {
+                  id: cert.id,
+                  domain: cert.domain,
+                  names: namesOf(cert),
+                  serial: rows[0]?.serial ?? undefined
+                },
                 job: { id: job.id, kind: job.kind, state: "COMPLETED" }
               }
             })
@@ -387,8 +426,15 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
         Effect.gen(function* () {
           const cert = yield* certificate(job.certificate_id)
           const versionId = job.version_id ?? cert.current_version_id
-          const [version] = yield* sql<{ id: string; serial: string; certificate_pem: string; revoked_at: Date | null }>`
-              SELECT id, serial, certificate_pem, revoked_at FROM certificate_versions WHERE id = ${versionId}`.pipe(persist)
+          const [version] = yield* sql<{
+            id: string
+            serial: string
+            certificate_pem: string
+            revoked_at: Date | null
+          }>`
+              SELECT id, serial, certificate_pem, revoked_at FROM certificate_versions WHERE id = ${versionId}`.pipe(
+            persist
+          )
           if (!version) return yield* fail("NotFound", `certificate ${cert.id} has no issued version to revoke`)
           const reason = String((job.input as any)?.reason ?? "unspecified")
           if (!version.revoked_at) {
@@ -421,7 +467,11 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
 
     const announce = (job: JobEngine.JobRow, type: "job.failed" | "job.abandoned", error: string) =>
       Effect.gen(function* () {
-        const [cert] = yield* sql<{ id: string; domain: string; sans: string[] }>`SELECT id, domain, sans FROM certificates
+        const [cert] = yield* sql<{
+          id: string
+          domain: string
+          sans: string[]
+        }>`SELECT id, domain, sans FROM certificates
             WHERE id = ${job.certificate_id}`
         if (type === "job.abandoned" && (job.kind === "issuance" || job.kind === "renewal"))
           yield* sql`UPDATE certificates SET status = 'failed', updated_at = now() WHERE id = ${job.certificate_id}

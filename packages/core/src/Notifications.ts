@@ -67,7 +67,8 @@ export class Notifications extends Effect.Service<Notifications>()("@certctl/cor
         }
         const err = result.left
         const giveUp = due.attempts >= maxAttempts || err.reason === "NotFound" || err.reason === "InvalidConfig"
-        const next = err.retryAfter ?? new Date(Date.now() + JobState.backoffMs(due.attempts, Math.random(), 10_000, 3_600_000))
+        const next =
+          err.retryAfter ?? new Date(Date.now() + JobState.backoffMs(due.attempts, Math.random(), 10_000, 3_600_000))
         yield* sql`UPDATE notifications SET status = ${giveUp ? "failed" : "pending"}, last_error = ${err.message},
             next_attempt_at = ${next} WHERE id = ${due.id}`
         yield* Effect.logWarning(`notification ${due.id} via ${due.notifier_id} failed: ${err.message}`)

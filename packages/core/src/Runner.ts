@@ -39,7 +39,9 @@ export const run = (options: RunnerOptions) =>
         yield* Ref.update(inFlight, (n) => n + 1)
         yield* engine.execute(job).pipe(
           Effect.catchAllCause((cause) => Effect.logError(`job ${job.id} crashed`, cause)),
-          Effect.ensuring(Ref.update(inFlight, (n) => n - 1).pipe(Effect.zipRight(signals.notify(Signals.runnerTopic)))),
+          Effect.ensuring(
+            Ref.update(inFlight, (n) => n - 1).pipe(Effect.zipRight(signals.notify(Signals.runnerTopic)))
+          ),
           Effect.annotateLogs({ job_id: job.id, kind: job.kind }),
           Effect.forkScoped
         )

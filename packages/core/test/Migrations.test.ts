@@ -5,9 +5,22 @@ import * as Migrations from "../src/Migrations.js"
 import { backends } from "./backends.js"
 
 const tables = [
-  "teams", "owners", "certificates", "certificate_versions", "renewal_policies", "agents", "targets",
-  "target_connections", "issuers", "jobs", "job_steps", "audit_logs", "notifications", "deployment_history",
-  "agent_api_keys", "connector_config"
+  "teams",
+  "owners",
+  "certificates",
+  "certificate_versions",
+  "renewal_policies",
+  "agents",
+  "targets",
+  "target_connections",
+  "issuers",
+  "jobs",
+  "job_steps",
+  "audit_logs",
+  "notifications",
+  "deployment_history",
+  "agent_api_keys",
+  "connector_config"
 ]
 
 for (const backend of backends) {
@@ -29,8 +42,10 @@ for (const backend of backends) {
       const results = await rt.runPromise(Effect.all([Migrations.run, Migrations.run], { concurrency: 2 }))
       expect(results.flat().map(([id]) => id)).toEqual([1, 2])
       const rows = await rt.runPromise(
-        Effect.flatMap(SqlClient.SqlClient, (sql) =>
-          sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`
+        Effect.flatMap(
+          SqlClient.SqlClient,
+          (sql) =>
+            sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`
         )
       )
       const names = rows.map((r) => r.table_name)
@@ -40,8 +55,10 @@ for (const backend of backends) {
 
     it("refuses a certificate version that contains a private key", async () => {
       const exit = await rt.runPromiseExit(
-        Effect.flatMap(SqlClient.SqlClient, (sql) =>
-          sql`INSERT INTO certificate_versions (id, certificate_id, version, serial, not_before, not_after, fingerprint_sha256, certificate_pem)
+        Effect.flatMap(
+          SqlClient.SqlClient,
+          (sql) =>
+            sql`INSERT INTO certificate_versions (id, certificate_id, version, serial, not_before, not_after, fingerprint_sha256, certificate_pem)
               VALUES ('v1', 'nope', 1, 'ab', now(), now() + interval '1 day', ${"a".repeat(64)}, '-----BEGIN PRIVATE KEY-----')`
         )
       )

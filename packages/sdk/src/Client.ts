@@ -26,9 +26,10 @@ export const normalizeBaseUrl = (url: string | URL): string => url.toString().re
 type CertctlApi = typeof Api.CertctlApi
 
 /** The derived client: `client.<group>.<endpoint>(request)`, typed by core's API. */
-type Derived = CertctlApi extends HttpApi.HttpApi<infer _Id, infer Groups, infer E, infer _R>
-  ? HttpApiClient.Client<Groups, E, never>
-  : never
+type Derived =
+  CertctlApi extends HttpApi.HttpApi<infer _Id, infer Groups, infer E, infer _R>
+    ? HttpApiClient.Client<Groups, E, never>
+    : never
 export interface Service extends Derived {}
 
 export const make = (options: ClientOptions): Effect.Effect<Service, never, HttpClient.HttpClient> =>

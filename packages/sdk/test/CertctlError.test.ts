@@ -1,5 +1,11 @@
 import { Api } from "@certctl/core"
-import { FetchHttpClient, HttpApiClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import {
+  FetchHttpClient,
+  HttpApiClient,
+  HttpClientError,
+  HttpClientRequest,
+  HttpClientResponse
+} from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, ParseResult, Schema } from "effect"
 import { CertctlError, format, fromUnknown, normalize, rootMessage } from "../src/CertctlError.js"

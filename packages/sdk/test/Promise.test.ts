@@ -21,7 +21,7 @@ describe("createClient", () => {
     expect(error).toMatchObject({ status: 0, code: "invalid_request" })
     expect((error as CertctlError).message).toContain("must be 1-64 characters")
     const bad = await client.certificates
-      .create({ domain: "not a domain!", issuer_id: "i", target_ids: [] })
+      .create({ domain: "api.example.com", issuer_id: "i", target_ids: ["bad target!"] })
       .catch((e: unknown) => e)
     expect(bad).toMatchObject({ code: "invalid_request" })
     expect(calls).toBe(0)
@@ -35,7 +35,9 @@ describe("createClient", () => {
     expect(error).toBeInstanceOf(CertctlError)
     expect(error.status).toBe(0)
     expect(error.code).toBe("unreachable")
-    expect(error.message).toBe(`cannot reach certctl at http://127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}`)
+    expect(error.message).toBe(
+      `cannot reach certctl at http://127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}`
+    )
   })
 
   it("uses the given fetch, sending the bearer key to the base URL's API path", async () => {
@@ -49,7 +51,9 @@ describe("createClient", () => {
         throw new Error("proxy refused")
       }
     })
-    const error = (await client.audit.query({ action: "certificate.created", limit: 5 }).catch((e: unknown) => e)) as CertctlError
+    const error = (await client.audit
+      .query({ action: "certificate.created", limit: 5 })
+      .catch((e: unknown) => e)) as CertctlError
     expect(error.code).toBe("unreachable")
     expect(error.message).toBe("cannot reach certctl at http://certctl.invalid:8443: proxy refused")
     expect(seen).toEqual([

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest"
-import { agentColumns, certificateColumns, jobColumns, renderCertificate, renderJob, renderList } from "../src/cli/Render.js"
+import {
+  agentColumns,
+  certificateColumns,
+  jobColumns,
+  renderCertificate,
+  renderJob,
+  renderList
+} from "../src/cli/Render.js"
 import { certificate, issuanceSteps, job } from "./fixtures.js"
 import { Models } from "@certctl/core"
 
@@ -7,7 +14,18 @@ const now = new Date("2026-01-01T00:00:00.000Z")
 
 describe("certificate rendering", () => {
   it("lists certificates as an aligned table with expiry in absolute and relative form", () => {
-    const rows = [certificate(), certificate({ id: "cert-22", domain: "b.example.org", names: ["b.example.org"], status: "pending", agent_id: null, not_after: null, renew_at: null })]
+    const rows = [
+      certificate(),
+      certificate({
+        id: "cert-22",
+        domain: "b.example.org",
+        names: ["b.example.org"],
+        status: "pending",
+        agent_id: null,
+        not_after: null,
+        renew_at: null
+      })
+    ]
     expect(renderList("certificates", certificateColumns(now), rows).split("\n")).toEqual([
       "ID       DOMAIN                STATUS   ISSUER      AGENT    EXPIRES                     RENEW AT",
       "cert-1   api.example.com (+1)  active   issuer-001  agent-1  2026-03-01 00:00Z (in 59d)  2026-01-30 00:00Z",
@@ -45,7 +63,9 @@ describe("certificate rendering", () => {
 
 describe("job rendering", () => {
   it("lists jobs with attempts and a truncated error", () => {
-    const rows = [job({ state: "RETRY_WAIT", attempts: 2, last_error: "x".repeat(100), updated_at: "2025-12-31T23:00:00Z" })]
+    const rows = [
+      job({ state: "RETRY_WAIT", attempts: 2, last_error: "x".repeat(100), updated_at: "2025-12-31T23:00:00Z" })
+    ]
     const lines = renderList("jobs", jobColumns(now), rows).split("\n")
     expect(lines[0]).toBe("ID     KIND      STATE       CERTIFICATE  ATTEMPTS  UPDATED  ERROR")
     expect(lines[1]).toBe(`job-1  issuance  RETRY_WAIT  cert-1            2/5  1h ago   ${"x".repeat(59)}…`)
@@ -66,8 +86,20 @@ describe("job rendering", () => {
 describe("agent rendering", () => {
   it("shows when an agent was last seen, or never", () => {
     const agent = (id: string, seen: string | null) =>
-      new Models.Agent({ id, name: id, status: "active", hostname: null, version: null, last_seen_at: seen, created_at: "2025-01-01T00:00:00Z", retired_at: null })
-    const lines = renderList("agents", agentColumns(now), [agent("a1", "2025-12-31T23:59:00Z"), agent("a2", null)]).split("\n")
+      new Models.Agent({
+        id,
+        name: id,
+        status: "active",
+        hostname: null,
+        version: null,
+        last_seen_at: seen,
+        created_at: "2025-01-01T00:00:00Z",
+        retired_at: null
+      })
+    const lines = renderList("agents", agentColumns(now), [
+      agent("a1", "2025-12-31T23:59:00Z"),
+      agent("a2", null)
+    ]).split("\n")
     expect(lines).toEqual([
       "ID  NAME  STATUS  HOSTNAME  VERSION  LAST SEEN",
       "a1  a1    active  -         -        1m ago",

@@ -81,7 +81,11 @@ describe("follow", () => {
             job({ state: "PENDING" }),
             job({ state: "PENDING" }),
             job({ state: "RUNNING", attempts: 1, steps: issuanceSteps(["RUNNING"]) }),
-            job({ state: "COMPLETED", attempts: 1, steps: issuanceSteps(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED"]) })
+            job({
+              state: "COMPLETED",
+              attempts: 1,
+              steps: issuanceSteps(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED"])
+            })
           ]),
           { interval: Duration.seconds(1), failFast: false, print: (l) => Effect.sync(() => void lines.push(l)) }
         )

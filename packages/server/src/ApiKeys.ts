@@ -36,7 +36,13 @@ export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<
     if (Option.isSome(envAdmin) && constantTimeEqual(presented, hash(Redacted.value(envAdmin.value))))
       return Option.some<KeyRecord>({ id: "env-admin", role: "admin", agent_id: null })
     const sql = yield* SqlClient.SqlClient
-    const rows = yield* sql<{ id: string; role: KeyRecord["role"]; agent_id: string | null; key_hash: Buffer; status: string | null }>`
+    const rows = yield* sql<{
+      id: string
+      role: KeyRecord["role"]
+      agent_id: string | null
+      key_hash: Buffer
+      status: string | null
+    }>`
       SELECT k.id, k.role, k.agent_id, k.key_hash, a.status FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
       WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL`
     const row = rows[0]

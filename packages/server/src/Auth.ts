@@ -20,7 +20,8 @@ export const AuthenticationLive = Layer.effect(
             Effect.provideService(SqlClient.SqlClient, sql),
             Effect.orDie
           )
-          if (Option.isNone(found)) return yield* Effect.fail(ApiError.unauthorized("unknown, revoked or retired API key"))
+          if (Option.isNone(found))
+            return yield* Effect.fail(ApiError.unauthorized("unknown, revoked or retired API key"))
           return { role: found.value.role, key_id: found.value.id, agent_id: found.value.agent_id }
         })
     }

@@ -16,7 +16,10 @@ export const renderMetrics = Effect.gen(function* () {
   const out: Array<string> = []
 
   out.push("# HELP certctl_certificates Managed certificates by status.", "# TYPE certctl_certificates gauge")
-  const byStatus = yield* sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM certificates GROUP BY status`
+  const byStatus = yield* sql<{
+    status: string
+    n: number
+  }>`SELECT status, count(*)::int AS n FROM certificates GROUP BY status`
   for (const r of byStatus) out.push(line("certctl_certificates", { status: r.status }, r.n))
 
   out.push(
@@ -31,22 +34,37 @@ export const renderMetrics = Effect.gen(function* () {
   out.push(line("certctl_certificates_expiring", { within: "30d" }, exp?.d30 ?? 0))
 
   out.push("# HELP certctl_jobs Jobs by state and kind.", "# TYPE certctl_jobs gauge")
-  const jobs = yield* sql<{ state: string; kind: string; n: number }>`SELECT state, kind, count(*)::int AS n FROM jobs GROUP BY state, kind`
+  const jobs = yield* sql<{
+    state: string
+    kind: string
+    n: number
+  }>`SELECT state, kind, count(*)::int AS n FROM jobs GROUP BY state, kind`
   for (const r of jobs) out.push(line("certctl_jobs", { state: r.state, kind: r.kind }, r.n))
 
   out.push(
     "# HELP certctl_job_duration_seconds Duration of finished jobs (last 24 h) by kind.",
     "# TYPE certctl_job_duration_seconds histogram"
   )
-  const durations = yield* sql<{ kind: string; secs: number }>`SELECT kind, extract(epoch FROM finished_at - created_at)::float8 AS secs
+  const durations = yield* sql<{
+    kind: string
+    secs: number
+  }>`SELECT kind, extract(epoch FROM finished_at - created_at)::float8 AS secs
     FROM jobs WHERE finished_at > now() - interval '24 hours' AND state = 'COMPLETED'`
   const kinds = [...new Set(durations.map((d) => d.kind))]
   for (const kind of kinds) {
     const values = durations.filter((d) => d.kind === kind).map((d) => d.secs)
     for (const b of durationBuckets)
-      out.push(line("certctl_job_duration_seconds_bucket", { kind, le: String(b) }, values.filter((v) => v <= b).length))
+      out.push(
+        line("certctl_job_duration_seconds_bucket", { kind, le: String(b) }, values.filter((v) => v <= b).length)
+      )
     out.push(line("certctl_job_duration_seconds_bucket", { kind, le: "+Inf" }, values.length))
-    out.push(line("certctl_job_duration_seconds_sum", { kind }, values.reduce((a, b) => a + b, 0)))
+    out.push(
+      line(
+        "certctl_job_duration_seconds_sum",
+        { kind },
+        values.reduce((a, b) => a + b, 0)
+      )
+    )
     out.push(line("certctl_job_duration_seconds_count", { kind }, values.length))
   }
 

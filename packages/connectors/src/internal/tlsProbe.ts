@@ -16,7 +16,11 @@ export interface ServedCertificate {
   readonly fingerprint_sha256: string
 }
 
-export const normalizeSerial = (hex: string): string => hex.replace(/[^0-9a-fA-F]/g, "").toLowerCase().replace(/^0+(?=.)/, "")
+export const normalizeSerial = (hex: string): string =>
+  hex
+    .replace(/[^0-9a-fA-F]/g, "")
+    .toLowerCase()
+    .replace(/^0+(?=.)/, "")
 
 /**
  * Handshake with SNI and report the leaf that is actually served. Trust is not checked here:
@@ -48,7 +52,9 @@ export const probeServedCertificate = (options: ProbeOptions): Effect.Effect<Ser
         })
       )
     })
-    socket.once("error", (err) => fail(`TLS handshake with ${options.host}:${options.port} failed: ${err.message}`, err))
+    socket.once("error", (err) =>
+      fail(`TLS handshake with ${options.host}:${options.port} failed: ${err.message}`, err)
+    )
     return Effect.sync(() => socket.destroy())
   })
 

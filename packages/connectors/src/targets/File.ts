@@ -67,18 +67,27 @@ const readIfExists = (file: string) =>
 
 const runCommand = (command: string, timeoutMs: number, env: Record<string, string>) =>
   Effect.async<string, ConnectorError>((resume) => {
-    const child = execFile("/bin/sh", ["-c", command], { timeout: timeoutMs, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      if (err)
-        resume(
-          Effect.fail(
-            new ConnectorError({
-              reason: "Rejected",
-              message: `reload command failed (${(err as any).code ?? (err as any).signal ?? "error"}): ${String(stderr || err.message).trim().slice(0, 2000)}`
-            })
+    const child = execFile(
+      "/bin/sh",
+      ["-c", command],
+      { timeout: timeoutMs, env: { ...process.env, ...env } },
+      (err, stdout, stderr) => {
+        if (err)
+          resume(
+            Effect.fail(
+              new ConnectorError({
+                reason: "Rejected",
+                message: `reload command failed (${(err as any).code ?? (err as any).signal ?? "error"}): ${String(
+                  stderr || err.message
+                )
+                  .trim()
+                  .slice(0, 2000)}`
+              })
+            )
           )
-        )
-      else resume(Effect.succeed(String(stdout).trim()))
-    })
+        else resume(Effect.succeed(String(stdout).trim()))
+      }
+    )
     return Effect.sync(() => child.kill())
   })
 
@@ -90,16 +99,17 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
     const dirOf = (domain: string) => Effect.map(safeDomain(domain), (d) => path.join(root, d))
 
     const writeAll = (dir: string, files: Record<(typeof names)[number], string>) =>
-      Effect.forEach(
-        names,
-        (n) => writeAtomic(path.join(dir, n), files[n], n === "key.pem" ? keyMode : certMode),
-        { discard: true }
-      )
+      Effect.forEach(names, (n) => writeAtomic(path.join(dir, n), files[n], n === "key.pem" ? keyMode : certMode), {
+        discard: true
+      })
 
     const deploy = (bundle: Target.DeployBundle) =>
       Effect.gen(function* () {
         const dir = yield* dirOf(bundle.domain)
-        yield* Effect.tryPromise({ try: () => fs.mkdir(dir, { recursive: true, mode: 0o755 }), catch: io(`creating ${dir}`) })
+        yield* Effect.tryPromise({
+          try: () => fs.mkdir(dir, { recursive: true, mode: 0o755 }),
+          catch: io(`creating ${dir}`)
+        })
         const previous: Partial<Record<(typeof names)[number], string>> = {}
         for (const n of names) previous[n] = yield* readIfExists(path.join(dir, n))
         yield* writeAll(dir, {
@@ -115,7 +125,10 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
           }
           yield* writeAll(dir, previous as Record<(typeof names)[number], string>)
           if (config.reload_command)
-            yield* runCommand(config.reload_command, config.reload_timeout_ms, { CERTCTL_DOMAIN: bundle.domain, CERTCTL_DIR: dir })
+            yield* runCommand(config.reload_command, config.reload_timeout_ms, {
+              CERTCTL_DOMAIN: bundle.domain,
+              CERTCTL_DIR: dir
+            })
           return "previous files restored"
         }).pipe(Effect.catchAll((e) => Effect.succeed(`restore failed: ${e.message}`)))
 
@@ -123,7 +136,9 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
           // Read back what is on disk: it must be the certificate we were given.
           const written = yield* readIfExists(path.join(dir, "cert.pem"))
           const info = yield* Pki.parseCertificate(written ?? "").pipe(
-            Effect.mapError((e) => new ConnectorError({ reason: "VerificationFailed", message: `cert.pem unreadable: ${e.message}` }))
+            Effect.mapError(
+              (e) => new ConnectorError({ reason: "VerificationFailed", message: `cert.pem unreadable: ${e.message}` })
+            )
           )
           if (info.serial !== bundle.serial)
             return yield* new ConnectorError({
@@ -132,7 +147,10 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
             })
           let detail = `files written to ${dir} (cert.pem serial ${info.serial})`
           if (config.reload_command) {
-            yield* runCommand(config.reload_command, config.reload_timeout_ms, { CERTCTL_DOMAIN: bundle.domain, CERTCTL_DIR: dir })
+            yield* runCommand(config.reload_command, config.reload_timeout_ms, {
+              CERTCTL_DOMAIN: bundle.domain,
+              CERTCTL_DIR: dir
+            })
             detail += `; reload command succeeded`
           }
           if (config.verify_address) {
@@ -147,7 +165,9 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
         }).pipe(
           Effect.catchAll((e) =>
             Effect.flatMap(restore, (restored) =>
-              Effect.fail(new ConnectorError({ reason: e.reason, message: `${e.message}; ${restored}`, detail: e.detail }))
+              Effect.fail(
+                new ConnectorError({ reason: e.reason, message: `${e.message}; ${restored}`, detail: e.detail })
+              )
             )
           )
         )
@@ -161,7 +181,10 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
           await fs.access(root, fs.constants.W_OK)
         },
         catch: (e) =>
-          new ConnectorError({ reason: "InvalidConfig", message: `directory ${root} is not writable: ${(e as Error).message}` })
+          new ConnectorError({
+            reason: "InvalidConfig",
+            message: `directory ${root} is not writable: ${(e as Error).message}`
+          })
       }),
       deploy,
       remove: (domain) =>
@@ -176,7 +199,11 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
           const info = yield* Pki.parseCertificate(pem).pipe(
             Effect.mapError((e) => new ConnectorError({ reason: "VerificationFailed", message: e.message }))
           )
-          return { deployed: true, serial: info.serial, detail: `${dir}/cert.pem expires ${info.not_after.toISOString()}` }
+          return {
+            deployed: true,
+            serial: info.serial,
+            detail: `${dir}/cert.pem expires ${info.not_after.toISOString()}`
+          }
         })
     }
   })

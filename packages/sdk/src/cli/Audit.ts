@@ -7,7 +7,9 @@ import { auditColumns } from "./Render.js"
 
 const text200 = (name: string, description: string) =>
   Options.text(name).pipe(
-    Options.withSchema(Schema.String.pipe(Schema.maxLength(200, { message: () => `--${name} is at most 200 characters` }))),
+    Options.withSchema(
+      Schema.String.pipe(Schema.maxLength(200, { message: () => `--${name} is at most 200 characters` }))
+    ),
     Options.withDescription(description),
     Options.optional
   )

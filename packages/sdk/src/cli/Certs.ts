@@ -1,7 +1,22 @@
 import { KeyAlgorithm, Models } from "@certctl/core"
 import { Command, Options } from "@effect/cli"
 import { Duration, Effect, Option } from "effect"
-import { cursor, groupHelp, idArg, idOption, idsOption, leaf, requiredIdOption, json, limit, parseWhen, printPage, u, whenOption, withEnv } from "./Common.js"
+import {
+  cursor,
+  groupHelp,
+  idArg,
+  idOption,
+  idsOption,
+  leaf,
+  requiredIdOption,
+  json,
+  limit,
+  parseWhen,
+  printPage,
+  u,
+  whenOption,
+  withEnv
+} from "./Common.js"
 import type { Env } from "./Env.js"
 import { print } from "./Env.js"
 import { certificateColumns, renderCertificate } from "./Render.js"
@@ -114,7 +129,9 @@ const create = Command.make(
         })
         if (o.json && !o.watch) return yield* print(toJson(created))
         if (!o.json) {
-          yield* print(`created certificate ${created.id} for ${created.certificate.domain} (${created.certificate.status})`)
+          yield* print(
+            `created certificate ${created.id} for ${created.certificate.domain} (${created.certificate.status})`
+          )
           yield* print(`issuance job: ${created.job_id}`)
         }
         yield* afterJob(env, created.job_id, o.watch, o.json)

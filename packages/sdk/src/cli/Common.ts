@@ -107,6 +107,5 @@ export const withEnv = <A, E, R>(f: (env: Env, at: Date) => Effect.Effect<A, E, 
   Effect.flatMap(CliEnv, (env) => Effect.flatMap(now, (at) => f(env, at)))
 
 /** A command group run without a subcommand prints its help, like `git remote` would. */
-// biome-ignore lint/suspicious/noExplicitAny: any command, whatever its config and requirements
 export const groupHelp = (command: Command.Command<any, any, any, any>): Effect.Effect<void> =>
   Effect.suspend(() => print(HelpDoc.toAnsiText(Command.getHelp(command, CliConfig.defaultConfig))))

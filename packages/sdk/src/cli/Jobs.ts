@@ -50,12 +50,16 @@ const watch = Command.make(
     json,
     id: idArg(),
     interval: Options.integer("interval").pipe(
-      Options.withSchema(Schema.Int.pipe(Schema.between(50, 60_000, { message: () => "--interval must be 50-60000 ms" }))),
+      Options.withSchema(
+        Schema.Int.pipe(Schema.between(50, 60_000, { message: () => "--interval must be 50-60000 ms" }))
+      ),
       Options.withDescription("milliseconds between polls"),
       Options.withDefault(500)
     ),
     timeout: Options.integer("timeout").pipe(
-      Options.withSchema(Schema.Int.pipe(Schema.positive({ message: () => "--timeout must be a positive number of seconds" }))),
+      Options.withSchema(
+        Schema.Int.pipe(Schema.positive({ message: () => "--timeout must be a positive number of seconds" }))
+      ),
       Options.withDescription("stop watching after this many seconds (exit code 124)"),
       Options.optional
     ),

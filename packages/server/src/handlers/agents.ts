@@ -28,7 +28,8 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       Effect.gen(function* () {
         const jobs = yield* sql<{ agent_work: Work.WorkItem }>`SELECT agent_work FROM jobs
             WHERE agent_id = ${agentId} AND agent_work IS NOT NULL AND state = 'RUNNING' ORDER BY created_at LIMIT 100`
-        const challenges = yield* sql<any>`SELECT c.id, c.job_id, j.certificate_id, c.action, c.identifier, c.token, c.key_authorization
+        const challenges =
+          yield* sql<any>`SELECT c.id, c.job_id, j.certificate_id, c.action, c.identifier, c.token, c.key_authorization
             FROM acme_challenges c JOIN jobs j ON j.id = c.job_id WHERE c.agent_id = ${agentId} AND c.status = 'pending' LIMIT 100`
         const items: Array<Work.WorkItem> = [
           ...challenges.map(
@@ -66,7 +67,9 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
           }).pipe(
             sql.withTransaction,
             Effect.catchAll((e: any) =>
-              Persistence.pgCode(e) === "23505" ? Effect.fail(ApiError.conflict(`agent ${id} already exists`)) : Effect.die(e)
+              Persistence.pgCode(e) === "23505"
+                ? Effect.fail(ApiError.conflict(`agent ${id} already exists`))
+                : Effect.die(e)
             )
           )
           return { agent: toAgent(yield* load(id)), api_key: key.token }
@@ -81,7 +84,9 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
             q.status ? sql`status = ${q.status}` : undefined,
             after !== undefined ? sql`id > ${after}` : undefined
           ].filter((c) => c !== undefined)
-          const rows = yield* sql`SELECT * FROM agents WHERE ${sql.and(conds)} ORDER BY id LIMIT ${limit + 1}`.pipe(Effect.orDie)
+          const rows = yield* sql`SELECT * FROM agents WHERE ${sql.and(conds)} ORDER BY id LIMIT ${limit + 1}`.pipe(
+            Effect.orDie
+          )
           return pageOf(rows.map(toAgent), limit)
         })
       )
@@ -126,7 +131,8 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       .handle("challenge", ({ path, payload }) =>
         Effect.gen(function* () {
           yield* selfOrAdmin(path.id)
-          const updated = yield* sql`UPDATE acme_challenges SET status = ${payload.status}, error = ${payload.error ?? null}, updated_at = now()
+          const updated =
+            yield* sql`UPDATE acme_challenges SET status = ${payload.status}, error = ${payload.error ?? null}, updated_at = now()
               WHERE id = ${payload.challenge_id} AND agent_id = ${path.id} RETURNING id`.pipe(Effect.orDie)
           if (updated.length === 0) return yield* Effect.fail(ApiError.notFound("challenge", payload.challenge_id))
           yield* signals.notify(`challenge:${payload.challenge_id}`)

@@ -1,4 +1,14 @@
-import { Api, ApiError, AuditLog, DnsName, JobEngine, Lifecycle, Persistence, RenewalPlanner, Signals } from "@certctl/core"
+import {
+  Api,
+  ApiError,
+  AuditLog,
+  DnsName,
+  JobEngine,
+  Lifecycle,
+  Persistence,
+  RenewalPlanner,
+  Signals
+} from "@certctl/core"
 import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
@@ -18,7 +28,9 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
     const load = (id: string) =>
       sql`SELECT ${sql.unsafe(certificateColumns)} FROM certificates c WHERE c.id = ${id}`.pipe(
         Effect.orDie,
-        Effect.flatMap((rows) => (rows[0] ? Effect.succeed(rows[0] as any) : Effect.fail(ApiError.notFound("certificate", id))))
+        Effect.flatMap((rows) =>
+          rows[0] ? Effect.succeed(rows[0] as any) : Effect.fail(ApiError.notFound("certificate", id))
+        )
       )
 
     const exists = (table: string, id: string) =>
@@ -36,10 +48,12 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
     const agentOfTargets = (targetIds: ReadonlyArray<string>) =>
       Effect.gen(function* () {
         if (targetIds.length === 0) return null
-        const rows = yield* sql<{ id: string; agent_id: string }>`SELECT id, agent_id FROM targets WHERE id IN ${sql.in(targetIds as string[])}`.pipe(
-          Effect.orDie
-        )
-        for (const id of targetIds) if (!rows.some((r) => r.id === id)) return yield* Effect.fail(missing("target_ids", "target", id))
+        const rows = yield* sql<{
+          id: string
+          agent_id: string
+        }>`SELECT id, agent_id FROM targets WHERE id IN ${sql.in(targetIds as string[])}`.pipe(Effect.orDie)
+        for (const id of targetIds)
+          if (!rows.some((r) => r.id === id)) return yield* Effect.fail(missing("target_ids", "target", id))
         const agents = [...new Set(rows.map((r) => r.agent_id))]
         if (agents.length > 1)
           return yield* Effect.fail(
@@ -59,12 +73,18 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
         Effect.gen(function* () {
           const principal = yield* admin
           const names = [...new Set([payload.domain, ...(payload.sans ?? [])])]
-          if (names.length > 100) return yield* Effect.fail(ApiError.badRequest("a certificate may have at most 100 names"))
-          if (!(yield* exists("issuers", payload.issuer_id))) return yield* Effect.fail(missing("issuer_id", "issuer", payload.issuer_id))
-          if (payload.owner_id && !(yield* exists("owners", payload.owner_id))) return yield* Effect.fail(missing("owner_id", "owner", payload.owner_id))
-          if (payload.team_id && !(yield* exists("teams", payload.team_id))) return yield* Effect.fail(missing("team_id", "team", payload.team_id))
+          if (names.length > 100)
+            return yield* Effect.fail(ApiError.badRequest("a certificate may have at most 100 names"))
+          if (!(yield* exists("issuers", payload.issuer_id)))
+            return yield* Effect.fail(missing("issuer_id", "issuer", payload.issuer_id))
+          if (payload.owner_id && !(yield* exists("owners", payload.owner_id)))
+            return yield* Effect.fail(missing("owner_id", "owner", payload.owner_id))
+          if (payload.team_id && !(yield* exists("teams", payload.team_id)))
+            return yield* Effect.fail(missing("team_id", "team", payload.team_id))
           const policy = payload.renewal_policy_id
-            ? (yield* sql<any>`SELECT * FROM renewal_policies WHERE id = ${payload.renewal_policy_id}`.pipe(Effect.orDie))[0]
+            ? (yield* sql<any>`SELECT * FROM renewal_policies WHERE id = ${payload.renewal_policy_id}`.pipe(
+                Effect.orDie
+              ))[0]
             : undefined
           if (payload.renewal_policy_id && !policy)
             return yield* Effect.fail(missing("renewal_policy_id", "renewal policy", payload.renewal_policy_id))
@@ -76,12 +96,18 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
                 ? Number(policy.lifetime_seconds)
                 : DEFAULT_LIFETIME
           const days =
-            payload.renewal_days_before ?? (policy ? Number(policy.renewal_days_before) : Math.min(30, lifetime / DAY / 3))
+            payload.renewal_days_before ??
+            (policy ? Number(policy.renewal_days_before) : Math.min(30, lifetime / DAY / 3))
           const invalid = RenewalPlanner.invalidWindow(days, lifetime)
           if (invalid) return yield* Effect.fail(badWindow(invalid))
           const keyAlgorithm = payload.key_algorithm ?? policy?.key_algorithm ?? "ecdsa-p256"
           const warnings: number[] = policy?.expiry_warning_days ?? [30, 14, 7, 1]
-          const id = payload.id ?? `cert-${payload.domain.replace(/^\*\./, "wildcard.").replace(/[^a-z0-9.-]/g, "-").slice(0, 40)}-${Math.random().toString(36).slice(2, 8)}`
+          const id =
+            payload.id ??
+            `cert-${payload.domain
+              .replace(/^\*\./, "wildcard.")
+              .replace(/[^a-z0-9.-]/g, "-")
+              .slice(0, 40)}-${Math.random().toString(36).slice(2, 8)}`
           const actor = actorOf(principal)
           const jobId = yield* Effect.gen(function* () {
             yield* sql`INSERT INTO certificates (id, domain, sans, names_key, issuer_id, renewal_policy_id, renewal_days_before,
@@ -95,7 +121,12 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
               actor,
               action: "certificate_created",
               resource: { type: "certificate", id },
-              details: { names, issuer_id: payload.issuer_id, target_ids: payload.target_ids, renewal_days_before: days }
+              details: {
+                names,
+                issuer_id: payload.issuer_id,
+                target_ids: payload.target_ids,
+                renewal_days_before: days
+              }
             })
             const job = yield* engine.create(
               { kind: "issuance", certificate_id: id, agent_id: agentId, actor },
@@ -129,7 +160,9 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
           const after = decodeCursor(q.cursor)
           const conds = [
             q.status !== undefined ? sql`c.status = ${q.status}` : undefined,
-            q.domain !== undefined ? sql`c.names_key LIKE ${`%${q.domain.toLowerCase().replace(/[\\%_]/g, (m) => `\\${m}`)}%`}` : undefined,
+            q.domain !== undefined
+              ? sql`c.names_key LIKE ${`%${q.domain.toLowerCase().replace(/[\\%_]/g, (m) => `\\${m}`)}%`}`
+              : undefined,
             q.expiring_before !== undefined ? sql`c.not_after < ${new Date(q.expiring_before)}` : undefined,
             q.issuer_id !== undefined ? sql`c.issuer_id = ${q.issuer_id}` : undefined,
             q.team_id !== undefined ? sql`c.team_id = ${q.team_id}` : undefined,
@@ -150,16 +183,25 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
         Effect.gen(function* () {
           const principal = yield* admin
           const current = yield* load(path.id)
-          if (current.status === "archived") return yield* Effect.fail(ApiError.conflict(`certificate ${path.id} is archived`))
-          if (payload.owner_id && !(yield* exists("owners", payload.owner_id))) return yield* Effect.fail(missing("owner_id", "owner", payload.owner_id))
-          if (payload.team_id && !(yield* exists("teams", payload.team_id))) return yield* Effect.fail(missing("team_id", "team", payload.team_id))
+          if (current.status === "archived")
+            return yield* Effect.fail(ApiError.conflict(`certificate ${path.id} is archived`))
+          if (payload.owner_id && !(yield* exists("owners", payload.owner_id)))
+            return yield* Effect.fail(missing("owner_id", "owner", payload.owner_id))
+          if (payload.team_id && !(yield* exists("teams", payload.team_id)))
+            return yield* Effect.fail(missing("team_id", "team", payload.team_id))
           if (payload.renewal_policy_id && !(yield* exists("renewal_policies", payload.renewal_policy_id)))
             return yield* Effect.fail(missing("renewal_policy_id", "renewal policy", payload.renewal_policy_id))
           const days = payload.renewal_days_before ?? Number(current.renewal_days_before)
           const invalid = RenewalPlanner.invalidWindow(days, Number(current.lifetime_seconds))
           if (invalid) return yield* Effect.fail(badWindow(invalid))
-          const agentId = payload.target_ids !== undefined ? yield* agentOfTargets(payload.target_ids) : current.agent_id
-          if (payload.target_ids !== undefined && payload.target_ids.length > 0 && current.agent_id && agentId !== current.agent_id)
+          const agentId =
+            payload.target_ids !== undefined ? yield* agentOfTargets(payload.target_ids) : current.agent_id
+          if (
+            payload.target_ids !== undefined &&
+            payload.target_ids.length > 0 &&
+            current.agent_id &&
+            agentId !== current.agent_id
+          )
             return yield* Effect.fail(
               ApiError.unprocessable(
                 `the certificate's key lives on agent ${current.agent_id}; targets of agent ${agentId} cannot be given to it`,
@@ -198,7 +240,8 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
           if (current.status === "archived") return toCertificate(current)
           const open = yield* sql<{ id: string }>`SELECT id FROM jobs WHERE certificate_id = ${path.id}
               AND state IN ('PENDING','RUNNING','FAILED','RETRY_WAIT')`.pipe(Effect.orDie)
-          for (const j of open) yield* engine.cancel(j.id, actorOf(principal), "certificate archived").pipe(Effect.ignore)
+          for (const j of open)
+            yield* engine.cancel(j.id, actorOf(principal), "certificate archived").pipe(Effect.ignore)
           yield* Effect.gen(function* () {
             yield* sql`UPDATE certificates SET status = 'archived', archived_at = now(), renew_at = NULL, updated_at = now()
                 WHERE id = ${path.id}`
@@ -217,10 +260,15 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
           const principal = yield* admin
           const current = yield* load(path.id)
           if (current.status === "archived" || current.status === "revoked")
-            return yield* Effect.fail(ApiError.conflict(`certificate ${path.id} is ${current.status}; it cannot be renewed`))
+            return yield* Effect.fail(
+              ApiError.conflict(`certificate ${path.id} is ${current.status}; it cannot be renewed`)
+            )
           const kind = current.current_version_id ? "renewal" : "issuance"
           const created = yield* engine
-            .create({ kind, certificate_id: path.id, agent_id: current.agent_id, actor: actorOf(principal) }, Lifecycle.stepsOf(kind))
+            .create(
+              { kind, certificate_id: path.id, agent_id: current.agent_id, actor: actorOf(principal) },
+              Lifecycle.stepsOf(kind)
+            )
             .pipe(Effect.orDie)
           if (Option.isNone(created))
             return yield* Effect.fail(ApiError.conflict(`certificate ${path.id} already has an open ${kind} job`))
@@ -258,9 +306,10 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
         Effect.gen(function* () {
           yield* Api.CurrentPrincipal
           yield* load(path.id)
-          const rows = yield* sql`SELECT * FROM certificate_versions WHERE certificate_id = ${path.id} ORDER BY version DESC`.pipe(
-            Effect.orDie
-          )
+          const rows =
+            yield* sql`SELECT * FROM certificate_versions WHERE certificate_id = ${path.id} ORDER BY version DESC`.pipe(
+              Effect.orDie
+            )
           return { items: rows.map(toVersion) }
         })
       )
@@ -268,9 +317,10 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
         Effect.gen(function* () {
           yield* Api.CurrentPrincipal
           yield* load(path.id)
-          const rows = yield* sql`SELECT * FROM deployment_history WHERE certificate_id = ${path.id} ORDER BY created_at DESC`.pipe(
-            Effect.orDie
-          )
+          const rows =
+            yield* sql`SELECT * FROM deployment_history WHERE certificate_id = ${path.id} ORDER BY created_at DESC`.pipe(
+              Effect.orDie
+            )
           return { items: rows.map(toDeployment) }
         })
       )

@@ -15,7 +15,11 @@ const tables = { issuer: "issuers", target: "targets", notifier: "notifiers" } a
 const build = <G extends "issuers" | "targets" | "notifiers">(
   group: G,
   kind: Kind
-): Layer.Layer<HttpApiGroup.ApiGroup<"certctl", G>, never, SqlClient.SqlClient | Connectors.Connectors | AuditLog.AuditLog> =>
+): Layer.Layer<
+  HttpApiGroup.ApiGroup<"certctl", G>,
+  never,
+  SqlClient.SqlClient | Connectors.Connectors | AuditLog.AuditLog
+> =>
   // The three groups share one shape; the generic builder is typed at its boundary.
   (HttpApiBuilder.group as any)(Api.CertctlApi, group, (handlers: any) =>
     Effect.gen(function* () {
@@ -55,9 +59,12 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
           const [a] = yield* sql<{ status: string }>`SELECT status FROM agents WHERE id = ${agentId}`.pipe(Effect.orDie)
           if (!a || a.status !== "active")
             return yield* Effect.fail(
-              ApiError.unprocessable(`agent_id refers to agent ${agentId}, which ${a ? "is retired" : "does not exist"}`, {
-                issues: [{ path: "agent_id", message: "unknown or retired agent" }]
-              })
+              ApiError.unprocessable(
+                `agent_id refers to agent ${agentId}, which ${a ? "is retired" : "does not exist"}`,
+                {
+                  issues: [{ path: "agent_id", message: "unknown or retired agent" }]
+                }
+              )
             )
         })
 
@@ -84,9 +91,10 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
               q.type ? sql`type = ${q.type}` : undefined,
               after !== undefined ? sql`id > ${after}` : undefined
             ].filter((c) => c !== undefined)
-            const rows = yield* sql`SELECT * FROM ${sql(table)} WHERE ${sql.and(conds)} ORDER BY id LIMIT ${limit + 1}`.pipe(
-              Effect.orDie
-            )
+            const rows =
+              yield* sql`SELECT * FROM ${sql(table)} WHERE ${sql.and(conds)} ORDER BY id LIMIT ${limit + 1}`.pipe(
+                Effect.orDie
+              )
             return pageOf(rows.map(toResource), limit)
           })
         )
@@ -116,7 +124,9 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
             }).pipe(
               sql.withTransaction,
               Effect.catchAll((e: any) =>
-                Persistence.pgCode(e) === "23505" ? Effect.fail(ApiError.conflict(`${kind} ${id} already exists`)) : Effect.die(e)
+                Persistence.pgCode(e) === "23505"
+                  ? Effect.fail(ApiError.conflict(`${kind} ${id} already exists`))
+                  : Effect.die(e)
               )
             )
             // Issuers are checked against the real CA now, not later in a job.
@@ -134,7 +144,9 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
                   })
                   .pipe(Effect.orDie)
                 return yield* Effect.fail(
-                  ApiError.unprocessable(`issuer validation failed: ${check.left.message}`, { reason: check.left.reason })
+                  ApiError.unprocessable(`issuer validation failed: ${check.left.message}`, {
+                    reason: check.left.reason
+                  })
                 )
               }
             }
@@ -156,7 +168,8 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
                 .pipe(Effect.mapError((e) => ApiError.unprocessable(e.message)))
               // Secret fields left out (or sent back as "(sealed)") keep their stored value.
               const patch = { ...payload.config }
-              for (const f of secrets) if (!f.includes(".") && (patch[f] === "(sealed)" || patch[f] === undefined)) delete patch[f]
+              for (const f of secrets)
+                if (!f.includes(".") && (patch[f] === "(sealed)" || patch[f] === undefined)) delete patch[f]
               const merged = { ...opened, ...patch }
               stored = (yield* connectors.prepare(kind, current.type, merged)).stored
             }
@@ -195,7 +208,11 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
               sql.withTransaction,
               Effect.catchAll((e: any) =>
                 Persistence.pgCode(e) === "23503"
-                  ? Effect.fail(ApiError.conflict(`${kind} ${path.id} is still used by certificates; archive or change them first`))
+                  ? Effect.fail(
+                      ApiError.conflict(
+                        `${kind} ${path.id} is still used by certificates; archive or change them first`
+                      )
+                    )
                   : Effect.die(e)
               )
             )
@@ -219,7 +236,10 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
                 details: outcome
               })
               .pipe(Effect.orDie)
-            if (!outcome.ok) return yield* Effect.fail(ApiError.unprocessable(`${kind} validation failed: ${outcome.message}`, outcome))
+            if (!outcome.ok)
+              return yield* Effect.fail(
+                ApiError.unprocessable(`${kind} validation failed: ${outcome.message}`, outcome)
+              )
             return outcome
           })
         )

@@ -32,8 +32,17 @@ export const CsrLive = HttpApiBuilder.group(Api.CertctlApi, "csr", (handlers) =>
             })
             .pipe(Effect.orDie, Effect.zipRight(Effect.fail(error)))
 
-        const [cert] = yield* sql<{ id: string; domain: string; sans: string[]; agent_id: string | null; key_algorithm: any; status: string }>`
-            SELECT id, domain, sans, agent_id, key_algorithm, status FROM certificates WHERE id = ${payload.cert_id}`.pipe(Effect.orDie)
+        const [cert] = yield* sql<{
+          id: string
+          domain: string
+          sans: string[]
+          agent_id: string | null
+          key_algorithm: any
+          status: string
+        }>`
+            SELECT id, domain, sans, agent_id, key_algorithm, status FROM certificates WHERE id = ${payload.cert_id}`.pipe(
+          Effect.orDie
+        )
         if (!cert) return yield* refuse(ApiError.notFound("certificate", payload.cert_id), "unknown_certificate")
         if (cert.agent_id !== principal.agent_id)
           return yield* refuse(
@@ -48,12 +57,17 @@ export const CsrLive = HttpApiBuilder.group(Api.CertctlApi, "csr", (handlers) =>
             LIMIT 1`.pipe(Effect.orDie)
         if (!job)
           return yield* refuse(
-            ApiError.conflict(`no CSR is awaited for certificate ${cert.id}${payload.job_id ? ` in job ${payload.job_id}` : ""}`),
+            ApiError.conflict(
+              `no CSR is awaited for certificate ${cert.id}${payload.job_id ? ` in job ${payload.job_id}` : ""}`
+            ),
             "not_awaited"
           )
         const parsed = yield* Effect.either(Pki.parseCsr(payload.csr))
         if (Either.isLeft(parsed))
-          return yield* refuse(ApiError.unprocessable(`CSR rejected: ${parsed.left.message}`, { code: "malformed" }), "malformed")
+          return yield* refuse(
+            ApiError.unprocessable(`CSR rejected: ${parsed.left.message}`, { code: "malformed" }),
+            "malformed"
+          )
         const names = [cert.domain, ...cert.sans]
         const check = Pki.checkCsr(parsed.right, { names, key_algorithm: cert.key_algorithm })
         if (Either.isLeft(check))
@@ -62,7 +76,8 @@ export const CsrLive = HttpApiBuilder.group(Api.CertctlApi, "csr", (handlers) =>
             check.left.code
           )
         const stored = yield* Effect.gen(function* () {
-          const updated = yield* sql`UPDATE job_steps SET output = output || ${JSON.stringify({ csr_pem: payload.csr, csr_spki_sha256: parsed.right.spki_sha256 })}::jsonb
+          const updated =
+            yield* sql`UPDATE job_steps SET output = output || ${JSON.stringify({ csr_pem: payload.csr, csr_spki_sha256: parsed.right.spki_sha256 })}::jsonb
               WHERE job_id = ${job.id} AND name = 'await_csr' AND NOT (output ? 'csr_pem') RETURNING job_id`
           if (updated.length === 0) return false
           yield* sql`UPDATE jobs SET agent_work = NULL, lease_expires_at = CASE WHEN lease_owner IS NULL THEN now() ELSE lease_expires_at END
@@ -81,9 +96,10 @@ export const CsrLive = HttpApiBuilder.group(Api.CertctlApi, "csr", (handlers) =>
         // Answer with the certificate if issuance completes within the wait window.
         const deadline = Date.now() + Duration.toMillis(config.csrWait)
         while (Date.now() < deadline) {
-          const [v] = yield* sql<any>`SELECT id, serial, not_after, certificate_pem, chain_pem FROM certificate_versions WHERE job_id = ${job.id}`.pipe(
-            Effect.orDie
-          )
+          const [v] =
+            yield* sql<any>`SELECT id, serial, not_after, certificate_pem, chain_pem FROM certificate_versions WHERE job_id = ${job.id}`.pipe(
+              Effect.orDie
+            )
           if (v)
             return {
               status: "issued" as const,
@@ -96,7 +112,10 @@ export const CsrLive = HttpApiBuilder.group(Api.CertctlApi, "csr", (handlers) =>
             }
           const [j] = yield* sql<{ state: string }>`SELECT state FROM jobs WHERE id = ${job.id}`.pipe(Effect.orDie)
           if (j && j.state !== "RUNNING" && j.state !== "PENDING") break
-          yield* signals.await(Signals.jobTopic(job.id), Duration.millis(Math.max(1, Math.min(250, deadline - Date.now()))))
+          yield* signals.await(
+            Signals.jobTopic(job.id),
+            Duration.millis(Math.max(1, Math.min(250, deadline - Date.now())))
+          )
         }
         return pending(job.id)
       })

@@ -14,12 +14,15 @@ export const DeploymentsLive = HttpApiBuilder.group(Api.CertctlApi, "deployments
     /** An agent may only report on certificates assigned to it. */
     const certificateFor = (certId: string, principal: Api.Principal) =>
       Effect.gen(function* () {
-        const [cert] = yield* sql<{ id: string; agent_id: string | null }>`SELECT id, agent_id FROM certificates WHERE id = ${certId}`.pipe(
-          Effect.orDie
-        )
+        const [cert] = yield* sql<{
+          id: string
+          agent_id: string | null
+        }>`SELECT id, agent_id FROM certificates WHERE id = ${certId}`.pipe(Effect.orDie)
         if (!cert) return yield* Effect.fail(ApiError.notFound("certificate", certId))
         if (principal.role === "agent" && cert.agent_id !== principal.agent_id)
-          return yield* Effect.fail(ApiError.forbidden(`certificate ${certId} is not assigned to agent ${principal.agent_id}`))
+          return yield* Effect.fail(
+            ApiError.forbidden(`certificate ${certId} is not assigned to agent ${principal.agent_id}`)
+          )
         return cert
       })
 
@@ -29,9 +32,10 @@ export const DeploymentsLive = HttpApiBuilder.group(Api.CertctlApi, "deployments
           const principal = yield* requireRole("agent", "admin")
           const cert = yield* certificateFor(payload.cert_id, principal)
           if (payload.target_id) {
-            const [t] = yield* sql`SELECT 1 FROM certificate_targets WHERE certificate_id = ${cert.id} AND target_id = ${payload.target_id}`.pipe(
-              Effect.orDie
-            )
+            const [t] =
+              yield* sql`SELECT 1 FROM certificate_targets WHERE certificate_id = ${cert.id} AND target_id = ${payload.target_id}`.pipe(
+                Effect.orDie
+              )
             if (!t)
               return yield* Effect.fail(
                 ApiError.unprocessable(`target ${payload.target_id} is not a target of certificate ${cert.id}`, {
@@ -40,9 +44,10 @@ export const DeploymentsLive = HttpApiBuilder.group(Api.CertctlApi, "deployments
               )
           }
           if (payload.version_id) {
-            const [v] = yield* sql`SELECT 1 FROM certificate_versions WHERE id = ${payload.version_id} AND certificate_id = ${cert.id}`.pipe(
-              Effect.orDie
-            )
+            const [v] =
+              yield* sql`SELECT 1 FROM certificate_versions WHERE id = ${payload.version_id} AND certificate_id = ${cert.id}`.pipe(
+                Effect.orDie
+              )
             if (!v)
               return yield* Effect.fail(
                 ApiError.unprocessable(`version ${payload.version_id} is not a version of certificate ${cert.id}`, {

@@ -40,7 +40,12 @@ const removal = (table: string, kind: string) => (id: string) =>
     yield* loader(table, kind)(id)
     yield* Effect.gen(function* () {
       yield* sql`DELETE FROM ${sql(table)} WHERE id = ${id}`
-      yield* audit.append({ actor: actorOf(principal), action: `${kind.replace(" ", "_")}_deleted`, resource: { type: kind, id }, details: {} })
+      yield* audit.append({
+        actor: actorOf(principal),
+        action: `${kind.replace(" ", "_")}_deleted`,
+        resource: { type: kind, id },
+        details: {}
+      })
     }).pipe(sql.withTransaction, Effect.catchAll(conflictOn(kind, id)))
   })
 

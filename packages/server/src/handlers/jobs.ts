@@ -37,7 +37,9 @@ export const JobsLive = HttpApiBuilder.group(Api.CertctlApi, "jobs", (handlers) 
             q.agent_id ? sql`agent_id = ${q.agent_id}` : undefined,
             after !== undefined ? sql`id > ${after}` : undefined
           ].filter((c) => c !== undefined)
-          const rows = yield* sql`SELECT * FROM jobs WHERE ${sql.and(conds)} ORDER BY id LIMIT ${limit + 1}`.pipe(Effect.orDie)
+          const rows = yield* sql`SELECT * FROM jobs WHERE ${sql.and(conds)} ORDER BY id LIMIT ${limit + 1}`.pipe(
+            Effect.orDie
+          )
           return pageOf(
             rows.map((r) => toJob(r)),
             limit
@@ -49,9 +51,10 @@ export const JobsLive = HttpApiBuilder.group(Api.CertctlApi, "jobs", (handlers) 
         Effect.gen(function* () {
           const principal = yield* admin
           yield* load(path.id)
-          yield* engine
-            .cancel(path.id, actorOf(principal), "cancelled by operator")
-            .pipe(Effect.catchTag("IllegalTransition", (e) => Effect.fail(ApiError.conflict(e.message))), Effect.catchTag("PersistenceError", Effect.die))
+          yield* engine.cancel(path.id, actorOf(principal), "cancelled by operator").pipe(
+            Effect.catchTag("IllegalTransition", (e) => Effect.fail(ApiError.conflict(e.message))),
+            Effect.catchTag("PersistenceError", Effect.die)
+          )
           return yield* load(path.id)
         })
       )
@@ -59,9 +62,10 @@ export const JobsLive = HttpApiBuilder.group(Api.CertctlApi, "jobs", (handlers) 
         Effect.gen(function* () {
           const principal = yield* admin
           yield* load(path.id)
-          yield* engine
-            .retry(path.id, actorOf(principal))
-            .pipe(Effect.catchTag("IllegalTransition", (e) => Effect.fail(ApiError.conflict(e.message))), Effect.catchTag("PersistenceError", Effect.die))
+          yield* engine.retry(path.id, actorOf(principal)).pipe(
+            Effect.catchTag("IllegalTransition", (e) => Effect.fail(ApiError.conflict(e.message))),
+            Effect.catchTag("PersistenceError", Effect.die)
+          )
           yield* signals.notify(Signals.runnerTopic)
           return yield* load(path.id)
         })

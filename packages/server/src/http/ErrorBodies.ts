@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto"
-import { type HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Cause, Effect } from "effect"
+import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Effect } from "effect"
 
 const decoder = new TextDecoder()
 
@@ -8,63 +8,59 @@ const requestIdOf = (header: string | undefined) =>
   header && /^[A-Za-z0-9._-]{1,100}$/.test(header) ? header : `req-${randomBytes(8).toString("hex")}`
 
 /** HttpApi's own 400 body → ours: `{ error, message, details: { issues: [{ path, message }] } }`. */
-const fromDecodeError = (body: any) => ({
-  error: "bad_request",
-  message: body.message ? `invalid request: ${String(body.message).split("\n")[0]}` : "invalid request",
-  details: {
-    issues: Array.isArray(body.issues)
-      ? body.issues.map((i: any) => ({ path: (i.path ?? []).map(String).join("."), message: i.message }))
-      : []
+const fromDecodeError = (body: any) => {
+  const issues: Array<{ path: string; message: string }> = Array.isArray(body.issues)
+    ? body.issues.map((i: any) => ({ path: (i.path ?? []).map(String).join("."), message: String(i.message) }))
+    : []
+  const summary = issues
+    .slice(0, 5)
+    .map((i) => (i.path ? `${i.path}: ${i.message}` : i.message))
+    .join("; ")
+  return { error: "bad_request", message: `invalid request: ${summary || "malformed input"}`, details: { issues } }
+}
+
+const reshape = (response: HttpServerResponse.HttpServerResponse, requestId: string, route: string) => {
+  let out = response
+  if (response.status >= 400 && response.body._tag === "Uint8Array") {
+    try {
+      const body = JSON.parse(decoder.decode(response.body.body))
+      const shaped = body?._tag === "HttpApiDecodeError" ? fromDecodeError(body) : body
+      if (shaped && typeof shaped === "object" && typeof shaped.error === "string")
+        out = HttpServerResponse.unsafeJson(
+          { ...shaped, request_id: requestId },
+          { status: response.status, headers: response.headers }
+        )
+    } catch {
+      // Not JSON: leave it.
+    }
+  } else if (response.status >= 400 && response.body._tag === "Empty") {
+    const error =
+      response.status === 404
+        ? { error: "not_found", message: `no route for ${route}` }
+        : response.status >= 500
+          ? { error: "internal", message: "internal server error; the request id identifies it in the server log" }
+          : { error: "bad_request", message: `could not process the request (HTTP ${response.status})` }
+    out = HttpServerResponse.unsafeJson(
+      { ...error, request_id: requestId },
+      { status: response.status, headers: response.headers }
+    )
   }
-})
+  return HttpServerResponse.setHeader(out, "x-request-id", requestId)
+}
 
 /**
- * Gives every error the one body shape `{ error, message, details?, request_id }`, tags every
- * response with `x-request-id`, and turns anything unexpected into a JSON 500 (logged with its cause)
- * rather than a dropped connection.
+ * Gives every error the one body shape `{ error, message, details?, request_id }` and tags every
+ * response with `x-request-id`. It works as a pre-response handler: by the time a middleware sees
+ * the response, the platform has already written it.
  */
-export const errorBodies = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<never, R | HttpServerRequest.HttpServerRequest> =>
+export const errorBodies = <E, R>(
+  app: HttpApp.Default<E, R>
+): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> =>
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = requestIdOf(request.headers["x-request-id"])
-    const response = yield* app.pipe(
-      Effect.catchAllCause((cause) =>
-        Effect.gen(function* () {
-          const failure = Cause.failureOption(cause)
-          const tag = failure._tag === "Some" ? (failure.value as any)?._tag : undefined
-          if (tag === "RouteNotFound")
-            return HttpServerResponse.unsafeJson(
-              { error: "not_found", message: `no route for ${request.method} ${request.url.split("?")[0]}` },
-              { status: 404 }
-            )
-          if (tag === "RequestError")
-            return HttpServerResponse.unsafeJson(
-              { error: "bad_request", message: `could not read the request: ${(failure as any).value?.reason ?? "bad body"}` },
-              { status: 400 }
-            )
-          yield* Effect.logError(`unhandled error in ${request.method} ${request.url}`, cause)
-          return HttpServerResponse.unsafeJson(
-            { error: "internal", message: "internal server error; the request id identifies it in the server log" },
-            { status: 500 }
-          )
-        })
-      )
+    yield* HttpApp.appendPreResponseHandler((req, response) =>
+      Effect.succeed(reshape(response, requestId, `${req.method} ${req.url.split("?")[0]}`))
     )
-    let out = response
-    if (response.status >= 400 && response.body._tag === "Uint8Array") {
-      try {
-        const body = JSON.parse(decoder.decode(response.body.body))
-        const shaped = body?._tag === "HttpApiDecodeError" ? fromDecodeError(body) : body
-        if (shaped && typeof shaped === "object" && typeof shaped.error === "string")
-          out = HttpServerResponse.unsafeJson({ ...shaped, request_id: requestId }, { status: response.status, headers: response.headers })
-      } catch {
-        // Not JSON: leave it.
-      }
-    } else if (response.status >= 400 && response.body._tag === "Empty") {
-      out = HttpServerResponse.unsafeJson(
-        { error: response.status === 404 ? "not_found" : "error", message: `HTTP ${response.status}`, request_id: requestId },
-        { status: response.status, headers: response.headers }
-      )
-    }
-    return HttpServerResponse.setHeader(out, "x-request-id", requestId)
+    return yield* app
   })

@@ -1,0 +1,18 @@
+/**
+ * The public surface of @certctl/sdk.
+ *
+ * - `CertctlClient` (and the `Client` module: `make`, `layer`, `layerConfig`): the Effect client
+ *   derived from core's `CertctlApi`.
+ * - `createClient`: the Promise facade for code that does not use Effect.
+ * - `CertctlError` and the `Errors` module (`fromUnknown`, `normalize`, `format`): one error type
+ *   for every failure of either client.
+ * - `Cli`: the `certctl` command tree, to embed or test it (`Cli.run(argv)`).
+ */
+export { CertctlError } from "./CertctlError.js"
+export * as Errors from "./CertctlError.js"
+export { CertctlClient } from "./Client.js"
+export * as Client from "./Client.js"
+export { createClient } from "./Promise.js"
+export type { CertctlPromiseClient, PromiseClientOptions } from "./Promise.js"
+export * as PromiseClient from "./Promise.js"
+export * as Cli from "./cli/Main.js"

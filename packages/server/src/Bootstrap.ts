@@ -1,0 +1,57 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Database, Sealing } from "@certctl/core"
+import { SqlClient } from "@effect/sql"
+import { Config, Effect, Layer, Option, Redacted } from "effect"
+import * as ApiKeys from "./ApiKeys.js"
+import { ServerConfig } from "./Config.js"
+
+/**
+ * The sealing key: `CERTCTL_ENCRYPTION_KEY`, or in embedded mode a key generated into the data
+ * directory (0600). With a real PostgreSQL the key must be given: a key on one replica's disk would
+ * leave the others unable to open what it sealed.
+ */
+export const sealingLayer = Layer.unwrapEffect(
+  Effect.gen(function* () {
+    const configured = yield* Config.option(Config.redacted("CERTCTL_ENCRYPTION_KEY"))
+    if (Option.isSome(configured)) return Sealing.layer(configured.value)
+    const db = yield* Database.Database
+    if (db.backend === "postgresql")
+      return yield* Effect.dieMessage(
+        "CERTCTL_ENCRYPTION_KEY is required with CERTCTL_DATABASE_URL (generate one with: openssl rand -base64 32)"
+      )
+    const settings = yield* ServerConfig
+    return Sealing.layer(yield* Sealing.loadOrCreateKeyFile(settings.dataDir).pipe(Effect.orDie))
+  })
+)
+
+/**
+ * First start: when no admin key is configured or stored, generate one and print it once. In embedded
+ * mode it is also kept in the data directory (0600) so `npm start` can drive the API across restarts.
+ */
+export const ensureAdminKey = Effect.gen(function* () {
+  const settings = yield* ServerConfig
+  if (Option.isSome(settings.adminApiKey)) return Option.none<string>()
+  const sql = yield* SqlClient.SqlClient
+  const db = yield* Database.Database
+  const [{ n }] = yield* sql<{
+    n: number
+  }>`SELECT count(*)::int AS n FROM agent_api_keys WHERE role = 'admin' AND revoked_at IS NULL`
+  if (n > 0) return Option.none<string>()
+  const key = yield* ApiKeys.issue("admin", null)
+  if (db.backend === "pglite") {
+    const file = path.join(settings.dataDir, "admin-api-key")
+    fs.writeFileSync(file, `${key.token}\n`, { mode: 0o600 })
+  }
+  return Option.some(key.token)
+})
+
+export const readEmbeddedAdminKey = (dataDir: string): string | undefined => {
+  try {
+    return fs.readFileSync(path.join(dataDir, "admin-api-key"), "utf8").trim()
+  } catch {
+    return undefined
+  }
+}
+
+export type { Redacted }

@@ -1,0 +1,108 @@
+import { createServer as createHttpServer } from "node:http"
+import { createServer as createHttpsServer } from "node:https"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import { Api, Database, Engine, Connectors } from "@certctl/core"
+import { builtins } from "@certctl/connectors"
+import { HttpApiBuilder, HttpApiScalar, HttpMiddleware, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Duration, Effect, Layer, Option } from "effect"
+import { AuthenticationLive } from "./Auth.js"
+import { ensureAdminKey, sealingLayer } from "./Bootstrap.js"
+import { ServerConfig, type ServerSettings } from "./Config.js"
+import { errorBodies } from "./http/ErrorBodies.js"
+import { AgentsLive } from "./handlers/agents.js"
+import { CertificatesLive } from "./handlers/certificates.js"
+import { IssuersLive, NotifiersLive, TargetsLive } from "./handlers/connectors.js"
+import { CsrLive } from "./handlers/csr.js"
+import { DeploymentsLive } from "./handlers/deployments.js"
+import { OwnersLive, PoliciesLive, TeamsLive } from "./handlers/directory.js"
+import { AuditLive, JobsLive } from "./handlers/jobs.js"
+import { OperationsLive } from "./handlers/operations.js"
+
+export const replicaName = () => `${os.hostname()}:${process.pid}`
+
+const ApiLive = HttpApiBuilder.api(Api.CertctlApi).pipe(
+  Layer.provide(
+    Layer.mergeAll(
+      CertificatesLive,
+      CsrLive,
+      DeploymentsLive,
+      AgentsLive,
+      IssuersLive,
+      TargetsLive,
+      NotifiersLive,
+      TeamsLive,
+      OwnersLive,
+      PoliciesLive,
+      JobsLive,
+      AuditLive,
+      OperationsLive
+    )
+  ),
+  Layer.provide(AuthenticationLive)
+)
+
+/** The engine for this server: built-in connectors, settings from the environment. */
+export const engineLayer = (settings: ServerSettings, owner: string) =>
+  Engine.layer({
+    owner,
+    registry: Connectors.makeRegistry(builtins),
+    lifecycle: {
+      csrTimeout: settings.csrTimeout,
+      deployTimeout: settings.deployTimeout,
+      challengeTimeout: "60 seconds"
+    },
+    jobLease: settings.jobLease,
+    retryBase: settings.retryBase
+  })
+
+const httpServerLayer = (settings: ServerSettings) => {
+  const tls = Option.all([settings.tlsCertFile, settings.tlsKeyFile])
+  const make = Option.isSome(tls)
+    ? () => createHttpsServer({ cert: fs.readFileSync(tls.value[0]), key: fs.readFileSync(tls.value[1]) })
+    : () => createHttpServer()
+  return NodeHttpServer.layer(make, { host: settings.listenHost, port: settings.listenPort })
+}
+
+/**
+ * The HTTP face: the API, `/docs` (Scalar, served locally) and `/api/v1/openapi.json`, behind the
+ * error-body middleware. Requests are bounded to 1 MiB.
+ */
+export const httpLayer = (settings: ServerSettings) =>
+  HttpApiBuilder.serve((app) => errorBodies(HttpMiddleware.logger(app))).pipe(
+    Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
+    Layer.provide(ApiLive),
+    HttpServer.withLogAddress,
+    Layer.provide(httpServerLayer(settings))
+  )
+
+/** Everything one replica runs: database, engine, HTTP, and the background loops. */
+export const serverLayer = (settings: ServerSettings) => {
+  const owner = replicaName()
+  const config = Layer.succeed(ServerConfig, settings)
+  const database = Layer.provideMerge(sealingLayer, Database.layerConfig).pipe(Layer.provide(config))
+  const engine = engineLayer(settings, owner).pipe(Layer.provideMerge(database), Layer.provideMerge(config))
+  const bootstrap = Layer.effectDiscard(
+    Effect.gen(function* () {
+      const db = yield* Database.Database
+      yield* Effect.logInfo(`certctl server ${owner} on ${db.backend} (${db.location})`)
+      const generated = yield* ensureAdminKey.pipe(Effect.orDie)
+      if (Option.isSome(generated)) {
+        // Printed once, on stdout, so it can be captured; it is never logged again.
+        process.stdout.write(
+          `\n  Generated admin API key (shown once; set CERTCTL_ADMIN_API_KEY to choose your own):\n  ${generated.value}\n\n`
+        )
+      }
+    })
+  )
+  const background = Layer.scopedDiscard(
+    Engine.background({ owner, concurrency: settings.jobConcurrency, scanInterval: settings.renewalScanInterval }).pipe(
+      Effect.forkScoped
+    )
+  )
+  return Layer.mergeAll(httpLayer(settings), background).pipe(Layer.provide(bootstrap), Layer.provideMerge(engine))
+}
+
+export const shutdownGrace = (settings: ServerSettings) => Duration.toMillis(settings.shutdownGrace)
