@@ -1,7 +1,13 @@
-import { describe, expect, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { printPage } from "../src/cli/Common.js"
-import { parseWhen } from "../src/cli/Common.js"
+import { parseWhen, printPage } from "../src/cli/Common.js"
+import { type CertctlPromiseClient, createClient } from "../src/Promise.js"
+import { type EmulatedAgent, startAgent } from "./agentEmulator.js"
+import { runBin } from "./bin.js"
+import { type RunningServer, serverPeer, startServer } from "./server.js"
 import { certificateColumns } from "../src/cli/Render.js"
 import { makeCapture, runCli } from "./capture.js"
 import { certificate } from "./fixtures.js"
@@ -189,5 +195,148 @@ describe("parseWhen", () => {
     expect(parseWhen("2026-06-01T10:00:00+02:00", at, 1)).toBe("2026-06-01T08:00:00.000Z")
     expect(parseWhen("soon", at, 1)).toBeUndefined()
     expect(parseWhen("30x", at, 1)).toBeUndefined()
+  })
+})
+
+const serverOk = await serverPeer()
+
+describe.skipIf(!serverOk)("the CLI against the real server", () => {
+  let server: RunningServer
+  let admin: CertctlPromiseClient
+  let env: Record<string, string>
+  let agent: EmulatedAgent | undefined
+  let certId: string
+  let jobId: string
+  const dirs: Array<string> = []
+
+  beforeAll(async () => {
+    server = await startServer()
+    admin = createClient({ url: server.url, apiKey: server.adminKey })
+    env = { CERTCTL_URL: server.url, CERTCTL_API_KEY: server.adminKey }
+    await admin.issuers.create({ id: "ca", name: "Built-in CA", type: "local-ca", config: {} })
+  })
+
+  afterAll(async () => {
+    await agent?.stop()
+    await server?.stop()
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  const fileTarget = async (id: string, agentId: string) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "certctl-cli-"))
+    dirs.push(dir)
+    await admin.targets.create({ id, name: id, type: "file", agent_id: agentId, config: { directory: dir } })
+  }
+
+  it("agents register prints the agent and its one-time key", async () => {
+    const r = await Effect.runPromise(
+      runCli(["agents", "register", "--name", "web 01", "--id", "web-01", "--json"], env)
+    )
+    expect(r.code).toBe(0)
+    const registered = JSON.parse(r.stdout)
+    expect(registered.agent).toMatchObject({ id: "web-01", name: "web 01", status: "active" })
+    expect(typeof registered.api_key).toBe("string")
+    agent = startAgent(server.url, "web-01", registered.api_key)
+    await fileTarget("files-01", "web-01")
+  })
+
+  it("`agents list` (bin) prints an aligned table", async () => {
+    const r = await runBin(["agents", "list"], env)
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const lines = r.stdout.trimEnd().split("\n")
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATUS\s+HOSTNAME\s+VERSION\s+LAST SEEN$/)
+    const row = lines.find((l) => l.startsWith("web-01 "))
+    expect(row).toMatch(/^web-01\s+web 01\s+active\s+/)
+    // Columns line up: every row's STATUS starts where the header's does.
+    expect(row?.indexOf("active")).toBe(lines[0].indexOf("STATUS"))
+  })
+
+  it("certs create starts issuance and `jobs watch` (bin) follows it to COMPLETED", async () => {
+    const created = await Effect.runPromise(
+      runCli(["certs", "create", "--domain", "app.example.com", "--issuer", "ca", "--target", "files-01"], env)
+    )
+    expect(created.code).toBe(0)
+    const match = /^created certificate (\S+) for app\.example\.com \((\w+)\)$/m.exec(created.stdout)
+    expect(match).not.toBeNull()
+    certId = match?.[1] ?? ""
+    jobId = /^issuance job: (\S+)$/m.exec(created.stdout)?.[1] ?? ""
+    expect(created.stdout).toContain(`follow it: certctl jobs watch ${jobId}`)
+
+    const r = await runBin(["jobs", "watch", jobId, "--interval", "100"], env)
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const lines = r.stdout.trimEnd().split("\n")
+    expect(lines[0]).toMatch(new RegExp(`^job ${jobId} (PENDING|RUNNING)`))
+    const job = await admin.jobs.get(jobId)
+    const total = job.steps?.length ?? 0
+    expect(total).toBeGreaterThan(0)
+    // Every step's final state was printed, numbered, in the documented format.
+    job.steps?.forEach((s, i) => expect(lines).toContain(`[${i + 1}/${total}] ${s.name} ... COMPLETED`))
+    expect(lines).toContain(`job ${jobId} COMPLETED`)
+  })
+
+  it("`certs list --json` (bin) prints the API's page", async () => {
+    const r = await runBin(["certs", "list", "--json"], env)
+    expect(r.code).toBe(0)
+    const page = JSON.parse(r.stdout)
+    expect(page.next_cursor).toBeNull()
+    const cert = page.items.find((c: { id: string }) => c.id === certId)
+    expect(cert).toMatchObject({ id: certId, domain: "app.example.com", issuer_id: "ca", status: "active" })
+    expect(cert).toEqual(JSON.parse(JSON.stringify(await admin.certificates.get(certId))))
+  })
+
+  it("certs get shows the fields and the issued version", async () => {
+    const cert = await admin.certificates.get(certId)
+    const r = await Effect.runPromise(runCli(["certs", "get", certId], env))
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^id:\\s+${certId}$`, "m"))
+    expect(r.stdout).toMatch(new RegExp(`^serial:\\s+${cert.serial}$`, "m"))
+    expect(r.stdout).toMatch(new RegExp(`^\\s+1  ${cert.serial}  `, "m"))
+  })
+
+  it("jobs list --cert filters to the certificate's jobs", async () => {
+    const r = await Effect.runPromise(runCli(["jobs", "list", "--cert", certId, "--json"], env))
+    const page = JSON.parse(r.stdout)
+    expect(page.items.map((j: { id: string }) => j.id)).toContain(jobId)
+    expect(page.items.every((j: { certificate_id: string }) => j.certificate_id === certId)).toBe(true)
+  })
+
+  it("audit query finds the creation by action", async () => {
+    const r = await Effect.runPromise(runCli(["audit", "query", "--action", "certificate_created", "--json"], env))
+    expect(r.code).toBe(0)
+    const page = JSON.parse(r.stdout)
+    expect(page.items.map((e: { resource: { id: string } }) => e.resource.id)).toContain(certId)
+  })
+
+  it("`jobs watch` exits 1 when the job ends CANCELLED", async () => {
+    await admin.agents.register({ id: "idle-01", name: "never polls" })
+    await fileTarget("files-idle", "idle-01")
+    const created = await admin.certificates.create({
+      domain: "idle.example.com",
+      issuer_id: "ca",
+      target_ids: ["files-idle"]
+    })
+    const cancel = await Effect.runPromise(runCli(["jobs", "cancel", created.job_id], env))
+    expect(cancel.code).toBe(0)
+    expect(cancel.stdout).toBe(`job ${created.job_id} CANCELLED`)
+    const r = await Effect.runPromise(runCli(["jobs", "watch", created.job_id], env))
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain(`job ${created.job_id} CANCELLED`)
+    expect(r.stderr).toBe(`certctl: job ${created.job_id} ended CANCELLED`)
+  })
+
+  it("a 404 prints status, code, message and request id, exit 1", async () => {
+    const r = await Effect.runPromise(runCli(["certs", "get", "does-not-exist"], env))
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe("")
+    expect(r.stderr).toMatch(/^certctl: 404 not_found: .*does-not-exist.* \(request id \S+\)/)
+  })
+
+  it("a bad key prints 401 unauthorized with the request id, exit 1", async () => {
+    const r = await runBin(["certs", "list"], { ...env, CERTCTL_API_KEY: "wrong-key" })
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe("")
+    expect(r.stderr.trimEnd()).toMatch(/^certctl: 401 unauthorized: .+ \(request id \S+\)$/)
   })
 })
