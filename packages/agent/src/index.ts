@@ -1,1 +1,5 @@
-export {}
+export * as Agent from "./Agent.js"
+export * as AgentConfig from "./Config.js"
+export * as KeyGen from "./KeyGen.js"
+export * as KeyStore from "./KeyStore.js"
+export * as Outbox from "./Outbox.js"

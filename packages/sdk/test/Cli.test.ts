@@ -272,7 +272,9 @@ describe.skipIf(!serverOk)("the CLI against the real server", () => {
     const total = job.steps?.length ?? 0
     expect(total).toBeGreaterThan(0)
     // Every step's final state was printed, numbered, in the documented format.
-    job.steps?.forEach((s, i) => expect(lines).toContain(`[${i + 1}/${total}] ${s.name} ... COMPLETED`))
+    for (const [i, s] of (job.steps ?? []).entries()) {
+      expect(lines).toContain(`[${i + 1}/${total}] ${s.name} ... COMPLETED`)
+    }
     expect(lines).toContain(`job ${jobId} COMPLETED`)
   })
 

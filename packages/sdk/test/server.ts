@@ -14,7 +14,9 @@ export interface RunningServer {
   stop(): Promise<void>
 }
 
-const harnessFile = fileURLToPath(new URL("../../server/test/harness.ts", import.meta.url))
+const harnessFile = fileURLToPath(
+  new URL(process.env.SDK_SCRATCH ? "./.scratch/harness.ts" : "../../server/test/harness.ts", import.meta.url)
+)
 
 /** Decide (once per file, at collection) whether server-backed suites run; see `requirePeer`. */
 export const serverPeer = async (): Promise<boolean> => {

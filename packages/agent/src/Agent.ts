@@ -1,0 +1,195 @@
+import * as path from "node:path"
+import { builtins } from "@certctl/connectors"
+import { ConnectorError, Pki, type Target, type Work } from "@certctl/core"
+import { Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
+import type { AgentConfig } from "./Config.js"
+import * as ControlPlane from "./ControlPlane.js"
+import * as Http01 from "./Http01.js"
+import { buildCsr, generateKey } from "./KeyGen.js"
+import { makeKeyStore } from "./KeyStore.js"
+import * as Outbox from "./Outbox.js"
+
+const targetDefinitions = new Map(builtins.targets.map((d) => [d.type, d]))
+
+/**
+ * The agent: heartbeat, long-poll for work, keys made and kept here, deployments through the
+ * target connectors, reports through an on-disk outbox. It keeps serving what is deployed when
+ * the control plane is away, and never deletes a working key because of it.
+ */
+export const run = (config: AgentConfig) =>
+  Effect.gen(function* () {
+    const client = ControlPlane.make({ url: config.serverUrl, apiKey: config.apiKey })
+    const keys = makeKeyStore({ dir: config.keyDir, passphrase: config.keyPassphrase })
+    const outbox = Outbox.make(path.join(config.keyDir, ".outbox"), client)
+    const http01: Option.Option<Http01.Http01> = config.http01?.listen
+      ? Option.some(yield* Http01.responder(config.http01.listen))
+      : config.http01?.webroot
+        ? Option.some(Http01.webroot(config.http01.webroot))
+        : Option.none()
+    const inFlight = new Set<string>()
+    const base = `/api/v1/agents/${encodeURIComponent(config.agentId)}`
+
+    const report = (method: string, p: string, body: unknown) =>
+      Effect.zipRight(outbox.enqueue({ method, path: p, body }), Effect.forkDaemon(outbox.drain))
+
+    const handleCsr = (work: Work.CsrWork) =>
+      Effect.gen(function* () {
+        const key = yield* generateKey(work.key_algorithm)
+        yield* keys.savePending(work.domain, work.job_id, key.private_key_pem)
+        const csr = yield* buildCsr(key, work.names)
+        const res = yield* client.request<any>("POST", "/api/v1/csr", {
+          cert_id: work.certificate_id,
+          csr,
+          job_id: work.job_id
+        })
+        if (res.status === 200 && res.body?.status === "issued") {
+          yield* keys.install(work.domain, { certificate_pem: res.body.certificate, chain_pem: res.body.chain })
+          yield* Effect.logInfo(`issued ${work.domain} serial ${res.body.serial}`)
+        } else yield* Effect.logInfo(`CSR for ${work.domain} accepted; issuance continues in job ${work.job_id}`)
+      })
+
+    const deployOne = (work: Work.DeployWork, target: Work.DeployTarget, bundle: Target.DeployBundle) =>
+      Effect.gen(function* () {
+        const started = Date.now()
+        const def = targetDefinitions.get(target.type)
+        const outcome = yield* Effect.either(
+          Effect.gen(function* () {
+            if (!def)
+              return yield* new ConnectorError({
+                reason: "InvalidConfig",
+                message: `this agent has no "${target.type}" target connector`
+              })
+            const merged = { ...target.config, ...(config.targets[target.target_id] ?? {}) }
+            const decoded = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(
+              merged
+            ).pipe(
+              Effect.mapError(
+                (e) =>
+                  new ConnectorError({
+                    reason: "InvalidConfig",
+                    message: `target ${target.target_id} config: ${e.message}`
+                  })
+              )
+            )
+            const connector = yield* def.make(decoded, {
+              id: target.target_id,
+              log: (m) => Effect.runFork(Effect.logInfo(`[${target.name}] ${m}`))
+            })
+            return yield* connector.deploy(bundle)
+          })
+        )
+        const duration_ms = Date.now() - started
+        const status =
+          outcome._tag === "Right"
+            ? {
+                status: "success",
+                deployed_at: new Date().toISOString(),
+                serial: bundle.serial,
+                verified: outcome.right.verified,
+                verification: outcome.right.verification,
+                duration_ms
+              }
+            : {
+                status: "failed",
+                error: `${outcome.left.reason}: ${outcome.left.message}`.slice(0, 9000),
+                serial: bundle.serial,
+                verified: false,
+                duration_ms
+              }
+        yield* Effect.logInfo(
+          `deploy ${work.domain} → ${target.name}: ${status.status}${outcome._tag === "Left" ? ` (${outcome.left.message})` : ""}`
+        )
+        yield* report("POST", `/api/v1/deployments/${target.deployment_id}/status`, status)
+        return outcome._tag === "Right"
+      })
+
+    const handleDeploy = (work: Work.DeployWork) =>
+      Effect.gen(function* () {
+        const installed = yield* keys.install(work.domain, {
+          certificate_pem: work.certificate_pem,
+          chain_pem: work.chain_pem
+        })
+        const leaf = Pki.splitPem(work.certificate_pem)[0] ?? work.certificate_pem
+        const bundle: Target.DeployBundle = {
+          domain: work.domain,
+          names: work.names,
+          certificate_pem: leaf,
+          chain_pem: work.chain_pem,
+          fullchain_pem: `${leaf.trimEnd()}\n${work.chain_pem}`.trimEnd() + "\n",
+          key_pem: installed.key_pem,
+          serial: work.serial
+        }
+        const results = yield* Effect.forEach(work.targets, (t) => deployOne(work, t, bundle), { concurrency: 4 })
+        // The previous key goes only once the new certificate is verified on every target.
+        if (results.every(Boolean)) yield* keys.commit(work.domain)
+      })
+
+    const handleChallenge = (work: Work.ChallengeWork) =>
+      Effect.gen(function* () {
+        if (Option.isNone(http01)) {
+          yield* client.request("POST", `${base}/challenges`, {
+            challenge_id: work.challenge_id,
+            status: "failed",
+            error:
+              "this agent has no http-01 responder or webroot configured (CERTCTL_HTTP01_LISTEN / CERTCTL_HTTP01_WEBROOT)"
+          })
+          return
+        }
+        const result = yield* Effect.either(
+          work.action === "present"
+            ? http01.value.present(work.token, work.key_authorization)
+            : http01.value.cleanup(work.token)
+        )
+        yield* client.request("POST", `${base}/challenges`, {
+          challenge_id: work.challenge_id,
+          status: result._tag === "Left" ? "failed" : work.action === "present" ? "ready" : "removed",
+          ...(result._tag === "Left" ? { error: result.left.message } : {})
+        })
+      })
+
+    const handle = (item: Work.WorkItem) => {
+      const key = item.type === "http-01" ? `${item.challenge_id}:${item.action}` : `${item.type}:${item.job_id}`
+      if (inFlight.has(key)) return Effect.void
+      inFlight.add(key)
+      const work =
+        item.type === "csr" ? handleCsr(item) : item.type === "deploy" ? handleDeploy(item) : handleChallenge(item)
+      return work.pipe(
+        Effect.catchAll((e: any) => Effect.logWarning(`work ${key} failed: ${e?.message ?? String(e)}`)),
+        Effect.ensuring(Effect.sync(() => inFlight.delete(key))),
+        Effect.annotateLogs({ work: key }),
+        Effect.forkDaemon,
+        Effect.asVoid
+      )
+    }
+
+    const heartbeat = client.request("POST", `${base}/heartbeat`, { version: "0.1.0" }).pipe(
+      Effect.catchAll((e) => Effect.logWarning(`heartbeat failed: ${e.message}`)),
+      Effect.repeat(Schedule.spaced(Duration.seconds(config.heartbeatSeconds)))
+    )
+
+    // Long poll; when the control plane is away, back off with jitter and keep everything deployed.
+    const poll = client
+      .request<{ items: Array<Work.WorkItem> }>(
+        "GET",
+        `${base}/work?wait=${config.pollWaitSeconds}`,
+        undefined,
+        (config.pollWaitSeconds + 15) * 1000
+      )
+      .pipe(
+        Effect.flatMap((res) => Effect.forEach(res.body.items, handle, { discard: true })),
+        Effect.tapError((e) => Effect.logWarning(`work poll failed: ${e.message}`)),
+        Effect.retry(
+          Schedule.exponential("500 millis").pipe(Schedule.jittered, Schedule.union(Schedule.spaced("30 seconds")))
+        ),
+        Effect.zipRight(Effect.sleep("50 millis")),
+        Effect.forever
+      )
+
+    yield* Effect.logInfo(
+      `certctl agent ${config.agentId} → ${config.serverUrl}, keys in ${path.resolve(config.keyDir)}`
+    )
+    if (outbox.size() > 0) yield* Effect.forkDaemon(outbox.drain)
+    yield* Effect.all([heartbeat, poll], { concurrency: "unbounded", discard: true })
+  })
+
+export type { Redacted }

@@ -1,0 +1,90 @@
+import * as fs from "node:fs"
+import { Data, Redacted, Schema } from "effect"
+
+/**
+ * Agent settings: a JSON file (`CERTCTL_AGENT_CONFIG`) and the environment, the environment
+ * winning. Target connection settings may be given here per target id; they override what the
+ * control plane sends, so credentials can stay on the agent's host only.
+ */
+export const AgentFileConfig = Schema.Struct({
+  server_url: Schema.optional(Schema.String),
+  api_key: Schema.optional(Schema.String),
+  agent_id: Schema.optional(Schema.String),
+  key_dir: Schema.optional(Schema.String),
+  key_passphrase: Schema.optional(Schema.String),
+  poll_wait_seconds: Schema.optional(Schema.Int.pipe(Schema.between(0, 60))),
+  heartbeat_seconds: Schema.optional(Schema.Number.pipe(Schema.between(1, 3600))),
+  http01: Schema.optional(
+    Schema.Struct({
+      /** Serve challenges on this address, e.g. "0.0.0.0:80". */
+      listen: Schema.optional(Schema.String),
+      /** Or write them into this webroot (…/.well-known/acme-challenge/<token>). */
+      webroot: Schema.optional(Schema.String)
+    })
+  ),
+  targets: Schema.optional(
+    Schema.Record({ key: Schema.String, value: Schema.Record({ key: Schema.String, value: Schema.Unknown }) })
+  )
+})
+export type AgentFileConfig = typeof AgentFileConfig.Type
+
+export interface AgentConfig {
+  readonly serverUrl: string
+  readonly apiKey: Redacted.Redacted<string>
+  readonly agentId: string
+  readonly keyDir: string
+  readonly keyPassphrase?: Redacted.Redacted<string>
+  readonly pollWaitSeconds: number
+  readonly heartbeatSeconds: number
+  readonly http01?: { readonly listen?: string; readonly webroot?: string }
+  readonly targets: Readonly<Record<string, Record<string, unknown>>>
+}
+
+export class AgentConfigError extends Data.TaggedError("AgentConfigError")<{ readonly message: string }> {}
+
+export const load = (env: NodeJS.ProcessEnv = process.env): AgentConfig => {
+  let file: AgentFileConfig = {}
+  const path = env.CERTCTL_AGENT_CONFIG
+  if (path) {
+    let raw: unknown
+    try {
+      raw = JSON.parse(fs.readFileSync(path, "utf8"))
+    } catch (e) {
+      throw new AgentConfigError({ message: `CERTCTL_AGENT_CONFIG ${path}: ${(e as Error).message}` })
+    }
+    const decoded = Schema.decodeUnknownEither(AgentFileConfig, { onExcessProperty: "error" })(raw)
+    if (decoded._tag === "Left")
+      throw new AgentConfigError({ message: `CERTCTL_AGENT_CONFIG ${path} is invalid: ${decoded.left.message}` })
+    file = decoded.right
+  }
+  const serverUrl = env.CERTCTL_SERVER_URL ?? file.server_url ?? "http://127.0.0.1:8443"
+  try {
+    new URL(serverUrl)
+  } catch {
+    throw new AgentConfigError({ message: `CERTCTL_SERVER_URL "${serverUrl}" is not a URL` })
+  }
+  const apiKey = env.CERTCTL_API_KEY ?? file.api_key
+  if (!apiKey)
+    throw new AgentConfigError({
+      message: "CERTCTL_API_KEY is required (the key printed when the agent was registered)"
+    })
+  const agentId = env.CERTCTL_AGENT_ID ?? file.agent_id
+  if (!agentId)
+    throw new AgentConfigError({ message: "CERTCTL_AGENT_ID is required (the id the agent was registered with)" })
+  const passphrase = env.CERTCTL_KEY_PASSPHRASE ?? file.key_passphrase
+  return {
+    serverUrl: serverUrl.replace(/\/$/, ""),
+    apiKey: Redacted.make(apiKey),
+    agentId,
+    keyDir: env.CERTCTL_KEY_DIR ?? file.key_dir ?? "./.certctl/keys",
+    keyPassphrase: passphrase ? Redacted.make(passphrase) : undefined,
+    pollWaitSeconds: Number(env.CERTCTL_POLL_WAIT_SECONDS ?? file.poll_wait_seconds ?? 25),
+    heartbeatSeconds: Number(env.CERTCTL_HEARTBEAT_SECONDS ?? file.heartbeat_seconds ?? 60),
+    http01: env.CERTCTL_HTTP01_LISTEN
+      ? { listen: env.CERTCTL_HTTP01_LISTEN }
+      : env.CERTCTL_HTTP01_WEBROOT
+        ? { webroot: env.CERTCTL_HTTP01_WEBROOT }
+        : file.http01,
+    targets: file.targets ?? {}
+  }
+}

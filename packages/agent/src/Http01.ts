@@ -1,0 +1,66 @@
+import * as fs from "node:fs/promises"
+import * as http from "node:http"
+import * as path from "node:path"
+import { Effect } from "effect"
+
+/**
+ * Answers ACME http-01 challenges where the name points: either an HTTP responder the agent runs,
+ * or files in a webroot that an existing web server already serves.
+ */
+export interface Http01 {
+  readonly present: (token: string, keyAuthorization: string) => Effect.Effect<void, Error>
+  readonly cleanup: (token: string) => Effect.Effect<void, Error>
+}
+
+const validToken = (t: string) => /^[A-Za-z0-9_-]{1,256}$/.test(t)
+
+export const webroot = (root: string): Http01 => {
+  const dir = path.join(root, ".well-known", "acme-challenge")
+  return {
+    present: (token, ka) =>
+      Effect.tryPromise({
+        try: async () => {
+          if (!validToken(token)) throw new Error(`refusing challenge token "${token}"`)
+          await fs.mkdir(dir, { recursive: true, mode: 0o755 })
+          await fs.writeFile(path.join(dir, token), ka, { mode: 0o644 })
+        },
+        catch: (e) => e as Error
+      }),
+    cleanup: (token) =>
+      Effect.tryPromise({
+        try: () => (validToken(token) ? fs.rm(path.join(dir, token), { force: true }) : Promise.resolve()),
+        catch: (e) => e as Error
+      })
+  }
+}
+
+/** A responder on `host:port`; it lives as long as the agent. */
+export const responder = (listen: string) =>
+  Effect.acquireRelease(
+    Effect.async<{ http01: Http01; server: http.Server }, Error>((resume) => {
+      const tokens = new Map<string, string>()
+      const server = http.createServer((req, res) => {
+        const m = /^\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]+)$/.exec(req.url ?? "")
+        const ka = m ? tokens.get(m[1]) : undefined
+        if (ka === undefined) {
+          res.writeHead(404).end()
+          return
+        }
+        res.writeHead(200, { "content-type": "application/octet-stream" }).end(ka)
+      })
+      const idx = listen.lastIndexOf(":")
+      server.once("error", (e) => resume(Effect.fail(e)))
+      server.listen(Number(listen.slice(idx + 1)), listen.slice(0, idx) || "0.0.0.0", () =>
+        resume(
+          Effect.succeed({
+            server,
+            http01: {
+              present: (token, ka) => Effect.sync(() => void tokens.set(token, ka)),
+              cleanup: (token) => Effect.sync(() => void tokens.delete(token))
+            }
+          })
+        )
+      )
+    }),
+    ({ server }) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+  ).pipe(Effect.map(({ http01 }) => http01))
