@@ -1,2 +1,3 @@
 export * from "./peers.js"
 export * from "./database.js"
+export * from "./processes.js"
