@@ -3,8 +3,10 @@ import { defineConfig } from "tsup"
 export default defineConfig({
   entry: ["src/index.ts"],
   format: ["esm"],
-  dts: true,
+  dts: false,
   clean: true,
   sourcemap: true,
-  target: "node20"
+  target: "node20",
+  // The PGlite worker runs as its own module file next to the bundle.
+  onSuccess: "mkdir -p dist/internal && cp src/internal/pgliteWorker.mjs dist/internal/"
 })

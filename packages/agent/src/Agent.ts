@@ -20,7 +20,22 @@ export const run = (config: AgentConfig) =>
   Effect.gen(function* () {
     const client = ControlPlane.make({ url: config.serverUrl, apiKey: config.apiKey })
     const keys = makeKeyStore({ dir: config.keyDir, passphrase: config.keyPassphrase })
-    const outbox = Outbox.make(path.join(config.keyDir, ".outbox"), client)
+    // Work the control plane still lists although this agent has done it: its reports may be queued
+    // in the outbox, or the listing may predate them. Such items are not done twice.
+    const unreported = new Map<string, number>() // work key → reports not yet delivered
+    const settledAt = new Map<string, number>() // work key → when the control plane had our answer
+    const retryAt = new Map<string, { at: number; failures: number }>() // failed work: not before
+    const outbox = Outbox.make(path.join(config.keyDir, ".outbox"), client, {
+      onSettled: (entry) => {
+        if (entry.tag === undefined) return
+        const left = (unreported.get(entry.tag) ?? 1) - 1
+        if (left > 0) unreported.set(entry.tag, left)
+        else {
+          unreported.delete(entry.tag)
+          settledAt.set(entry.tag, Date.now())
+        }
+      }
+    })
     const http01: Option.Option<Http01.Http01> = config.http01?.listen
       ? Option.some(yield* Http01.responder(config.http01.listen))
       : config.http01?.webroot
@@ -29,8 +44,11 @@ export const run = (config: AgentConfig) =>
     const inFlight = new Set<string>()
     const base = `/api/v1/agents/${encodeURIComponent(config.agentId)}`
 
-    const report = (method: string, p: string, body: unknown) =>
-      Effect.zipRight(outbox.enqueue({ method, path: p, body }), Effect.forkDaemon(outbox.drain))
+    const report = (tag: string, method: string, p: string, body: unknown) =>
+      Effect.suspend(() => {
+        unreported.set(tag, (unreported.get(tag) ?? 0) + 1)
+        return Effect.zipRight(outbox.enqueue({ method, path: p, body, tag }), Effect.forkDaemon(outbox.drain))
+      })
 
     const handleCsr = (work: Work.CsrWork) =>
       Effect.gen(function* () {
@@ -99,7 +117,7 @@ export const run = (config: AgentConfig) =>
         yield* Effect.logInfo(
           `deploy ${work.domain} → ${target.name}: ${status.status}${outcome._tag === "Left" ? ` (${outcome.left.message})` : ""}`
         )
-        yield* report("POST", `/api/v1/deployments/${target.deployment_id}/status`, status)
+        yield* report(`deploy:${work.job_id}`, "POST", `/api/v1/deployments/${target.deployment_id}/status`, status)
         return outcome._tag === "Right"
       })
 
@@ -147,20 +165,62 @@ export const run = (config: AgentConfig) =>
         })
       })
 
-    const handle = (item: Work.WorkItem) => {
-      const key = item.type === "http-01" ? `${item.challenge_id}:${item.action}` : `${item.type}:${item.job_id}`
-      if (inFlight.has(key)) return Effect.void
+    const keyOf = (item: Work.WorkItem) =>
+      item.type === "http-01" ? `${item.challenge_id}:${item.action}` : `${item.type}:${item.job_id}`
+
+    /** Should an item of a listing taken at `listedAt` be worked on now? */
+    const isNew = (key: string, listedAt: number) => {
+      if (inFlight.has(key) || (unreported.get(key) ?? 0) > 0) return false
+      const settled = settledAt.get(key)
+      if (settled !== undefined && settled >= listedAt) return false
+      const retry = retryAt.get(key)
+      if (retry !== undefined && Date.now() < retry.at) return false
+      return true
+    }
+
+    /** Starts the item in the background; returns whether it was started. */
+    const handle = (item: Work.WorkItem, listedAt: number) => {
+      const key = keyOf(item)
+      if (!isNew(key, listedAt)) return Effect.succeed(false)
       inFlight.add(key)
+      settledAt.delete(key)
       const work =
         item.type === "csr" ? handleCsr(item) : item.type === "deploy" ? handleDeploy(item) : handleChallenge(item)
-      return work.pipe(
-        Effect.catchAll((e: any) => Effect.logWarning(`work ${key} failed: ${e?.message ?? String(e)}`)),
-        Effect.ensuring(Effect.sync(() => inFlight.delete(key))),
+      return Effect.logInfo(`work ${key} started`).pipe(
+        Effect.zipRight(work),
+        Effect.tap(() => Effect.sync(() => retryAt.delete(key))),
+        Effect.catchAll((e: any) =>
+          Effect.zipRight(
+            Effect.sync(() => {
+              // A failure is not retried at once (a refused CSR would otherwise loop): back off.
+              const failures = (retryAt.get(key)?.failures ?? 0) + 1
+              retryAt.set(key, { at: Date.now() + Math.min(60_000, 1000 * 2 ** (failures - 1)), failures })
+            }),
+            Effect.logWarning(`work ${key} failed: ${e?.message ?? String(e)}`)
+          )
+        ),
+        Effect.ensuring(
+          Effect.sync(() => {
+            inFlight.delete(key)
+            if ((unreported.get(key) ?? 0) === 0) settledAt.set(key, Date.now())
+          })
+        ),
         Effect.annotateLogs({ work: key }),
         Effect.forkDaemon,
-        Effect.asVoid
+        Effect.as(true)
       )
     }
+
+    /** Handles a listing; forgets what the control plane no longer lists. Returns how many items started. */
+    const handleAll = (items: ReadonlyArray<Work.WorkItem>, listedAt: number) =>
+      Effect.gen(function* () {
+        const listed = new Set(items.map(keyOf))
+        for (const key of [...settledAt.keys()]) if (!listed.has(key)) settledAt.delete(key)
+        for (const key of [...retryAt.keys()]) if (!listed.has(key)) retryAt.delete(key)
+        let started = 0
+        for (const item of items) if (yield* handle(item, listedAt)) started += 1
+        return started
+      })
 
     const heartbeat = client.request("POST", `${base}/heartbeat`, { version: "0.1.0" }).pipe(
       Effect.catchAll((e) => Effect.logWarning(`heartbeat failed: ${e.message}`)),
@@ -168,22 +228,32 @@ export const run = (config: AgentConfig) =>
     )
 
     // Long poll; when the control plane is away, back off with jitter and keep everything deployed.
-    const poll = client
-      .request<{ items: Array<Work.WorkItem> }>(
-        "GET",
-        `${base}/work?wait=${config.pollWaitSeconds}`,
-        undefined,
-        (config.pollWaitSeconds + 15) * 1000
-      )
-      .pipe(
-        Effect.flatMap((res) => Effect.forEach(res.body.items, handle, { discard: true })),
-        Effect.tapError((e) => Effect.logWarning(`work poll failed: ${e.message}`)),
-        Effect.retry(
-          Schedule.exponential("500 millis").pipe(Schedule.jittered, Schedule.union(Schedule.spaced("30 seconds")))
-        ),
-        Effect.zipRight(Effect.sleep("50 millis")),
-        Effect.forever
-      )
+    // The listing returns at once while it holds items, even ones already being worked on; poll
+    // those slowly instead of spinning.
+    const poll = Effect.suspend(() => {
+      const listedAt = Date.now()
+      return client
+        .request<{ items: Array<Work.WorkItem> }>(
+          "GET",
+          `${base}/work?wait=${config.pollWaitSeconds}`,
+          undefined,
+          (config.pollWaitSeconds + 15) * 1000
+        )
+        .pipe(
+          Effect.flatMap((res) =>
+            Effect.map(handleAll(res.body.items, listedAt), (started) =>
+              started === 0 && res.body.items.length > 0 ? 1000 : 50
+            )
+          )
+        )
+    }).pipe(
+      Effect.tapError((e) => Effect.logWarning(`work poll failed: ${e.message}`)),
+      Effect.retry(
+        Schedule.exponential("500 millis").pipe(Schedule.jittered, Schedule.union(Schedule.spaced("30 seconds")))
+      ),
+      Effect.flatMap((pause) => Effect.sleep(pause)),
+      Effect.forever
+    )
 
     yield* Effect.logInfo(
       `certctl agent ${config.agentId} → ${config.serverUrl}, keys in ${path.resolve(config.keyDir)}`

@@ -31,9 +31,7 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("@ce
 const IdPath = Schema.Struct({ id: M.Id })
 const Cursor = Schema.String.pipe(Schema.maxLength(200))
 const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))
-const DateParam = Schema.String.pipe(
-  Schema.filter((s) => !Number.isNaN(Date.parse(s)) || "must be an ISO 8601 date or timestamp")
-)
+const DateParam = M.IsoDate
 
 const connectorCrud = <const Name extends string>(name: Name, path: string) =>
   HttpApiGroup.make(name)

@@ -132,16 +132,25 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
     const sql = yield* SqlClient.SqlClient
     const options = yield* EngineOptionsTag
 
-    const audit = (
-      jobId: string,
+    /** An audit row about any resource, in the caller's transaction, with this replica as actor. */
+    const auditResource = (
+      resource: { readonly type: string; readonly id: string },
       action: string,
       details: Record<string, unknown>,
       actor: { type: string; id: string } = { type: "system", id: options.owner },
       status: "success" | "failure" = "success"
     ) =>
       sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details, hash)
-        VALUES (${Ids.make("audit")}, ${actor.type}, ${actor.id}, ${action}, 'job', ${jobId}, ${status},
+        VALUES (${Ids.make("audit")}, ${actor.type}, ${actor.id}, ${action}, ${resource.type}, ${resource.id}, ${status},
                 ${JSON.stringify(details)}::jsonb, '\\x'::bytea)`
+
+    const audit = (
+      jobId: string,
+      action: string,
+      details: Record<string, unknown>,
+      actor?: { type: string; id: string },
+      status: "success" | "failure" = "success"
+    ) => auditResource({ type: "job", id: jobId }, action, details, actor, status)
 
     /**
      * Creates a job with its steps. Returns None when an open job of that kind already exists for
@@ -453,6 +462,7 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
       steps,
       renewLease,
       audit,
+      auditResource,
       options
     }
   })

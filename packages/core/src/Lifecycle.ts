@@ -241,7 +241,7 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
                 WHERE id = ${cert.id}`
             const action = job.kind === "renewal" ? "certificate_renewed" : "certificate_issued"
             yield* engine
-              .audit(cert.id, action, {
+              .auditResource({ type: "certificate", id: cert.id }, action, {
                 serial: info.serial,
                 version_id: id,
                 not_after: info.not_after.toISOString(),
@@ -397,7 +397,7 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
           }>`SELECT target_id, serial FROM deployment_history
               WHERE job_id = ${job.id}`.pipe(persist)
           yield* Effect.gen(function* () {
-            yield* engine.audit(cert.id, "certificate_deployed", {
+            yield* engine.auditResource({ type: "certificate", id: cert.id }, "certificate_deployed", {
               version_id: job.version_id,
               deployed_to: rows.map((r) => r.target_id),
               job_id: job.id
@@ -448,7 +448,11 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
                 WHERE id = ${version.id}`
             yield* sql`UPDATE certificates SET status = CASE WHEN status = 'archived' THEN status ELSE 'revoked' END,
                 renew_at = NULL, updated_at = now() WHERE id = ${cert.id}`
-            yield* engine.audit(cert.id, "certificate_revoked", { serial: version.serial, reason, job_id: job.id })
+            yield* engine.auditResource({ type: "certificate", id: cert.id }, "certificate_revoked", {
+              serial: version.serial,
+              reason,
+              job_id: job.id
+            })
             yield* notifications.emit({
               type: "certificate.revoked",
               certificate_id: cert.id,

@@ -16,6 +16,11 @@ const Id = Schema.String.pipe(
 export { Id }
 const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
 const Config = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+/**
+ * Operator payloads refuse unknown fields, so a typo ("renewal_day_before") is a 400 rather than a
+ * silently ignored setting. Agent reports stay lenient so newer agents can add fields.
+ */
+const strict = { parseOptions: { onExcessProperty: "error" as const } }
 
 export const CertificateStatus = Schema.Literal(
   "pending",
@@ -33,8 +38,8 @@ export class Team extends Schema.Class<Team>("Team")({
   name: Schema.String,
   created_at: Timestamp
 }) {}
-export const CreateTeam = Schema.Struct({ id: Schema.optional(Id), name: Name })
-export const UpdateTeam = Schema.Struct({ name: Schema.optional(Name) })
+export const CreateTeam = Schema.Struct({ id: Schema.optional(Id), name: Name }).annotations(strict)
+export const UpdateTeam = Schema.Struct({ name: Schema.optional(Name) }).annotations(strict)
 
 export class Owner extends Schema.Class<Owner>("Owner")({
   id: Schema.String,
@@ -51,12 +56,12 @@ export const CreateOwner = Schema.Struct({
   name: Name,
   email: Schema.optional(Email),
   team_id: Schema.optional(Id)
-})
+}).annotations(strict)
 export const UpdateOwner = Schema.Struct({
   name: Schema.optional(Name),
   email: Schema.optional(Schema.NullOr(Email)),
   team_id: Schema.optional(Schema.NullOr(Id))
-})
+}).annotations(strict)
 
 const Days = Schema.Number.pipe(Schema.finite(), Schema.nonNegative(), Schema.lessThanOrEqualTo(3650))
 const WarningDays = Schema.Array(Schema.Int.pipe(Schema.between(0, 3650))).pipe(Schema.maxItems(20))
@@ -79,14 +84,14 @@ export const CreateRenewalPolicy = Schema.Struct({
   lifetime_seconds: Schema.optional(Schema.Int.pipe(Schema.between(60, 3650 * 86400))),
   lifetime_days: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.between(1 / 1440, 3650))),
   expiry_warning_days: Schema.optional(WarningDays)
-})
+}).annotations(strict)
 export const UpdateRenewalPolicy = Schema.Struct({
   name: Schema.optional(Name),
   renewal_days_before: Schema.optional(Days),
   key_algorithm: Schema.optional(KeyAlgorithm),
   lifetime_seconds: Schema.optional(Schema.Int.pipe(Schema.between(60, 3650 * 86400))),
   expiry_warning_days: Schema.optional(WarningDays)
-})
+}).annotations(strict)
 
 /** Issuers, targets and notifiers share one shape: a typed, schema-checked config. */
 export class ConnectorResource extends Schema.Class<ConnectorResource>("ConnectorResource")({
@@ -110,14 +115,14 @@ export const CreateConnector = Schema.Struct({
   /** Notifiers only: the event types to send; empty means all. */
   events: Schema.optional(Schema.Array(Schema.String).pipe(Schema.maxItems(20))),
   enabled: Schema.optional(Schema.Boolean)
-})
+}).annotations(strict)
 export const UpdateConnector = Schema.Struct({
   name: Schema.optional(Name),
   config: Schema.optional(Config),
   agent_id: Schema.optional(Id),
   events: Schema.optional(Schema.Array(Schema.String).pipe(Schema.maxItems(20))),
   enabled: Schema.optional(Schema.Boolean)
-})
+}).annotations(strict)
 export const ValidationResult = Schema.Struct({
   ok: Schema.Boolean,
   message: Schema.String,
@@ -175,7 +180,7 @@ export const CreateCertificate = Schema.Struct({
   renewal_policy_id: Schema.optional(Id),
   key_algorithm: Schema.optional(KeyAlgorithm),
   lifetime_days: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.between(1 / 1440, 3650)))
-})
+}).annotations(strict)
 export type CreateCertificate = typeof CreateCertificate.Type
 export const UpdateCertificate = Schema.Struct({
   target_ids: Schema.optional(Schema.Array(Id).pipe(Schema.maxItems(100))),
@@ -184,7 +189,7 @@ export const UpdateCertificate = Schema.Struct({
   team_id: Schema.optional(Schema.NullOr(Id)),
   renewal_policy_id: Schema.optional(Schema.NullOr(Id)),
   key_algorithm: Schema.optional(KeyAlgorithm)
-})
+}).annotations(strict)
 export const CreatedCertificate = Schema.Struct({ id: Schema.String, job_id: Schema.String, certificate: Certificate })
 export const RevokeCertificate = Schema.Struct({
   reason: Schema.Literal(
@@ -197,7 +202,7 @@ export const RevokeCertificate = Schema.Struct({
     "certificateHold",
     "privilegeWithdrawn"
   )
-})
+}).annotations(strict)
 
 export class JobStep extends Schema.Class<JobStep>("JobStep")({
   seq: Schema.Number,
@@ -239,7 +244,11 @@ export class Agent extends Schema.Class<Agent>("Agent")({
   created_at: Timestamp,
   retired_at: NullableTimestamp
 }) {}
-export const RegisterAgent = Schema.Struct({ id: Schema.optional(Id), name: Name, hostname: Schema.optional(Name) })
+export const RegisterAgent = Schema.Struct({
+  id: Schema.optional(Id),
+  name: Name,
+  hostname: Schema.optional(Name)
+}).annotations(strict)
 export const RegisteredAgent = Schema.Struct({ agent: Agent, api_key: Schema.String })
 export const Heartbeat = Schema.Struct({
   version: Schema.optional(Schema.String.pipe(Schema.maxLength(100))),
@@ -274,9 +283,25 @@ export class Deployment extends Schema.Class<Deployment>("Deployment")({
   created_at: Timestamp
 }) {}
 const Serial = Schema.String.pipe(Schema.pattern(/^[0-9a-fA-F:]{1,128}$/, { message: () => "must be a hex serial" }))
-const DateInput = Schema.String.pipe(
-  Schema.filter((s) => !Number.isNaN(Date.parse(s)) || "must be an ISO 8601 timestamp")
+const isoDate = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?$/
+const daysIn = (y: number, m: number) =>
+  m === 2 ? ((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31
+/**
+ * An ISO 8601 date or timestamp ("2025-01-31", "2025-01-31T12:00:00Z"). `Date.parse` alone takes
+ * "0", "-1" or "2024-02-30" and years PostgreSQL cannot store, so the form is checked first.
+ */
+export const IsoDate = Schema.String.pipe(
+  Schema.maxLength(40),
+  Schema.filter((s) => {
+    const m = isoDate.exec(s)
+    const ok = m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 12 && Number(m[3]) >= 1
+    return (
+      (ok && Number(m[3]) <= daysIn(Number(m[1]), Number(m[2])) && !Number.isNaN(Date.parse(s))) ||
+      "must be an ISO 8601 date or timestamp, e.g. 2025-01-31 or 2025-01-31T12:00:00Z"
+    )
+  })
 )
+const DateInput = IsoDate
 /** Agent-reported deployment (the design document's `{"cert_id", "status": "ok"}`). */
 export const ReportDeployment = Schema.Struct({
   cert_id: Id,

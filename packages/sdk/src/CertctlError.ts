@@ -95,16 +95,17 @@ const fromResponseError = (error: HttpClientError.ResponseError): Effect.Effect<
         status,
         code: status >= 500 ? "server_error" : "unexpected_status",
         message: `unexpected HTTP ${status} from ${error.request.method} ${error.request.url}${snippet ? `: ${snippet}` : ""}`,
-        ...(headerId !== undefined ? { request_id: headerId } : {}),
-        cause: error
+        ...(headerId !== undefined ? { request_id: headerId } : {})
       })
     })
   )
 }
 
 /**
- * Fold any failure of the derived client into a `CertctlError`. `baseUrl` names the server in
- * "cannot reach" messages; without it the request's origin is used.
+ * Fold any failure of the derived client into a `CertctlError`. The client's own errors carry the
+ * request, bearer header included, so they are never kept as the `cause`: logging a
+ * `CertctlError` must not print the API key. `baseUrl` names the server in "cannot reach"
+ * messages; without it the request's origin is used.
  */
 export const fromUnknown = (error: unknown, baseUrl?: string): Effect.Effect<CertctlError> => {
   if (error instanceof CertctlError) return Effect.succeed(error)
@@ -124,7 +125,7 @@ export const fromUnknown = (error: unknown, baseUrl?: string): Effect.Effect<Cer
           status: 0,
           code: "unreachable",
           message: `cannot reach certctl at ${where}: ${rootMessage(error.cause ?? error)}`,
-          cause: error
+          cause: error.cause
         })
       )
     }
@@ -133,7 +134,7 @@ export const fromUnknown = (error: unknown, baseUrl?: string): Effect.Effect<Cer
         status: 0,
         code: "invalid_request",
         message: `${error.reason === "InvalidUrl" ? "invalid URL" : "cannot encode request"}: ${error.request.url}`,
-        cause: error
+        cause: error.cause
       })
     )
   }

@@ -5,9 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { parseWhen, printPage } from "../src/cli/Common.js"
 import { type CertctlPromiseClient, createClient } from "../src/Promise.js"
-import { type EmulatedAgent, startAgent } from "./agentEmulator.js"
-import { runBin } from "./bin.js"
-import { type RunningServer, serverPeer, startServer } from "./server.js"
+import { runBin, spawnBin } from "./bin.js"
+import { type RunningAgent, type RunningServer, serverPeer, startAgent, startServer } from "./server.js"
 import { certificateColumns } from "../src/cli/Render.js"
 import { makeCapture, runCli } from "./capture.js"
 import { certificate } from "./fixtures.js"
@@ -204,7 +203,7 @@ describe.skipIf(!serverOk)("the CLI against the real server", () => {
   let server: RunningServer
   let admin: CertctlPromiseClient
   let env: Record<string, string>
-  let agent: EmulatedAgent | undefined
+  let agent: RunningAgent | undefined
   let certId: string
   let jobId: string
   const dirs: Array<string> = []
@@ -228,6 +227,8 @@ describe.skipIf(!serverOk)("the CLI against the real server", () => {
     await admin.targets.create({ id, name: id, type: "file", agent_id: agentId, config: { directory: dir } })
   }
 
+  let agentKey = ""
+
   it("agents register prints the agent and its one-time key", async () => {
     const r = await Effect.runPromise(
       runCli(["agents", "register", "--name", "web 01", "--id", "web-01", "--json"], env)
@@ -236,7 +237,7 @@ describe.skipIf(!serverOk)("the CLI against the real server", () => {
     const registered = JSON.parse(r.stdout)
     expect(registered.agent).toMatchObject({ id: "web-01", name: "web 01", status: "active" })
     expect(typeof registered.api_key).toBe("string")
-    agent = startAgent(server.url, "web-01", registered.api_key)
+    agentKey = registered.api_key
     await fileTarget("files-01", "web-01")
   })
 
@@ -252,7 +253,7 @@ describe.skipIf(!serverOk)("the CLI against the real server", () => {
     expect(row?.indexOf("active")).toBe(lines[0].indexOf("STATUS"))
   })
 
-  it("certs create starts issuance and `jobs watch` (bin) follows it to COMPLETED", async () => {
+  it("certs create starts issuance and `jobs watch` (bin) follows it live to COMPLETED", async () => {
     const created = await Effect.runPromise(
       runCli(["certs", "create", "--domain", "app.example.com", "--issuer", "ca", "--target", "files-01"], env)
     )
@@ -263,19 +264,30 @@ describe.skipIf(!serverOk)("the CLI against the real server", () => {
     jobId = /^issuance job: (\S+)$/m.exec(created.stdout)?.[1] ?? ""
     expect(created.stdout).toContain(`follow it: certctl jobs watch ${jobId}`)
 
-    const r = await runBin(["jobs", "watch", jobId, "--interval", "100"], env)
+    // The agent is not running yet, so the job waits for its CSR while the watch starts.
+    const watch = spawnBin(["jobs", "watch", jobId, "--interval", "100"], env)
+    const first = await watch.waitForLine(/^job /)
+    expect(first).toMatch(new RegExp(`^job ${jobId} (PENDING|RUNNING)`))
+    agent = await startAgent(server, "web-01", agentKey)
+    const r = await watch.done
     expect(r.stderr).toBe("")
     expect(r.code).toBe(0)
     const lines = r.stdout.trimEnd().split("\n")
-    expect(lines[0]).toMatch(new RegExp(`^job ${jobId} (PENDING|RUNNING)`))
     const job = await admin.jobs.get(jobId)
-    const total = job.steps?.length ?? 0
-    expect(total).toBeGreaterThan(0)
-    // Every step's final state was printed, numbered, in the documented format.
-    for (const [i, s] of (job.steps ?? []).entries()) {
-      expect(lines).toContain(`[${i + 1}/${total}] ${s.name} ... COMPLETED`)
+    const steps = job.steps ?? []
+    expect(steps.length).toBeGreaterThan(0)
+    // Every step's final state was printed, numbered, in the documented format...
+    for (const [i, s] of steps.entries()) {
+      expect(lines).toContain(`[${i + 1}/${steps.length}] ${s.name} ... COMPLETED`)
     }
-    expect(lines).toContain(`job ${jobId} COMPLETED`)
+    // ...at least one step was seen RUNNING before it COMPLETED (the watch followed it live)...
+    const followed = steps.some((s, i) => {
+      const running = lines.indexOf(`[${i + 1}/${steps.length}] ${s.name} ... RUNNING`)
+      return running >= 0 && running < lines.indexOf(`[${i + 1}/${steps.length}] ${s.name} ... COMPLETED`)
+    })
+    expect(followed).toBe(true)
+    // ...and the output ends with the final state.
+    expect(lines.at(-1)).toBe(`job ${jobId} COMPLETED`)
   })
 
   it("`certs list --json` (bin) prints the API's page", async () => {

@@ -1,3 +1,4 @@
+import { inspect } from "node:util"
 import { describe, expect, it } from "vitest"
 import { CertctlError } from "../src/CertctlError.js"
 import { createClient } from "../src/Promise.js"
@@ -38,6 +39,23 @@ describe("createClient", () => {
     expect(error.message).toBe(
       `cannot reach certctl at http://127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}`
     )
+  })
+
+  it("never carries the API key in the error, however it is logged", async () => {
+    const port = await closedPort()
+    const apiKey = "sdk-test-secret-4f1e9a"
+    const client = createClient({ url: `http://127.0.0.1:${port}`, apiKey })
+    const attempts = [
+      () => client.certificates.list(),
+      () => client.jobs.get("job-1"),
+      () => client.certificates.get("bad id!")
+    ]
+    for (const attempt of attempts) {
+      const error = await attempt().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(CertctlError)
+      const printed = [inspect(error, { depth: 50, showHidden: true }), JSON.stringify(error), String(error)]
+      for (const text of printed) expect(text).not.toContain(apiKey)
+    }
   })
 
   it("uses the given fetch, sending the bearer key to the base URL's API path", async () => {

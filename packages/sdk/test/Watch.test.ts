@@ -42,6 +42,20 @@ describe("progressLines", () => {
     expect(progressLines(failed, abandoned)).toEqual(["job job-1 ABANDONED [Unauthorized]: bad EAB key"])
   })
 
+  it("closes with the final state after the last step changes", () => {
+    const running = job({
+      state: "RUNNING",
+      attempts: 1,
+      steps: issuanceSteps(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED", "RUNNING"])
+    })
+    const done = job({
+      state: "COMPLETED",
+      attempts: 1,
+      steps: issuanceSteps(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED"])
+    })
+    expect(progressLines(running, done)).toEqual(["[5/5] deploy ... COMPLETED", "job job-1 COMPLETED"])
+  })
+
   it("prints a new attempt even when the state reads the same", () => {
     const a = job({ state: "RUNNING", attempts: 1 })
     expect(progressLines(a, job({ state: "RUNNING", attempts: 2 }))).toEqual(["job job-1 RUNNING (attempt 2/5)"])
@@ -96,8 +110,8 @@ describe("follow", () => {
       expect(lines[0]).toBe("job job-1 PENDING")
       expect(lines.filter((l) => l === "job job-1 PENDING")).toHaveLength(1)
       expect(lines).toContain("job job-1 RUNNING (attempt 1/5)")
-      expect(lines.at(-6)).toBe("job job-1 COMPLETED")
-      expect(lines.at(-1)).toBe("[5/5] deploy ... COMPLETED")
+      expect(lines.at(-2)).toBe("[5/5] deploy ... COMPLETED")
+      expect(lines.at(-1)).toBe("job job-1 COMPLETED")
       expect(yield* requireCompleted(final)).toBe(final)
     })
   )

@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import { Api, Database, Engine, Connectors } from "@certctl/core"
 import { builtins } from "@certctl/connectors"
-import { HttpApiBuilder, HttpApiScalar, HttpMiddleware, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option } from "effect"
 import { AuthenticationLive } from "./Auth.js"
@@ -44,7 +44,7 @@ const ApiLive = HttpApiBuilder.api(Api.CertctlApi).pipe(
 )
 
 /** The engine for this server: built-in connectors, settings from the environment. */
-export const engineLayer = (settings: ServerSettings, owner: string) =>
+const engineLayer = (settings: ServerSettings, owner: string) =>
   Engine.layer({
     owner,
     registry: Connectors.makeRegistry(builtins),
@@ -69,8 +69,8 @@ const httpServerLayer = (settings: ServerSettings) => {
  * The HTTP face: the API, `/docs` (Scalar, served locally) and `/api/v1/openapi.json`, behind the
  * error-body middleware. Requests are bounded to 1 MiB.
  */
-export const httpLayer = (settings: ServerSettings) =>
-  HttpApiBuilder.serve((app) => errorBodies(HttpMiddleware.logger(app))).pipe(
+const httpLayer = (settings: ServerSettings) =>
+  HttpApiBuilder.serve(errorBodies).pipe(
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
     Layer.provide(ApiLive),
@@ -79,7 +79,7 @@ export const httpLayer = (settings: ServerSettings) =>
   )
 
 /** Everything one replica runs: database, engine, HTTP, and the background loops. */
-export const serverLayer = (settings: ServerSettings) => {
+export const serverLayer = (settings: ServerSettings): Layer.Layer<never, unknown> => {
   const owner = replicaName()
   const config = Layer.succeed(ServerConfig, settings)
   const database = Layer.provideMerge(sealingLayer, Database.layerConfig).pipe(Layer.provide(config))

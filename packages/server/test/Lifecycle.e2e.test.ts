@@ -1,7 +1,11 @@
+import { X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { Pki } from "@certctl/core"
 import { pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { localCaTrustAnchor, spkiOfCert, spkiOfKey } from "./e2eSupport.js"
 import { type AgentHandle, api, eventually, type ServerHandle, startAgent, startServer } from "./harness.js"
 
 const pg = await pgAvailable()
@@ -59,7 +63,29 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
       expect(deployment.serial).toBe(cert.serial)
       const dir = path.join(deployDir, "api.example.com")
       expect(fs.statSync(path.join(dir, "key.pem")).mode & 0o777).toBe(0o600)
-      expect(fs.readFileSync(path.join(dir, "cert.pem"), "utf8")).toContain("BEGIN CERTIFICATE")
+      const certPem = fs.readFileSync(path.join(dir, "cert.pem"), "utf8")
+      const chainPem = fs.readFileSync(path.join(dir, "chain.pem"), "utf8")
+      const info = await Effect.runPromise(Pki.parseCertificate(certPem))
+      expect(info.serial).toBe(cert.serial)
+
+      // The chain verifies to the local CA's root, as the issuer itself reports it.
+      const root = await localCaTrustAnchor(server, "issuer-001")
+      const chain = Pki.splitPem(chainPem).filter((b) => b.includes("BEGIN CERTIFICATE"))
+      const rootFp = (await Effect.runPromise(Pki.parseCertificate(root))).fingerprint_sha256
+      const intermediates: Array<string> = []
+      for (const c of chain)
+        if ((await Effect.runPromise(Pki.parseCertificate(c))).fingerprint_sha256 !== rootFp) intermediates.push(c)
+      expect(await Effect.runPromise(Pki.verifyChain(certPem, intermediates, root))).toBe(true)
+      expect(fs.readFileSync(path.join(dir, "fullchain.pem"), "utf8")).toContain(certPem.trim())
+
+      // Names are exactly the managed ones; the deployed key is the certificate's key.
+      const x = new X509Certificate(certPem)
+      expect(x.subjectAltName).toBe("DNS:api.example.com")
+      expect(spkiOfKey(fs.readFileSync(path.join(dir, "key.pem"), "utf8"))).toBe(spkiOfCert(certPem))
+      // The agent's own copy: directory 0700, key 0600.
+      const own = path.join(agent.keyDir, "api.example.com")
+      expect(fs.statSync(own).mode & 0o777).toBe(0o700)
+      expect(fs.statSync(path.join(own, "key.pem")).mode & 0o777).toBe(0o600)
     })
   }
 )

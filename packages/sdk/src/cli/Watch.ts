@@ -44,7 +44,10 @@ const jobLine = (job: Job): string => {
 /** The lines that describe the change from `prev` (undefined on the first poll) to `next`. */
 export const progressLines = (prev: Job | undefined, next: Job): ReadonlyArray<string> => {
   const lines: Array<string> = []
-  if (!prev || prev.state !== next.state || prev.attempts !== next.attempts) lines.push(jobLine(next))
+  const jobChanged = !prev || prev.state !== next.state || prev.attempts !== next.attempts
+  // The job's line leads, except its final state, which closes the output after the last steps.
+  const closing = jobChanged && finalStates.includes(next.state)
+  if (jobChanged && !closing) lines.push(jobLine(next))
   const before = new Map(prev ? sortedSteps(prev).map((s) => [s.seq, s.state] as const) : [])
   const steps = sortedSteps(next)
   steps.forEach((step, i) => {
@@ -52,6 +55,7 @@ export const progressLines = (prev: Job | undefined, next: Job): ReadonlyArray<s
     const error = step.error ? `: ${truncate(step.error, 200)}` : ""
     lines.push(`[${i + 1}/${steps.length}] ${step.name} ... ${step.state}${error}`)
   })
+  if (closing) lines.push(jobLine(next))
   return lines
 }
 

@@ -4,7 +4,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import * as ApiKeys from "../ApiKeys.js"
 import { actorOf, admin, reader, selfOrAdmin } from "../Auth.js"
-import { decodeCursor, pageOf, toAgent } from "./rows.js"
+import { cursorAfter, pageOf, toAgent } from "./rows.js"
 
 export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handlers) =>
   Effect.gen(function* () {
@@ -79,7 +79,7 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
         Effect.gen(function* () {
           yield* reader
           const limit = q.limit ?? 100
-          const after = decodeCursor(q.cursor)
+          const after = yield* cursorAfter(q.cursor)
           const conds = [
             q.status ? sql`status = ${q.status}` : undefined,
             after !== undefined ? sql`id > ${after}` : undefined

@@ -13,7 +13,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import { actorOf, admin, reader } from "../Auth.js"
-import { certificateColumns, decodeCursor, pageOf, toCertificate, toDeployment, toVersion } from "./rows.js"
+import { certificateColumns, cursorAfter, pageOf, toCertificate, toDeployment, toVersion } from "./rows.js"
 
 const DAY = 86_400
 const DEFAULT_LIFETIME = 90 * DAY
@@ -64,6 +64,14 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
           )
         return agents[0]
       })
+
+    /** Operators read any certificate's history; an agent only that of certificates assigned to it. */
+    const readableBy = (cert: { id: string; agent_id: string | null }) =>
+      Effect.flatMap(Api.CurrentPrincipal, (p) =>
+        p.role === "agent" && cert.agent_id !== p.agent_id
+          ? Effect.fail(ApiError.forbidden(`certificate ${cert.id} is not assigned to agent ${p.agent_id}`))
+          : Effect.void
+      )
 
     const badWindow = (message: string) =>
       ApiError.badRequest(message, { issues: [{ path: "renewal_days_before", message }] })
@@ -157,7 +165,7 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
         Effect.gen(function* () {
           yield* reader
           const limit = q.limit ?? 100
-          const after = decodeCursor(q.cursor)
+          const after = yield* cursorAfter(q.cursor)
           const conds = [
             q.status !== undefined ? sql`c.status = ${q.status}` : undefined,
             q.domain !== undefined
@@ -304,8 +312,7 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
       )
       .handle("versions", ({ path }) =>
         Effect.gen(function* () {
-          yield* Api.CurrentPrincipal
-          yield* load(path.id)
+          yield* readableBy(yield* load(path.id))
           const rows =
             yield* sql`SELECT * FROM certificate_versions WHERE certificate_id = ${path.id} ORDER BY version DESC`.pipe(
               Effect.orDie
@@ -315,8 +322,7 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
       )
       .handle("deployments", ({ path }) =>
         Effect.gen(function* () {
-          yield* Api.CurrentPrincipal
-          yield* load(path.id)
+          yield* readableBy(yield* load(path.id))
           const rows =
             yield* sql`SELECT * FROM deployment_history WHERE certificate_id = ${path.id} ORDER BY created_at DESC`.pipe(
               Effect.orDie

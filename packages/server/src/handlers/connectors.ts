@@ -3,7 +3,7 @@ import { HttpApiBuilder, type HttpApiGroup } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect, type Layer } from "effect"
 import { actorOf, admin, reader } from "../Auth.js"
-import { decodeCursor, isoReq, pageOf } from "./rows.js"
+import { cursorAfter, isoReq, pageOf } from "./rows.js"
 
 type Kind = "issuer" | "target" | "notifier"
 const tables = { issuer: "issuers", target: "targets", notifier: "notifiers" } as const
@@ -86,7 +86,7 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
           Effect.gen(function* () {
             yield* reader
             const limit = q.limit ?? 100
-            const after = decodeCursor(q.cursor)
+            const after = yield* cursorAfter(q.cursor)
             const conds = [
               q.type ? sql`type = ${q.type}` : undefined,
               after !== undefined ? sql`id > ${after}` : undefined
@@ -121,35 +121,28 @@ const build = <G extends "issuers" | "targets" | "notifiers">(
                 resource: { type: kind, id },
                 details: { name: payload.name, type: payload.type }
               })
+              // Issuers are checked against the real CA now, not later in a job. The check runs in
+              // the creating transaction (it may store account state), so a refusal writes nothing.
+              if (kind === "issuer") {
+                const check = yield* Effect.either(Effect.flatMap(connectors.fresh(kind, id), (c) => c.validate))
+                if (check._tag === "Left")
+                  return yield* Effect.fail(
+                    ApiError.unprocessable(`issuer validation failed: ${check.left.message}`, {
+                      reason: check.left.reason
+                    })
+                  )
+              }
             }).pipe(
               sql.withTransaction,
-              Effect.catchAll((e: any) =>
-                Persistence.pgCode(e) === "23505"
-                  ? Effect.fail(ApiError.conflict(`${kind} ${id} already exists`))
-                  : Effect.die(e)
+              Effect.catchAll(
+                (e: any): Effect.Effect<never, ApiError.Unprocessable | ApiError.Conflict> =>
+                  typeof e?.error === "string"
+                    ? Effect.fail(e as ApiError.Unprocessable)
+                    : Persistence.pgCode(e) === "23505"
+                      ? Effect.fail(ApiError.conflict(`${kind} ${id} already exists`))
+                      : Effect.die(e)
               )
             )
-            // Issuers are checked against the real CA now, not later in a job.
-            if (kind === "issuer") {
-              const check = yield* Effect.either(Effect.flatMap(connectors.fresh(kind, id), (c) => c.validate))
-              if (check._tag === "Left") {
-                yield* sql`DELETE FROM issuers WHERE id = ${id}`.pipe(Effect.orDie)
-                yield* audit
-                  .append({
-                    actor: actorOf(principal),
-                    action: "issuer_rejected",
-                    resource: { type: kind, id },
-                    status: "failure",
-                    details: { reason: check.left.reason, message: check.left.message }
-                  })
-                  .pipe(Effect.orDie)
-                return yield* Effect.fail(
-                  ApiError.unprocessable(`issuer validation failed: ${check.left.message}`, {
-                    reason: check.left.reason
-                  })
-                )
-              }
-            }
             return toResource(yield* load(id))
           })
         )

@@ -3,7 +3,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { actorOf, admin, reader } from "../Auth.js"
-import { decodeCursor, isoReq, pageOf } from "./rows.js"
+import { cursorAfter, isoReq, pageOf } from "./rows.js"
 
 /** Teams, owners and renewal policies: plain records with referential checks. */
 const conflictOn = (kind: string, id: string) => (e: any) =>
@@ -18,7 +18,7 @@ const list = (table: string, toModel: (r: any) => any) => (q: { cursor?: string;
     yield* reader
     const sql = yield* SqlClient.SqlClient
     const limit = q.limit ?? 100
-    const after = decodeCursor(q.cursor)
+    const after = yield* cursorAfter(q.cursor)
     const rows = yield* sql`SELECT * FROM ${sql(table)} WHERE ${after !== undefined ? sql`id > ${after}` : sql`true`}
         ORDER BY id LIMIT ${limit + 1}`.pipe(Effect.orDie)
     return pageOf(rows.map(toModel), limit)

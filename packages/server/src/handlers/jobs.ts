@@ -1,9 +1,9 @@
 import { Api, ApiError, AuditLog, JobEngine, Signals } from "@certctl/core"
 import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { actorOf, admin } from "../Auth.js"
-import { decodeCursor, pageOf, toJob } from "./rows.js"
+import { badCursor, cursorAfter, pageOf, toJob } from "./rows.js"
 
 export const JobsLive = HttpApiBuilder.group(Api.CertctlApi, "jobs", (handlers) =>
   Effect.gen(function* () {
@@ -28,7 +28,7 @@ export const JobsLive = HttpApiBuilder.group(Api.CertctlApi, "jobs", (handlers) 
         Effect.gen(function* () {
           const p = yield* Api.CurrentPrincipal
           const limit = q.limit ?? 100
-          const after = decodeCursor(q.cursor)
+          const after = yield* cursorAfter(q.cursor)
           const conds = [
             visible(p),
             q.state ? sql`state = ${q.state}` : undefined,
@@ -80,6 +80,11 @@ export const AuditLive = HttpApiBuilder.group(Api.CertctlApi, "audit", (handlers
       Effect.gen(function* () {
         const p = yield* Api.CurrentPrincipal
         if (p.role === "agent") return yield* Effect.fail(ApiError.forbidden("agents may not read the audit log"))
+        // AuditLog.query ignores a cursor it cannot read; over HTTP that is the caller's mistake.
+        if (q.cursor !== undefined) {
+          const seq = AuditLog.decodeCursor(q.cursor)
+          if (Option.isNone(seq) || AuditLog.encodeCursor(seq.value) !== q.cursor) return yield* Effect.fail(badCursor)
+        }
         const page = yield* audit
           .query({
             ...q,

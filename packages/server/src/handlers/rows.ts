@@ -1,4 +1,5 @@
-import { Models } from "@certctl/core"
+import { ApiError, Models } from "@certctl/core"
+import { Effect } from "effect"
 
 /** Row → wire model conversions shared by handlers. */
 export const iso = (d: Date | string | null | undefined): string | null =>
@@ -116,11 +117,23 @@ export const toAgent = (r: any) =>
 
 /** Keyset pagination over text ids (time-ordered by construction). */
 export const encodeCursor = (id: string) => Buffer.from(`i:${id}`).toString("base64url")
-export const decodeCursor = (cursor: string | undefined): string | undefined => {
-  if (!cursor) return undefined
+
+/**
+ * The id a cursor continues after. A cursor this server did not hand out is a 400, not a silent
+ * first (or empty) page: it must decode and re-encode to itself.
+ */
+export const cursorAfter = (cursor: string | undefined): Effect.Effect<string | undefined, ApiError.BadRequest> => {
+  if (cursor === undefined) return Effect.succeed(undefined)
   const s = Buffer.from(cursor, "base64url").toString()
-  return s.startsWith("i:") ? s.slice(2) : "\uffff"
+  return s.startsWith("i:") && s.length > 2 && encodeCursor(s.slice(2)) === cursor
+    ? Effect.succeed(s.slice(2))
+    : Effect.fail(badCursor)
 }
+
+export const badCursor = ApiError.badRequest("cursor is not one this server handed out (use next_cursor verbatim)", {
+  issues: [{ path: "cursor", message: "invalid cursor" }]
+})
+
 export const pageOf = <A extends { id: string }>(rows: ReadonlyArray<A>, limit: number) => ({
   items: rows.slice(0, limit),
   next_cursor: rows.length > limit ? encodeCursor(rows[limit - 1].id) : null

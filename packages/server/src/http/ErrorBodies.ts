@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto"
 import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
+import * as InputGuard from "./InputGuard.js"
 
 const decoder = new TextDecoder()
 
@@ -62,5 +63,9 @@ export const errorBodies = <E, R>(
     yield* HttpApp.appendPreResponseHandler((req, response) =>
       Effect.succeed(reshape(response, requestId, `${req.method} ${req.url.split("?")[0]}`))
     )
+    // Refusals from the guard bypass the platform's response handling, so they are shaped here.
+    const refused = yield* InputGuard.check(request)
+    if (Option.isSome(refused))
+      return reshape(refused.value, requestId, `${request.method} ${request.url.split("?")[0]}`)
     return yield* app
   })

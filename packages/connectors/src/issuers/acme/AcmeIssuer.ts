@@ -8,7 +8,7 @@
 import { Connector, ConnectorError, type Issuer } from "@certctl/core"
 import { Client } from "acme-client"
 import { Effect, Redacted } from "effect"
-import { accountKey, storeAccountUrl, storedAccountUrl } from "./account.js"
+import { adoptAccountKey, newAccountKey, storeAccountUrl, storedAccountKey, storedAccountUrl } from "./account.js"
 import { fetchRenewalWindow } from "./ari.js"
 import { AcmeIssuerConfig, secretFields } from "./config.js"
 import { checkProfile, type Directory, loadDirectory } from "./directory.js"
@@ -28,6 +28,8 @@ export const revocationReasons: Readonly<Record<string, number>> = {
   unspecified: 0,
   keyCompromise: 1,
   cACompromise: 2,
+  // The API's spelling (certctl's RevokeCertificate schema) of the same reason.
+  caCompromise: 2,
   affiliationChanged: 3,
   superseded: 4,
   cessationOfOperation: 5,
@@ -92,42 +94,62 @@ const build = (
     const log = context.log ?? (() => {})
     const state = context.state ?? Connector.memoryState()
     const dirUrl = config.directory_url
-    const keyPem = yield* accountKey(state)
-    const knownUrl = yield* storedAccountUrl(state, dirUrl)
-    const client = new Client({
-      directoryUrl: dirUrl,
-      accountKey: keyPem,
-      ...(knownUrl ? { accountUrl: knownUrl } : {}),
-      ...(config.eab
-        ? { externalAccountBinding: { kid: config.eab.kid, hmacKey: Redacted.value(config.eab.hmac_key) } }
-        : {})
-    })
-    const internals = installTransport(client, transport)
+    const storedKey = yield* storedAccountKey(state)
+    const knownUrl = storedKey ? yield* storedAccountUrl(state, dirUrl) : undefined
+    const newClient = (keyPem: string, accountUrl?: string) => {
+      const c = new Client({
+        directoryUrl: dirUrl,
+        accountKey: keyPem,
+        ...(accountUrl ? { accountUrl } : {}),
+        ...(config.eab
+          ? { externalAccountBinding: { kid: config.eab.kid, hmacKey: Redacted.value(config.eab.hmac_key) } }
+          : {})
+      })
+      return { c, i: installTransport(c, transport) }
+    }
+    // A key nobody stored yet stays in memory until the CA accepts an account for it.
+    let keyPem = storedKey ?? newAccountKey()
+    let { c: client, i: internals } = newClient(keyPem, knownUrl)
     let directory = yield* loadDirectory(transport, internals, dirUrl)
     yield* checkDirectory(config, directory)
 
-    const register = Effect.gen(function* () {
-      yield* attempt(`ACME newAccount at ${dirUrl}`, dirUrl, () =>
-        client.createAccount({
-          termsOfServiceAgreed: config.terms_of_service_agreed,
-          ...(config.email ? { contact: [`mailto:${config.email}`] } : {})
-        })
-      ).pipe(
-        Effect.mapError((e) =>
-          config.eab && (e.reason === "Unauthorized" || e.reason === "Rejected")
-            ? new ConnectorError({
-                reason: "Unauthorized",
-                message: `${e.message} (external account binding kid "${config.eab.kid}": check eab.kid and eab.hmac_key)`,
-                detail: e.detail,
-                cause: e
-              })
-            : e
-        )
+    const createAccount = attempt(`ACME newAccount at ${dirUrl}`, dirUrl, () =>
+      client.createAccount({
+        termsOfServiceAgreed: config.terms_of_service_agreed,
+        ...(config.email ? { contact: [`mailto:${config.email}`] } : {})
+      })
+    ).pipe(
+      Effect.mapError((e) =>
+        config.eab && (e.reason === "Unauthorized" || e.reason === "Rejected")
+          ? new ConnectorError({
+              reason: "Unauthorized",
+              message: `${e.message} (external account binding kid "${config.eab.kid}": check eab.kid and eab.hmac_key)`,
+              detail: e.detail,
+              cause: e
+            })
+          : e
       )
-      yield* storeAccountUrl(state, dirUrl, client.getAccountUrl())
-      log("acme account registered", { url: client.getAccountUrl() })
-    })
-    if (!knownUrl) yield* register
+    )
+    const storeUrl = Effect.suspend(() => storeAccountUrl(state, dirUrl, client.getAccountUrl())).pipe(
+      Effect.tap(() => Effect.sync(() => log("acme account registered", { url: client.getAccountUrl() })))
+    )
+    const register = Effect.zipRight(
+      Effect.suspend(() => createAccount),
+      storeUrl
+    )
+    if (!knownUrl && storedKey) yield* register
+    else if (!knownUrl) {
+      yield* createAccount
+      const winner = yield* adoptAccountKey(state, keyPem)
+      if (winner !== keyPem) {
+        // Another replica stored its key first: use that one (registering it again returns its account).
+        keyPem = winner
+        ;({ c: client, i: internals } = newClient(keyPem))
+        directory = yield* loadDirectory(transport, internals, dirUrl)
+        yield* Effect.suspend(() => createAccount)
+      }
+      yield* storeUrl
+    }
 
     /**
      * A CA that lost or dropped our account (a restarted Pebble, an account deactivated by an

@@ -1,8 +1,9 @@
 /**
- * The ACME account: one per issuer. Its key (PEM, sealed by ConnectorContext.state) is created
- * once through `setIfAbsent("account")`, so replicas that make the issuer at the same moment
- * converge on one key; registering that key twice returns the same account (RFC 8555 §7.3.1),
- * so they converge on one account URL too. The URL is cached per directory under "account_url".
+ * The ACME account: one per issuer. Its key (PEM, sealed by ConnectorContext.state) is stored
+ * through `setIfAbsent("account")` once the CA accepted it, so replicas that make the issuer at
+ * the same moment converge on one key (the loser registers the winner's key again, which returns
+ * the same account, RFC 8555 §7.3.1) and a refused issuer stores nothing. The URL is cached per
+ * directory under "account_url".
  */
 import { generateKeyPairSync } from "node:crypto"
 import type { Connector } from "@certctl/core"
@@ -27,29 +28,31 @@ const parse = <A>(raw: string, what: string): Effect.Effect<A, ConnectorError> =
       new ConnectorError({ reason: "InvalidConfig", message: `stored ACME ${what} is not readable JSON`, cause })
   })
 
-/** The account key PEM, created (ECDSA P-256, ES256) and stored on first use. */
-export const accountKey = (state: Connector.ConnectorState): Effect.Effect<string, ConnectorError> =>
-  Effect.gen(function* () {
-    const existing = yield* state.get(ACCOUNT_KEY)
-    const raw =
-      existing ??
-      (yield* state.setIfAbsent(
-        ACCOUNT_KEY,
-        JSON.stringify({
-          key_pem: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
-            type: "pkcs8",
-            format: "pem"
-          }) as string
-        } satisfies StoredKey)
-      ))
-    const stored = yield* parse<StoredKey>(raw, "account key")
-    if (typeof stored.key_pem !== "string" || !stored.key_pem.includes("PRIVATE KEY")) {
-      return yield* Effect.fail(
-        new ConnectorError({ reason: "InvalidConfig", message: "stored ACME account key is invalid" })
-      )
-    }
-    return stored.key_pem
-  })
+const readKey = (raw: string): Effect.Effect<string, ConnectorError> =>
+  Effect.flatMap(parse<StoredKey>(raw, "account key"), (stored) =>
+    typeof stored.key_pem === "string" && stored.key_pem.includes("PRIVATE KEY")
+      ? Effect.succeed(stored.key_pem)
+      : Effect.fail(new ConnectorError({ reason: "InvalidConfig", message: "stored ACME account key is invalid" }))
+  )
+
+/** The stored account key PEM, if this issuer ever registered an account. */
+export const storedAccountKey = (state: Connector.ConnectorState): Effect.Effect<string | undefined, ConnectorError> =>
+  Effect.flatMap(state.get(ACCOUNT_KEY), (raw) => (raw === undefined ? Effect.succeed(undefined) : readKey(raw)))
+
+/** A fresh account key (ECDSA P-256, ES256), not stored yet. */
+export const newAccountKey = (): string =>
+  generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }) as string
+
+/**
+ * Store `keyPem` as the account key unless a replica stored one first; returns the key that won.
+ * Called only once the CA accepted an account for `keyPem`, so an issuer the CA refuses (wrong
+ * EAB, not an ACME directory) leaves no key behind.
+ */
+export const adoptAccountKey = (
+  state: Connector.ConnectorState,
+  keyPem: string
+): Effect.Effect<string, ConnectorError> =>
+  Effect.flatMap(state.setIfAbsent(ACCOUNT_KEY, JSON.stringify({ key_pem: keyPem } satisfies StoredKey)), readKey)
 
 /** The account URL registered at `directoryUrl`, if this issuer registered one there before. */
 export const storedAccountUrl = (
