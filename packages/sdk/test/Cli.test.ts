@@ -199,7 +199,8 @@ describe("parseWhen", () => {
 
 const serverOk = await serverPeer()
 
-describe.skipIf(!serverOk)("the CLI against the real server", () => {
+// Child processes (server, agent, the CLI under tsx) start slowly on a loaded 2-core machine.
+describe.skipIf(!serverOk)("the CLI against the real server", { timeout: 240_000 }, () => {
   let server: RunningServer
   let admin: CertctlPromiseClient
   let env: Record<string, string>

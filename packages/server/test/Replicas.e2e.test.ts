@@ -22,15 +22,22 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("two replicas, five a
 
   beforeAll(async () => {
     first = await startServer()
-    second = await first.startReplica()
     db = openDb(first.databaseUrl)
-    const started = await Promise.all(
-      Array.from({ length: AGENTS }, (_, i) =>
-        startAgent(i % 2 === 0 ? first : second, { id: `agent-${i}`, env: { CERTCTL_POLL_WAIT_SECONDS: "20" } })
-      )
-    )
-    agents.push(...started)
-  })
+    // One process starting at a time: on a small shared machine many at once starve each other.
+    const replica = first.startReplica()
+    const start = (i: number, server: ServerHandle) =>
+      startAgent(server, { id: `agent-${i}`, env: { CERTCTL_POLL_WAIT_SECONDS: "20" } })
+    const even = (async () => {
+      const out: Array<AgentHandle> = []
+      for (let i = 0; i < AGENTS; i += 2) out.push(await start(i, first))
+      return out
+    })()
+    second = await replica
+    const odd: Array<AgentHandle> = []
+    for (let i = 1; i < AGENTS; i += 2) odd.push(await start(i, second))
+    const evens = await even
+    for (let i = 0; i < AGENTS; i++) agents.push(i % 2 === 0 ? evens[i / 2] : odd[(i - 1) / 2])
+  }, 300_000)
   afterAll(async () => {
     await Promise.all(agents.map((a) => a.stop()))
     await second?.kill()
