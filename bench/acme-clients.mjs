@@ -14,20 +14,26 @@
  *
  * Each contender is one entry of `contenders` ({ id, level, setup, issue, teardown }); every
  * contender first issues one untimed warm-up certificate (account registration, JIT), then N timed
- * ones for the same N names. Pipeline-level contenders (server + agent) can be appended to the
- * list; the JSON reports each and the ratios of every contender to `acme-connector`.
+ * ones for the same N names. The `pipeline` contender is the whole product: a real certctl-server
+ * process on PostgreSQL and a real certctl-agent process (its own http-01 responder on Pebble's
+ * httpPort, a file target); one certificate is timed from `POST /api/v1/certificates` until its
+ * deployment reports success (agent key + CSR, ACME order with real http-01, file deployment),
+ * polled every 20 ms. It needs PostgreSQL (skipped with a reason when unreachable). The JSON
+ * reports each contender and the ratios of every contender to `acme-connector` and to `pipeline`.
  */
 import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Connector } from "@certctl/core"
+import { pgAvailable, tempDir } from "@certctl/test-support"
 import { startBind9 } from "@certctl/test-support/bind9"
 import { http01Solver, startHttp01Responder } from "@certctl/test-support/http01Responder"
 import { startPebble } from "@certctl/test-support/pebble"
 import { crypto as acmeCrypto } from "acme-client"
 import { Effect, Schema } from "effect"
 import { AcmeIssuerConfig, make } from "../packages/connectors/src/issuers/acme/AcmeIssuer.ts"
+import { api, startAgent, startServer } from "../packages/server/test/harness.ts"
 
 const N = Number(process.env.ACME_BENCH_N ?? 200)
 const ONLY = process.env.ACME_BENCH_CLIENTS?.split(",").map((s) => s.trim())
@@ -142,11 +148,72 @@ const certbotContender = {
   async teardown() {}
 }
 
-export const contenders = [connectorContender, legoContender, certbotContender]
+/** The whole product: server + agent processes, ACME http-01 answered by the agent, file target. */
+const pipelineContender = {
+  id: "pipeline",
+  level: "pipeline",
+  async available() {
+    const pg = await pgAvailable()
+    return pg.ok ? undefined : pg.why
+  },
+  async setup(env) {
+    // Short park deadlines bound the stall of a lost job wake-up (see packages/server/test/Acme.e2e.test.ts).
+    this.server = await startServer({
+      env: { CERTCTL_CSR_TIMEOUT: "30 seconds", CERTCTL_DEPLOY_TIMEOUT: "60 seconds" }
+    })
+    this.agent = await startAgent(this.server, {
+      env: { CERTCTL_HTTP01_LISTEN: `127.0.0.1:${env.pebble.httpPort}` }
+    })
+    this.api = api(this.server)
+    const issuer = await this.api.post("/api/v1/issuers", {
+      id: "pebble",
+      name: "pebble",
+      type: "acme",
+      config: { directory_url: env.pebble.directoryUrl, ca_bundle: env.pebble.caBundlePem }
+    })
+    if (issuer.status !== 201) throw new Error(`pipeline: issuer refused: ${JSON.stringify(issuer.body)}`)
+    const target = await this.api.post("/api/v1/targets", {
+      id: "files",
+      name: "files",
+      type: "file",
+      agent_id: this.agent.id,
+      config: { directory: tempDir("certctl-acme-bench-files-") }
+    })
+    if (target.status !== 201) throw new Error(`pipeline: target refused: ${JSON.stringify(target.body)}`)
+  },
+  async issue(name) {
+    const created = await this.api.post("/api/v1/certificates", {
+      domain: name,
+      issuer_id: "pebble",
+      target_ids: ["files"]
+    })
+    if (created.status !== 201) return { ok: false, output: JSON.stringify(created.body) }
+    const deadline = Date.now() + 90_000
+    while (Date.now() < deadline) {
+      const deps = await this.api.get(`/api/v1/certificates/${created.body.id}/deployments`)
+      const items = deps.body?.items ?? []
+      if (items.some((d) => d.status === "success")) return { ok: true }
+      const failed = items.find((d) => d.status === "failed")
+      if (failed) return { ok: false, output: failed.error }
+      const job = await this.api.get(`/api/v1/jobs/${created.body.job_id}`)
+      if (job.body?.state === "ABANDONED") return { ok: false, output: job.body.last_error }
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    return { ok: false, output: `no deployment of ${name} within 90 s` }
+  },
+  async teardown() {
+    await this.agent?.stop()
+    await this.server?.stop()
+  }
+}
+
+export const contenders = [connectorContender, legoContender, certbotContender, pipelineContender]
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
 
 const measure = async (contender, env, names) => {
+  const missing = await contender.available?.()
+  if (missing) return { id: contender.id, level: contender.level, skipped: missing }
   await contender.setup(env)
   const failures = []
   try {
@@ -171,6 +238,7 @@ const measure = async (contender, env, names) => {
       per_cert_ms: Math.round((wall / names.length) * 10) / 10,
       p50_ms: Math.round(percentile(sorted, 50)),
       p95_ms: Math.round(percentile(sorted, 95)),
+      max_ms: Math.round(sorted[sorted.length - 1]),
       ...(failures.length ? { first_failures: failures.slice(0, 3) } : {})
     }
   } finally {
@@ -201,11 +269,13 @@ const main = async () => {
     await bind.stop()
     rmSync(work, { recursive: true, force: true })
   }
-  const base = results.find((r) => r.id === "acme-connector")
   const ratios = {}
-  if (base) {
+  for (const baseId of ["acme-connector", "pipeline"]) {
+    const base = results.find((r) => r.id === baseId && r.per_cert_ms)
+    if (!base) continue
     for (const r of results)
-      if (r !== base) ratios[`${r.id}/acme-connector`] = Math.round((r.per_cert_ms / base.per_cert_ms) * 10) / 10
+      if (r !== base && r.per_cert_ms)
+        ratios[`${r.id}/${baseId}`] = Math.round((r.per_cert_ms / base.per_cert_ms) * 100) / 100
   }
   const report = {
     bench: "acme-clients",

@@ -50,7 +50,9 @@ export const responder = (listen: string) =>
       })
       const idx = listen.lastIndexOf(":")
       server.once("error", (e) => resume(Effect.fail(e)))
-      server.listen(Number(listen.slice(idx + 1)), listen.slice(0, idx) || "0.0.0.0", () =>
+      // "[::]:80" → host "::" (brackets are URL syntax, not part of the address).
+      const host = listen.slice(0, idx).replace(/^\[(.*)\]$/, "$1") || "0.0.0.0"
+      server.listen(Number(listen.slice(idx + 1)), host, () =>
         resume(
           Effect.succeed({
             server,

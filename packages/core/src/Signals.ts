@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, Duration, Effect, Layer, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Schedule, Stream } from "effect"
 
 /**
  * Wake-ups between the parts of the control plane: an agent's long poll, the job runner, a CSR
@@ -62,16 +62,24 @@ export const layerPg = Layer.scoped(
   Effect.gen(function* () {
     const pg = yield* PgClient.PgClient
     const local = makeLocal()
+    // A lost listener connection is re-established; meanwhile every waiter falls back to polling.
     yield* pg.listen(channel).pipe(
       Stream.runForEach((topic) => local.deliver(topic)),
-      Effect.catchAllCause((cause) => Effect.logWarning("signal listener stopped; falling back to polling", cause)),
+      Effect.tapErrorCause((cause) => Effect.logWarning("signal listener stopped; polling until it is back", cause)),
+      Effect.retry(Schedule.spaced("2 seconds")),
+      Effect.ignore,
       Effect.forkScoped
     )
     return {
+      // pg_notify, not `pg.notify`: @effect/sql-pg sends `NOTIFY chan, $1`, which PostgreSQL rejects
+      // (NOTIFY takes no bind parameters), so no wake-up ever crossed processes.
       notify: (topic) =>
         Effect.zipRight(
           local.deliver(topic),
-          pg.notify(channel, topic).pipe(Effect.catchAll((e) => Effect.logWarning("NOTIFY failed", e)))
+          pg`SELECT pg_notify(${channel}, ${topic})`.pipe(
+            Effect.asVoid,
+            Effect.catchAll((e) => Effect.logWarning("NOTIFY failed", e))
+          )
         ),
       await: local.wait
     }

@@ -22,6 +22,14 @@ const USER = "certctl@example.test"
 const PASSWORD = "smtp password that must stay sealed"
 const RECIPIENTS = ["ops@example.test", "pki@example.test"]
 
+/**
+ * Short park deadlines. A CSR or deployment report that arrives while the runner still holds the
+ * job's lease (between a step returning Wait and the park) does not wake the job: JobEngine then
+ * parks it until the step's deadline (5 / 10 minutes by default). Reported as a core bug; until it
+ * is fixed, such a stall must end within this file's waits.
+ */
+const PARK_ENV = { CERTCTL_CSR_TIMEOUT: "30 seconds", CERTCTL_DEPLOY_TIMEOUT: "60 seconds" }
+
 const pgState = await pgAvailable()
 const ok = requirePeer("postgresql", pgState.ok, pgState.why)
 const acmeOk =
@@ -41,13 +49,13 @@ describe.skipIf(!ok)("email notifier through server + agent processes, real SMTP
     const tls = await makeTestTls()
     caPem = tls.caPem
     smtp = await startSmtpServer({ port: SMTP_PORT, mode: "starttls", tls, users: { [USER]: PASSWORD } })
-    server = await startServer({ env: { CERTCTL_RETRY_BASE: "1 second" } })
+    server = await startServer({ env: { ...PARK_ENV, CERTCTL_RETRY_BASE: "1 second" } })
     agent = await startAgent(server)
     db = new pg.Client({ connectionString: server.databaseUrl })
     await db.connect()
-    expect((await a().post("/api/v1/issuers", { id: "ca", name: "Local CA", type: "local-ca", config: {} })).status).toBe(
-      201
-    )
+    expect(
+      (await a().post("/api/v1/issuers", { id: "ca", name: "Local CA", type: "local-ca", config: {} })).status
+    ).toBe(201)
     const target = await a().post("/api/v1/targets", {
       id: "files",
       name: "files",
@@ -81,7 +89,7 @@ describe.skipIf(!ok)("email notifier through server + agent processes, real SMTP
     eventually(async () => smtp.messages.find((m) => m.subject && subject.test(m.subject)), 60_000, what)
 
   const expectWellFormed = (m: CapturedMail) => {
-    expect(m.rcptTo.sort()).toEqual([...RECIPIENTS].sort())
+    expect([...m.rcptTo].sort()).toEqual([...RECIPIENTS].sort())
     expect(m.mailFrom).toBe(USER)
     expect(m.secure).toBe(true)
     expect(m.user).toBe(USER)
@@ -142,8 +150,8 @@ describe.skipIf(!ok)("email notifier through server + agent processes, real SMTP
     ])
     await eventually(
       async () =>
-        (await db.query("SELECT 1 FROM notifications WHERE certificate_id = $1 AND status <> 'sent'", [id])).rowCount ===
-          0 || undefined,
+        (await db.query("SELECT 1 FROM notifications WHERE certificate_id = $1 AND status <> 'sent'", [id]))
+          .rowCount === 0 || undefined,
       30_000,
       "all notifications sent"
     )
@@ -223,7 +231,6 @@ describe.skipIf(!ok)("email notifier through server + agent processes, real SMTP
       const job = await eventually(
         async () => {
           const j = (await a().get(`/api/v1/jobs/${cert.body.job_id}`)).body
-          console.log("DEBUG", JSON.stringify(j).slice(0, 1500))
           return j.state === "ABANDONED" ? j : undefined
         },
         60_000,

@@ -117,7 +117,7 @@ export const startAgent = async (
     },
     `agent:${id}`
   )
-  await proc.waitFor(/certctl agent/, 60_000)
+  await proc.waitFor(/certctl agent/, 180_000)
   return { id, apiKey, keyDir, process: proc, stop: async (signal) => void (await proc.stop(signal)) }
 }
 

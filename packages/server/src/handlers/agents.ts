@@ -115,9 +115,11 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       )
       .handle("work", ({ path, urlParams }) =>
         Effect.gen(function* () {
-          yield* selfOrAdmin(path.id)
+          const principal = yield* selfOrAdmin(path.id)
           yield* active(path.id)
-          yield* sql`UPDATE agents SET last_seen_at = now() WHERE id = ${path.id}`.pipe(Effect.orDie)
+          // Only the agent's own poll is a sign of life; an operator looking at its queue is not.
+          if (principal.role === "agent")
+            yield* sql`UPDATE agents SET last_seen_at = now() WHERE id = ${path.id}`.pipe(Effect.orDie)
           let items = yield* pendingWork(path.id)
           const wait = urlParams.wait ?? 0
           if (items.length === 0 && wait > 0) {

@@ -1,0 +1,135 @@
+// End-to-end pipeline benchmark: a real certctl-server process on PostgreSQL with the local CA,
+// real certctl-agent processes with file targets. Run with
+//   node --import tsx --conditions=source bench/pipeline.mjs
+// Prints one JSON object to stdout; progress goes to stderr. Sizes:
+//   CERTCTL_BENCH_AGENTS (default 10) × CERTCTL_BENCH_CERTS_PER_AGENT (default 100),
+//   or CERTCTL_BENCH_SCALE (e.g. 0.2) to scale the per-agent count.
+import * as os from "node:os"
+import { pgAvailable, tempDir } from "@certctl/test-support"
+import { api, startAgent, startServer } from "../packages/server/test/harness.ts"
+import { createCertificate, createFileTarget, createLocalCa, openDb } from "../packages/server/test/e2eSupport.ts"
+import { log } from "./lib/backend.mjs"
+import { round } from "./lib/measure.mjs"
+
+const scale = Number(process.env.CERTCTL_BENCH_SCALE ?? 1)
+const agentsWanted = Number(process.env.CERTCTL_BENCH_AGENTS ?? 10)
+const perAgent = Math.max(1, Math.round(Number(process.env.CERTCTL_BENCH_CERTS_PER_AGENT ?? 100) * scale))
+const total = agentsWanted * perAgent
+
+const percentile = (values, p) => {
+  if (values.length === 0) return null
+  const sorted = [...values].sort((a, b) => a - b)
+  return round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)], 1)
+}
+const summary = (values) => ({
+  p50_ms: percentile(values, 50),
+  p99_ms: percentile(values, 99),
+  max_ms: values.length ? round(Math.max(...values), 1) : null,
+  samples: values.length
+})
+
+/** "work csr:job-… started" lines of an agent's log, with their timestamps. */
+const workStarts = (output) => {
+  const starts = new Map()
+  for (const m of output.matchAll(/timestamp=(\S+) [^\n]*message="work (csr|deploy):(\S+) started"/g))
+    if (!starts.has(m[3])) starts.set(m[3], Date.parse(m[1]))
+  return starts
+}
+
+const main = async () => {
+  const pg = await pgAvailable()
+  if (!pg.ok) return { benchmark: "pipeline", skipped: pg.why }
+  log(`pipeline: ${agentsWanted} agents × ${perAgent} certificates on PostgreSQL, local CA, file targets`)
+  const server = await startServer()
+  const db = openDb(server.databaseUrl)
+  const agents = []
+  try {
+    // One at a time: on a small machine, processes starting together starve each other.
+    for (let i = 0; i < agentsWanted; i++) agents.push(await startAgent(server, { id: `bench-agent-${i}` }))
+    log(`pipeline: server and ${agents.length} agents up`)
+    const a = api(server)
+    await createLocalCa(a)
+    for (const [i, agent] of agents.entries())
+      await createFileTarget(a, { id: `t-${i}`, agentId: agent.id, directory: tempDir("certctl-bench-files-") })
+
+    const started = performance.now()
+    let next = 0
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < total) {
+          const n = next++
+          await createCertificate(a, { domain: `c${n}.bench.test`, target_ids: [`t-${n % agentsWanted}`] })
+        }
+      })
+    )
+    const createdMs = performance.now() - started
+    log(`pipeline: ${total} certificates created in ${Math.round(createdMs)} ms`)
+    let done = 0
+    let lastLog = 0
+    const deadline = Date.now() + Number(process.env.CERTCTL_BENCH_TIMEOUT_S ?? 1800) * 1000
+    while (done < total && Date.now() < deadline) {
+      const [row] = await db.query(
+        "SELECT count(DISTINCT certificate_id)::int AS n FROM deployment_history WHERE status = 'success'"
+      )
+      done = row.n
+      if (Date.now() - lastLog > 10_000) {
+        log(`pipeline: ${done}/${total} deployed`)
+        lastLog = Date.now()
+      }
+      if (done < total) await new Promise((r) => setTimeout(r, 250))
+    }
+    const wallMs = performance.now() - started
+
+    // Per certificate: created → its deployment reported successful.
+    const perCert = (
+      await db.query(
+        `SELECT extract(epoch FROM (min(d.updated_at) - c.created_at)) * 1000 AS ms
+         FROM certificates c JOIN deployment_history d ON d.certificate_id = c.id AND d.status = 'success'
+         GROUP BY c.id, c.created_at`
+      )
+    ).map((r) => Number(r.ms))
+    // Dispatch: job created → the agent logs that it started the job's work.
+    const jobs = await db.query(
+      `SELECT id, kind, extract(epoch FROM created_at) * 1000 AS created_ms FROM jobs WHERE kind IN ('issuance', 'deployment')`
+    )
+    const starts = new Map()
+    for (const agent of agents) for (const [job, at] of workStarts(agent.process.output())) starts.set(job, at)
+    const dispatch = { issuance: [], deployment: [] }
+    for (const j of jobs) {
+      const at = starts.get(j.id)
+      if (at !== undefined) dispatch[j.kind].push(at - Number(j.created_ms))
+    }
+    // The same from the database alone: job created → CSR accepted (includes key generation and the upload).
+    const csrAccepted = (
+      await db.query(
+        `SELECT extract(epoch FROM (a.occurred_at - j.created_at)) * 1000 AS ms
+         FROM jobs j JOIN audit_logs a ON a.action = 'csr_accepted' AND a.details->>'job_id' = j.id
+         WHERE j.kind = 'issuance'`
+      )
+    ).map((r) => Number(r.ms))
+    return {
+      benchmark: "pipeline",
+      backend: "postgresql",
+      machine: { cpus: os.cpus().length, load_avg_1m: round(os.loadavg()[0], 1) },
+      agents: agentsWanted,
+      certificates_per_agent: perAgent,
+      certificates: total,
+      deployed: done,
+      create_ms: round(createdMs, 0),
+      wall_ms: round(wallMs, 0),
+      throughput_certs_per_s: round((done * 1000) / wallMs, 2),
+      per_certificate_wall: summary(perCert),
+      dispatch_issuance_job_to_agent_start: summary(dispatch.issuance),
+      dispatch_deployment_job_to_agent_start: summary(dispatch.deployment),
+      issuance_job_to_csr_accepted: summary(csrAccepted)
+    }
+  } finally {
+    await Promise.all(agents.map((x) => x.stop()))
+    await db.end()
+    await server.stop()
+  }
+}
+
+const result = await main()
+process.stdout.write(`${JSON.stringify(result)}\n`)
+process.exit(0)
