@@ -41,7 +41,7 @@ const spawnServer = async (
     },
     `server:${port}`
   )
-  await proc.waitFor(/Listening on/, 120_000)
+  await proc.waitFor(/Listening on/, 240_000)
   return { url: `http://127.0.0.1:${port}`, proc }
 }
 
