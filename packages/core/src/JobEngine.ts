@@ -280,38 +280,59 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
         )
         const result = yield* Effect.exit(
           Effect.gen(function* () {
-            for (const row of yield* steps(job.id)) {
-              if (row.state === "COMPLETED" || row.state === "SKIPPED") continue
-              const def = defs.find((d) => d.name === row.name)
-              if (!def) return yield* new StepFailed({ reason: "InvalidConfig", message: `unknown step ${row.name}` })
-              let deadline = row.deadline_at
-              if (row.state !== "RUNNING" || deadline === null) {
+            for (const first of yield* steps(job.id)) {
+              if (first.state === "COMPLETED" || first.state === "SKIPPED") continue
+              const def = defs.find((d) => d.name === first.name)
+              if (!def) return yield* new StepFailed({ reason: "InvalidConfig", message: `unknown step ${first.name}` })
+              let deadline = first.deadline_at
+              if (first.state !== "RUNNING" || deadline === null) {
                 const d = def.timeout ? new Date(Date.now() + Duration.toMillis(def.timeout)) : null
                 yield* sql`UPDATE job_steps SET state = 'RUNNING', started_at = coalesce(started_at, now()),
-                    deadline_at = ${d}, error = NULL WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(
+                    deadline_at = ${d}, error = NULL WHERE job_id = ${job.id} AND seq = ${first.seq}`.pipe(
                   orPersistence("start step")
                 )
                 deadline = d
               }
-              const fresh = (yield* get(job.id)).pipe(Option.getOrElse(() => job))
-              const outcome = yield* def.run({ job: fresh, step: { ...row, deadline_at: deadline }, deadline })
-              if (outcome._tag === "Wait") {
+              let row = first
+              for (let rerun = 0; ; rerun++) {
+                const [current] = yield* sql<JobRow & { row_version: string }>`SELECT ${sql.unsafe(jobColumns)},
+                    xmin::text AS row_version FROM jobs WHERE id = ${job.id}`.pipe(orPersistence("load job"))
+                const outcome = yield* def.run({ job: current ?? job, step: { ...row, deadline_at: deadline }, deadline })
+                if (outcome._tag === "Done") {
+                  yield* sql`UPDATE job_steps SET state = 'COMPLETED', finished_at = now(),
+                      output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
+                      WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("complete step"))
+                  break
+                }
                 if (deadline && deadline.getTime() <= Date.now())
                   return yield* new StepFailed({
                     reason: "Timeout",
                     message: `step ${row.name} timed out after ${Duration.format(Duration.decode(def.timeout!))}`
                   })
-                const until = deadline && deadline < outcome.until ? deadline : outcome.until
+                let until = deadline && deadline < outcome.until ? deadline : outcome.until
                 yield* sql`UPDATE job_steps SET output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
                     WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("park step"))
-                // Parked: keep RUNNING, drop the lease; its expiry is the wake-up time.
-                yield* sql`UPDATE jobs SET lease_owner = NULL, lease_expires_at = ${until}
-                    WHERE id = ${job.id} AND lease_owner = ${options.owner}`.pipe(orPersistence("park job"))
-                return "parked" as const
+                // Parked: keep RUNNING, drop the lease; its expiry is the wake-up time. Only if nothing
+                // touched the job since the step looked at it (xmin is the row version): a CSR or report
+                // that arrived meanwhile found the lease held and did not wake it, so sleeping now
+                // would lose that wake-up until the deadline. Then the step runs again at once; after a
+                // few such rounds it parks briefly instead, so a busy row cannot make it spin.
+                const settle = rerun >= 4
+                if (settle) until = new Date(Math.min(until.getTime(), Date.now() + 1000))
+                const parked = yield* sql<{ id: string }>`UPDATE jobs SET lease_owner = NULL, lease_expires_at = ${until}
+                    WHERE id = ${job.id} AND lease_owner = ${options.owner}
+                      AND (${settle} OR xmin::text = ${current?.row_version ?? ""}) RETURNING id`.pipe(
+                  orPersistence("park job")
+                )
+                if (parked.length > 0) return "parked" as const
+                const [owner] = yield* sql<{ lease_owner: string | null }>`SELECT lease_owner FROM jobs
+                    WHERE id = ${job.id}`.pipe(orPersistence("check lease"))
+                if (owner?.lease_owner !== options.owner)
+                  return yield* new IllegalTransition({ message: `lease on ${job.id} lost` })
+                const [reloaded] = yield* sql<StepRow>`SELECT * FROM job_steps WHERE job_id = ${job.id}
+                    AND seq = ${row.seq}`.pipe(orPersistence("load step"))
+                row = reloaded ?? row
               }
-              yield* sql`UPDATE job_steps SET state = 'COMPLETED', finished_at = now(),
-                  output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
-                  WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("complete step"))
             }
             return "completed" as const
           }).pipe(Effect.raceFirst(keepLease))
