@@ -146,6 +146,9 @@ describe.skipIf(!ok)("nginx target through server + agent processes, real sshd a
     expect(target.status, JSON.stringify(target.body)).toBe(201)
     // The SSH key is sealed at rest and never echoed back.
     expect(JSON.stringify(target.body)).not.toContain("OPENSSH PRIVATE KEY")
+    // Connectivity, the pinned host key, a writable cert_path and `nginx -t`, checked from here.
+    const validated = await a().post("/api/v1/targets/nginx-web/validate")
+    expect(validated.body.ok, JSON.stringify(validated.body)).toBe(true)
     expect(await servedSerial(h.httpsPort, DOMAIN)).toBe(h.bootstrap[DOMAIN].serial)
 
     const created = await a().post("/api/v1/certificates", {
@@ -223,6 +226,9 @@ describe.skipIf(!ok)("nginx target through server + agent processes, real sshd a
     const servedFiles = fs.readFileSync(path.join(h.certPath, `${DOMAIN}.crt`), "utf8")
 
     fs.writeFileSync(h.extraConfPath, "certctl_broken_directive on;\n")
+    const validated = await a().post("/api/v1/targets/nginx-web/validate")
+    expect(validated.status).toBe(422)
+    expect(validated.body.message).toContain('unknown directive "certctl_broken_directive"')
     const next = await renewed(id, before.current_version_id)
     const failed = await deploymentOf(id, next.current_version_id)
     expect(failed.status).not.toBe("success")

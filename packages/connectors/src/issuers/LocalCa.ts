@@ -84,6 +84,8 @@ const crlReasons: Record<string, x509.X509CrlReason> = {
   unspecified: x509.X509CrlReason.unspecified,
   keyCompromise: x509.X509CrlReason.keyCompromise,
   cACompromise: x509.X509CrlReason.cACompromise,
+  // The API spells it the way the other reason names are cased.
+  caCompromise: x509.X509CrlReason.cACompromise,
   affiliationChanged: x509.X509CrlReason.affiliationChanged,
   superseded: x509.X509CrlReason.superseded,
   cessationOfOperation: x509.X509CrlReason.cessationOfOperation,
