@@ -29,7 +29,13 @@ const lateness = async (work) => {
   samples.push(Math.max(0, performance.now() - expected))
   samples.sort((a, b) => a - b)
   const q = (p) => Math.round((samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] ?? 0) * 10) / 10
-  return { query_ms_total: Math.round(ms), timer_samples: samples.length, lateness_p50_ms: q(0.5), lateness_p99_ms: q(0.99), lateness_max_ms: q(1) }
+  return {
+    query_ms_total: Math.round(ms),
+    timer_samples: samples.length,
+    lateness_p50_ms: q(0.5),
+    lateness_p99_ms: q(0.99),
+    lateness_max_ms: q(1)
+  }
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "certctl-bench-pglite-"))
@@ -54,6 +60,7 @@ process.stdout.write(
     rounds,
     certctl_worker_thread: worker,
     pglite_on_main_thread: mainThread,
-    p99_lateness_ratio_main_over_worker: Math.round((mainThread.lateness_p99_ms / Math.max(0.1, worker.lateness_p99_ms)) * 10) / 10
+    p99_lateness_ratio_main_over_worker:
+      Math.round((mainThread.lateness_p99_ms / Math.max(0.1, worker.lateness_p99_ms)) * 10) / 10
   })}\n`
 )

@@ -28,12 +28,56 @@ const summary = (values) => ({
   samples: values.length
 })
 
-/** "work csr:job-… started" lines of an agent's log, with their timestamps. */
-const workStarts = (output) => {
+/**
+ * "work csr:job-… started" lines of an agent's log, with their times. The agent logs either in
+ * logfmt (timestamp=ISO) or in Effect's pretty format ([HH:MM:SS.mmm], local time, on or before `day`).
+ */
+const workStarts = (output, day) => {
   const starts = new Map()
+  const put = (job, at) => starts.has(job) || starts.set(job, at)
   for (const m of output.matchAll(/timestamp=(\S+) [^\n]*message="work (csr|deploy):(\S+) started"/g))
-    if (!starts.has(m[3])) starts.set(m[3], Date.parse(m[1]))
+    put(m[3], Date.parse(m[1]))
+  for (const m of output.matchAll(
+    /\[(\d\d):(\d\d):(\d\d)\.(\d{3})\] INFO \([^)]*\): work (csr|deploy):(\S+) started/g
+  )) {
+    const at = new Date(day)
+    at.setHours(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]))
+    if (at.getTime() > day + 60_000) at.setDate(at.getDate() - 1) // logged before midnight
+    put(m[6], at.getTime())
+  }
   return starts
+}
+
+/**
+ * Job created → the agent logs that it started the job's work (issuance: the CSR; deployment: the
+ * deploy), and job created → CSR accepted from the database alone. `only` restricts to issuance
+ * jobs of those ids and their deployment jobs.
+ */
+const dispatchFigures = async (db, agents, only) => {
+  const jobs = await db.query(
+    `SELECT j.id, j.kind, extract(epoch FROM j.created_at) * 1000 AS created_ms,
+       extract(epoch FROM (a.occurred_at - j.created_at)) * 1000 AS csr_ms
+     FROM jobs j LEFT JOIN audit_logs a ON a.action = 'csr_accepted' AND a.details->>'job_id' = j.id
+     WHERE j.kind IN ('issuance', 'deployment')
+       AND ($1::text[] IS NULL OR j.certificate_id IN (SELECT certificate_id FROM jobs WHERE id = ANY($1::text[])))`,
+    [only ?? null]
+  )
+  const starts = new Map()
+  const day = Date.now()
+  for (const agent of agents) for (const [job, at] of workStarts(agent.process.output(), day)) starts.set(job, at)
+  const issuance = []
+  const deployment = []
+  const csr = []
+  for (const j of jobs) {
+    const at = starts.get(j.id)
+    if (at !== undefined) (j.kind === "issuance" ? issuance : deployment).push(at - Number(j.created_ms))
+    if (j.csr_ms !== null) csr.push(Number(j.csr_ms))
+  }
+  return {
+    dispatch_issuance_job_to_agent_start: summary(issuance),
+    dispatch_deployment_job_to_agent_start: summary(deployment),
+    issuance_job_to_csr_accepted: summary(csr)
+  }
 }
 
 const main = async () => {
@@ -88,25 +132,29 @@ const main = async () => {
          GROUP BY c.id, c.created_at`
       )
     ).map((r) => Number(r.ms))
-    // Dispatch: job created → the agent logs that it started the job's work.
-    const jobs = await db.query(
-      `SELECT id, kind, extract(epoch FROM created_at) * 1000 AS created_ms FROM jobs WHERE kind IN ('issuance', 'deployment')`
-    )
-    const starts = new Map()
-    for (const agent of agents) for (const [job, at] of workStarts(agent.process.output())) starts.set(job, at)
-    const dispatch = { issuance: [], deployment: [] }
-    for (const j of jobs) {
-      const at = starts.get(j.id)
-      if (at !== undefined) dispatch[j.kind].push(at - Number(j.created_ms))
+    const burst = await dispatchFigures(db, agents)
+
+    // Dispatch on an idle system: one certificate at a time, each waited for, so the figure is
+    // the wake-up path (runner claim, NOTIFY, long poll) rather than queueing behind a burst.
+    const idleCount = Number(process.env.CERTCTL_BENCH_IDLE_SAMPLES ?? 20)
+    const idleJobs = []
+    log(`pipeline: ${idleCount} single certificates on the idle system`)
+    for (let i = 0; i < idleCount; i++) {
+      const created = await createCertificate(a, {
+        domain: `idle${i}.bench.test`,
+        target_ids: [`t-${i % agentsWanted}`]
+      })
+      idleJobs.push(created.job_id)
+      for (;;) {
+        const [row] = await db.query(
+          "SELECT count(*)::int AS n FROM deployment_history WHERE certificate_id = $1 AND status = 'success'",
+          [created.id]
+        )
+        if (row.n > 0) break
+        await new Promise((r) => setTimeout(r, 100))
+      }
     }
-    // The same from the database alone: job created → CSR accepted (includes key generation and the upload).
-    const csrAccepted = (
-      await db.query(
-        `SELECT extract(epoch FROM (a.occurred_at - j.created_at)) * 1000 AS ms
-         FROM jobs j JOIN audit_logs a ON a.action = 'csr_accepted' AND a.details->>'job_id' = j.id
-         WHERE j.kind = 'issuance'`
-      )
-    ).map((r) => Number(r.ms))
+    const idle = await dispatchFigures(db, agents, idleJobs)
     return {
       benchmark: "pipeline",
       backend: "postgresql",
@@ -115,13 +163,19 @@ const main = async () => {
       certificates_per_agent: perAgent,
       certificates: total,
       deployed: done,
-      create_ms: round(createdMs, 0),
-      wall_ms: round(wallMs, 0),
-      throughput_certs_per_s: round((done * 1000) / wallMs, 2),
-      per_certificate_wall: summary(perCert),
-      dispatch_issuance_job_to_agent_start: summary(dispatch.issuance),
-      dispatch_deployment_job_to_agent_start: summary(dispatch.deployment),
-      issuance_job_to_csr_accepted: summary(csrAccepted)
+      burst: {
+        note: "all certificates created at once (8 API clients); dispatch figures include queueing behind the burst",
+        create_ms: round(createdMs, 0),
+        wall_ms: round(wallMs, 0),
+        throughput_certs_per_s: round((done * 1000) / wallMs, 2),
+        per_certificate_wall: summary(perCert),
+        ...burst
+      },
+      idle: {
+        note: "one certificate at a time on the idle system",
+        certificates: idleJobs.length,
+        ...idle
+      }
     }
   } finally {
     await Promise.all(agents.map((x) => x.stop()))

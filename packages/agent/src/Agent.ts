@@ -1,7 +1,7 @@
 import * as path from "node:path"
 import { builtins } from "@certctl/connectors"
 import { ConnectorError, Pki, type Target, type Work } from "@certctl/core"
-import { Duration, Effect, Option, Redacted, Schedule, Schema } from "effect"
+import { Duration, Effect, Option, type Redacted, Schedule, Schema } from "effect"
 import type { AgentConfig } from "./Config.js"
 import * as ControlPlane from "./ControlPlane.js"
 import * as Http01 from "./Http01.js"

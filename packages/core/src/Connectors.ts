@@ -122,7 +122,9 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
     }
 
     const load = (kind: ConnectorKind, id: string) =>
-      sql<ConnectorRow>`SELECT id, type, config, updated_at, enabled FROM ${sql(tableOf[kind])} WHERE id = ${id}`.pipe(
+      // Targets have no `enabled` column (a target is used while a certificate names it).
+      sql<ConnectorRow>`SELECT id, type, config, updated_at, ${kind === "target" ? sql.literal("true") : sql`enabled`} AS enabled
+        FROM ${sql(tableOf[kind])} WHERE id = ${id}`.pipe(
         orPersistence(`load ${kind}`),
         Effect.mapError((e) => new ConnectorError({ reason: "Transient", message: e.message })),
         Effect.flatMap((rows) =>

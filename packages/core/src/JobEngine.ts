@@ -297,7 +297,11 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
               for (let rerun = 0; ; rerun++) {
                 const [current] = yield* sql<JobRow & { row_version: string }>`SELECT ${sql.unsafe(jobColumns)},
                     xmin::text AS row_version FROM jobs WHERE id = ${job.id}`.pipe(orPersistence("load job"))
-                const outcome = yield* def.run({ job: current ?? job, step: { ...row, deadline_at: deadline }, deadline })
+                const outcome = yield* def.run({
+                  job: current ?? job,
+                  step: { ...row, deadline_at: deadline },
+                  deadline
+                })
                 if (outcome._tag === "Done") {
                   yield* sql`UPDATE job_steps SET state = 'COMPLETED', finished_at = now(),
                       output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
@@ -319,7 +323,9 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
                 // few such rounds it parks briefly instead, so a busy row cannot make it spin.
                 const settle = rerun >= 4
                 if (settle) until = new Date(Math.min(until.getTime(), Date.now() + 1000))
-                const parked = yield* sql<{ id: string }>`UPDATE jobs SET lease_owner = NULL, lease_expires_at = ${until}
+                const parked = yield* sql<{
+                  id: string
+                }>`UPDATE jobs SET lease_owner = NULL, lease_expires_at = ${until}
                     WHERE id = ${job.id} AND lease_owner = ${options.owner}
                       AND (${settle} OR xmin::text = ${current?.row_version ?? ""}) RETURNING id`.pipe(
                   orPersistence("park job")

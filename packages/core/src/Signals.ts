@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, Duration, Effect, Layer, Schedule, Stream } from "effect"
+import { Context, Deferred, type Duration, Effect, Layer, Schedule, Stream } from "effect"
 
 /**
  * Wake-ups between the parts of the control plane: an agent's long poll, the job runner, a CSR

@@ -541,6 +541,20 @@ const specific: Array<Case> = [
   { method: "POST", path: "/api/v1/teams", status: 413, raw: `{"name":"${long(1_100_000)}"}`, note: "body over 1 MiB" },
   { method: "POST", path: "/api/v1/teams", status: 400, raw: '{"name":"a\\u0000b"}', note: "NUL in a string" },
   { method: "POST", path: "/api/v1/teams", status: 400, raw: '{"name":"t","\\u0000":1}', note: "NUL in a key" },
+  {
+    method: "POST",
+    path: "/api/v1/teams",
+    status: 400,
+    raw: `{"name":${"[".repeat(100)}${"]".repeat(100)}}`,
+    note: "nested 100 deep"
+  },
+  {
+    method: "POST",
+    path: "/api/v1/notifiers",
+    status: 400,
+    raw: `{"name":"n","type":"webhook","config":{"url":"http://127.0.0.1:9/","secret":"0123456789abcdef0","headers":${'{"a":'.repeat(5000)}1${"}".repeat(5000)}}}`,
+    note: "config nested 5000 deep"
+  },
   { method: "GET", path: "/api/v1/teams/%E0%A4%A", status: 400, note: "malformed percent-encoding" },
   { method: "PUT", path: "/api/v1/teams/bi-team", status: 404, body: { name: "t" }, note: "no such method" },
   { method: "POST", path: "/healthz", status: 404, note: "operations take GET only" },
@@ -704,6 +718,11 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
       const uncovered = endpoints.filter((e) => !e.id.startsWith("operations.") && !cases.some((c) => matches(e, c)))
       expect(uncovered.map((e) => e.id)).toEqual([])
       expect(cases.length).toBeGreaterThan(500)
+      // Every table is counted, not just the obvious ones.
+      expect(tables).toEqual(
+        expect.arrayContaining(["agent_api_keys", "agents", "audit_logs", "certificates", "connector_config"])
+      )
+      expect(tables).toEqual(expect.arrayContaining(["deployment_history", "job_steps", "jobs", "notifications"]))
     })
 
     it.each(cases.map((c) => [`${c.status} ${c.method} ${c.path} as ${c.who ?? "admin"}: ${c.note}`, c] as const))(

@@ -234,7 +234,18 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
       const body = (e: Endpoint | undefined): string | undefined => {
         const r = rnd()
         if (r < 0.05) return undefined
-        if (r < 0.12) return pick(["{", "[1,", "nul", '{"a":1}}', "\u0000", '{"name":"\\u0000"}', "1".repeat(2000)])
+        if (r < 0.12)
+          return pick([
+            "{",
+            "[1,",
+            "nul",
+            '{"a":1}}',
+            "\u0000",
+            '{"name":"\\u0000"}',
+            "1".repeat(2000),
+            `{"name":${"[".repeat(3000)}${"]".repeat(3000)}}`,
+            `{"config":${'{"a":'.repeat(40)}1${"}".repeat(40)}}`
+          ])
         if (r < 0.3 || !e) return JSON.stringify(value())
         const base = (templates[e.id] ?? templates[`${e.id.split(".")[0]}.create`] ?? (() => ({})))()
         for (let i = Math.floor(rnd() * 3); i > 0; i--) {

@@ -19,6 +19,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("two replicas, five a
   let second: ServerHandle
   const agents: Array<AgentHandle> = []
   let db: Db
+  let stopSampling = () => {}
 
   beforeAll(async () => {
     first = await startServer()
@@ -39,6 +40,8 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("two replicas, five a
     for (let i = 0; i < AGENTS; i++) agents.push(i % 2 === 0 ? evens[i / 2] : odd[(i - 1) / 2])
   }, 300_000)
   afterAll(async () => {
+    stopSampling()
+    await new Promise((r) => setTimeout(r, 500))
     await Promise.all(agents.map((a) => a.stop()))
     await second?.kill()
     await db?.end()
@@ -56,6 +59,9 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("two replicas, five a
     let samples = 0
     const duplicates: Array<unknown> = []
     let sampling = true
+    stopSampling = () => {
+      sampling = false
+    }
     const sampler = (async () => {
       while (sampling) {
         const rows = await db.query(
@@ -83,11 +89,16 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("two replicas, five a
         }
       })
     )
+    let reported = 0
     await eventually(
       async () => {
         const [row] = await db.query(
           "SELECT count(DISTINCT certificate_id)::int AS n FROM deployment_history WHERE status = 'success'"
         )
+        if (Date.now() - reported > 15_000) {
+          reported = Date.now()
+          console.error(`[replicas] ${row.n}/${CERTIFICATES} deployed`)
+        }
         return row.n === CERTIFICATES ? true : undefined
       },
       170_000,

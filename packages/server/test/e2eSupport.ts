@@ -6,7 +6,7 @@ import { builtins, type LocalCaInstance } from "@certctl/connectors"
 import { Connectors, Database, Sealing } from "@certctl/core"
 import { Effect, Layer, Logger, LogLevel, Redacted } from "effect"
 import pg from "pg"
-import { api } from "./harness.js"
+import type { api } from "./harness.js"
 
 /**
  * Helpers shared by the end-to-end suites: direct SQL on the server's database (to observe what

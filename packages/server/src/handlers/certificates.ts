@@ -13,6 +13,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import { actorOf, admin, reader } from "../Auth.js"
+import { cancelJob } from "./jobs.js"
 import { certificateColumns, cursorAfter, pageOf, toCertificate, toDeployment, toVersion } from "./rows.js"
 
 const DAY = 86_400
@@ -246,20 +247,31 @@ export const CertificatesLive = HttpApiBuilder.group(Api.CertctlApi, "certificat
           const principal = yield* admin
           const current = yield* load(path.id)
           if (current.status === "archived") return toCertificate(current)
-          const open = yield* sql<{ id: string }>`SELECT id FROM jobs WHERE certificate_id = ${path.id}
-              AND state IN ('PENDING','RUNNING','FAILED','RETRY_WAIT')`.pipe(Effect.orDie)
-          for (const j of open)
-            yield* engine.cancel(j.id, actorOf(principal), "certificate archived").pipe(Effect.ignore)
+          const actor = actorOf(principal)
+          const cancelOpen = Effect.gen(function* () {
+            const open = yield* sql<{ id: string }>`SELECT id FROM jobs WHERE certificate_id = ${path.id}
+                AND state IN ('PENDING','RUNNING','FAILED','RETRY_WAIT')`.pipe(Effect.orDie)
+            for (const j of open)
+              yield* cancelJob(engine, j.id, actor, "certificate archived").pipe(
+                // Still illegal after re-reading: the job finished meanwhile, nothing left to cancel.
+                Effect.catchTag("IllegalTransition", () => Effect.void),
+                Effect.orDie
+              )
+            return open.map((j) => j.id)
+          })
+          const cancelled = yield* cancelOpen
           yield* Effect.gen(function* () {
             yield* sql`UPDATE certificates SET status = 'archived', archived_at = now(), renew_at = NULL, updated_at = now()
                 WHERE id = ${path.id}`
             yield* audit.append({
-              actor: actorOf(principal),
+              actor,
               action: "certificate_archived",
               resource: { type: "certificate", id: path.id },
-              details: { cancelled_jobs: open.map((j) => j.id) }
+              details: { cancelled_jobs: cancelled }
             })
           }).pipe(sql.withTransaction, Effect.orDie)
+          // A job created between the sweep and the archive (a racing renewal scan) goes too.
+          yield* cancelOpen
           return toCertificate(yield* load(path.id))
         })
       )

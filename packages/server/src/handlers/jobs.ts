@@ -5,6 +5,20 @@ import { Effect, Option } from "effect"
 import { actorOf, admin } from "../Auth.js"
 import { badCursor, cursorAfter, pageOf, toJob } from "./rows.js"
 
+/**
+ * Cancels a job. The engine's transition is guarded by the state it read, so when the runner
+ * claims the job in between (PENDING → RUNNING) the cancel is retried against the new state.
+ */
+export const cancelJob = (
+  engine: JobEngine.JobEngine,
+  jobId: string,
+  actor: { type: "user" | "agent" | "system"; id: string },
+  reason: string
+) =>
+  engine
+    .cancel(jobId, actor, reason)
+    .pipe(Effect.retry({ times: 5, while: (e) => e._tag === "IllegalTransition" && e.message.includes("no longer") }))
+
 export const JobsLive = HttpApiBuilder.group(Api.CertctlApi, "jobs", (handlers) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
@@ -51,7 +65,7 @@ export const JobsLive = HttpApiBuilder.group(Api.CertctlApi, "jobs", (handlers) 
         Effect.gen(function* () {
           const principal = yield* admin
           yield* load(path.id)
-          yield* engine.cancel(path.id, actorOf(principal), "cancelled by operator").pipe(
+          yield* cancelJob(engine, path.id, actorOf(principal), "cancelled by operator").pipe(
             Effect.catchTag("IllegalTransition", (e) => Effect.fail(ApiError.conflict(e.message))),
             Effect.catchTag("PersistenceError", Effect.die)
           )

@@ -8,10 +8,16 @@ const decoder = new TextDecoder()
 const requestIdOf = (header: string | undefined) =>
   header && /^[A-Za-z0-9._-]{1,100}$/.test(header) ? header : `req-${randomBytes(8).toString("hex")}`
 
+const clip = (s: string, max = 500) => (s.length > max ? `${s.slice(0, max)}… (${s.length - max} more characters)` : s)
+
 /** HttpApi's own 400 body → ours: `{ error, message, details: { issues: [{ path, message }] } }`. */
 const fromDecodeError = (body: any) => {
   const issues: Array<{ path: string; message: string }> = Array.isArray(body.issues)
-    ? body.issues.map((i: any) => ({ path: (i.path ?? []).map(String).join("."), message: String(i.message) }))
+    ? body.issues.slice(0, 50).map((i: any) => ({
+        path: (i.path ?? []).map(String).join("."),
+        // A message quotes the offending value: bound it, so a huge input is not echoed back whole.
+        message: clip(String(i.message))
+      }))
     : []
   const summary = issues
     .slice(0, 5)

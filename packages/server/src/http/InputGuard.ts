@@ -7,12 +7,24 @@ export const maxBodyBytes = 1024 * 1024
 const refuse = (status: number, error: string, message: string) =>
   Option.some(HttpServerResponse.unsafeJson({ error, message }, { status }))
 
-/** PostgreSQL text cannot hold NUL, so a NUL anywhere in the input would only fail later, as a 500. */
-const hasNul = (value: unknown, depth = 0): boolean => {
-  if (typeof value === "string") return value.includes("\u0000")
-  if (depth > 64 || value === null || typeof value !== "object") return false
-  if (Array.isArray(value)) return value.some((v) => hasNul(v, depth + 1))
-  return Object.entries(value).some(([k, v]) => k.includes("\u0000") || hasNul(v, depth + 1))
+/** No payload of this API nests deeper than a connector config; deeper input is refused up front. */
+export const maxDepth = 32
+
+/**
+ * What is wrong with a parsed body, if anything: a NUL character (PostgreSQL text cannot hold it,
+ * so it would only fail later, as a 500), or nesting so deep that formatting a schema error about
+ * it would overflow the stack.
+ */
+const problem = (value: unknown, depth = 0): "nul" | "depth" | undefined => {
+  if (typeof value === "string") return value.includes("\u0000") ? "nul" : undefined
+  if (value === null || typeof value !== "object") return undefined
+  if (depth >= maxDepth) return "depth"
+  for (const [k, v] of Array.isArray(value) ? value.entries() : Object.entries(value)) {
+    if (typeof k === "string" && k.includes("\u0000")) return "nul"
+    const found = problem(v, depth + 1)
+    if (found) return found
+  }
+  return undefined
 }
 
 const decodesCleanly = (part: string) => {
@@ -27,7 +39,7 @@ const bodyMethods = new Set(["POST", "PUT", "PATCH", "DELETE"])
 
 /**
  * Checks what every endpoint has in common before routing: a URL that decodes, a JSON body (or
- * none) of at most 1 MiB, and no NUL characters. Returns the refusal, or none to go on. The body
+ * none) of at most 1 MiB nested at most 32 levels, and no NUL characters. Returns the refusal, or none to go on. The body
  * text is cached on the request, so the endpoint's own decoding reads the same bytes.
  */
 export const check = (
@@ -58,5 +70,10 @@ export const check = (
     } catch (e) {
       return refuse(400, "bad_request", `the request body is not valid JSON: ${(e as Error).message}`)
     }
-    return hasNul(parsed) ? refuse(400, "bad_request", "the request body contains a NUL character") : Option.none()
+    const found = problem(parsed)
+    return found === "nul"
+      ? refuse(400, "bad_request", "the request body contains a NUL character")
+      : found === "depth"
+        ? refuse(400, "bad_request", `the request body is nested deeper than ${maxDepth} levels`)
+        : Option.none()
   })
