@@ -10,7 +10,7 @@
 // CERTCTL_BENCH_FLEET_SECONDS (default 90) of real time, so every agent heartbeats at least once
 // and completes about three polls. Then 100,000 certificates are inserted and GET
 // /api/v1/certificates?limit=100 is timed on the first page and on a deep cursor page.
-// Sizes scale with CERTCTL_BENCH_SCALE (e.g. 0.1). Client and server share this machine's cores.
+// Sizes scale with CERTCTL_BENCH_SCALE (e.g. 0.1); CERTCTL_BENCH_FLEETS lists the fleet sizes. Client and server share this machine's cores.
 import { execSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -23,7 +23,10 @@ import { round } from "./lib/measure.mjs"
 const log = (...args) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...args)
 const scale = Number(process.env.CERTCTL_BENCH_SCALE ?? 1)
 const seconds = Number(process.env.CERTCTL_BENCH_FLEET_SECONDS ?? 90)
-const fleets = [1000, 10000].map((n) => Math.max(10, Math.round(n * scale)))
+const fleets = (process.env.CERTCTL_BENCH_FLEETS ?? "1000,10000")
+  .split(",")
+  .map(Number)
+  .map((n) => Math.max(10, Math.round(n * scale)))
 const certificates = Math.max(1000, Math.round(100_000 * scale))
 const HEARTBEAT_EVERY_MS = 60_000
 const WAIT_S = 25
@@ -263,7 +266,9 @@ const listLatency = async (server, db, n) => {
     for (let i = 0; i < times; i++) {
       const r = await request(agent, server.url, "GET", path, server.adminKey)
       if (r.status !== 200)
-        throw new Error(`GET ${path} → ${r.status} ${r.error ?? ""}; server exit code ${server.proc.child.exitCode}`)
+        throw new Error(
+          `GET ${path} → ${r.status} ${r.error ?? ""}; server exit code ${server.proc.child.exitCode}\n${server.proc.output().slice(-3000)}`
+        )
       samples.push(r.ms)
     }
     return summary(samples)

@@ -23,16 +23,20 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
         a.status === "active" ? Effect.succeed(a) : Effect.fail(ApiError.conflict(`agent ${id} is retired`))
       )
 
-    /** Pending work of one agent: jobs waiting on it, and ACME challenges to serve or remove. */
+    /**
+     * Pending work of one agent: jobs waiting on it, and ACME challenges to serve or remove. One
+     * round trip: a fleet's long polls make this the server's hottest query.
+     */
     const pendingWork = (agentId: string) =>
       Effect.gen(function* () {
-        const jobs = yield* sql<{ agent_work: Work.WorkItem }>`SELECT agent_work FROM jobs
-            WHERE agent_id = ${agentId} AND agent_work IS NOT NULL AND state = 'RUNNING' ORDER BY created_at LIMIT 100`
-        const challenges =
-          yield* sql<any>`SELECT c.id, c.job_id, j.certificate_id, c.action, c.identifier, c.token, c.key_authorization
-            FROM acme_challenges c JOIN jobs j ON j.id = c.job_id WHERE c.agent_id = ${agentId} AND c.status = 'pending' LIMIT 100`
+        const [row] = yield* sql<{ jobs: Array<Work.WorkItem>; challenges: Array<any> }>`SELECT
+            coalesce((SELECT json_agg(w.agent_work ORDER BY w.created_at) FROM (SELECT agent_work, created_at FROM jobs
+              WHERE agent_id = ${agentId} AND agent_work IS NOT NULL AND state = 'RUNNING' ORDER BY created_at LIMIT 100) w), '[]'::json) AS jobs,
+            coalesce((SELECT json_agg(c) FROM (SELECT c.id, c.job_id, j.certificate_id, c.action, c.identifier, c.token, c.key_authorization
+              FROM acme_challenges c JOIN jobs j ON j.id = c.job_id WHERE c.agent_id = ${agentId} AND c.status = 'pending' LIMIT 100) c),
+              '[]'::json) AS challenges`
         const items: Array<Work.WorkItem> = [
-          ...challenges.map(
+          ...row.challenges.map(
             (c): Work.ChallengeWork => ({
               type: "http-01",
               job_id: c.job_id,
@@ -44,10 +48,30 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
               key_authorization: c.key_authorization
             })
           ),
-          ...jobs.map((j) => j.agent_work)
+          ...row.jobs
         ]
         return items
       }).pipe(Effect.orDie)
+
+    /**
+     * A poll's status check and sign of life in one round trip. `last_seen_at` moves at most every
+     * 15 seconds from polls (heartbeats always move it), so a fleet's polls are mostly reads.
+     */
+    const touch = (id: string, seen: boolean) =>
+      sql<{ status: string }>`WITH a AS (SELECT status FROM agents WHERE id = ${id}),
+          u AS (UPDATE agents SET last_seen_at = now() WHERE ${seen} AND id = ${id} AND status = 'active'
+                AND (last_seen_at IS NULL OR last_seen_at < now() - interval '15 seconds') RETURNING 1)
+          SELECT status FROM a`.pipe(
+        Effect.orDie,
+        Effect.flatMap(
+          ([a]): Effect.Effect<void, ApiError.NotFound | ApiError.Conflict> =>
+            !a
+              ? Effect.fail(ApiError.notFound("agent", id))
+              : a.status !== "active"
+                ? Effect.fail(ApiError.conflict(`agent ${id} is retired`))
+                : Effect.void
+        )
+      )
 
     return handlers
       .handle("register", ({ payload }) =>
@@ -100,9 +124,12 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       .handle("heartbeat", ({ path, payload }) =>
         Effect.gen(function* () {
           yield* selfOrAdmin(path.id)
-          yield* active(path.id)
-          yield* sql`UPDATE agents SET last_seen_at = now(), version = coalesce(${payload.version ?? null}, version),
-              hostname = coalesce(${payload.hostname ?? null}, hostname) WHERE id = ${path.id}`.pipe(Effect.orDie)
+          const updated =
+            yield* sql`UPDATE agents SET last_seen_at = now(), version = coalesce(${payload.version ?? null}, version),
+              hostname = coalesce(${payload.hostname ?? null}, hostname) WHERE id = ${path.id} AND status = 'active'
+              RETURNING id`.pipe(Effect.orDie)
+          // Not updated: unknown (404) or retired (409).
+          if (updated.length === 0) yield* active(path.id)
           for (const t of payload.targets ?? []) {
             yield* sql`INSERT INTO target_connections (target_id, agent_id, status, detail)
                 SELECT id, ${path.id}, ${t.status}, ${t.detail ?? null} FROM targets WHERE id = ${t.target_id} AND agent_id = ${path.id}
@@ -116,10 +143,8 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       .handle("work", ({ path, urlParams }) =>
         Effect.gen(function* () {
           const principal = yield* selfOrAdmin(path.id)
-          yield* active(path.id)
           // Only the agent's own poll is a sign of life; an operator looking at its queue is not.
-          if (principal.role === "agent")
-            yield* sql`UPDATE agents SET last_seen_at = now() WHERE id = ${path.id}`.pipe(Effect.orDie)
+          yield* touch(path.id, principal.role === "agent")
           let items = yield* pendingWork(path.id)
           const wait = urlParams.wait ?? 0
           if (items.length === 0 && wait > 0) {
