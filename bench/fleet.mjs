@@ -10,7 +10,9 @@
 // CERTCTL_BENCH_FLEET_SECONDS (default 90) of real time, so every agent heartbeats at least once
 // and completes about three polls. Then 100,000 certificates are inserted and GET
 // /api/v1/certificates?limit=100 is timed on the first page and on a deep cursor page.
-// Sizes scale with CERTCTL_BENCH_SCALE (e.g. 0.1); CERTCTL_BENCH_FLEETS lists the fleet sizes. Client and server share this machine's cores.
+// Sizes scale with CERTCTL_BENCH_SCALE (e.g. 0.1); CERTCTL_BENCH_FLEETS lists the fleet sizes and
+// CERTCTL_BENCH_POOL_SIZE sets the server's PostgreSQL pool. Client and server share this machine's
+// cores, and other processes on a shared machine show in the load averages reported.
 import { execSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -28,6 +30,8 @@ const fleets = (process.env.CERTCTL_BENCH_FLEETS ?? "1000,10000")
   .map(Number)
   .map((n) => Math.max(10, Math.round(n * scale)))
 const certificates = Math.max(1000, Math.round(100_000 * scale))
+/** The server's PostgreSQL pool (CERTCTL_DATABASE_POOL_SIZE); unset means the server default, 20. */
+const poolSize = process.env.CERTCTL_BENCH_POOL_SIZE
 const HEARTBEAT_EVERY_MS = 60_000
 const WAIT_S = 25
 const TICK = 100 // USER_HZ of /proc/<pid>/stat; `getconf CLK_TCK` is 100 on Linux
@@ -106,7 +110,8 @@ const startServer = async (databaseUrl) => {
       CERTCTL_LISTEN_ADDR: `127.0.0.1:${port}`,
       CERTCTL_DATA_DIR: tempDir("certctl-fleet-"),
       // Per-request info logs would be most of the work at this rate; a fleet runs at warn.
-      CERTCTL_LOG_LEVEL: "warn"
+      CERTCTL_LOG_LEVEL: "warn",
+      ...(poolSize ? { CERTCTL_DATABASE_POOL_SIZE: poolSize } : {})
     },
     "server"
   )
@@ -223,6 +228,7 @@ const runFleet = async (server, agents, db, dbName) => {
   return {
     agents: n,
     seconds: round(wall, 1),
+    machine_load_average_1m: round(os.loadavg()[0], 2),
     heartbeat: { ...summary(beats), per_second: round(beats.length / wall, 1), errors: errors.heartbeat },
     work_poll: {
       wait_seconds: WAIT_S,
@@ -284,6 +290,7 @@ const listLatency = async (server, db, n) => {
 }
 
 const main = async () => {
+  const loadAtStart = os.loadavg()[0]
   const peer = await pgAvailable()
   if (!peer.ok) return { skipped: peer.why }
   const limit = Number(execSync("sh -c 'ulimit -n'").toString().trim())
@@ -291,7 +298,7 @@ const main = async () => {
   if (limit < needed)
     log(`warning: ulimit -n is ${limit}; ${needed} open files are needed (raise it: ulimit -n ${needed})`)
   const database = await freshDatabase()
-  const server = await startServer(database.url)
+  let server = await startServer(database.url)
   const db = new pg.Client({ connectionString: database.url })
   await db.connect()
   try {
@@ -302,8 +309,16 @@ const main = async () => {
     for (const size of fleets) {
       runs.push(await runFleet(server, agents.slice(0, size), db, new URL(database.url).pathname.slice(1)))
       log(JSON.stringify(runs.at(-1)))
-      if (server.proc.child.exitCode !== null)
-        throw new Error(`server exited (${server.proc.child.exitCode}):\n${server.proc.output().slice(-3000)}`)
+      // A crash is a finding, not the end of the bench: record it and go on with a fresh process.
+      await new Promise((r) => setTimeout(r, 2000))
+      if (server.proc.child.exitCode !== null) {
+        runs.at(-1).server_crashed = {
+          exit_code: server.proc.child.exitCode,
+          output_tail: server.proc.output().slice(-1500)
+        }
+        log(`server crashed after the ${size}-agent fleet; restarting it for what follows`)
+        server = await startServer(database.url)
+      }
       await new Promise((r) => setTimeout(r, 3000))
     }
     const seen = (await db.query("SELECT count(*)::int AS n FROM agents WHERE last_seen_at IS NOT NULL")).rows[0].n
@@ -311,13 +326,14 @@ const main = async () => {
     return {
       bench: "fleet",
       machine: {
+        load_average_1m_at_start: round(loadAtStart, 2),
         cpus: os.cpus().length,
         model: os.cpus()[0]?.model,
         memory_gb: round(os.totalmem() / 2 ** 30, 1),
         ulimit_n: limit
       },
       method: {
-        server: "one certctl-server process (CERTCTL_LOG_LEVEL=warn, default pool of 20), fresh PostgreSQL database",
+        server: `one certctl-server process (CERTCTL_LOG_LEVEL=warn, PostgreSQL pool ${poolSize ?? "20 (default)"}), fresh PostgreSQL database`,
         agents: "registered in bulk via SQL; simulated in this process over keep-alive node:http agents",
         heartbeat_every_seconds: HEARTBEAT_EVERY_MS / 1000,
         long_poll_wait_seconds: WAIT_S,

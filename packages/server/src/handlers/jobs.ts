@@ -14,7 +14,7 @@ export const cancelJob = (
   jobId: string,
   actor: { type: "user" | "agent" | "system"; id: string },
   reason: string
-) =>
+): ReturnType<JobEngine.JobEngine["cancel"]> =>
   engine
     .cancel(jobId, actor, reason)
     .pipe(Effect.retry({ times: 5, while: (e) => e._tag === "IllegalTransition" && e.message.includes("no longer") }))

@@ -39,8 +39,9 @@ const bodyMethods = new Set(["POST", "PUT", "PATCH", "DELETE"])
 
 /**
  * Checks what every endpoint has in common before routing: a URL that decodes, a JSON body (or
- * none) of at most 1 MiB nested at most 32 levels, and no NUL characters. Returns the refusal, or none to go on. The body
- * text is cached on the request, so the endpoint's own decoding reads the same bytes.
+ * none) of at most 1 MiB nested at most 32 levels, and no NUL characters. Returns the refusal, or
+ * none to go on. The body text is cached on the request, so the endpoint's own decoding reads the
+ * same bytes.
  */
 export const check = (
   request: HttpServerRequest.HttpServerRequest
@@ -51,7 +52,8 @@ export const check = (
     const query = q < 0 ? "" : request.url.slice(q + 1)
     if (!decodesCleanly(path) || !query.split("&").every((kv) => kv.split("=").every(decodesCleanly)))
       return refuse(400, "bad_request", "the URL has malformed percent-encoding or a NUL character")
-    if (!bodyMethods.has(request.method)) return Option.none()
+    // Every endpoint with a body needs a key: without one the router answers 401 unread.
+    if (!bodyMethods.has(request.method) || request.headers.authorization === undefined) return Option.none()
     const length = request.headers["content-length"]
     if (length === "0" || (length === undefined && request.headers["transfer-encoding"] === undefined))
       return Option.none()
