@@ -5,7 +5,7 @@ export default defineConfig({
   // Vite resolves test imports through its SSR resolver, which needs the condition too.
   ssr: { resolve: { conditions: ["source"] } },
   test: {
-    include: ["packages/*/test/**/*.test.ts"],
+    include: ["packages/*/test/**/*.test.ts", "deploy/test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Peer-backed suites (PostgreSQL, sshd, nginx, Pebble) share machine-wide ports.
