@@ -211,13 +211,18 @@ async function main() {
       await sleep(150)
     }
   }
-  if (jobId) await follow(jobId)
-  for (let i = 0; i < 100; i++) {
-    const jobs = (await call("GET", `/api/v1/jobs?certificate_id=${cert.id}&kind=deployment`)).body.items
-    const next = jobs.filter((j) => !followed.has(j.id)).at(-1)
-    if (next && !["COMPLETED", "CANCELLED", "ABANDONED"].includes(next.state)) await follow(next.id)
-    else if (next || jobs.length > 0) break
-    await sleep(100)
+  if (jobId) {
+    await follow(jobId)
+    // Then the deployment the issuance created, shown step by step even if it already finished.
+    for (let i = 0; i < 100; i++) {
+      const jobs = (await call("GET", `/api/v1/jobs?certificate_id=${cert.id}&kind=deployment`)).body.items
+      const next = jobs.filter((j) => !followed.has(j.id)).at(-1)
+      if (next) {
+        await follow(next.id)
+        break
+      }
+      await sleep(100)
+    }
   }
 
   cert = (await call("GET", `/api/v1/certificates/${cert.id}`)).body
