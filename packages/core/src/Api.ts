@@ -6,8 +6,9 @@ import {
   HttpApiSchema,
   HttpApiSecurity
 } from "@effect/platform"
-import { Context, Schema } from "effect"
+import { Context, type Redacted, Schema } from "effect"
 import * as E from "./ApiError.js"
+import * as Enrollment from "./Enrollment.js"
 import * as M from "./Models.js"
 import * as Work from "./Work.js"
 
@@ -27,6 +28,36 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("@ce
   failure: E.Unauthorized,
   security: { bearer: HttpApiSecurity.bearer }
 }) {}
+
+/**
+ * Like `Authentication`, and the key must be an admin's: the role is checked before the payload is
+ * decoded, so a viewer or agent learns nothing from a malformed body (403, not 400).
+ */
+export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()(
+  "@certctl/core/Api/AdminAuthentication",
+  {
+    provides: CurrentPrincipal,
+    failure: Schema.Union(E.Unauthorized, E.Forbidden),
+    security: { bearer: HttpApiSecurity.bearer }
+  }
+) {}
+
+/** An enrolling agent: the enrollment token it presented, already checked to be usable. */
+export interface Enrollee {
+  readonly token_id: string
+  readonly token: Redacted.Redacted<string>
+}
+export class CurrentEnrollee extends Context.Tag("@certctl/core/Api/CurrentEnrollee")<CurrentEnrollee, Enrollee>() {}
+
+/** A bearer enrollment token (`cce_…`). It authenticates `POST /agents/enroll` and nothing else. */
+export class EnrollmentAuthentication extends HttpApiMiddleware.Tag<EnrollmentAuthentication>()(
+  "@certctl/core/Api/EnrollmentAuthentication",
+  {
+    provides: CurrentEnrollee,
+    failure: E.Unauthorized,
+    security: { enrollmentToken: HttpApiSecurity.bearer }
+  }
+) {}
 
 const IdPath = Schema.Struct({ id: M.Id })
 const Cursor = Schema.String.pipe(Schema.maxLength(200))
@@ -258,6 +289,39 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
   .middleware(Authentication)
   .prefix("/api/v1") {}
 
+/**
+ * Enrollment tokens (admin-made, listed by viewers) and their exchange by a new agent for its own
+ * identity. Each endpoint names its own authentication: the exchange takes an enrollment token,
+ * the others an API key.
+ */
+export class EnrollmentGroup extends HttpApiGroup.make("enrollment")
+  .add(
+    HttpApiEndpoint.post("create", "/enrollment-tokens")
+      .setPayload(Enrollment.CreateEnrollmentToken)
+      .addSuccess(Enrollment.CreatedEnrollmentToken, { status: 201 })
+      .middleware(AdminAuthentication)
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/enrollment-tokens")
+      .setUrlParams(Schema.Struct({ cursor: Schema.optional(Cursor), limit: Schema.optional(Limit) }))
+      .addSuccess(M.page(Enrollment.EnrollmentToken))
+      .middleware(Authentication)
+  )
+  .add(
+    HttpApiEndpoint.del("revoke", "/enrollment-tokens/:id")
+      .setPath(IdPath)
+      .addSuccess(Enrollment.EnrollmentToken)
+      .middleware(AdminAuthentication)
+  )
+  .add(
+    HttpApiEndpoint.post("exchange", "/agents/enroll")
+      .setPayload(Enrollment.EnrollAgent)
+      .addSuccess(M.RegisteredAgent, { status: 201 })
+      .addError(E.Conflict)
+      .middleware(EnrollmentAuthentication)
+  )
+  .prefix("/api/v1") {}
+
 export const TargetsGroup = connectorCrud("targets", "targets")
 export const IssuersGroup = connectorCrud("issuers", "issuers")
 export const NotifiersGroup = connectorCrud("notifiers", "notifiers")
@@ -344,6 +408,7 @@ export class CertctlApi extends HttpApi.make("certctl")
   .add(CsrGroup)
   .add(DeploymentsGroup)
   .add(AgentsGroup)
+  .add(EnrollmentGroup)
   .add(TargetsGroup)
   .add(IssuersGroup)
   .add(NotifiersGroup)

@@ -1,9 +1,11 @@
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
+import { AgentRegistration } from "./AgentRegistration.js"
 import { AuditLog } from "./AuditLog.js"
 import { ConnectorRegistry, Connectors, type Registry } from "./Connectors.js"
 import { Database } from "./Database.js"
+import { Enrollment } from "./Enrollment.js"
 import * as JobEngine from "./JobEngine.js"
 import * as Lifecycle from "./Lifecycle.js"
 import * as Migrations from "./Migrations.js"
@@ -49,7 +51,10 @@ export const layer = (options: EngineOptions) => {
   const services = Layer.mergeAll(JobEngine.JobEngine.Default, AuditLog.Default, Connectors.Default).pipe(
     Layer.provideMerge(foundation)
   )
+  // Agent identities: registration by an admin, or by an enrollment token's exchange.
+  const identities = Enrollment.Default.pipe(Layer.provideMerge(AgentRegistration.Default))
   return Lifecycle.layer(options.lifecycle).pipe(
+    Layer.provideMerge(identities),
     Layer.provideMerge(Notifications.Default.pipe(Layer.provideMerge(services)))
   )
 }

@@ -3,11 +3,16 @@ import * as Migrator from "@effect/sql/Migrator"
 import { Effect } from "effect"
 import init from "./internal/migrations/0001_init.js"
 import lifecycle from "./internal/migrations/0002_lifecycle.js"
+import enrollment from "./internal/migrations/0003_enrollment.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
-export const loader = Migrator.fromRecord({ "0001_init": init, "0002_lifecycle": lifecycle })
+export const loader = Migrator.fromRecord({
+  "0001_init": init,
+  "0002_lifecycle": lifecycle,
+  "0003_enrollment": enrollment
+})
 
-export const latest = 2
+export const latest = 3
 const table = "certctl_migrations"
 const lockKey = 7263540
 

@@ -1,5 +1,7 @@
+export * as AgentRegistration from "./AgentRegistration.js"
 export * as Api from "./Api.js"
 export * as ApiError from "./ApiError.js"
+export * as ApiKeys from "./ApiKeys.js"
 export * as AuditLog from "./AuditLog.js"
 export * as Connector from "./Connector.js"
 export {
@@ -10,6 +12,7 @@ export {
 } from "./ConnectorError.js"
 export * as Database from "./Database.js"
 export * as DnsName from "./DnsName.js"
+export * as Enrollment from "./Enrollment.js"
 export * as Ids from "./Ids.js"
 export * as Issuer from "./Issuer.js"
 export * as JobEngine from "./JobEngine.js"

@@ -1,14 +1,10 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { SqlClient } from "@effect/sql"
-import { Ids } from "@certctl/core"
+import { ApiKeys } from "@certctl/core"
 import { Effect, Option, Redacted } from "effect"
 
-/** A random 256-bit token, shown once; only its SHA-256 is stored. */
-export const generate = (): string => `cct_${randomBytes(32).toString("base64url")}`
-
-export const hash = (token: string): Buffer => createHash("sha256").update(token, "utf8").digest()
-
-export const constantTimeEqual = (a: Buffer, b: Buffer): boolean => a.length === b.length && timingSafeEqual(a, b)
+/** Tokens are made and hashed by core (one implementation for API keys and enrollment tokens). */
+export const hash = ApiKeys.hash
+export const constantTimeEqual = ApiKeys.constantTimeEqual
 
 export interface KeyRecord {
   readonly id: string
@@ -18,13 +14,7 @@ export interface KeyRecord {
 
 /** Stores a new key and returns its token (the only time it exists in clear). */
 export const issue = (role: KeyRecord["role"], agentId: string | null) =>
-  Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    const token = generate()
-    const id = Ids.make("key")
-    yield* sql`INSERT INTO agent_api_keys (id, agent_id, role, key_hash) VALUES (${id}, ${agentId}, ${role}, ${hash(token)})`
-    return { id, token }
-  })
+  Effect.map(ApiKeys.issue(role, agentId), (k) => ({ id: k.id, token: Redacted.value(k.token) }))
 
 /**
  * Resolves a presented token. The lookup is by hash (an index probe, independent of the secret's

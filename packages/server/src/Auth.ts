@@ -1,31 +1,63 @@
-import { Api, ApiError } from "@certctl/core"
+import { Api, ApiError, Enrollment } from "@certctl/core"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Redacted } from "effect"
 import * as ApiKeys from "./ApiKeys.js"
 import { ServerConfig } from "./Config.js"
 
+/** A bearer API key → its principal; a missing or unknown key is 401. */
+const principalOf = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const config = yield* ServerConfig
+  return (token: Redacted.Redacted<string>) =>
+    Effect.gen(function* () {
+      const value = Redacted.value(token)
+      if (value.length === 0 || value.length > 512)
+        return yield* Effect.fail(ApiError.unauthorized("missing or malformed bearer API key"))
+      const found = yield* ApiKeys.lookup(value, config.adminApiKey).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        Effect.orDie
+      )
+      if (Option.isNone(found)) return yield* Effect.fail(ApiError.unauthorized("unknown, revoked or retired API key"))
+      return { role: found.value.role, key_id: found.value.id, agent_id: found.value.agent_id } satisfies Api.Principal
+    })
+})
+
 /** Bearer keys → principal. A missing or unknown key is 401; role checks (403) happen per handler. */
 export const AuthenticationLive = Layer.effect(
   Api.Authentication,
-  Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    const config = yield* ServerConfig
-    return {
-      bearer: (token) =>
-        Effect.gen(function* () {
-          const value = Redacted.value(token)
-          if (value.length === 0 || value.length > 512)
-            return yield* Effect.fail(ApiError.unauthorized("missing or malformed bearer API key"))
-          const found = yield* ApiKeys.lookup(value, config.adminApiKey).pipe(
-            Effect.provideService(SqlClient.SqlClient, sql),
-            Effect.orDie
-          )
-          if (Option.isNone(found))
-            return yield* Effect.fail(ApiError.unauthorized("unknown, revoked or retired API key"))
-          return { role: found.value.role, key_id: found.value.id, agent_id: found.value.agent_id }
+  Effect.map(principalOf, (principal) => ({ bearer: principal }))
+)
+
+/** Admin-only endpoints: authentication and the role check both run before the payload is decoded. */
+export const AdminAuthenticationLive = Layer.effect(
+  Api.AdminAuthentication,
+  Effect.map(principalOf, (principal) => ({
+    bearer: (token: Redacted.Redacted<string>) =>
+      Effect.flatMap(principal(token), (p) =>
+        p.role === "admin"
+          ? Effect.succeed(p)
+          : Effect.fail(ApiError.forbidden(`this operation needs role admin; the key has role ${p.role}`))
+      )
+  }))
+)
+
+/**
+ * The enrollment exchange's bearer: an enrollment token, checked (unknown, expired, revoked or used
+ * up → 401) before the payload is decoded. API keys are not enrollment tokens, and enrollment
+ * tokens are unknown to every other endpoint's authentication.
+ */
+export const EnrollmentAuthenticationLive = Layer.effect(
+  Api.EnrollmentAuthentication,
+  Effect.map(Enrollment.Enrollment, (enrollment) => ({
+    enrollmentToken: (token: Redacted.Redacted<string>) =>
+      enrollment.authenticate(token).pipe(
+        Effect.map((t): Api.Enrollee => ({ token_id: t.id, token })),
+        Effect.catchTags({
+          TokenRefused: (e) => Effect.fail(ApiError.unauthorized(e.message)),
+          PersistenceError: (e) => Effect.die(e)
         })
-    }
-  })
+      )
+  }))
 )
 
 type Role = Api.Principal["role"]

@@ -7,7 +7,7 @@ import { builtins } from "@certctl/connectors"
 import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option } from "effect"
-import { AuthenticationLive } from "./Auth.js"
+import { AdminAuthenticationLive, AuthenticationLive, EnrollmentAuthenticationLive } from "./Auth.js"
 import { ensureAdminKey, sealingLayer } from "./Bootstrap.js"
 import { ServerConfig, type ServerSettings } from "./Config.js"
 import { errorBodies } from "./http/ErrorBodies.js"
@@ -16,6 +16,7 @@ import { CertificatesLive } from "./handlers/certificates.js"
 import { IssuersLive, NotifiersLive, TargetsLive } from "./handlers/connectors.js"
 import { CsrLive } from "./handlers/csr.js"
 import { DeploymentsLive } from "./handlers/deployments.js"
+import { EnrollmentLive } from "./handlers/enrollment.js"
 import { OwnersLive, PoliciesLive, TeamsLive } from "./handlers/directory.js"
 import { AuditLive, JobsLive } from "./handlers/jobs.js"
 import { OperationsLive } from "./handlers/operations.js"
@@ -29,6 +30,7 @@ const ApiLive = HttpApiBuilder.api(Api.CertctlApi).pipe(
       CsrLive,
       DeploymentsLive,
       AgentsLive,
+      EnrollmentLive,
       IssuersLive,
       TargetsLive,
       NotifiersLive,
@@ -40,7 +42,7 @@ const ApiLive = HttpApiBuilder.api(Api.CertctlApi).pipe(
       OperationsLive
     )
   ),
-  Layer.provide(AuthenticationLive)
+  Layer.provide(Layer.mergeAll(AuthenticationLive, AdminAuthenticationLive, EnrollmentAuthenticationLive))
 )
 
 /** The engine for this server: built-in connectors, settings from the environment. */

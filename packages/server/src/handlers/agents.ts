@@ -1,7 +1,7 @@
-import { Api, ApiError, AuditLog, Ids, Persistence, Signals, type Work } from "@certctl/core"
+import { AgentRegistration, Api, ApiError, AuditLog, Signals, type Work } from "@certctl/core"
 import { HttpApiBuilder, HttpApiSchema } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
 import * as ApiKeys from "../ApiKeys.js"
 import { actorOf, admin, reader, selfOrAdmin } from "../Auth.js"
 import { cursorAfter, pageOf, toAgent } from "./rows.js"
@@ -11,6 +11,7 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
     const sql = yield* SqlClient.SqlClient
     const audit = yield* AuditLog.AuditLog
     const signals = yield* Signals.Signals
+    const registration = yield* AgentRegistration.AgentRegistration
 
     const load = (id: string) =>
       sql`SELECT * FROM agents WHERE id = ${id}`.pipe(
@@ -77,26 +78,13 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       .handle("register", ({ payload }) =>
         Effect.gen(function* () {
           const principal = yield* admin
-          const id = payload.id ?? Ids.make("agent")
-          const key = yield* Effect.gen(function* () {
-            yield* sql`INSERT INTO agents (id, name, hostname) VALUES (${id}, ${payload.name}, ${payload.hostname ?? null})`
-            const k = yield* ApiKeys.issue("agent", id)
-            yield* audit.append({
-              actor: actorOf(principal),
-              action: "agent_registered",
-              resource: { type: "agent", id },
-              details: { name: payload.name, key_id: k.id }
+          const registered = yield* registration.register(payload, actorOf(principal)).pipe(
+            Effect.catchTags({
+              AgentExists: (e) => Effect.fail(ApiError.conflict(e.message)),
+              PersistenceError: (e) => Effect.die(e)
             })
-            return k
-          }).pipe(
-            sql.withTransaction,
-            Effect.catchAll((e: any) =>
-              Persistence.pgCode(e) === "23505"
-                ? Effect.fail(ApiError.conflict(`agent ${id} already exists`))
-                : Effect.die(e)
-            )
           )
-          return { agent: toAgent(yield* load(id)), api_key: key.token }
+          return { agent: registered.agent, api_key: Redacted.value(registered.apiKey) }
         })
       )
       .handle("list", ({ urlParams: q }) =>
