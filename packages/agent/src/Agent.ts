@@ -4,6 +4,7 @@ import { ConnectorError, Pki, type Target, type Work } from "@certctl/core"
 import { Duration, Effect, Option, type Redacted, Schedule, Schema } from "effect"
 import type { AgentConfig } from "./Config.js"
 import * as ControlPlane from "./ControlPlane.js"
+import * as Health from "./Health.js"
 import * as Http01 from "./Http01.js"
 import { buildCsr, generateKey } from "./KeyGen.js"
 import { makeKeyStore } from "./KeyStore.js"
@@ -19,6 +20,7 @@ const targetDefinitions = new Map(builtins.targets.map((d) => [d.type, d]))
 export const run = (config: AgentConfig) =>
   Effect.gen(function* () {
     const client = ControlPlane.make({ url: config.serverUrl, apiKey: config.apiKey })
+    const health = Health.tracker()
     const keys = makeKeyStore({ dir: config.keyDir, passphrase: config.keyPassphrase })
     // Work the control plane still lists although this agent has done it: its reports may be queued
     // in the outbox, or the listing may predate them. Such items are not done twice.
@@ -223,6 +225,7 @@ export const run = (config: AgentConfig) =>
       })
 
     const heartbeat = client.request("POST", `${base}/heartbeat`, { version: "0.1.0" }).pipe(
+      Effect.zipRight(health.contact),
       Effect.catchAll((e) => Effect.logWarning(`heartbeat failed: ${e.message}`)),
       Effect.repeat(Schedule.spaced(Duration.seconds(config.heartbeatSeconds)))
     )
@@ -240,6 +243,7 @@ export const run = (config: AgentConfig) =>
           (config.pollWaitSeconds + 15) * 1000
         )
         .pipe(
+          Effect.tap(() => health.contact),
           Effect.flatMap((res) =>
             Effect.map(handleAll(res.body.items, listedAt), (started) =>
               started === 0 && res.body.items.length > 0 ? 1000 : 50
@@ -258,6 +262,19 @@ export const run = (config: AgentConfig) =>
     yield* Effect.logInfo(
       `certctl agent ${config.agentId} → ${config.serverUrl}, keys in ${path.resolve(config.keyDir)}`
     )
+    if (config.healthListen) {
+      const address = yield* Health.serve(config.healthListen, () =>
+        Health.evaluate({
+          agentId: config.agentId,
+          heartbeatSeconds: config.heartbeatSeconds,
+          startedAt: health.startedAt,
+          lastContactAt: health.lastContactAt(),
+          outboxDepth: outbox.size(),
+          now: Date.now()
+        })
+      )
+      yield* Effect.logInfo(`health endpoint on http://${address}/healthz`)
+    }
     if (outbox.size() > 0) yield* Effect.forkDaemon(outbox.drain)
     yield* Effect.all([heartbeat, poll], { concurrency: "unbounded", discard: true })
   })

@@ -1,5 +1,6 @@
 import * as fs from "node:fs"
 import { Data, Redacted, Schema } from "effect"
+import { parseListen } from "./Health.js"
 
 /**
  * Agent settings: a JSON file (`CERTCTL_AGENT_CONFIG`) and the environment, the environment
@@ -14,6 +15,8 @@ export const AgentFileConfig = Schema.Struct({
   key_passphrase: Schema.optional(Schema.String),
   poll_wait_seconds: Schema.optional(Schema.Int.pipe(Schema.between(0, 60))),
   heartbeat_seconds: Schema.optional(Schema.Number.pipe(Schema.between(1, 3600))),
+  /** Serve GET /healthz on this address, e.g. "127.0.0.1:9090" (see Health.ts). */
+  health_listen: Schema.optional(Schema.String.pipe(Schema.maxLength(300))),
   http01: Schema.optional(
     Schema.Struct({
       /** Serve challenges on this address, e.g. "0.0.0.0:80". */
@@ -36,6 +39,7 @@ export interface AgentConfig {
   readonly keyPassphrase?: Redacted.Redacted<string>
   readonly pollWaitSeconds: number
   readonly heartbeatSeconds: number
+  readonly healthListen?: string
   readonly http01?: { readonly listen?: string; readonly webroot?: string }
   readonly targets: Readonly<Record<string, Record<string, unknown>>>
 }
@@ -72,6 +76,9 @@ export const load = (env: NodeJS.ProcessEnv = process.env): AgentConfig => {
   if (!agentId)
     throw new AgentConfigError({ message: "CERTCTL_AGENT_ID is required (the id the agent was registered with)" })
   const passphrase = env.CERTCTL_KEY_PASSPHRASE ?? file.key_passphrase
+  const healthListen = env.CERTCTL_HEALTH_LISTEN ?? file.health_listen
+  if (healthListen && !parseListen(healthListen))
+    throw new AgentConfigError({ message: `CERTCTL_HEALTH_LISTEN "${healthListen}" is not host:port` })
   return {
     serverUrl: serverUrl.replace(/\/$/, ""),
     apiKey: Redacted.make(apiKey),
@@ -85,6 +92,7 @@ export const load = (env: NodeJS.ProcessEnv = process.env): AgentConfig => {
       : env.CERTCTL_HTTP01_WEBROOT
         ? { webroot: env.CERTCTL_HTTP01_WEBROOT }
         : file.http01,
+    healthListen: healthListen || undefined,
     targets: file.targets ?? {}
   }
 }
