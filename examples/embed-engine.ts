@@ -2,8 +2,10 @@
  * Embedding certctl's engine in your own Node service: your SqlClient (here PostgreSQL), your
  * connectors (here the built-ins), the engine's Layers, and your own HTTP stack if you want one.
  *
- *   CERTCTL_DATABASE_URL=postgres://... CERTCTL_ENCRYPTION_KEY=$(openssl rand -base64 32) \
- *     node --import tsx --conditions=source examples/embed-engine.ts
+ *   CERTCTL_ENCRYPTION_KEY=$(openssl rand -base64 32) node --import tsx --conditions=source examples/embed-engine.ts
+ *
+ * runs it on embedded PGlite (in CERTCTL_DATA_DIR, default ./.certctl/data); set
+ * CERTCTL_DATABASE_URL=postgres://... to use PostgreSQL.
  */
 import { Connectors, Database, Engine, JobEngine, Lifecycle, Sealing } from "@certctl/core"
 import { builtins } from "@certctl/connectors"
@@ -25,4 +27,5 @@ const program = Effect.gen(function* () {
   yield* Engine.background({ owner: jobs.options.owner, concurrency: 8, scanInterval: "1 hour" })
 })
 
-NodeRuntime.runMain(program.pipe(Effect.provide(engine)) as Effect.Effect<void, unknown>)
+// The background loops fork their fibers into a Scope: closing it (Ctrl-C) stops them cleanly.
+NodeRuntime.runMain(program.pipe(Effect.scoped, Effect.provide(engine)) as Effect.Effect<void, unknown>)
