@@ -40,7 +40,9 @@ start_until() {
   grep -Eq "$expect" "$log" || { echo "npm start output lacks: $expect"; return 1; }
   grep -Eq "deployed +yes, verified" "$log" || { echo "the certificate was not deployed and verified"; return 1; }
   grep -Eq "serial +[0-9a-f]{16,}" "$log" || { echo "no serial printed"; return 1; }
-  phase "ready after $(elapsed "$t0"); sending Ctrl-C (SIGINT to the process group)"
+  phase "ready after $(elapsed "$t0")"
+  if [ -n "${2:-}" ]; then "$2"; fi
+  phase "sending Ctrl-C (SIGINT to the process group)"
   kill -INT -- "-$pid"
   local rc=0
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
@@ -60,6 +62,21 @@ start_until() {
   phase "stopped (exit $rc) after $(elapsed "$t0") in all"
 }
 
+# While the first start runs, the commands the READMEs show against it must work as shown: the
+# CLI from the bin npm linked at install time, and the SDK example.
+readme_commands() {
+  local dir="$work/certctl" key url
+  key=$(cat "$dir/.certctl/data/admin-api-key")
+  url=$(grep -o "control plane ready at http://[0-9.:]*" "$log" | awk '{print $NF}')
+  phase "npx certctl certs list (README: CLI)"
+  (cd "$dir" && CERTCTL_URL="$url" CERTCTL_API_KEY="$key" npx certctl certs list) | tee "$work/cli.out"
+  grep -q "demo-certificate" "$work/cli.out" || { echo "the CLI did not list the demo certificate"; return 1; }
+  phase "examples/sdk-automation.ts (examples/README.md)"
+  (cd "$dir" && CERTCTL_URL=http://127.0.0.1:8443 CERTCTL_API_KEY="$key" \
+    node --import tsx --conditions=source examples/sdk-automation.ts) | tee "$work/sdk.out"
+  grep -Eq "target demo-files: success" "$work/sdk.out" || { echo "the SDK example did not deploy"; return 1; }
+}
+
 t0=$(date +%s)
 phase "fresh clone of $(git -C "$repo" rev-parse --short HEAD) into $work/certctl"
 git clone -q "$repo" "$work/certctl"
@@ -72,7 +89,7 @@ phase "npm ci"
 phase "npm ci done after $(elapsed "$t0")"
 
 phase "first npm start (builds, issues and deploys a certificate)"
-start_until "Created certificate demo-certificate"
+start_until "Created certificate demo-certificate" readme_commands
 cert="$work/certctl/.certctl/deploy/demo.certctl.test/cert.pem"
 key="$work/certctl/.certctl/deploy/demo.certctl.test/key.pem"
 [ -s "$cert" ] || { echo "no deployed certificate at $cert"; exit 1; }
