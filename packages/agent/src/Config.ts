@@ -1,4 +1,5 @@
 import * as fs from "node:fs"
+import * as os from "node:os"
 import { Data, Redacted, Schema } from "effect"
 import { parseListen } from "./Health.js"
 
@@ -44,9 +45,45 @@ export interface AgentConfig {
   readonly targets: Readonly<Record<string, Record<string, unknown>>>
 }
 
+/**
+ * What `load` reads: an `AgentConfig` whose API key may still be missing. Then the identity comes
+ * from the key stored at enrollment, or from exchanging the enrollment token (see Enrollment.ts).
+ */
+export interface AgentSettings extends Omit<AgentConfig, "apiKey"> {
+  readonly apiKey?: Redacted.Redacted<string>
+  /** `CERTCTL_ENROLLMENT_TOKEN`, or the content of `CERTCTL_ENROLLMENT_TOKEN_FILE`. */
+  readonly enrollmentToken?: Redacted.Redacted<string>
+  /** Whether `agentId` was configured, rather than derived from the node or host name. */
+  readonly agentIdExplicit: boolean
+}
+
 export class AgentConfigError extends Data.TaggedError("AgentConfigError")<{ readonly message: string }> {}
 
-export const load = (env: NodeJS.ProcessEnv = process.env): AgentConfig => {
+/**
+ * The default agent id of an enrolling agent: the Kubernetes node name (`NODE_NAME`, from the
+ * downward API) or the host name, lowercased and cut to the agent-id alphabet.
+ */
+export const defaultAgentId = (env: NodeJS.ProcessEnv = process.env): string =>
+  (env.NODE_NAME || os.hostname())
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, "-")
+    .replace(/^[^a-z0-9]+/, "")
+    .slice(0, 64)
+
+const agentIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+const readEnrollmentToken = (env: NodeJS.ProcessEnv): string | undefined => {
+  if (env.CERTCTL_ENROLLMENT_TOKEN) return env.CERTCTL_ENROLLMENT_TOKEN.trim()
+  const file = env.CERTCTL_ENROLLMENT_TOKEN_FILE
+  if (!file) return undefined
+  try {
+    return fs.readFileSync(file, "utf8").trim() || undefined
+  } catch (e) {
+    throw new AgentConfigError({ message: `CERTCTL_ENROLLMENT_TOKEN_FILE ${file}: ${(e as Error).message}` })
+  }
+}
+
+export const load = (env: NodeJS.ProcessEnv = process.env): AgentSettings => {
   let file: AgentFileConfig = {}
   const path = env.CERTCTL_AGENT_CONFIG
   if (path) {
@@ -68,21 +105,26 @@ export const load = (env: NodeJS.ProcessEnv = process.env): AgentConfig => {
     throw new AgentConfigError({ message: `CERTCTL_SERVER_URL "${serverUrl}" is not a URL` })
   }
   const apiKey = env.CERTCTL_API_KEY ?? file.api_key
-  if (!apiKey)
-    throw new AgentConfigError({
-      message: "CERTCTL_API_KEY is required (the key printed when the agent was registered)"
-    })
-  const agentId = env.CERTCTL_AGENT_ID ?? file.agent_id
-  if (!agentId)
+  const enrollmentToken = readEnrollmentToken(env)
+  const explicitId = env.CERTCTL_AGENT_ID ?? file.agent_id
+  // A given key belongs to one registered id; only an enrolling agent may derive its id.
+  if (apiKey && !explicitId)
     throw new AgentConfigError({ message: "CERTCTL_AGENT_ID is required (the id the agent was registered with)" })
+  const agentId = explicitId ?? defaultAgentId(env)
+  if (!agentIdPattern.test(agentId))
+    throw new AgentConfigError({
+      message: `agent id "${agentId}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (set CERTCTL_AGENT_ID)`
+    })
   const passphrase = env.CERTCTL_KEY_PASSPHRASE ?? file.key_passphrase
   const healthListen = env.CERTCTL_HEALTH_LISTEN ?? file.health_listen
   if (healthListen && !parseListen(healthListen))
     throw new AgentConfigError({ message: `CERTCTL_HEALTH_LISTEN "${healthListen}" is not host:port` })
   return {
     serverUrl: serverUrl.replace(/\/$/, ""),
-    apiKey: Redacted.make(apiKey),
+    apiKey: apiKey ? Redacted.make(apiKey) : undefined,
+    enrollmentToken: enrollmentToken ? Redacted.make(enrollmentToken) : undefined,
     agentId,
+    agentIdExplicit: explicitId !== undefined,
     keyDir: env.CERTCTL_KEY_DIR ?? file.key_dir ?? "./.certctl/keys",
     keyPassphrase: passphrase ? Redacted.make(passphrase) : undefined,
     pollWaitSeconds: Number(env.CERTCTL_POLL_WAIT_SECONDS ?? file.poll_wait_seconds ?? 25),
