@@ -18,7 +18,7 @@ x509.cryptoProvider.set(webcrypto as any)
 // ---------------------------------------------------------------------------------------------
 // The table. `{name}` in a path is a fixture made in beforeAll; `who` defaults to the admin key.
 
-type Who = "admin" | "viewer" | "a" | "b" | "none"
+type Who = "admin" | "viewer" | "a" | "b" | "none" | "enroll"
 interface Fixtures {
   job: string
   archivedJob: string
@@ -26,6 +26,7 @@ interface Fixtures {
   csrWrongNames: string
   csrBrokenSignature: string
   auditCursor: string
+  enrollToken: string
 }
 interface Case {
   readonly method: string
@@ -122,7 +123,12 @@ const endpointsMeta: Array<{ method: string; path: string; valid?: unknown; forb
   { method: "POST", path: "/api/v1/jobs/{job}/retry", forbidden: ["viewer", "a"] },
   { method: "GET", path: "/api/v1/audit/logs", forbidden: ["a"] },
   { method: "GET", path: "/audit/logs", forbidden: ["a"] },
-  { method: "GET", path: "/api/v1/audit/verify", forbidden: ["viewer", "a"] }
+  { method: "GET", path: "/api/v1/audit/verify", forbidden: ["viewer", "a"] },
+  { method: "POST", path: "/api/v1/enrollment-tokens", valid: { name: "fleet" }, forbidden: ["viewer", "a"] },
+  { method: "GET", path: "/api/v1/enrollment-tokens", forbidden: ["a"] },
+  { method: "DELETE", path: "/api/v1/enrollment-tokens/{enrollToken}", forbidden: ["viewer", "a"] },
+  // An API key of any role is not an enrollment token: 401 (below), never 403.
+  { method: "POST", path: "/api/v1/agents/enroll", valid: { id: "bi-e-new" }, forbidden: [] }
 ]
 
 /** Every endpoint: no key, garbage keys and the wrong role; every `:id`: malformed and unknown ids. */
@@ -157,7 +163,7 @@ const generic: Array<Case> = endpointsMeta.flatMap((e) => {
     ...e.forbidden.map((who) => ({ ...base, path: e.path, status: 403, who, note: "wrong role or agent" }))
   ]
   const id = /\/api\/v1\/(?:[a-z-]+)\/([^/]+)/.exec(e.path)?.[1]
-  if (id && !e.path.startsWith("/api/v1/audit")) {
+  if (id && !e.path.startsWith("/api/v1/audit") && e.path !== "/api/v1/agents/enroll") {
     const at = (v: string) => e.path.replace(`/${id}`, `/${v}`)
     out.push(
       { ...base, path: at("-bad"), status: 400, note: "id starts with a dash" },
@@ -521,6 +527,43 @@ const specific: Array<Case> = [
       [400, `action=${long(201)}`, "action too long"]
     ])
   ]),
+  // Enrollment tokens: bad bodies write nothing; the role is checked before the body is read.
+  ...post("/api/v1/enrollment-tokens", "admin", [
+    [400, {}, "no name"],
+    [400, { name: "" }, "empty name"],
+    [400, { name: long(201) }, "name too long"],
+    [400, { name: "n", expires_in: 59 }, "expires_in below a minute"],
+    [400, { name: "n", expires_in: 31_536_001 }, "expires_in above a year"],
+    [400, { name: "n", expires_in: 1.5 }, "fractional expires_in"],
+    [400, { name: "n", max_uses: 0 }, "max_uses 0"],
+    [400, { name: "n", max_uses: 100_001 }, "max_uses too large"],
+    [400, { name: "n", agent_id_prefix: "-x" }, "prefix starts with a dash"],
+    [400, { name: "n", agent_id_prefix: long(65) }, "prefix too long"],
+    [400, { name: "n", token: "cce_chosen" }, "unknown field (a chosen token)"]
+  ]),
+  ...post("/api/v1/enrollment-tokens", "viewer", [[403, { name: 5, bogus: true }, "malformed body from a viewer"]]),
+  ...post("/api/v1/enrollment-tokens", "a", [[403, { name: 5 }, "malformed body from an agent"]]),
+  raw("POST", "/api/v1/enrollment-tokens", "admin", 400, "{", "malformed JSON"),
+  ...listParams("/api/v1/enrollment-tokens", "viewer"),
+  ...post("/api/v1/agents/enroll", "enroll", [
+    [400, {}, "no id"],
+    [400, { id: "-x" }, "malformed id"],
+    [400, { id: long(65) }, "id too long"],
+    [400, { id: 5 }, "id is a number"],
+    [400, { id: "bi-e-1", name: long(201) }, "name too long"],
+    [400, { id: "bi-e-1", role: "admin" }, "unknown field"]
+  ]),
+  raw("POST", "/api/v1/agents/enroll", "enroll", 400, "{", "malformed JSON"),
+  ...(["admin", "viewer", "a"] as const).map(
+    (who): Case => ({
+      method: "POST",
+      path: "/api/v1/agents/enroll",
+      who,
+      status: 401,
+      body: { id: "bi-e-key" },
+      note: "an API key is not an enrollment token"
+    })
+  ),
   // Headers and transport, on one endpoint each.
   {
     method: "POST",
@@ -686,6 +729,9 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
       fx.csrWrongNames = await csrFor(["evil.example.com"])
       fx.csrBrokenSignature = breakSignature(await csrFor(["bad-input.example.com"]))
       fx.auditCursor = (await ok(admin.get("/api/v1/audit/logs?limit=1"))).next_cursor
+      const enrollment = await ok(admin.post("/api/v1/enrollment-tokens", { name: "bi", agent_id_prefix: "bi-e" }))
+      fx.enrollToken = enrollment.id
+      keys.enroll = enrollment.token
       // The issuance job parks on the agent's CSR: from here on nothing changes by itself.
       await eventually(
         async () => ((await api(server, keys.a).get("/api/v1/agents/bi-a/work")).body.items?.length ? true : undefined),
