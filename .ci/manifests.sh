@@ -45,7 +45,8 @@ docker-compose -f "$compose" --env-file "$work/ci.env" config -q
 # (docker-compose 1.29 lists profiled services too; the vitest suite checks the pgadmin profile.)
 services=$(docker-compose -f "$compose" --env-file "$work/ci.env" config --services | sort | tr '\n' ' ')
 [ "$services" = "certctl-agent certctl-server pgadmin postgres " ] || fail "services: $services"
-docker-compose -f "$compose" --env-file "$work/ci.env" config | grep -q 'CERTCTL_DATABASE_URL: postgres://certctl:ci-postgres-password@postgres:5432/certctl' ||
+docker-compose -f "$compose" --env-file "$work/ci.env" config >"$work/config.yml"
+grep -q 'CERTCTL_DATABASE_URL: postgres://certctl:ci-postgres-password@postgres:5432/certctl' "$work/config.yml" ||
   fail "CERTCTL_DATABASE_URL is not built from POSTGRES_PASSWORD"
 # The example env file leaves the secrets empty: compose must refuse to start.
 if docker-compose -f "$compose" --env-file deploy/compose/.env.example config -q 2>"$work/err"; then
