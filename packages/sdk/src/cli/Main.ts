@@ -5,6 +5,7 @@ import { CertctlError, format, fromUnknown } from "../CertctlError.js"
 import { agents } from "./Agents.js"
 import { audit } from "./Audit.js"
 import { certs } from "./Certs.js"
+import { enrollTokens } from "./EnrollTokens.js"
 import { groupHelp } from "./Common.js"
 import * as Env from "./Env.js"
 import { jobs } from "./Jobs.js"
@@ -19,7 +20,7 @@ const root = Command.make("certctl", {}, help).pipe(
   Command.withDescription(
     "Operate a certctl control plane. Configure with CERTCTL_URL (default http://127.0.0.1:8443) and CERTCTL_API_KEY."
   ),
-  Command.withSubcommands([certs, agents, jobs, audit])
+  Command.withSubcommands([certs, agents, enrollTokens, jobs, audit])
 )
 
 export const command = root
