@@ -72,7 +72,7 @@ readme_commands() {
   (cd "$dir" && CERTCTL_URL="$url" CERTCTL_API_KEY="$key" npx certctl certs list) | tee "$work/cli.out"
   grep -q "demo-certificate" "$work/cli.out" || { echo "the CLI did not list the demo certificate"; return 1; }
   phase "examples/sdk-automation.ts (examples/README.md)"
-  (cd "$dir" && CERTCTL_URL=http://127.0.0.1:8443 CERTCTL_API_KEY="$key" \
+  (cd "$dir" && CERTCTL_URL="$url" CERTCTL_API_KEY="$key" \
     node --import tsx --conditions=source examples/sdk-automation.ts) | tee "$work/sdk.out"
   grep -Eq "target demo-files: success" "$work/sdk.out" || { echo "the SDK example did not deploy"; return 1; }
 }
