@@ -17,6 +17,7 @@ command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v podman-compose >/dev/null || need+=(podman-compose)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
