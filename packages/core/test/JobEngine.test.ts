@@ -253,8 +253,13 @@ for (const backend of backends) {
       const row = await claimWhenDue(a, id)
       const fiber = rt.runFork(Effect.provideService(a.execute(row), JobHandlers, handlers))
       await rt.runPromise(Deferred.await(s1Started))
-      // A stalls past its lease (simulated by expiring it); B takes the job over.
-      await sql((s) => s`UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = ${id}`)
+      // A stalls past its lease (simulated by expiring it); B takes the job over. The lease also
+      // leaves A's hands here: otherwise A's next renewal could revive it before B's claim lands,
+      // which on a loaded machine made this test depend on timing.
+      await sql(
+        (s) =>
+          s`UPDATE jobs SET lease_owner = 'stalled', lease_expires_at = now() - interval '1 second' WHERE id = ${id}`
+      )
       const taken = await claimWhenDue(b, id)
       expect(taken.lease_owner).toBe("fast-b")
       const outcome = await rt.runPromise(Fiber.join(fiber).pipe(Effect.timeout("20 seconds")))
