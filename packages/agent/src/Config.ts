@@ -104,9 +104,10 @@ export const load = (env: NodeJS.ProcessEnv = process.env): AgentSettings => {
   } catch {
     throw new AgentConfigError({ message: `CERTCTL_SERVER_URL "${serverUrl}" is not a URL` })
   }
-  const apiKey = env.CERTCTL_API_KEY ?? file.api_key
+  const apiKey = env.CERTCTL_API_KEY || file.api_key
   const enrollmentToken = readEnrollmentToken(env)
-  const explicitId = env.CERTCTL_AGENT_ID ?? file.agent_id
+  // An empty variable (as compose passes an unset one) counts as unset.
+  const explicitId = env.CERTCTL_AGENT_ID || file.agent_id || undefined
   // A given key belongs to one registered id; only an enrolling agent may derive its id.
   if (apiKey && !explicitId)
     throw new AgentConfigError({ message: "CERTCTL_AGENT_ID is required (the id the agent was registered with)" })
