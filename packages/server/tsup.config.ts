@@ -1,4 +1,7 @@
+import { readFileSync } from "node:fs"
 import { defineConfig } from "tsup"
+
+const { version } = JSON.parse(readFileSync(new URL("./package.json", import.meta.url), "utf8"))
 
 export default defineConfig({
   entry: ["src/index.ts", "src/bin.ts"],
@@ -6,5 +9,7 @@ export default defineConfig({
   dts: false,
   clean: true,
   sourcemap: true,
-  target: "node20"
+  target: "node20",
+  // The OpenAPI document's version (src/Version.ts), fixed at build time.
+  define: { __CERTCTL_SERVER_VERSION__: JSON.stringify(version) }
 })

@@ -4,11 +4,15 @@ import {
   HttpApiGroup,
   HttpApiMiddleware,
   HttpApiSchema,
-  HttpApiSecurity
+  HttpApiSecurity,
+  OpenApi
 } from "@effect/platform"
 import { Context, type Redacted, Schema } from "effect"
 import * as E from "./ApiError.js"
+import * as ConnectorCatalog from "./ConnectorCatalog.js"
 import * as Enrollment from "./Enrollment.js"
+import * as ApiDocs from "./internal/apiDocs.js"
+import * as JobEvents from "./JobEvents.js"
 import * as M from "./Models.js"
 import * as Work from "./Work.js"
 
@@ -59,9 +63,15 @@ export class EnrollmentAuthentication extends HttpApiMiddleware.Tag<EnrollmentAu
   }
 ) {}
 
-const IdPath = Schema.Struct({ id: M.Id })
-const Cursor = Schema.String.pipe(Schema.maxLength(200))
-const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))
+const IdPath = Schema.Struct({
+  id: M.Id.annotations({ description: "The resource's id", examples: ["web-example-com"] })
+})
+const Cursor = Schema.String.pipe(Schema.maxLength(200)).annotations({
+  description: "The `next_cursor` of the previous page; leave out for the first page"
+})
+const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations({
+  description: "Items per page, 1 to 1000 (100 when left out)"
+})
 const DateParam = M.IsoDate
 
 const connectorCrud = <const Name extends string>(name: Name, path: string) =>
@@ -72,7 +82,9 @@ const connectorCrud = <const Name extends string>(name: Name, path: string) =>
           Schema.Struct({
             cursor: Schema.optional(Cursor),
             limit: Schema.optional(Limit),
-            type: Schema.optional(Schema.String)
+            type: Schema.optional(
+              Schema.String.pipe(Schema.maxLength(40)).annotations({ description: "Only connectors of this type" })
+            )
           })
         )
         .addSuccess(M.page(M.ConnectorResource))
@@ -156,14 +168,20 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
     HttpApiEndpoint.get("list", "/certificates")
       .setUrlParams(
         Schema.Struct({
-          status: Schema.optional(M.CertificateStatus),
-          domain: Schema.optional(Schema.String.pipe(Schema.maxLength(253))),
-          expiring_before: Schema.optional(DateParam),
-          issuer_id: Schema.optional(M.Id),
-          target_id: Schema.optional(M.Id),
-          team_id: Schema.optional(M.Id),
-          owner_id: Schema.optional(M.Id),
-          agent_id: Schema.optional(M.Id),
+          status: Schema.optional(M.CertificateStatus.annotations({ description: "Only certificates in this status" })),
+          domain: Schema.optional(
+            Schema.String.pipe(Schema.maxLength(253)).annotations({
+              description: "Only certificates with this name as domain or SAN"
+            })
+          ),
+          expiring_before: Schema.optional(
+            DateParam.annotations({ description: "Only certificates that expire before this date or time (ISO 8601)" })
+          ),
+          issuer_id: Schema.optional(M.Id.annotations({ description: "Only certificates of this issuer" })),
+          target_id: Schema.optional(M.Id.annotations({ description: "Only certificates deployed to this target" })),
+          team_id: Schema.optional(M.Id.annotations({ description: "Only certificates of this team" })),
+          owner_id: Schema.optional(M.Id.annotations({ description: "Only certificates of this owner" })),
+          agent_id: Schema.optional(M.Id.annotations({ description: "Only certificates whose key this agent holds" })),
           cursor: Schema.optional(Cursor),
           limit: Schema.optional(Limit)
         })
@@ -185,25 +203,41 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
   .add(
     HttpApiEndpoint.post("renew", "/certificates/:id/renew")
       .setPath(IdPath)
-      .addSuccess(Schema.Struct({ job_id: Schema.String }), { status: 202 })
+      .addSuccess(
+        Schema.Struct({
+          job_id: Schema.String.annotations({ description: "The job to follow", examples: ["job-01hx7z"] })
+        }),
+        { status: 202 }
+      )
       .addError(E.Conflict)
   )
   .add(
     HttpApiEndpoint.post("revoke", "/certificates/:id/revoke")
       .setPath(IdPath)
       .setPayload(M.RevokeCertificate)
-      .addSuccess(Schema.Struct({ job_id: Schema.String }), { status: 202 })
+      .addSuccess(
+        Schema.Struct({
+          job_id: Schema.String.annotations({ description: "The job to follow", examples: ["job-01hx7z"] })
+        }),
+        { status: 202 }
+      )
       .addError(E.Conflict)
   )
   .add(
     HttpApiEndpoint.get("versions", "/certificates/:id/versions")
       .setPath(IdPath)
-      .addSuccess(Schema.Struct({ items: Schema.Array(M.CertificateVersion) }))
+      .addSuccess(
+        Schema.Struct({
+          items: Schema.Array(M.CertificateVersion).annotations({ description: "Versions, newest first" })
+        })
+      )
   )
   .add(
     HttpApiEndpoint.get("deployments", "/certificates/:id/deployments")
       .setPath(IdPath)
-      .addSuccess(Schema.Struct({ items: Schema.Array(M.Deployment) }))
+      .addSuccess(
+        Schema.Struct({ items: Schema.Array(M.Deployment).annotations({ description: "Deployments, newest first" }) })
+      )
   )
   .middleware(Authentication)
   .prefix("/api/v1") {}
@@ -250,7 +284,9 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
         Schema.Struct({
           cursor: Schema.optional(Cursor),
           limit: Schema.optional(Limit),
-          status: Schema.optional(Schema.Literal("active", "retired"))
+          status: Schema.optional(
+            Schema.Literal("active", "retired").annotations({ description: "Only agents in this status" })
+          )
         })
       )
       .addSuccess(M.page(M.Agent))
@@ -267,7 +303,13 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
     HttpApiEndpoint.get("work", "/agents/:id/work")
       .setPath(IdPath)
       .setUrlParams(
-        Schema.Struct({ wait: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, 60))) })
+        Schema.Struct({
+          wait: Schema.optional(
+            Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, 60)).annotations({
+              description: "Long poll: wait up to this many seconds (0 to 60) for work to arrive"
+            })
+          )
+        })
       )
       .addSuccess(Work.WorkResponse)
       .addError(E.Conflict)
@@ -341,11 +383,25 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
       .setUrlParams(
         Schema.Struct({
           state: Schema.optional(
-            Schema.Literal("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "RETRY_WAIT", "ABANDONED")
+            Schema.Literal(
+              "PENDING",
+              "RUNNING",
+              "COMPLETED",
+              "FAILED",
+              "CANCELLED",
+              "RETRY_WAIT",
+              "ABANDONED"
+            ).annotations({
+              description: "Only jobs in this state"
+            })
           ),
-          kind: Schema.optional(Schema.Literal("issuance", "renewal", "deployment", "revocation")),
-          certificate_id: Schema.optional(M.Id),
-          agent_id: Schema.optional(M.Id),
+          kind: Schema.optional(
+            Schema.Literal("issuance", "renewal", "deployment", "revocation").annotations({
+              description: "Only jobs of this kind"
+            })
+          ),
+          certificate_id: Schema.optional(M.Id.annotations({ description: "Only jobs of this certificate" })),
+          agent_id: Schema.optional(M.Id.annotations({ description: "Only jobs involving this agent" })),
           cursor: Schema.optional(Cursor),
           limit: Schema.optional(Limit)
         })
@@ -358,14 +414,19 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
   .middleware(Authentication)
   .prefix("/api/v1") {}
 
+const AuditText = (description: string) => Schema.String.pipe(Schema.maxLength(200)).annotations({ description })
 const AuditParams = Schema.Struct({
-  actor_type: Schema.optional(Schema.Literal("user", "agent", "system")),
-  actor_id: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
-  action: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
-  resource_type: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
-  resource_id: Schema.optional(Schema.String.pipe(Schema.maxLength(200))),
-  from: Schema.optional(DateParam),
-  to: Schema.optional(DateParam),
+  actor_type: Schema.optional(
+    Schema.Literal("user", "agent", "system").annotations({ description: "Only rows by this kind of actor" })
+  ),
+  actor_id: Schema.optional(AuditText("Only rows by this actor (key id, agent id or replica)")),
+  action: Schema.optional(AuditText("Only rows of this action, e.g. certificate_created")),
+  resource_type: Schema.optional(AuditText("Only rows about this resource type, e.g. certificate")),
+  resource_id: Schema.optional(AuditText("Only rows about this resource")),
+  from: Schema.optional(DateParam.annotations({ description: "Only rows at or after this date or time (ISO 8601)" })),
+  to: Schema.optional(
+    DateParam.annotations({ description: "Only rows before this time; a date alone includes that whole day" })
+  ),
   cursor: Schema.optional(Cursor),
   limit: Schema.optional(Limit)
 })
@@ -381,19 +442,35 @@ export class AuditGroup extends HttpApiGroup.make("audit")
   .add(
     HttpApiEndpoint.get("verify", "/api/v1/audit/verify").addSuccess(
       Schema.Struct({
-        ok: Schema.Boolean,
-        rows: Schema.Number,
-        broken_at: Schema.optional(Schema.Struct({ seq: Schema.Number, id: Schema.String, problem: Schema.String }))
+        ok: Schema.Boolean.annotations({ description: "Whether the whole chain verifies", examples: [true] }),
+        rows: Schema.Number.annotations({ description: "Rows checked", examples: [10452] }),
+        broken_at: Schema.optional(
+          Schema.Struct({
+            seq: Schema.Number.annotations({ description: "Chain position of the first bad row" }),
+            id: Schema.String.annotations({ description: "Its id" }),
+            problem: Schema.String.annotations({ description: "What is wrong with it" })
+          }).annotations({ description: "The first row where the chain breaks, when it does" })
+        )
       })
     )
   )
   .middleware(Authentication) {}
 
 export class OperationsGroup extends HttpApiGroup.make("operations")
-  .add(HttpApiEndpoint.get("healthz", "/healthz").addSuccess(Schema.Struct({ status: Schema.Literal("ok") })))
+  .add(
+    HttpApiEndpoint.get("healthz", "/healthz").addSuccess(
+      Schema.Struct({ status: Schema.Literal("ok").annotations({ description: "Always ok" }) })
+    )
+  )
   .add(
     HttpApiEndpoint.get("readyz", "/readyz")
-      .addSuccess(Schema.Struct({ status: Schema.Literal("ready"), database: Schema.String, migration: Schema.Number }))
+      .addSuccess(
+        Schema.Struct({
+          status: Schema.Literal("ready").annotations({ description: "Always ready on 200" }),
+          database: Schema.String.annotations({ description: "postgres or pglite", examples: ["postgres"] }),
+          migration: Schema.Number.annotations({ description: "The database's schema migration", examples: [3] })
+        })
+      )
       .addError(E.Unavailable)
   )
   .add(
@@ -401,6 +478,45 @@ export class OperationsGroup extends HttpApiGroup.make("operations")
       Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" }))
     )
   ) {}
+
+export class SessionGroup extends HttpApiGroup.make("session")
+  .add(HttpApiEndpoint.get("whoami", "/whoami").addSuccess(M.WhoAmI))
+  .middleware(Authentication)
+  .prefix("/api/v1") {}
+
+export class ConnectorTypesGroup extends HttpApiGroup.make("connectorTypes")
+  .add(
+    HttpApiEndpoint.get("list", "/connector-types").addSuccess(
+      Schema.Struct({
+        items: Schema.Array(ConnectorCatalog.ConnectorType).annotations({
+          description: "Issuer types first, then targets, then notifiers; by type name within each"
+        })
+      })
+    )
+  )
+  .middleware(Authentication)
+  .prefix("/api/v1") {}
+
+/**
+ * Server-sent events. The handler answers with a raw streaming response; the schema here only
+ * documents it (a derived client would wait for the stream to end: read it with `fetch`).
+ */
+export class JobEventsGroup extends HttpApiGroup.make("jobEvents")
+  .add(
+    HttpApiEndpoint.get("stream", "/jobs/events")
+      .addSuccess(
+        Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/event-stream" })).annotations({
+          description:
+            "Server-sent events: `event: job` with `data:` a JSON JobEvent per change, and `: heartbeat` comments every 15 s",
+          examples: [
+            'event: job\ndata: {"job_id":"job-01hx7z","certificate_id":"web-example-com","agent_id":"agent-web-1","kind":"issuance","state":"RUNNING","step":{"seq":2,"name":"await_csr","state":"RUNNING"},"updated_at":"2026-01-31T12:00:00.000Z"}\n\n'
+          ]
+        })
+      )
+      .addError(E.RateLimited)
+  )
+  .middleware(Authentication)
+  .prefix("/api/v1") {}
 
 /** The control plane's API, defined once: the server implements it, the SDK derives its client from it. */
 export class CertctlApi extends HttpApi.make("certctl")
@@ -418,7 +534,19 @@ export class CertctlApi extends HttpApi.make("certctl")
   .add(JobsGroup)
   .add(AuditGroup)
   .add(OperationsGroup)
+  .add(SessionGroup)
+  .add(ConnectorTypesGroup)
+  .add(JobEventsGroup)
   .addError(E.BadRequest)
   .addError(E.Forbidden)
   .addError(E.NotFound)
-  .addError(E.RateLimited) {}
+  .addError(E.RateLimited)
+  .annotateContext(
+    OpenApi.annotations({
+      title: "certctl",
+      description:
+        "The certctl control plane: managed certificates, their issuers, targets, agents, jobs and audit log. Authenticate with an API key as a bearer token (`Authorization: Bearer cct_…`); each operation says which roles (admin, viewer, agent) may call it. Every error body is `{error, message, details?, request_id}`.",
+      transform: ApiDocs.document
+    })
+  )
+  .annotate(HttpApi.AdditionalSchemas, [JobEvents.JobEvent]) {}

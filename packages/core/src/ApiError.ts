@@ -8,11 +8,31 @@ import { Schema } from "effect"
  */
 const make = <const Code extends string>(code: Code, status: number) =>
   Schema.Struct({
-    error: Schema.Literal(code),
-    message: Schema.String,
-    details: Schema.optional(Schema.Unknown),
-    request_id: Schema.optional(Schema.String)
-  }).annotations(HttpApiSchema.annotations({ status, identifier: `Error_${code}` }))
+    error: Schema.Literal(code).annotations({
+      description: "A stable error code, one per HTTP status",
+      examples: [code]
+    }),
+    message: Schema.String.annotations({
+      description: "What went wrong, for a person",
+      examples: ["invalid request: domain: must be a DNS name"]
+    }),
+    details: Schema.optional(
+      Schema.Unknown.annotations({
+        description:
+          "Structured details when there are any; for input errors `{ issues: [{ path, message }] }` with one entry per problem",
+        examples: [{ issues: [{ path: "domain", message: "must be a DNS name" }] }]
+      })
+    ),
+    request_id: Schema.optional(
+      Schema.String.annotations({
+        description: "The request's id (also the x-request-id header), to find it in the server log",
+        examples: ["req-5f2c9a0e1b7d4c3a"]
+      })
+    )
+  }).annotations({
+    ...HttpApiSchema.annotations({ status, identifier: `Error_${code}` }),
+    description: `The error body of HTTP ${status}`
+  })
 
 export const BadRequest = make("bad_request", 400)
 export type BadRequest = typeof BadRequest.Type

@@ -12,6 +12,10 @@ export type ConnectorKind = "issuer" | "target" | "notifier"
 export interface ConnectorDefinition<Kind extends ConnectorKind, Config, Instance, R = never> {
   readonly kind: Kind
   readonly type: string
+  /** A short human name for forms and listings, e.g. "NGINX over SSH". */
+  readonly title?: string
+  /** One or two sentences on what the connector does and what it needs. */
+  readonly description?: string
   readonly configSchema: Schema.Schema<Config, any>
   /** Top-level (or dotted, e.g. "eab.hmac_key") paths of secret fields in the encoded config. */
   readonly secretFields: ReadonlyArray<string>

@@ -48,20 +48,56 @@ export type TokenStatus = typeof TokenStatus.Type
 
 /** A token as listed: never the secret itself. */
 export class EnrollmentToken extends Schema.Class<EnrollmentToken>("EnrollmentToken")({
-  id: Schema.String,
-  name: Schema.String,
-  status: TokenStatus,
-  agent_id_prefix: Schema.NullOr(Schema.String),
-  max_uses: Schema.NullOr(Schema.Number),
-  uses: Schema.Number,
-  expires_at: Schema.String,
-  revoked_at: Schema.NullOr(Schema.String),
-  created_by: Schema.String,
-  created_at: Schema.String
+  id: Schema.String.annotations({
+    description: "Token id (not the secret)",
+    examples: ["enroll-01hx7z"]
+  }),
+  name: Schema.String.annotations({
+    description: "What the token is for",
+    examples: ["web fleet rollout"]
+  }),
+  status: TokenStatus.annotations({
+    description: "active, expired, revoked or used_up",
+    examples: ["active"]
+  }),
+  agent_id_prefix: Schema.NullOr(Schema.String).annotations({
+    description: "Agents enrolling with it must have ids starting with this",
+    examples: ["web-"]
+  }),
+  max_uses: Schema.NullOr(Schema.Number).annotations({
+    description: "How many agents may enroll with it; null for unlimited until expiry",
+    examples: [50]
+  }),
+  uses: Schema.Number.annotations({
+    description: "Agents enrolled with it so far",
+    examples: [3]
+  }),
+  expires_at: Schema.String.annotations({
+    description: "When it stops working",
+    examples: ["2026-01-31T12:00:00.000Z"]
+  }),
+  revoked_at: Schema.NullOr(Schema.String).annotations({
+    description: "When it was revoked",
+    examples: [null]
+  }),
+  created_by: Schema.String.annotations({
+    description: "Key id of the admin who created it",
+    examples: ["env-admin"]
+  }),
+  created_at: Schema.String.annotations({
+    description: "When it was created",
+    examples: ["2026-01-31T12:00:00.000Z"]
+  })
 }) {}
 
 /** The answer to a create: the token in clear, shown this once. */
-export const CreatedEnrollmentToken = Schema.Struct({ ...EnrollmentToken.fields, token: Schema.String })
+export const CreatedEnrollmentToken = Schema.Struct({
+  ...EnrollmentToken.fields,
+  token: Schema.String.annotations({
+    description: "The enrollment token (cce_…). Shown once: only its hash is stored",
+    examples: ["cce_Zm9vYmFy…"]
+  })
+})
 
 /** What an enrolling agent asks for: its id (as for `POST /agents`) and an optional display name. */
 export const EnrollAgent = Schema.Struct({

@@ -6,6 +6,7 @@ import { isRetryable } from "./ConnectorError.js"
 import * as Ids from "./Ids.js"
 import * as JobState from "./JobState.js"
 import { orPersistence, type PersistenceError, pgCode } from "./Persistence.js"
+import * as Signals from "./Signals.js"
 
 export interface JobRow {
   readonly id: string
@@ -131,6 +132,23 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const options = yield* EngineOptionsTag
+    // Optional so the engine still runs where no signal bus is composed (unit tests, tools).
+    const signals = yield* Effect.serviceOption(Signals.Signals)
+
+    /**
+     * Announces that a job or one of its steps changed (the jobs change feed). Sent after the
+     * change is committed, and forked: the engine never waits for a NOTIFY round trip.
+     */
+    const changed = (jobIds: ReadonlyArray<string>) =>
+      Option.match(signals, {
+        onNone: () => Effect.void,
+        onSome: (bus) =>
+          jobIds.length === 0
+            ? Effect.void
+            : Effect.forkDaemon(Effect.forEach(jobIds, (id) => bus.notify(Signals.jobChangedTopic(id)))).pipe(
+                Effect.asVoid
+              )
+      })
 
     /** An audit row about any resource, in the caller's transaction, with this replica as actor. */
     const auditResource = (
@@ -178,7 +196,11 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
           input.actor
         )
         return Option.some(id)
-      }).pipe(sql.withTransaction, orPersistence("create job"))
+      }).pipe(
+        sql.withTransaction,
+        orPersistence("create job"),
+        Effect.tap((id) => changed(Option.toArray(id)))
+      )
 
     /** RETRY_WAIT jobs whose backoff has passed become PENDING again. */
     const promoteDueRetries = (limit: number) =>
@@ -194,7 +216,10 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
                  jsonb_build_object('from', 'RETRY_WAIT', 'to', 'PENDING', 'kind', kind, 'attempts', attempts), '\\x'::bytea
           FROM moved RETURNING resource_id
         )
-        SELECT resource_id AS id FROM logged`.pipe(orPersistence("promote retries"))
+        SELECT resource_id AS id FROM logged`.pipe(
+        orPersistence("promote retries"),
+        Effect.tap((rows) => changed(rows.map((r) => r.id)))
+      )
 
     /**
      * Claims up to `limit` runnable jobs: PENDING and due, or RUNNING with an expired lease (a
@@ -222,7 +247,10 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
           FROM claimed WHERE old_state = 'PENDING' OR lease_owner IS NOT NULL
           RETURNING 1
         )
-        SELECT ${sql.unsafe(jobColumns)}, old_state FROM claimed`.pipe(orPersistence("claim jobs"))
+        SELECT ${sql.unsafe(jobColumns)}, old_state FROM claimed`.pipe(
+        orPersistence("claim jobs"),
+        Effect.tap((rows) => changed(rows.map((r) => r.id)))
+      )
 
     const steps = (jobId: string) =>
       sql<StepRow>`SELECT * FROM job_steps WHERE job_id = ${jobId} ORDER BY seq`.pipe(orPersistence("load steps"))
@@ -291,6 +319,7 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
                     deadline_at = ${d}, error = NULL WHERE job_id = ${job.id} AND seq = ${first.seq}`.pipe(
                   orPersistence("start step")
                 )
+                yield* changed([job.id])
                 deadline = d
               }
               let row = first
@@ -353,6 +382,7 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
               "job_completed",
               {}
             ).pipe(sql.withTransaction, orPersistence("complete job"))
+            yield* changed([job.id])
             const after = yield* get(job.id)
             if (handlers.onCompleted && Option.isSome(after)) yield* handlers.onCompleted(after.value)
           }
@@ -420,6 +450,7 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
           })
           return "ABANDONED" as const
         }).pipe(sql.withTransaction, orPersistence("fail job"))
+        yield* changed([job.id])
         const hook = final === "ABANDONED" ? handlers.onAbandoned : handlers.onFailed
         if (hook) {
           const after = yield* get(job.id)
@@ -442,7 +473,11 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
           { reason },
           actor
         )
-      }).pipe(sql.withTransaction, orPersistence("cancel job"))
+      }).pipe(
+        sql.withTransaction,
+        orPersistence("cancel job"),
+        Effect.tap(() => changed([jobId]))
+      )
 
     /** An operator's retry of a finished-but-failed job: back to PENDING, attempts reset. */
     const retry = (jobId: string, actor: { type: "user" | "agent" | "system"; id: string }) =>
@@ -467,7 +502,8 @@ export class JobEngine extends Effect.Service<JobEngine>()("@certctl/core/JobEng
           () =>
             Effect.fail(new IllegalTransition({ message: "another open job of this kind exists for the certificate" }))
         ),
-        orPersistence("retry job")
+        orPersistence("retry job"),
+        Effect.tap(() => changed([jobId]))
       )
 
     /** Wakes a parked job now (its awaited input arrived). */

@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, type Duration, Effect, Layer, Schedule, Stream } from "effect"
+import { Context, Deferred, type Duration, Effect, Layer, Queue, Schedule, type Scope, Stream } from "effect"
 
 /**
  * Wake-ups between the parts of the control plane: an agent's long poll, the job runner, a CSR
@@ -10,6 +10,11 @@ export interface SignalBus {
   readonly notify: (topic: string) => Effect.Effect<void>
   /** Resolves true when `topic` is notified, false after `timeout`. */
   readonly await: (topic: string, timeout: Duration.DurationInput) => Effect.Effect<boolean>
+  /**
+   * Every topic starting with `prefix` delivered to this process from now until the scope closes
+   * (change feeds such as the jobs event stream). A slow reader loses the oldest topics first.
+   */
+  readonly subscribe: (prefix: string) => Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
 }
 
 export class Signals extends Context.Tag("@certctl/core/Signals")<Signals, SignalBus>() {}
@@ -17,12 +22,17 @@ export class Signals extends Context.Tag("@certctl/core/Signals")<Signals, Signa
 export const agentTopic = (agentId: string) => `agent:${agentId}`
 export const jobTopic = (jobId: string) => `job:${jobId}`
 export const runnerTopic = "runner"
+/** A job or one of its steps changed: the payload of the jobs change feed (see `JobEvents`). */
+export const jobChangedPrefix = "job-changed:"
+export const jobChangedTopic = (jobId: string) => `${jobChangedPrefix}${jobId}`
 const channel = "certctl_signals"
 
 const makeLocal = () => {
   const waiters = new Map<string, Set<Deferred.Deferred<boolean>>>()
+  const taps = new Set<{ readonly prefix: string; readonly queue: Queue.Queue<string> }>()
   const deliver = (topic: string) =>
     Effect.suspend(() => {
+      for (const tap of taps) if (topic.startsWith(tap.prefix)) Queue.unsafeOffer(tap.queue, topic)
       const set = waiters.get(topic)
       if (!set) return Effect.void
       waiters.delete(topic)
@@ -48,12 +58,25 @@ const makeLocal = () => {
         )
       )
     })
-  return { deliver, wait }
+  const subscribe = (prefix: string) =>
+    Effect.acquireRelease(
+      Effect.map(Queue.sliding<string>(4096), (queue) => {
+        const tap = { prefix, queue }
+        taps.add(tap)
+        return tap
+      }),
+      (tap) =>
+        Effect.zipRight(
+          Effect.sync(() => taps.delete(tap)),
+          Queue.shutdown(tap.queue)
+        )
+    ).pipe(Effect.map((tap) => tap.queue as Queue.Dequeue<string>))
+  return { deliver, wait, subscribe }
 }
 
 export const layerMemory = Layer.sync(Signals, () => {
   const local = makeLocal()
-  return { notify: local.deliver, await: local.wait }
+  return { notify: local.deliver, await: local.wait, subscribe: local.subscribe }
 })
 
 /** LISTEN/NOTIFY across replicas; NOTIFY is also delivered to this process's own listener. */
@@ -81,7 +104,8 @@ export const layerPg = Layer.scoped(
             Effect.catchAll((e) => Effect.logWarning("NOTIFY failed", e))
           )
         ),
-      await: local.wait
+      await: local.wait,
+      subscribe: local.subscribe
     }
   })
 )

@@ -3,59 +3,158 @@ import { KeyAlgorithm } from "./KeyAlgorithm.js"
 
 /** What the control plane asks of an agent, as returned by `GET /agents/{id}/work`. */
 export const CsrWork = Schema.Struct({
-  type: Schema.Literal("csr"),
-  job_id: Schema.String,
-  certificate_id: Schema.String,
-  domain: Schema.String,
-  names: Schema.Array(Schema.String),
-  key_algorithm: KeyAlgorithm
+  type: Schema.Literal("csr").annotations({
+    description: "csr: generate a key and send a CSR",
+    examples: ["csr"]
+  }),
+  job_id: Schema.String.annotations({
+    description: "The job that asked for it",
+    examples: ["job-01hx7z"]
+  }),
+  certificate_id: Schema.String.annotations({
+    description: "The certificate",
+    examples: ["web-example-com"]
+  }),
+  domain: Schema.String.annotations({
+    description: "Primary name",
+    examples: ["www.example.com"]
+  }),
+  names: Schema.Array(Schema.String).annotations({
+    description: "Every name the certificate carries",
+    examples: [["www.example.com", "example.com"]]
+  }),
+  key_algorithm: KeyAlgorithm.annotations({
+    description: "Key to generate",
+    examples: ["ecdsa-p256"]
+  })
 })
 export type CsrWork = typeof CsrWork.Type
 
 export const DeployTarget = Schema.Struct({
-  deployment_id: Schema.String,
-  target_id: Schema.String,
-  name: Schema.String,
-  type: Schema.String,
+  deployment_id: Schema.String.annotations({
+    description: "The deployment to report on",
+    examples: ["dep-01hx8a"]
+  }),
+  target_id: Schema.String.annotations({
+    description: "The target",
+    examples: ["web-files"]
+  }),
+  name: Schema.String.annotations({
+    description: "Target name",
+    examples: ["web files"]
+  }),
+  type: Schema.String.annotations({
+    description: "Target connector type",
+    examples: ["file"]
+  }),
   /** Connector config with secrets opened: sent only to the target's own agent. */
-  config: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+  config: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+    description: "The target's config with secrets opened; sent only to the target's own agent",
+    examples: [{ directory: "/etc/ssl/certctl" }]
+  })
 })
 export type DeployTarget = typeof DeployTarget.Type
 
 export const DeployWork = Schema.Struct({
-  type: Schema.Literal("deploy"),
-  job_id: Schema.String,
-  certificate_id: Schema.String,
-  version_id: Schema.String,
-  domain: Schema.String,
-  names: Schema.Array(Schema.String),
-  serial: Schema.String,
-  certificate_pem: Schema.String,
-  chain_pem: Schema.String,
-  targets: Schema.Array(DeployTarget)
+  type: Schema.Literal("deploy").annotations({
+    description: "deploy: install a certificate on targets",
+    examples: ["deploy"]
+  }),
+  job_id: Schema.String.annotations({
+    description: "The job that asked for it",
+    examples: ["job-01hx7z"]
+  }),
+  certificate_id: Schema.String.annotations({
+    description: "The certificate",
+    examples: ["web-example-com"]
+  }),
+  version_id: Schema.String.annotations({
+    description: "The version to deploy",
+    examples: ["ver-01hx7z"]
+  }),
+  domain: Schema.String.annotations({
+    description: "Primary name",
+    examples: ["www.example.com"]
+  }),
+  names: Schema.Array(Schema.String).annotations({
+    description: "Every name the certificate carries",
+    examples: [["www.example.com", "example.com"]]
+  }),
+  serial: Schema.String.annotations({
+    description: "Its serial, hex",
+    examples: ["4f3a9c0d12"]
+  }),
+  certificate_pem: Schema.String.annotations({
+    description: "The certificate, PEM",
+    examples: ["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"]
+  }),
+  chain_pem: Schema.String.annotations({
+    description: "The issuer chain, PEM",
+    examples: ["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"]
+  }),
+  targets: Schema.Array(DeployTarget).annotations({
+    description: "Where to deploy it"
+  })
 })
 export type DeployWork = typeof DeployWork.Type
 
 /** An ACME http-01 challenge the agent must answer where the name points. */
 export const ChallengeWork = Schema.Struct({
-  type: Schema.Literal("http-01"),
-  job_id: Schema.String,
-  certificate_id: Schema.String,
-  challenge_id: Schema.String,
-  action: Schema.Literal("present", "cleanup"),
-  identifier: Schema.String,
-  token: Schema.String,
-  key_authorization: Schema.String
+  type: Schema.Literal("http-01").annotations({
+    description: "http-01: serve an ACME challenge response",
+    examples: ["http-01"]
+  }),
+  job_id: Schema.String.annotations({
+    description: "The job that asked for it",
+    examples: ["job-01hx7z"]
+  }),
+  certificate_id: Schema.String.annotations({
+    description: "The certificate",
+    examples: ["web-example-com"]
+  }),
+  challenge_id: Schema.String.annotations({
+    description: "The challenge, for the acknowledgement",
+    examples: ["chal-01hx9c"]
+  }),
+  action: Schema.Literal("present", "cleanup").annotations({
+    description: "present: start serving; cleanup: stop",
+    examples: ["present"]
+  }),
+  identifier: Schema.String.annotations({
+    description: "The name being validated",
+    examples: ["www.example.com"]
+  }),
+  token: Schema.String.annotations({
+    description: "The token in /.well-known/acme-challenge/{token}",
+    examples: ["LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"]
+  }),
+  key_authorization: Schema.String.annotations({
+    description: "The body to serve",
+    examples: ["LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"]
+  })
 })
 export type ChallengeWork = typeof ChallengeWork.Type
 
 export const WorkItem = Schema.Union(CsrWork, DeployWork, ChallengeWork)
 export type WorkItem = typeof WorkItem.Type
 
-export const WorkResponse = Schema.Struct({ items: Schema.Array(WorkItem) })
+export const WorkResponse = Schema.Struct({
+  items: Schema.Array(WorkItem).annotations({ description: "Work items, oldest first; empty when there is none" })
+})
 
 export const ChallengeAck = Schema.Struct({
-  challenge_id: Schema.String,
-  status: Schema.Literal("ready", "failed", "removed"),
-  error: Schema.optional(Schema.String.pipe(Schema.maxLength(2000)))
+  challenge_id: Schema.String.annotations({
+    description: "The challenge",
+    examples: ["chal-01hx9c"]
+  }),
+  status: Schema.Literal("ready", "failed", "removed").annotations({
+    description: "ready (serving), failed, or removed (cleaned up)",
+    examples: ["ready"]
+  }),
+  error: Schema.optional(
+    Schema.String.pipe(Schema.maxLength(2000)).annotations({
+      description: "Why it failed",
+      examples: ["port 80 is in use"]
+    })
+  )
 })

@@ -4,6 +4,7 @@ export * as ApiError from "./ApiError.js"
 export * as ApiKeys from "./ApiKeys.js"
 export * as AuditLog from "./AuditLog.js"
 export * as Connector from "./Connector.js"
+export * as ConnectorCatalog from "./ConnectorCatalog.js"
 export {
   ConnectorError,
   isRetryable,
@@ -16,6 +17,7 @@ export * as Enrollment from "./Enrollment.js"
 export * as Ids from "./Ids.js"
 export * as Issuer from "./Issuer.js"
 export * as JobEngine from "./JobEngine.js"
+export * as JobEvents from "./JobEvents.js"
 export * as JobState from "./JobState.js"
 export * as KeyAlgorithm from "./KeyAlgorithm.js"
 export * as Migrations from "./Migrations.js"

@@ -2,9 +2,9 @@ import { createServer as createHttpServer } from "node:http"
 import { createServer as createHttpsServer } from "node:https"
 import * as fs from "node:fs"
 import * as os from "node:os"
-import { Api, Database, Engine, Connectors } from "@certctl/core"
+import { Api, Database, Engine, Connectors, JobEvents } from "@certctl/core"
 import { builtins } from "@certctl/connectors"
-import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiScalar, HttpServer, OpenApi } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option } from "effect"
 import { AdminAuthenticationLive, AuthenticationLive, EnrollmentAuthenticationLive } from "./Auth.js"
@@ -19,11 +19,17 @@ import { DeploymentsLive } from "./handlers/deployments.js"
 import { EnrollmentLive } from "./handlers/enrollment.js"
 import { OwnersLive, PoliciesLive, TeamsLive } from "./handlers/directory.js"
 import { AuditLive, JobsLive } from "./handlers/jobs.js"
+import { JobEventsLive } from "./handlers/jobEvents.js"
 import { OperationsLive } from "./handlers/operations.js"
+import { ConnectorTypesLive, SessionLive } from "./handlers/session.js"
+import { version } from "./Version.js"
 
 export const replicaName = () => `${os.hostname()}:${process.pid}`
 
-const ApiLive = HttpApiBuilder.api(Api.CertctlApi).pipe(
+/** The API as this server documents it: core's definition, with this package's version. */
+const documentedApi = Api.CertctlApi.annotate(OpenApi.Version, version)
+
+const ApiLive = HttpApiBuilder.api(documentedApi).pipe(
   Layer.provide(
     Layer.mergeAll(
       CertificatesLive,
@@ -39,9 +45,13 @@ const ApiLive = HttpApiBuilder.api(Api.CertctlApi).pipe(
       PoliciesLive,
       JobsLive,
       AuditLive,
-      OperationsLive
+      OperationsLive,
+      SessionLive,
+      ConnectorTypesLive,
+      JobEventsLive
     )
   ),
+  Layer.provide(JobEvents.JobEvents.Default),
   Layer.provide(Layer.mergeAll(AuthenticationLive, AdminAuthenticationLive, EnrollmentAuthenticationLive))
 )
 

@@ -128,7 +128,10 @@ const endpointsMeta: Array<{ method: string; path: string; valid?: unknown; forb
   { method: "GET", path: "/api/v1/enrollment-tokens", forbidden: ["a"] },
   { method: "DELETE", path: "/api/v1/enrollment-tokens/{enrollToken}", forbidden: ["viewer", "a"] },
   // An API key of any role is not an enrollment token: 401 (below), never 403.
-  { method: "POST", path: "/api/v1/agents/enroll", valid: { id: "bi-e-new" }, forbidden: [] }
+  { method: "POST", path: "/api/v1/agents/enroll", valid: { id: "bi-e-new" }, forbidden: [] },
+  { method: "GET", path: "/api/v1/whoami", forbidden: [] },
+  { method: "GET", path: "/api/v1/connector-types", forbidden: ["a"] },
+  { method: "GET", path: "/api/v1/jobs/events", forbidden: ["a"] }
 ]
 
 /** Every endpoint: no key, garbage keys and the wrong role; every `:id`: malformed and unknown ids. */
@@ -163,7 +166,12 @@ const generic: Array<Case> = endpointsMeta.flatMap((e) => {
     ...e.forbidden.map((who) => ({ ...base, path: e.path, status: 403, who, note: "wrong role or agent" }))
   ]
   const id = /\/api\/v1\/(?:[a-z-]+)\/([^/]+)/.exec(e.path)?.[1]
-  if (id && !e.path.startsWith("/api/v1/audit") && e.path !== "/api/v1/agents/enroll") {
+  if (
+    id &&
+    !e.path.startsWith("/api/v1/audit") &&
+    e.path !== "/api/v1/agents/enroll" &&
+    e.path !== "/api/v1/jobs/events"
+  ) {
     const at = (v: string) => e.path.replace(`/${id}`, `/${v}`)
     out.push(
       { ...base, path: at("-bad"), status: 400, note: "id starts with a dash" },

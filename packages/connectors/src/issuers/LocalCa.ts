@@ -339,6 +339,9 @@ export const makeLocalCa = (
 export const LocalCa: Connector.ConnectorDefinition<"issuer", LocalCaConfig, LocalCaInstance> = {
   kind: "issuer",
   type: "local-ca",
+  title: "Built-in CA",
+  description:
+    "Signs certificates with a CA kept by certctl itself (sealed in the database): a self-signed root, or an intermediate under a parent CA you provide. The embedded default; no network needed.",
   configSchema: LocalCaConfig,
   secretFields: ["parent_key_pem"],
   make: makeLocalCa

@@ -87,6 +87,8 @@ export type EmailConfig = typeof EmailConfig.Type
 export const Email: Notifier.NotifierDefinition<EmailConfig> = {
   kind: "notifier",
   type: "email",
+  title: "Email (SMTP)",
+  description: "Sends each event as an email through an SMTP server, with STARTTLS or implicit TLS.",
   configSchema: EmailConfig,
   secretFields: ["password"],
   make: (config, context) =>

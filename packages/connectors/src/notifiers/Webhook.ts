@@ -137,6 +137,8 @@ interface HttpResult {
 export const Webhook: Notifier.NotifierDefinition<WebhookConfig> = {
   kind: "notifier",
   type: "webhook",
+  title: "Webhook",
+  description: "POSTs each event as JSON to a URL, signed with HMAC-SHA256 in a header, retried with backoff.",
   configSchema: WebhookConfig,
   secretFields: ["secret"],
   make: (config, context) =>

@@ -212,6 +212,9 @@ const make = (config: F5Config, context: Connector.ConnectorContext): Target.Tar
 export const F5: Target.TargetDefinition<F5Config> = {
   kind: "target",
   type: "f5",
+  title: "F5 BIG-IP",
+  description:
+    "Installs the certificate and key on an F5 BIG-IP through iControl REST (token authentication), points a client-SSL profile at them and attaches it to virtual servers.",
   configSchema: F5Config,
   secretFields: ["password"],
   make: (config, context) => Effect.sync(() => make(config, context))

@@ -211,6 +211,9 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
 export const File: Target.TargetDefinition<FileConfig> = {
   kind: "target",
   type: "file",
+  title: "Local files",
+  description:
+    "The agent writes key.pem, cert.pem, chain.pem and fullchain.pem atomically under a directory, optionally runs a reload command and checks the served serial over TLS.",
   configSchema: FileConfig,
   secretFields: [],
   make: (config) => make(config)

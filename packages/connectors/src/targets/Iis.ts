@@ -345,6 +345,9 @@ const make = (config: IisConfig, ctx: Connector.ConnectorContext) =>
 export const Iis: Target.TargetDefinition<IisConfig> = {
   kind: "target",
   type: "iis",
+  title: "Microsoft IIS",
+  description:
+    "Imports a PFX into the Windows certificate store over WinRM (WS-Management, PowerShell Import-PfxCertificate) and binds it to an IIS site.",
   configSchema: IisConfig,
   secretFields: ["password"],
   make: (config, ctx) => make(config, ctx)

@@ -388,6 +388,9 @@ export const make = (
 export const Nginx: Target.TargetDefinition<NginxConfig> = {
   kind: "target",
   type: "nginx",
+  title: "NGINX over SSH",
+  description:
+    "Uploads the certificate and key over SFTP with an atomic rename, tests the configuration with nginx -t, reloads NGINX and checks the served serial; rolls back on failure.",
   configSchema: NginxConfig,
   secretFields: ["ssh_key", "ssh_key_passphrase"],
   make

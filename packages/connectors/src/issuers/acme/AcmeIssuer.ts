@@ -252,6 +252,9 @@ export const make = (
 export const definition: Issuer.IssuerDefinition<AcmeIssuerConfig> = {
   kind: "issuer",
   type,
+  title: "ACME",
+  description:
+    "Orders certificates from an ACME CA (Let's Encrypt, ZeroSSL, step-ca, Pebble) with http-01 or dns-01 challenges, External Account Binding, ARI renewal windows and revocation.",
   configSchema: AcmeIssuerConfig,
   secretFields,
   make
