@@ -217,6 +217,15 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
 
     it("bounds the streams one key holds, and frees a slot when a client goes away", async () => {
       const key = viewerKeys[1]
+      // HEAD answers at once and holds no slot.
+      for (let i = 0; i < 10; i++) {
+        const head = await fetch(`${server.url}/api/v1/jobs/events`, {
+          method: "HEAD",
+          headers: { authorization: `Bearer ${key}` }
+        })
+        expect(head.status).toBe(200)
+        expect(head.headers.get("content-type")).toMatch(/^text\/event-stream/)
+      }
       const streams: Array<SseStream> = []
       for (let i = 0; i < 8; i++) streams.push(await openStream(server.url, key))
       expect(streams.map((s) => s.status)).toEqual(Array(8).fill(200))

@@ -36,9 +36,13 @@ export const JobEventsLive = HttpApiBuilder.group(Api.CertctlApi, "jobEvents", (
           })
       )
 
-    return handlers.handleRaw("stream", () =>
+    return handlers.handleRaw("stream", ({ request }) =>
       Effect.gen(function* () {
         const principal = yield* reader
+        // The router answers HEAD with the GET route: say what a GET would get, without a stream
+        // that no client would ever read or close.
+        if (request.method === "HEAD")
+          return HttpServerResponse.empty({ status: 200, headers: { "content-type": "text/event-stream" } })
         const taken = yield* acquire(principal.key_id)
         if (!taken)
           return HttpServerResponse.unsafeJson(
