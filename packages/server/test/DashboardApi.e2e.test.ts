@@ -215,6 +215,30 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
       expect(job.body.state).toBe("COMPLETED")
     })
 
+    it("streams changes made by another replica (LISTEN/NOTIFY)", async () => {
+      // A replica that runs no jobs: whatever its stream shows came from the other one.
+      const replica = await server.startReplica({ CERTCTL_JOB_CONCURRENCY: "0" })
+      try {
+        const stream = await openStream(replica.url, viewerKeys[0])
+        expect(stream.status).toBe(200)
+        await eventually(async () => (stream.comments.includes(": connected") ? true : undefined), 10_000, "the stream")
+        // The first server creates, claims and runs the job; the replica only hears about it.
+        const certs = (await admin().get("/api/v1/certificates?domain=dash.example.com")).body.items
+        const renewed = await admin().post(`/api/v1/certificates/${certs[0].id}/renew`)
+        expect(renewed.status).toBe(202)
+        const seen = await eventually(
+          async () =>
+            stream.events.find((e) => e.job_id === renewed.body.job_id) as Record<string, unknown> | undefined,
+          30_000,
+          "the renewal job on the replica's stream"
+        )
+        expect(seen).toMatchObject({ kind: "renewal", certificate_id: certs[0].id })
+        stream.close()
+      } finally {
+        await replica.stop()
+      }
+    })
+
     it("bounds the streams one key holds, and frees a slot when a client goes away", async () => {
       const key = viewerKeys[1]
       // HEAD answers at once and holds no slot.
