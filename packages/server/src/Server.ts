@@ -10,6 +10,7 @@ import { Duration, Effect, Layer, Option } from "effect"
 import { AdminAuthenticationLive, AuthenticationLive, EnrollmentAuthenticationLive } from "./Auth.js"
 import { ensureAdminKey, sealingLayer } from "./Bootstrap.js"
 import { ServerConfig, type ServerSettings } from "./Config.js"
+import * as Dashboard from "./http/Dashboard.js"
 import { errorBodies } from "./http/ErrorBodies.js"
 import { AgentsLive } from "./handlers/agents.js"
 import { CertificatesLive } from "./handlers/certificates.js"
@@ -78,11 +79,11 @@ const httpServerLayer = (settings: ServerSettings) => {
 }
 
 /**
- * The HTTP face: the API, `/docs` (Scalar, served locally) and `/api/v1/openapi.json`, behind the
- * error-body middleware. Requests are bounded to 1 MiB.
+ * The HTTP face: the API, `/docs` (Scalar, served locally), `/api/v1/openapi.json` and the web
+ * dashboard at `/`, behind the error-body middleware. Requests are bounded to 1 MiB.
  */
 const httpLayer = (settings: ServerSettings) =>
-  HttpApiBuilder.serve(errorBodies).pipe(
+  HttpApiBuilder.serve((app) => errorBodies(Dashboard.middleware(app))).pipe(
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
     Layer.provide(ApiLive),
