@@ -544,6 +544,7 @@ export class CertctlApi extends HttpApi.make("certctl")
   .annotateContext(
     OpenApi.annotations({
       title: "certctl",
+      license: { name: "Apache-2.0", url: "https://www.apache.org/licenses/LICENSE-2.0" },
       description:
         "The certctl control plane: managed certificates, their issuers, targets, agents, jobs and audit log. Authenticate with an API key as a bearer token (`Authorization: Bearer cct_…`); each operation says which roles (admin, viewer, agent) may call it. Every error body is `{error, message, details?, request_id}`.",
       transform: ApiDocs.document

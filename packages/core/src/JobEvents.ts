@@ -99,8 +99,14 @@ export class JobEvents extends Effect.Service<JobEvents>()("@certctl/core/JobEve
     yield* Effect.gen(function* () {
       while (true) {
         const first = yield* Queue.take(topics)
+        if ((yield* Ref.get(listeners)) === 0) {
+          yield* Queue.takeAll(topics)
+          continue
+        }
+        // A short gather: a job's steps change in quick succession, and on PostgreSQL each change
+        // arrives twice (from this process and back through LISTEN).
+        yield* Effect.sleep("25 millis")
         const rest = yield* Queue.takeAll(topics)
-        if ((yield* Ref.get(listeners)) === 0) continue
         // The same job often changes several times in one burst: look it up once, at its latest.
         const ids = [...new Set([first, ...Chunk.toReadonlyArray(rest)])].map((t) =>
           t.slice(Signals.jobChangedPrefix.length)

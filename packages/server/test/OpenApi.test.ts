@@ -75,6 +75,10 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("OpenAPI document (re
     expect(doc.info.title).toBe("certctl")
     expect(doc.info.version).toBe(version)
     expect(doc.info.description).toMatch(/bearer/i)
+    expect(doc.info.license.name).toBe("Apache-2.0")
+    // Every group is a described tag with a readable name.
+    for (const tag of doc.tags) expect(tag.description, tag.name).toBeTruthy()
+    expect(doc.tags.map((t: Json) => t.name)).toEqual(expect.arrayContaining(["Certificates", "Job events"]))
   })
 
   it("declares bearer authentication and applies it to every operation but the open ones", () => {

@@ -322,6 +322,27 @@ export const operations: Record<string, OperationDoc> = {
   }
 }
 
+/** Tag names as the docs page shows them; the group identifiers stay the SDK's names. */
+export const tagTitles: Record<string, string> = {
+  certificates: "Certificates",
+  csr: "CSR",
+  deployments: "Deployments",
+  agents: "Agents",
+  enrollment: "Enrollment",
+  targets: "Targets",
+  issuers: "Issuers",
+  notifiers: "Notifiers",
+  policies: "Renewal policies",
+  teams: "Teams",
+  owners: "Owners",
+  jobs: "Jobs",
+  jobEvents: "Job events",
+  audit: "Audit",
+  session: "Session",
+  connectorTypes: "Connector types",
+  operations: "Operations"
+}
+
 export const tags: Record<string, string> = {
   certificates: "Managed certificates: the inventory, issuance, renewal, revocation and history.",
   csr: "Certificate signing requests from agents.",
@@ -437,6 +458,7 @@ export const document = (spec: Json): Json => {
         if (n === 429)
           response.headers = { "Retry-After": { description: "Seconds to wait", schema: { type: "integer" } } }
       }
+      op.tags = (op.tags as Array<string>).map((t) => tagTitles[t] ?? t)
       item[method] = op
     }
   }
@@ -446,7 +468,10 @@ export const document = (spec: Json): Json => {
     delete schemas.Issue
     delete schemas.PropertyKey
   }
-  for (const tag of spec.tags as Array<Json>) if (tags[tag.name]) tag.description = tags[tag.name]
+  for (const tag of spec.tags as Array<Json>) {
+    if (tags[tag.name]) tag.description = tags[tag.name]
+    tag.name = tagTitles[tag.name] ?? tag.name
+  }
   dropMarkerIds(spec)
   spec.security = [{ bearer: [] }]
   return spec
