@@ -31,7 +31,13 @@ const needsBuild = () =>
   ["core", "connectors", "sdk", "agent", "server"].some((p) => {
     const out = path.join(root, "packages", p, "dist", "index.js")
     return !fs.existsSync(out) || fs.statSync(out).mtimeMs < newest(path.join(root, "packages", p, "src"))
-  })
+  }) || dashboardStale()
+
+/** The dashboard's built index.html, older than its sources (packages/server/ui) or missing. */
+const dashboardStale = () => {
+  const out = path.join(root, "packages", "server", "dist", "ui", "index.html")
+  return !fs.existsSync(out) || fs.statSync(out).mtimeMs < newest(path.join(root, "packages", "server", "ui"))
+}
 
 const portFree = (port) =>
   new Promise((resolve) => {
@@ -239,6 +245,7 @@ async function main() {
     say(`               ${path.relative(root, path.join(dir, f))}`)
   say(`  agent keys   ${path.relative(root, path.join(keyDir, demoDomain))}/ (the private key never left the agent)`)
   say(`  API          ${url}/api/v1   (try: curl -H "authorization: Bearer $KEY" ${url}/api/v1/certificates)`)
+  say(`  dashboard    ${url}/   (sign in with the admin key)`)
   say(`  API docs     ${url}/docs`)
   say(`  metrics      ${url}/metrics`)
   if (generated)
