@@ -1,0 +1,85 @@
+import { Effect } from "effect"
+import { orPersistence } from "../../Persistence.js"
+import * as Model from "./model.js"
+import { now, type Store } from "./store.js"
+
+/**
+ * Claiming and leases.
+ *
+ * Two clocks meet here, on purpose:
+ * - `run_at` is a schedule the engine writes (creation, backoff, Retry-After, operator retry) from
+ *   its `Clock`, so due-ness of PENDING and RETRY_WAIT jobs is compared against the engine's clock
+ *   too, passed into the SQL. That is what lets `TestClock` drive retries.
+ * - Leases are liveness between replicas, so they stay on the database's single clock: a lease is
+ *   written as `now() + leaseMs` and has expired when `lease_expires_at <= now()` there. A parked
+ *   job's wake-up time is stored in `lease_expires_at` as well and is compared the same way.
+ */
+export const make = (store: Store) => {
+  const { sql, options, changed } = store
+
+  /** RETRY_WAIT jobs whose backoff has passed (on the engine's clock) become PENDING again. */
+  const promoteDueRetries = (limit: number) =>
+    Effect.flatMap(now, (at) =>
+      sql`
+        WITH due AS (
+          SELECT id FROM jobs WHERE state = 'RETRY_WAIT' AND run_at <= ${at} ORDER BY run_at LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        ), moved AS (
+          UPDATE jobs j SET state = 'PENDING' FROM due WHERE j.id = due.id RETURNING j.id, j.kind, j.attempts
+        ), logged AS (
+          INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, details, hash)
+          SELECT 'audit-' || replace(gen_random_uuid()::text, '-', ''), 'system', ${options.owner}, 'job_retry_due', 'job', id,
+                 jsonb_build_object('from', 'RETRY_WAIT', 'to', 'PENDING', 'kind', kind, 'attempts', attempts), '\\x'::bytea
+          FROM moved RETURNING resource_id
+        )
+        SELECT resource_id AS id FROM logged`.pipe(Model.decodeRows(Model.IdRow))
+    ).pipe(
+      orPersistence("promote retries"),
+      Effect.tap((rows) => changed(rows.map((r) => r.id)))
+    )
+
+  /**
+   * Claims up to `limit` runnable jobs: PENDING and due, or RUNNING with an expired lease (a
+   * crashed or parked owner). SKIP LOCKED lets any number of claimers run at once.
+   */
+  const claim = (limit: number) =>
+    Effect.flatMap(now, (at) =>
+      sql`
+        WITH cand AS (
+          SELECT id, state AS old_state FROM jobs
+          WHERE (state = 'PENDING' AND run_at <= ${at}) OR (state = 'RUNNING' AND lease_expires_at <= now())
+          ORDER BY run_at LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+          UPDATE jobs j SET state = 'RUNNING', lease_owner = ${options.owner},
+            lease_expires_at = now() + make_interval(secs => ${options.leaseMs / 1000}),
+            attempts = j.attempts + CASE WHEN cand.old_state = 'PENDING' THEN 1 ELSE 0 END,
+            started_at = coalesce(j.started_at, now())
+          FROM cand WHERE j.id = cand.id
+          RETURNING j.*, cand.old_state
+        ), logged AS (
+          INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, details, hash)
+          SELECT 'audit-' || replace(gen_random_uuid()::text, '-', ''), 'system', ${options.owner},
+                 CASE WHEN old_state = 'PENDING' THEN 'job_started' ELSE 'job_resumed' END, 'job', id,
+                 jsonb_build_object('from', old_state, 'to', 'RUNNING', 'kind', kind, 'attempt', attempts), '\\x'::bytea
+          FROM claimed WHERE old_state = 'PENDING' OR lease_owner IS NOT NULL
+          RETURNING 1
+        )
+        SELECT ${sql.unsafe(Model.jobColumns)}, old_state FROM claimed`.pipe(Model.decodeRows(Model.ClaimedRow))
+    ).pipe(
+      orPersistence("claim jobs"),
+      Effect.tap((rows) => changed(rows.map((r) => r.id)))
+    )
+
+  /** Extends our lease; fails if another claimer has taken the job. */
+  const renewLease = (jobId: string) =>
+    sql`UPDATE jobs SET lease_expires_at = now() + make_interval(secs => ${options.leaseMs / 1000})
+        WHERE id = ${jobId} AND lease_owner = ${options.owner} AND state = 'RUNNING' RETURNING id`.pipe(
+      orPersistence("renew lease"),
+      Effect.flatMap((r) =>
+        r.length === 1 ? Effect.void : Effect.fail(new Model.IllegalTransition({ message: `lease on ${jobId} lost` }))
+      )
+    )
+
+  return { claim, promoteDueRetries, renewLease }
+}

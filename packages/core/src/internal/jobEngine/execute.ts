@@ -1,0 +1,160 @@
+import { Cause, Duration, Effect, Exit, Option, Schedule } from "effect"
+import type { JobRow, StepRow } from "../../JobEngine.js"
+import { orPersistence } from "../../Persistence.js"
+import type * as Claim from "./claim.js"
+import type * as Retry from "./retry.js"
+import * as Model from "./model.js"
+import { now, type Store } from "./store.js"
+
+/** What ended a run of steps without a StepFailed: the job completed, parked, or left our hands. */
+type Stopped = "completed" | "parked"
+
+/**
+ * Step execution and parking. A step either finishes, or parks the job: it stays RUNNING without a
+ * lease, and the lease expiry is its wake-up time (or `wake` brings it forward).
+ */
+export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: ReturnType<typeof Retry.make>) => {
+  const { sql, options, changed, get, steps } = store
+
+  const loadVersioned = (jobId: string) =>
+    sql`SELECT ${sql.unsafe(Model.jobColumns)}, xmin::text AS row_version FROM jobs WHERE id = ${jobId}`.pipe(
+      Model.decodeRows(Model.VersionedRow),
+      Effect.map((rows) => rows[0]),
+      orPersistence("load job")
+    )
+
+  const loadStep = (jobId: string, seq: number) =>
+    sql`SELECT * FROM job_steps WHERE job_id = ${jobId} AND seq = ${seq}`.pipe(
+      Model.decodeRows(Model.StepRow),
+      Effect.map((rows) => rows[0]),
+      orPersistence("load step")
+    )
+
+  /** Runs one step to completion or parks the job; loops while something touched the job meanwhile. */
+  const runStep = (job: JobRow, first: StepRow) =>
+    Effect.gen(function* () {
+      const handlers = yield* Model.JobHandlers
+      const def = handlers.steps(job.kind).find((d) => d.name === first.name)
+      if (!def) return yield* new Model.StepFailed({ reason: "InvalidConfig", message: `unknown step ${first.name}` })
+      let deadline = first.deadline_at
+      if (first.state !== "RUNNING" || deadline === null) {
+        const d = def.timeout ? new Date((yield* now).getTime() + Duration.toMillis(def.timeout)) : null
+        yield* sql`UPDATE job_steps SET state = 'RUNNING', started_at = coalesce(started_at, now()),
+            deadline_at = ${d}, error = NULL WHERE job_id = ${job.id} AND seq = ${first.seq}`.pipe(
+          orPersistence("start step")
+        )
+        yield* changed([job.id])
+        deadline = d
+      }
+      let row = first
+      for (let rerun = 0; ; rerun++) {
+        const current = yield* loadVersioned(job.id)
+        const outcome = yield* def.run({ job: current ?? job, step: { ...row, deadline_at: deadline }, deadline })
+        if (outcome._tag === "Done") {
+          yield* sql`UPDATE job_steps SET state = 'COMPLETED', finished_at = now(),
+              output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
+              WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("complete step"))
+          return "done" as const
+        }
+        const at = yield* now
+        if (deadline && deadline.getTime() <= at.getTime())
+          return yield* new Model.StepFailed({
+            reason: "Timeout",
+            message: `step ${row.name} timed out after ${Duration.format(Duration.decode(def.timeout ?? 0))}`
+          })
+        let until = deadline && deadline < outcome.until ? deadline : outcome.until
+        yield* sql`UPDATE job_steps SET output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
+            WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("park step"))
+        // Parked: keep RUNNING, drop the lease; its expiry is the wake-up time. Only if nothing
+        // touched the job since the step looked at it (xmin is the row version): a CSR or report
+        // that arrived meanwhile found the lease held and did not wake it, so sleeping now
+        // would lose that wake-up until the deadline. Then the step runs again at once; after a
+        // few such rounds it parks briefly instead, so a busy row cannot make it spin.
+        const settle = rerun >= 4
+        if (settle) until = new Date(Math.min(until.getTime(), at.getTime() + 1000))
+        const parked = yield* sql`UPDATE jobs SET lease_owner = NULL, lease_expires_at = ${until}
+            WHERE id = ${job.id} AND lease_owner = ${options.owner}
+              AND (${settle} OR xmin::text = ${current?.row_version ?? ""}) RETURNING id`.pipe(
+          orPersistence("park job")
+        )
+        if (parked.length > 0) return "parked" as const
+        const [owner] = yield* sql`SELECT lease_owner FROM jobs WHERE id = ${job.id}`.pipe(
+          Model.decodeRows(Model.LeaseRow),
+          orPersistence("check lease")
+        )
+        if (owner?.lease_owner !== options.owner)
+          return yield* new Model.IllegalTransition({ message: `lease on ${job.id} lost` })
+        row = (yield* loadStep(job.id, row.seq)) ?? row
+      }
+    })
+
+  /** Runs the steps from the first unfinished one; parks on the first that waits. */
+  const runSteps = (job: JobRow) =>
+    Effect.gen(function* () {
+      for (const step of yield* steps(job.id)) {
+        if (step.state === "COMPLETED" || step.state === "SKIPPED") continue
+        if ((yield* runStep(job, step)) === "parked") return "parked" satisfies Stopped
+      }
+      return "completed" satisfies Stopped
+    })
+
+  /** Marks the job COMPLETED and tells its handlers. */
+  const complete = (job: JobRow) =>
+    Effect.gen(function* () {
+      const handlers = yield* Model.JobHandlers
+      yield* store
+        .transition(
+          job,
+          "RUNNING",
+          { _tag: "Succeed" },
+          sql`lease_owner = NULL, lease_expires_at = NULL, agent_work = NULL, finished_at = now(), error_reason = NULL, last_error = NULL`,
+          "job_completed",
+          {}
+        )
+        .pipe(sql.withTransaction, orPersistence("complete job"))
+      yield* changed([job.id])
+      const after = yield* get(job.id)
+      if (handlers.onCompleted && Option.isSome(after)) yield* handlers.onCompleted(after.value)
+    })
+
+  /** Runs the job's steps from the first unfinished one. Assumes we hold its lease. */
+  const execute = (job: JobRow) =>
+    Effect.gen(function* () {
+      // Renews the lease until it is lost; losing it stops the steps (another claimer owns the job).
+      const keepLease = lease
+        .renewLease(job.id)
+        .pipe(Effect.repeat(Schedule.spaced(Duration.millis(options.leaseMs / 3))), Effect.zipRight(Effect.never))
+      const result = yield* Effect.exit(runSteps(job).pipe(Effect.raceFirst(keepLease)))
+      if (Exit.isSuccess(result)) {
+        if (result.value === "completed") yield* complete(job)
+        return result.value
+      }
+      const failure = Cause.failureOption(result.cause)
+      if (Option.isNone(failure))
+        return yield* retry.fail(
+          job,
+          new Model.StepFailed({
+            reason: "Transient",
+            message: `step crashed: ${Cause.pretty(result.cause).slice(0, 2000)}`
+          })
+        )
+      const e = failure.value
+      switch (e._tag) {
+        case "StepFailed":
+          return yield* retry.fail(job, e)
+        // Another claimer holds the job now: it is theirs to finish or fail.
+        case "IllegalTransition":
+          return "lost" as const
+        default:
+          return yield* retry.fail(job, new Model.StepFailed({ reason: "Transient", message: e.message }))
+      }
+    })
+
+  /** Wakes a parked job now (its awaited input arrived). */
+  const wake = (jobId: string) =>
+    sql`UPDATE jobs SET lease_expires_at = now() WHERE id = ${jobId} AND state = 'RUNNING' AND lease_owner IS NULL`.pipe(
+      orPersistence("wake job")
+    )
+
+  return { execute, wake }
+}
