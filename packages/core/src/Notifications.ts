@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Option, Schedule } from "effect"
+import { Clock, type Duration, Effect, Option, Random, Schedule } from "effect"
 import { Connectors } from "./Connectors.js"
 import * as Ids from "./Ids.js"
 import * as JobState from "./JobState.js"
@@ -34,13 +34,14 @@ export class Notifications extends Effect.Service<Notifications>()("@certctl/cor
       Effect.gen(function* () {
         const notifiers = yield* sql<{ id: string }>`SELECT id FROM notifiers
             WHERE enabled AND (cardinality(events) = 0 OR ${input.type} = ANY(events))`
+        const occurredAt = new Date(yield* Clock.currentTimeMillis).toISOString()
         for (const n of notifiers) {
           const id = Ids.make("ntf")
           const event: NotificationEvent = {
             ...input.event,
             id,
             type: input.type,
-            occurred_at: new Date().toISOString()
+            occurred_at: occurredAt
           }
           yield* sql`INSERT INTO notifications (id, event_type, certificate_id, notifier_id, dedupe_key, payload)
               VALUES (${id}, ${input.type}, ${input.certificate_id ?? null}, ${n.id}, ${input.dedupe_key ?? null}, ${JSON.stringify(event)}::jsonb)
@@ -67,8 +68,8 @@ export class Notifications extends Effect.Service<Notifications>()("@certctl/cor
         }
         const err = result.left
         const giveUp = due.attempts >= maxAttempts || err.reason === "NotFound" || err.reason === "InvalidConfig"
-        const next =
-          err.retryAfter ?? new Date(Date.now() + JobState.backoffMs(due.attempts, Math.random(), 10_000, 3_600_000))
+        const backoff = JobState.backoffMs(due.attempts, yield* Random.next, 10_000, 3_600_000)
+        const next = err.retryAfter ?? new Date((yield* Clock.currentTimeMillis) + backoff)
         yield* sql`UPDATE notifications SET status = ${giveUp ? "failed" : "pending"}, last_error = ${err.message},
             next_attempt_at = ${next} WHERE id = ${due.id}`
         yield* Effect.logWarning(`notification ${due.id} via ${due.notifier_id} failed: ${err.message}`)

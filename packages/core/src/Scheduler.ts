@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { type Duration, Effect, Schedule } from "effect"
+import { Clock, type Duration, Effect, Schedule } from "effect"
 import { namesOf } from "./Lifecycle.js"
 import { Notifications } from "./Notifications.js"
 import { orPersistence } from "./Persistence.js"
@@ -16,11 +16,13 @@ export const tick = (owner: string) =>
     const sql = yield* SqlClient.SqlClient
     const notifications = yield* Notifications
     const signals = yield* Signals.Signals
-    const scan = yield* scanDue({ batchSize: 1000, owner })
+    // One instant for the whole pass, from the Clock (so TestClock drives it), passed into the SQL.
+    const now = new Date(yield* Clock.currentTimeMillis)
+    const scan = yield* scanDue({ batchSize: 1000, owner, now })
     if (scan.enqueued > 0) yield* signals.notify(Signals.runnerTopic)
 
     yield* sql`UPDATE certificates SET status = 'expired', updated_at = now()
-        WHERE status IN ('active', 'failed') AND not_after < now()`.pipe(orPersistence("mark expired"))
+        WHERE status IN ('active', 'failed') AND not_after < ${now}`.pipe(orPersistence("mark expired"))
 
     // Expiry warnings: the smallest crossed threshold per version, once per notifier.
     const expiring = yield* sql<{
@@ -34,11 +36,11 @@ export const tick = (owner: string) =>
     }>`SELECT c.id, c.domain, c.sans, c.not_after, c.current_version_id, v.serial, c.expiry_warning_days
         FROM certificates c JOIN certificate_versions v ON v.id = c.current_version_id
         WHERE c.status IN ('active', 'failed', 'renewing')
-          AND c.not_after < now() + make_interval(days => (SELECT coalesce(max(d), 0) FROM unnest(c.expiry_warning_days) d))
+          AND c.not_after < ${now}::timestamptz + make_interval(days => (SELECT coalesce(max(d), 0) FROM unnest(c.expiry_warning_days) d))
         LIMIT 10000`.pipe(orPersistence("expiry scan"))
     let warned = 0
     for (const c of expiring) {
-      const daysLeft = (c.not_after.getTime() - Date.now()) / 86_400_000
+      const daysLeft = (c.not_after.getTime() - now.getTime()) / 86_400_000
       const threshold = RenewalPlanner.crossedThreshold(daysLeft, c.expiry_warning_days)
       if (threshold === undefined) continue
       warned += yield* notifications.emit({
