@@ -16,11 +16,38 @@ export interface DatabaseInfo {
   readonly location: string
   /** LISTEN/NOTIFY across processes; PGlite has one process, so in-process signals suffice. */
   readonly supportsListen: boolean
+  /** The PostgreSQL schema holding certctl's tables (`public` unless the embedder chose one). */
+  readonly schema: string
 }
 
 export class Database extends Context.Tag("@certctl/core/Database")<Database, DatabaseInfo>() {}
 
 export const defaultDataDir = "./.certctl/data"
+
+/**
+ * A schema of the embedder's choice keeps `jobs`, `agents` and the rest apart from the host
+ * application's own tables. Lowercase identifiers only: the name goes into `search_path` and DDL.
+ */
+export const schemaPattern = /^[a-z_][a-z0-9_]{0,62}$/
+
+const checkSchema = (schema: string | undefined): Effect.Effect<string, DatabaseError> =>
+  schema === undefined
+    ? Effect.succeed("public")
+    : schemaPattern.test(schema)
+      ? Effect.succeed(schema)
+      : Effect.fail(
+          new DatabaseError({
+            message: `invalid database schema ${JSON.stringify(schema.slice(0, 80))}: use lowercase letters, digits and _ (at most 63, not starting with a digit)`
+          })
+        )
+
+/** Every connection starts with the schema first in its search path (a startup parameter). */
+const withSearchPath = (url: string, schema: string) => {
+  if (schema === "public") return url
+  const u = new URL(url)
+  u.searchParams.set("options", `-c search_path=${schema}`)
+  return u.toString()
+}
 
 const redactUrl = (url: string) => {
   try {
@@ -33,19 +60,29 @@ const redactUrl = (url: string) => {
 }
 
 /** Real PostgreSQL. */
-export const layerPg = (options: { readonly url: Redacted.Redacted<string>; readonly maxConnections?: number }) =>
-  Layer.merge(
-    PgClient.layer({
-      url: options.url,
-      maxConnections: options.maxConnections ?? 20,
-      connectTimeout: "10 seconds",
-      applicationName: "certctl"
-    }),
-    Layer.succeed(Database, {
-      backend: "postgresql",
-      location: redactUrl(Redacted.value(options.url)),
-      supportsListen: true
-    })
+export const layerPg = (options: {
+  readonly url: Redacted.Redacted<string>
+  readonly maxConnections?: number
+  /** Keep certctl's tables in this schema (created by the migrations). Default `public`. */
+  readonly schema?: string
+}) =>
+  Layer.unwrapEffect(
+    Effect.map(checkSchema(options.schema), (schema) =>
+      Layer.merge(
+        PgClient.layer({
+          url: Redacted.make(withSearchPath(Redacted.value(options.url), schema)),
+          maxConnections: options.maxConnections ?? 20,
+          connectTimeout: "10 seconds",
+          applicationName: "certctl"
+        }),
+        Layer.succeed(Database, {
+          backend: "postgresql",
+          location: redactUrl(Redacted.value(options.url)),
+          supportsListen: true,
+          schema
+        })
+      )
+    )
   )
 
 const holdLock = (dataDir: string) =>
@@ -87,9 +124,10 @@ const workerUrl = () => {
  * Embedded PostgreSQL (PGlite) in a worker thread, reached over a private unix socket by the same
  * @effect/sql-pg client as production, so every query and migration is shared.
  */
-export const layerPglite = (options: { readonly dataDir: string }) =>
+export const layerPglite = (options: { readonly dataDir: string; readonly schema?: string }) =>
   Layer.unwrapScoped(
     Effect.gen(function* () {
+      const schema = yield* checkSchema(options.schema)
       const dataDir = path.resolve(options.dataDir)
       yield* Effect.try({
         try: () => fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 }),
@@ -108,7 +146,10 @@ export const layerPglite = (options: { readonly dataDir: string }) =>
       fs.rmSync(socketPath, { force: true })
       yield* Effect.acquireRelease(
         Effect.async<Worker, DatabaseError>((resume) => {
-          const worker = new Worker(workerUrl(), { workerData: { dataDir: path.join(dataDir, "pgdata"), socketPath } })
+          const worker = new Worker(workerUrl(), {
+            // PGlite has one session shared by every socket, so the worker sets its search path once.
+            workerData: { dataDir: path.join(dataDir, "pgdata"), socketPath, schema }
+          })
           worker.once("message", (msg: any) => {
             if (msg?.ready) resume(Effect.succeed(worker))
             else resume(Effect.fail(new DatabaseError({ message: `embedded database failed to start: ${msg?.error}` })))
@@ -129,18 +170,29 @@ export const layerPglite = (options: { readonly dataDir: string }) =>
       )
       return Layer.merge(
         PgClient.layer({ host: socketDir, port: 5432, database: "postgres", username: "postgres", maxConnections: 1 }),
-        Layer.succeed(Database, { backend: "pglite", location: dataDir, supportsListen: false })
+        Layer.succeed(Database, { backend: "pglite", location: dataDir, supportsListen: false, schema })
       )
     })
   )
 
-/** `CERTCTL_DATABASE_URL` selects PostgreSQL; otherwise PGlite in `CERTCTL_DATA_DIR`. */
+/**
+ * `CERTCTL_DATABASE_URL` selects PostgreSQL; otherwise PGlite in `CERTCTL_DATA_DIR`.
+ * `CERTCTL_DB_SCHEMA` puts certctl's tables in a schema of their own on either backend.
+ */
 export const layerConfig = Layer.unwrapEffect(
   Effect.gen(function* () {
     const url = yield* Config.option(Config.redacted("CERTCTL_DATABASE_URL"))
     const max = yield* Config.integer("CERTCTL_DATABASE_POOL_SIZE").pipe(Config.withDefault(20))
-    if (Option.isSome(url)) return layerPg({ url: url.value, maxConnections: max })
+    const schema = yield* Config.string("CERTCTL_DB_SCHEMA").pipe(
+      Config.validate({
+        message: "use lowercase letters, digits and _ (at most 63)",
+        validation: (s) => schemaPattern.test(s)
+      }),
+      Config.option,
+      Config.map(Option.getOrUndefined)
+    )
+    if (Option.isSome(url)) return layerPg({ url: url.value, maxConnections: max, schema })
     const dataDir = yield* Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault(defaultDataDir))
-    return layerPglite({ dataDir })
+    return layerPglite({ dataDir, schema })
   })
 )

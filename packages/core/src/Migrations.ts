@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import * as Migrator from "@effect/sql/Migrator"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
+import { Database } from "./Database.js"
 import init from "./internal/migrations/0001_init.js"
 import lifecycle from "./internal/migrations/0002_lifecycle.js"
 import enrollment from "./internal/migrations/0003_enrollment.js"
@@ -23,8 +24,13 @@ const lockKey = 7263540
  */
 export const run = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  // An embedder's own schema: every connection already has it first in its search path. It is
+  // created under the same lock, since concurrent CREATE SCHEMA IF NOT EXISTS can collide too.
+  const db = yield* Effect.serviceOption(Database)
+  const schema = Option.isSome(db) && db.value.schema !== "public" ? db.value.schema : undefined
   yield* sql.withTransaction(
     sql`SELECT pg_advisory_xact_lock(${lockKey})`.pipe(
+      Effect.zipRight(schema ? Effect.asVoid(sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`) : Effect.void),
       Effect.zipRight(sql`CREATE TABLE IF NOT EXISTS ${sql(table)} (
         migration_id integer primary key,
         created_at timestamp with time zone not null default now(),

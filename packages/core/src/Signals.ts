@@ -1,5 +1,6 @@
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, type Duration, Effect, Layer, Queue, Schedule, type Scope, Stream } from "effect"
+import { Context, Deferred, type Duration, Effect, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
+import { Database } from "./Database.js"
 
 /**
  * Wake-ups between the parts of the control plane: an agent's long poll, the job runner, a CSR
@@ -25,7 +26,7 @@ export const runnerTopic = "runner"
 /** A job or one of its steps changed: the payload of the jobs change feed (see `JobEvents`). */
 export const jobChangedPrefix = "job-changed:"
 export const jobChangedTopic = (jobId: string) => `${jobChangedPrefix}${jobId}`
-const channel = "certctl_signals"
+const baseChannel = "certctl_signals"
 
 const makeLocal = () => {
   const waiters = new Map<string, Set<Deferred.Deferred<boolean>>>()
@@ -84,6 +85,11 @@ export const layerPg = Layer.scoped(
   Signals,
   Effect.gen(function* () {
     const pg = yield* PgClient.PgClient
+    // Channels are per database, not per schema: engines in two schemas of one database would
+    // wake each other for nothing. (A channel name is an identifier: at most 63 bytes.)
+    const db = yield* Effect.serviceOption(Database)
+    const channel =
+      Option.isSome(db) && db.value.schema !== "public" ? `${baseChannel}_${db.value.schema}`.slice(0, 63) : baseChannel
     const local = makeLocal()
     // A lost listener connection is re-established; meanwhile every waiter falls back to polling.
     yield* pg.listen(channel).pipe(

@@ -6,6 +6,11 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 
 try {
   const db = await PGlite.create(workerData.dataDir)
+  if (workerData.schema && workerData.schema !== "public") {
+    // One session serves every socket, so this search path holds for all of them. The name was
+    // checked against Database.schemaPattern, so quoting it is enough.
+    await db.exec(`CREATE SCHEMA IF NOT EXISTS "${workerData.schema}"; SET search_path TO "${workerData.schema}"`)
+  }
   const server = new PGLiteSocketServer({ db, path: workerData.socketPath, maxConnections: 4 })
   await server.start()
   parentPort.on("message", async (msg) => {
