@@ -35,7 +35,7 @@ export class AgentExists extends Data.TaggedError("AgentExists")<{ readonly id: 
 const iso = (d: Date | string | null): string | null =>
   d === null ? null : (d instanceof Date ? d : new Date(d)).toISOString()
 
-interface AgentRow {
+export interface AgentRow {
   id: string
   name: string
   status: "active" | "retired"

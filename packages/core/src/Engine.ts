@@ -2,9 +2,12 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
 import { AgentRegistration } from "./AgentRegistration.js"
+import { Agents } from "./Agents.js"
 import { AuditLog } from "./AuditLog.js"
 import { ConnectorRegistry, Connectors, type Registry } from "./Connectors.js"
+import { CsrIntake } from "./CsrIntake.js"
 import { Database } from "./Database.js"
+import { Deployments } from "./Deployments.js"
 import { Enrollment } from "./Enrollment.js"
 import * as JobEngine from "./JobEngine.js"
 import * as Lifecycle from "./Lifecycle.js"
@@ -53,7 +56,9 @@ export const layer = (options: EngineOptions) => {
   )
   // Agent identities: registration by an admin, or by an enrollment token's exchange.
   const identities = Enrollment.Default.pipe(Layer.provideMerge(AgentRegistration.Default))
-  return Lifecycle.layer(options.lifecycle).pipe(
+  // The agents' side: work hand-out, CSR intake, deployment reports.
+  const agentSide = Layer.mergeAll(Agents.Default, CsrIntake.Default, Deployments.Default)
+  return Layer.mergeAll(Lifecycle.layer(options.lifecycle), agentSide).pipe(
     Layer.provideMerge(identities),
     Layer.provideMerge(Notifications.Default.pipe(Layer.provideMerge(services)))
   )

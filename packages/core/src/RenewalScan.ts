@@ -1,15 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import { Clock, Effect } from "effect"
 import { orPersistence, type PersistenceError, pgCode } from "./Persistence.js"
+import * as Steps from "./Steps.js"
 
-/** The steps of a renewal job, in order. */
-export const renewalSteps: ReadonlyArray<string> = [
-  "request_csr",
-  "await_csr",
-  "submit",
-  "collect",
-  "create_deployments"
-]
+/** The steps of a renewal job, in order (a renewal runs the issuance steps). */
+export const renewalSteps: ReadonlyArray<string> = Steps.issuance
 
 export interface ScanOptions {
   /** Certificates examined per statement. */

@@ -23,6 +23,8 @@ export class Signals extends Context.Tag("@certctl/core/Signals")<Signals, Signa
 export const agentTopic = (agentId: string) => `agent:${agentId}`
 export const jobTopic = (jobId: string) => `job:${jobId}`
 export const runnerTopic = "runner"
+/** An agent acknowledged an http-01 challenge (the issuing step waits on it). */
+export const challengeTopic = (challengeId: string) => `challenge:${challengeId}`
 /** A job or one of its steps changed: the payload of the jobs change feed (see `JobEvents`). */
 export const jobChangedPrefix = "job-changed:"
 export const jobChangedTopic = (jobId: string) => `${jobChangedPrefix}${jobId}`

@@ -1,9 +1,12 @@
 import { Schema } from "effect"
 import { KeyAlgorithm } from "./KeyAlgorithm.js"
 
+/** The kinds of work item, declared once (the `type` of each item). */
+export const Kind = { Csr: "csr", Deploy: "deploy", Http01: "http-01" } as const
+
 /** What the control plane asks of an agent, as returned by `GET /agents/{id}/work`. */
 export const CsrWork = Schema.Struct({
-  type: Schema.Literal("csr").annotations({
+  type: Schema.Literal(Kind.Csr).annotations({
     description: "csr: generate a key and send a CSR",
     examples: ["csr"]
   }),
@@ -30,7 +33,8 @@ export const CsrWork = Schema.Struct({
 })
 export type CsrWork = typeof CsrWork.Type
 
-export const DeployTarget = Schema.Struct({
+/** A target of a deploy work item, by name only: what `jobs.agent_work` stores. */
+export const DeployTargetRef = Schema.Struct({
   deployment_id: Schema.String.annotations({
     description: "The deployment to report on",
     examples: ["dep-01hx8a"]
@@ -46,8 +50,16 @@ export const DeployTarget = Schema.Struct({
   type: Schema.String.annotations({
     description: "Target connector type",
     examples: ["file"]
-  }),
-  /** Connector config with secrets opened: sent only to the target's own agent. */
+  })
+})
+export type DeployTargetRef = typeof DeployTargetRef.Type
+
+export const DeployTarget = Schema.Struct({
+  ...DeployTargetRef.fields,
+  /**
+   * Connector config with secrets opened: added only while the answer to the target's own agent
+   * is built (never stored); other readers see secret fields as "(sealed)".
+   */
   config: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
     description: "The target's config with secrets opened; sent only to the target's own agent",
     examples: [{ directory: "/etc/ssl/certctl" }]
@@ -56,7 +68,7 @@ export const DeployTarget = Schema.Struct({
 export type DeployTarget = typeof DeployTarget.Type
 
 export const DeployWork = Schema.Struct({
-  type: Schema.Literal("deploy").annotations({
+  type: Schema.Literal(Kind.Deploy).annotations({
     description: "deploy: install a certificate on targets",
     examples: ["deploy"]
   }),
@@ -100,7 +112,7 @@ export type DeployWork = typeof DeployWork.Type
 
 /** An ACME http-01 challenge the agent must answer where the name points. */
 export const ChallengeWork = Schema.Struct({
-  type: Schema.Literal("http-01").annotations({
+  type: Schema.Literal(Kind.Http01).annotations({
     description: "http-01: serve an ACME challenge response",
     examples: ["http-01"]
   }),
@@ -137,6 +149,20 @@ export type ChallengeWork = typeof ChallengeWork.Type
 
 export const WorkItem = Schema.Union(CsrWork, DeployWork, ChallengeWork)
 export type WorkItem = typeof WorkItem.Type
+
+/**
+ * A deploy work item as `jobs.agent_work` stores it: its targets named, without their configs,
+ * so no opened secret is ever written (security invariant 8).
+ */
+export const StoredDeployWork = Schema.Struct({
+  ...DeployWork.fields,
+  targets: Schema.Array(DeployTargetRef)
+})
+export type StoredDeployWork = typeof StoredDeployWork.Type
+
+/** What a job hands its agent, as stored in `jobs.agent_work` (challenges live in their own table). */
+export const StoredWorkItem = Schema.Union(CsrWork, StoredDeployWork)
+export type StoredWorkItem = typeof StoredWorkItem.Type
 
 export const WorkResponse = Schema.Struct({
   items: Schema.Array(WorkItem).annotations({ description: "Work items, oldest first; empty when there is none" })

@@ -1,4 +1,4 @@
-import { Api, ApiError, Enrollment } from "@certctl/core"
+import { Api, ApiError, type Caller, Enrollment } from "@certctl/core"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Redacted } from "effect"
 import * as ApiKeys from "./ApiKeys.js"
@@ -84,3 +84,9 @@ export const selfOrAdmin = (agentId: string) =>
 /** The audit actor for the current principal. */
 export const actorOf = (p: Api.Principal) =>
   p.role === "agent" ? { type: "agent" as const, id: p.agent_id ?? p.key_id } : { type: "user" as const, id: p.key_id }
+
+/** The lifecycle services' caller for the current principal: its audit actor, and its agent if it is one. */
+export const callerOf = (p: Api.Principal): Caller.Caller => ({
+  actor: actorOf(p),
+  agentId: p.role === "agent" ? p.agent_id : null
+})

@@ -1,0 +1,96 @@
+import { SqlClient } from "@effect/sql"
+import { type Duration, Effect, Schema } from "effect"
+import type { ConnectorError } from "../../ConnectorError.js"
+import { Connectors } from "../../Connectors.js"
+import * as JobEngine from "../../JobEngine.js"
+import { Notifications } from "../../Notifications.js"
+import { orPersistence } from "../../Persistence.js"
+import * as Signals from "../../Signals.js"
+import type * as Work from "../../Work.js"
+
+/** Settings of the lifecycle's waiting steps (public as `Lifecycle.LifecycleOptions`). */
+export interface LifecycleOptions {
+  /** How long an issuance waits for the agent's CSR (the design document's 5 minutes). */
+  readonly csrTimeout: Duration.DurationInput
+  readonly deployTimeout: Duration.DurationInput
+  /** How long an http-01 challenge may take the agent to serve. */
+  readonly challengeTimeout: Duration.DurationInput
+}
+
+export interface CertificateRow {
+  id: string
+  domain: string
+  sans: string[]
+  issuer_id: string
+  agent_id: string | null
+  key_algorithm: Work.CsrWork["key_algorithm"]
+  lifetime_seconds: string
+  renewal_days_before: number
+  status: string
+  current_version_id: string | null
+}
+
+export const fail = (reason: ConnectorError["reason"], message: string, detail?: unknown) =>
+  new JobEngine.StepFailed({ reason, message, detail })
+
+export const namesOf = (c: { domain: string; sans: ReadonlyArray<string> }) => [
+  c.domain,
+  ...c.sans.filter((s) => s !== c.domain)
+]
+
+const Output = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+
+/**
+ * What every job kind's steps share: the services they use and the reads they all make. Built
+ * once per engine; each kind's module (issuance, deployment, revocation) takes it.
+ */
+export const make = (options: LifecycleOptions) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const connectors = yield* Connectors
+    const notifications = yield* Notifications
+    const signals = yield* Signals.Signals
+    const engine = yield* JobEngine.JobEngine
+
+    const persist = <A, E, R>(self: Effect.Effect<A, E, R>) => orPersistence("lifecycle")(self)
+
+    const certificate = (id: string) =>
+      sql<CertificateRow>`SELECT id, domain, sans, issuer_id, agent_id, key_algorithm, lifetime_seconds::text,
+          renewal_days_before, status, current_version_id FROM certificates WHERE id = ${id}`.pipe(
+        persist,
+        Effect.flatMap((rows) =>
+          rows[0] ? Effect.succeed(rows[0]) : Effect.fail(fail("NotFound", `certificate ${id} no longer exists`))
+        )
+      )
+
+    /** A step's stored output, decoded with `schema`; a row that does not decode is a defect. */
+    const stepOutput = <A, I>(jobId: string, name: string, schema: Schema.Schema<A, I>) =>
+      sql<{ output: unknown }>`SELECT output FROM job_steps WHERE job_id = ${jobId} AND name = ${name}`.pipe(
+        persist,
+        Effect.flatMap((rows) => Schema.decodeUnknown(schema)(rows[0]?.output ?? {}).pipe(Effect.orDie))
+      )
+
+    /** Hands the job's agent its work item and wakes the agent's long poll. */
+    const setAgentWork = (job: JobEngine.JobRow, work: Work.StoredWorkItem) =>
+      Effect.gen(function* () {
+        yield* sql`UPDATE jobs SET agent_work = ${JSON.stringify(work)}::jsonb WHERE id = ${job.id}`.pipe(persist)
+        if (job.agent_id) yield* signals.notify(Signals.agentTopic(job.agent_id))
+      })
+
+    return {
+      options,
+      sql,
+      connectors,
+      notifications,
+      signals,
+      engine,
+      persist,
+      certificate,
+      stepOutput,
+      setAgentWork
+    }
+  })
+
+export type Context = Effect.Effect.Success<ReturnType<typeof make>>
+
+export { Output }

@@ -1,0 +1,121 @@
+import { Effect } from "effect"
+import * as JobEngine from "../../JobEngine.js"
+import * as Steps from "../../Steps.js"
+import * as Work from "../../Work.js"
+import { type Context, fail, namesOf } from "./context.js"
+
+/**
+ * Deployment: one `deployment_history` row per target, a deploy work item for the agent, then
+ * wait for the agent's reports (the `Deployments` service records them and wakes the job).
+ */
+export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => {
+  const { sql, notifications, engine, options, persist, certificate } = ctx
+
+  const dispatch: JobEngine.StepDefinition = {
+    name: Steps.Dispatch,
+    run: ({ job }) =>
+      Effect.gen(function* () {
+        yield* sql`INSERT INTO deployment_history (id, certificate_id, version_id, target_id, job_id, agent_id, status)
+            SELECT 'dep-' || replace(gen_random_uuid()::text, '-', ''), ct.certificate_id, ${job.version_id}, ct.target_id, ${job.id}, t.agent_id, 'pending'
+            FROM certificate_targets ct JOIN targets t ON t.id = ct.target_id
+            WHERE ct.certificate_id = ${job.certificate_id}
+              AND NOT EXISTS (SELECT 1 FROM deployment_history d WHERE d.job_id = ${job.id} AND d.target_id = ct.target_id)`.pipe(
+          persist
+        )
+        return JobEngine.done()
+      })
+  }
+
+  /**
+   * The work item names its targets only. Their configs (with secrets) are added by `Agents.work`
+   * while it answers the target's own agent, so no opened secret is ever stored.
+   */
+  const deployWork = (job: JobEngine.JobRow) =>
+    Effect.gen(function* () {
+      const cert = yield* certificate(job.certificate_id)
+      const [version] = yield* sql<{ id: string; serial: string; certificate_pem: string; chain_pem: string }>`
+          SELECT id, serial, certificate_pem, chain_pem FROM certificate_versions WHERE id = ${job.version_id}`.pipe(
+        persist
+      )
+      if (!version) return yield* fail("NotFound", `version ${job.version_id} no longer exists`)
+      const targets = yield* sql<Work.DeployTargetRef>`
+          SELECT d.id AS deployment_id, d.target_id, t.name, t.type FROM deployment_history d
+          JOIN targets t ON t.id = d.target_id
+          WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running')`.pipe(persist)
+      const work: Work.StoredDeployWork = {
+        type: Work.Kind.Deploy,
+        job_id: job.id,
+        certificate_id: cert.id,
+        version_id: version.id,
+        domain: cert.domain,
+        names: namesOf(cert),
+        serial: version.serial,
+        certificate_pem: version.certificate_pem,
+        chain_pem: version.chain_pem,
+        targets
+      }
+      return work
+    })
+
+  const awaitReports: JobEngine.StepDefinition = {
+    name: Steps.AwaitReports,
+    timeout: options.deployTimeout,
+    run: ({ job, step, deadline }) =>
+      Effect.gen(function* () {
+        if (step.output.dispatched_attempt !== job.attempts) {
+          // A new attempt: re-arm failed targets and hand the agent the work again.
+          yield* sql`UPDATE deployment_history SET status = 'pending', error = NULL, updated_at = now()
+              WHERE job_id = ${job.id} AND status IN ('failed', 'rolled_back')`.pipe(persist)
+          yield* ctx.setAgentWork(job, yield* deployWork(job))
+          return JobEngine.wait(deadline ?? new Date(Date.now() + 60_000), { dispatched_attempt: job.attempts })
+        }
+        const rows = yield* sql<{ target_id: string; status: string; error: string | null }>`
+            SELECT target_id, status, error FROM deployment_history WHERE job_id = ${job.id}`.pipe(persist)
+        const failed = rows.filter((r) => r.status === "failed" || r.status === "rolled_back")
+        if (failed.length > 0)
+          return yield* fail(
+            "VerificationFailed",
+            failed.map((f) => `target ${f.target_id}: ${f.error ?? f.status}`).join("; ")
+          )
+        if (rows.every((r) => r.status === "success")) return JobEngine.done({ targets: rows.length })
+        if (job.agent_work === null) yield* ctx.setAgentWork(job, yield* deployWork(job))
+        return JobEngine.wait(deadline ?? new Date(Date.now() + 60_000))
+      })
+  }
+
+  const finalize: JobEngine.StepDefinition = {
+    name: Steps.Finalize,
+    run: ({ job }) =>
+      Effect.gen(function* () {
+        const cert = yield* certificate(job.certificate_id)
+        const rows = yield* sql<{
+          target_id: string
+          serial: string | null
+        }>`SELECT target_id, serial FROM deployment_history
+            WHERE job_id = ${job.id}`.pipe(persist)
+        yield* Effect.gen(function* () {
+          yield* engine.auditResource({ type: "certificate", id: cert.id }, "certificate_deployed", {
+            version_id: job.version_id,
+            deployed_to: rows.map((r) => r.target_id),
+            job_id: job.id
+          })
+          yield* notifications.emit({
+            type: "certificate.deployed",
+            certificate_id: cert.id,
+            event: {
+              certificate: {
+                id: cert.id,
+                domain: cert.domain,
+                names: namesOf(cert),
+                serial: rows[0]?.serial ?? undefined
+              },
+              job: { id: job.id, kind: job.kind, state: "COMPLETED" }
+            }
+          })
+        }).pipe(sql.withTransaction, persist)
+        return JobEngine.done()
+      })
+  }
+
+  return [dispatch, awaitReports, finalize]
+}

@@ -1,0 +1,242 @@
+import { Duration, Effect, Option, Schema } from "effect"
+import { ConnectorError } from "../../ConnectorError.js"
+import * as Ids from "../../Ids.js"
+import type { ChallengeSolver } from "../../Issuer.js"
+import * as JobEngine from "../../JobEngine.js"
+import * as Pki from "../../Pki.js"
+import * as RenewalPlanner from "../../RenewalPlanner.js"
+import * as Signals from "../../Signals.js"
+import * as Steps from "../../Steps.js"
+import * as Work from "../../Work.js"
+import { type CertificateRow, type Context, fail, namesOf } from "./context.js"
+
+/** What the CSR intake stores on the awaiting step (see `CsrIntake`). */
+const AwaitCsrOutput = Schema.Struct({ csr_pem: Schema.optional(Schema.String) })
+const SubmitOutput = Schema.Struct({
+  certificate_pem: Schema.String,
+  chain_pem: Schema.optional(Schema.String),
+  renewal_window: Schema.optional(Schema.NullOr(Schema.Struct({ start: Schema.String, end: Schema.String })))
+})
+const CollectOutput = Schema.Struct({ version_id: Schema.String })
+
+/**
+ * Issuance and renewal: ask the certificate's agent for a CSR, wait for it (the CSR intake stores
+ * it and wakes the job), submit it to the issuer, store the version, then hand over to a
+ * deployment job.
+ */
+export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => {
+  const { sql, connectors, notifications, signals, engine, options, persist, certificate, stepOutput } = ctx
+
+  const csrWork = (job: JobEngine.JobRow, cert: CertificateRow): Work.CsrWork => ({
+    type: Work.Kind.Csr,
+    job_id: job.id,
+    certificate_id: cert.id,
+    domain: cert.domain,
+    names: namesOf(cert),
+    key_algorithm: cert.key_algorithm
+  })
+
+  /** http-01 goes to the certificate's agent, which serves it where the name points. */
+  const agentSolver = (job: JobEngine.JobRow, agentId: string): ChallengeSolver => ({
+    present: (c) =>
+      Effect.gen(function* () {
+        const id = Ids.make("chl")
+        yield* sql`INSERT INTO acme_challenges (id, job_id, agent_id, identifier, token, key_authorization, action)
+            VALUES (${id}, ${job.id}, ${agentId}, ${c.identifier}, ${c.token}, ${c.key_authorization}, 'present')`
+        yield* signals.notify(Signals.agentTopic(agentId))
+        const deadline = Date.now() + Duration.toMillis(options.challengeTimeout)
+        while (Date.now() < deadline) {
+          const rows = yield* sql<{
+            status: string
+            error: string | null
+          }>`SELECT status, error FROM acme_challenges WHERE id = ${id}`
+          if (rows[0]?.status === "ready") return
+          if (rows[0]?.status === "failed")
+            return yield* new ConnectorError({
+              reason: "ChallengeFailed",
+              message: `agent ${agentId} could not serve the http-01 challenge for ${c.identifier}: ${rows[0].error}`
+            })
+          yield* signals.await(Signals.challengeTopic(id), "100 millis")
+        }
+        return yield* new ConnectorError({
+          reason: "Timeout",
+          message: `agent ${agentId} did not confirm the http-01 challenge for ${c.identifier} in time`
+        })
+      }).pipe(
+        Effect.catchTag("SqlError", (e) => Effect.fail(new ConnectorError({ reason: "Transient", message: e.message })))
+      ),
+    cleanup: (c) =>
+      sql`UPDATE acme_challenges SET action = 'cleanup', status = 'pending', updated_at = now()
+          WHERE job_id = ${job.id} AND token = ${c.token}`.pipe(
+        Effect.zipRight(signals.notify(Signals.agentTopic(agentId))),
+        Effect.catchAll(() => Effect.void)
+      )
+  })
+
+  const requestCsr: JobEngine.StepDefinition = {
+    name: Steps.RequestCsr,
+    run: ({ job }) =>
+      Effect.gen(function* () {
+        const cert = yield* certificate(job.certificate_id)
+        if (!job.agent_id)
+          return yield* fail(
+            "InvalidConfig",
+            `certificate ${cert.id} has no agent: give it a target that an agent serves`
+          )
+        yield* ctx.setAgentWork(job, csrWork(job, cert))
+        return JobEngine.done({ asked_agent: job.agent_id })
+      })
+  }
+
+  const awaitCsr: JobEngine.StepDefinition = {
+    name: Steps.AwaitCsr,
+    timeout: options.csrTimeout,
+    run: ({ job, step, deadline }) =>
+      Effect.gen(function* () {
+        const csr =
+          typeof step.output.csr_pem === "string"
+            ? step.output.csr_pem
+            : (yield* stepOutput(job.id, Steps.AwaitCsr, AwaitCsrOutput)).csr_pem
+        if (typeof csr === "string") return JobEngine.done({ csr_received: true })
+        // After a retry or a lost NOTIFY, ask again.
+        if (job.agent_work === null) yield* ctx.setAgentWork(job, csrWork(job, yield* certificate(job.certificate_id)))
+        return JobEngine.wait(deadline ?? new Date(Date.now() + 60_000))
+      })
+  }
+
+  const submit: JobEngine.StepDefinition = {
+    name: Steps.Submit,
+    run: ({ job }) =>
+      Effect.gen(function* () {
+        const cert = yield* certificate(job.certificate_id)
+        const { csr_pem } = yield* stepOutput(job.id, Steps.AwaitCsr, AwaitCsrOutput)
+        if (csr_pem === undefined) return yield* fail("InvalidConfig", `job ${job.id} has no CSR to submit`)
+        const issuer = yield* connectors.issuer(cert.issuer_id).pipe(Effect.mapError(JobEngine.fromConnectorError))
+        let replaces: string | undefined
+        if (job.kind === "renewal" && cert.current_version_id) {
+          const [v] = yield* sql<{ certificate_pem: string }>`SELECT certificate_pem FROM certificate_versions
+              WHERE id = ${cert.current_version_id}`.pipe(persist)
+          replaces = v?.certificate_pem
+        }
+        const issued = yield* issuer
+          .issue({
+            certificate_id: cert.id,
+            names: namesOf(cert),
+            csr_pem,
+            lifetime_seconds: Number(cert.lifetime_seconds),
+            replaces_pem: replaces,
+            solver: job.agent_id ? agentSolver(job, job.agent_id) : undefined,
+            progress: (message) =>
+              sql`UPDATE job_steps SET output = output || ${JSON.stringify({ progress: message })}::jsonb
+                  WHERE job_id = ${job.id} AND name = ${Steps.Submit}`.pipe(Effect.ignore)
+          })
+          .pipe(Effect.mapError(JobEngine.fromConnectorError))
+        return JobEngine.done({
+          certificate_pem: issued.certificate_pem,
+          chain_pem: issued.chain_pem,
+          renewal_window: issued.renewal_window
+            ? {
+                start: issued.renewal_window.start.toISOString(),
+                end: issued.renewal_window.end.toISOString()
+              }
+            : null
+        })
+      })
+  }
+
+  const collect: JobEngine.StepDefinition = {
+    name: Steps.Collect,
+    run: ({ job }) =>
+      Effect.gen(function* () {
+        const cert = yield* certificate(job.certificate_id)
+        const out = yield* stepOutput(job.id, Steps.Submit, SubmitOutput)
+        const info = yield* Pki.parseCertificate(out.certificate_pem).pipe(
+          Effect.mapError((e) => fail("Rejected", `issuer returned an unusable certificate: ${e.message}`))
+        )
+        const window = out.renewal_window
+          ? { start: new Date(out.renewal_window.start), end: new Date(out.renewal_window.end) }
+          : undefined
+        const plan = RenewalPlanner.plan({
+          not_before: info.not_before,
+          not_after: info.not_after,
+          renewal_days_before: cert.renewal_days_before,
+          ari: window,
+          random: Math.random()
+        })
+        const versionId = yield* Effect.gen(function* () {
+          const existing = yield* sql<{ id: string }>`SELECT id FROM certificate_versions WHERE job_id = ${job.id}`
+          if (existing[0]) return existing[0].id
+          const id = Ids.make("ver")
+          yield* sql`INSERT INTO certificate_versions (id, certificate_id, version, serial, not_before, not_after,
+                fingerprint_sha256, certificate_pem, chain_pem, job_id)
+              SELECT ${id}, ${cert.id}, coalesce(max(version), 0) + 1, ${info.serial}, ${info.not_before}, ${info.not_after},
+                ${info.fingerprint_sha256}, ${out.certificate_pem}, ${out.chain_pem ?? ""}, ${job.id}
+              FROM certificate_versions WHERE certificate_id = ${cert.id}`
+          yield* sql`UPDATE certificates SET current_version_id = ${id}, not_after = ${info.not_after},
+                renew_at = ${plan.renew_at}, updated_at = now(),
+                status = CASE WHEN status IN ('archived', 'revoked') THEN status ELSE 'active' END
+              WHERE id = ${cert.id}`
+          const action = job.kind === "renewal" ? "certificate_renewed" : "certificate_issued"
+          yield* engine
+            .auditResource({ type: "certificate", id: cert.id }, action, {
+              serial: info.serial,
+              version_id: id,
+              not_after: info.not_after.toISOString(),
+              renew_at: plan.renew_at.toISOString(),
+              renew_rule: plan.rule,
+              issuer: cert.issuer_id,
+              job_id: job.id
+            })
+            .pipe(Effect.zipRight(Effect.void))
+          yield* notifications.emit({
+            type: job.kind === "renewal" ? "certificate.renewed" : "certificate.issued",
+            certificate_id: cert.id,
+            event: {
+              certificate: {
+                id: cert.id,
+                domain: cert.domain,
+                names: namesOf(cert),
+                serial: info.serial,
+                not_after: info.not_after.toISOString()
+              },
+              job: { id: job.id, kind: job.kind, state: "RUNNING" }
+            }
+          })
+          return id
+        }).pipe(sql.withTransaction, persist)
+        yield* signals.notify(Signals.jobTopic(job.id))
+        return JobEngine.done({ version_id: versionId, serial: info.serial })
+      })
+  }
+
+  const createDeployments: JobEngine.StepDefinition = {
+    name: Steps.CreateDeployments,
+    run: ({ job }) =>
+      Effect.gen(function* () {
+        const { version_id } = yield* stepOutput(job.id, Steps.Collect, CollectOutput)
+        const targets = yield* sql<{ target_id: string }>`SELECT target_id FROM certificate_targets
+            WHERE certificate_id = ${job.certificate_id}`.pipe(persist)
+        if (targets.length === 0) return JobEngine.done({ deployment_job_id: null })
+        // A newer version supersedes a deployment still in flight for an older one.
+        const open = yield* sql<{ id: string; version_id: string | null }>`SELECT id, version_id FROM jobs
+            WHERE certificate_id = ${job.certificate_id} AND kind = 'deployment'
+              AND state IN ('PENDING','RUNNING','FAILED','RETRY_WAIT')`.pipe(persist)
+        for (const o of open) {
+          if (o.version_id === version_id) return JobEngine.done({ deployment_job_id: o.id })
+          yield* engine
+            .cancel(o.id, { type: "system", id: engine.options.owner }, "superseded by a newer version")
+            .pipe(Effect.ignore)
+        }
+        const created = yield* engine
+          .create(
+            { kind: "deployment", certificate_id: job.certificate_id, agent_id: job.agent_id, version_id },
+            Steps.deployment
+          )
+          .pipe(Effect.mapError((e) => fail("Transient", e.message)))
+        yield* signals.notify(Signals.runnerTopic)
+        return JobEngine.done({ deployment_job_id: Option.getOrNull(created) })
+      })
+  }
+
+  return [requestCsr, awaitCsr, submit, collect, createDeployments]
+}
