@@ -1,25 +1,78 @@
 import * as path from "node:path"
 import { builtins } from "@certctl/connectors"
+import { FetchHttpClient } from "@effect/platform"
 import { ConnectorError, Pki, type Target, type Work } from "@certctl/core"
-import { Duration, Effect, Option, type Redacted, Schedule, Schema } from "effect"
+import {
+  Context,
+  Data,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  type Redacted,
+  Runtime,
+  Schedule,
+  Schema,
+  type Scope
+} from "effect"
 import type { AgentConfig } from "./Config.js"
-import * as ControlPlane from "./ControlPlane.js"
+import { ControlPlane, type DeploymentStatus, layerSdk as controlPlaneSdk } from "./ControlPlane.js"
 import * as Health from "./Health.js"
 import * as Http01 from "./Http01.js"
 import { buildCsr, generateKey } from "./KeyGen.js"
 import { makeKeyStore } from "./KeyStore.js"
 import * as Outbox from "./Outbox.js"
 
-const targetDefinitions = new Map(builtins.targets.map((d) => [d.type, d]))
-
 /**
  * The agent: heartbeat, long-poll for work, keys made and kept here, deployments through the
  * target connectors, reports through an on-disk outbox. It keeps serving what is deployed when
  * the control plane is away, and never deletes a working key because of it.
+ *
+ * It is a Layer over a `ControlPlane`: the `certctl-agent` bin gives it the SDK's HTTP client, and
+ * an embedder can run it in-process next to the engine.
  */
-export const run = (config: AgentConfig) =>
-  Effect.gen(function* () {
-    const client = ControlPlane.make({ url: config.serverUrl, apiKey: config.apiKey })
+
+/** What the agent loop needs besides its control plane (`AgentConfig` without the connection). */
+export interface Options {
+  readonly agentId: string
+  readonly keyDir: string
+  readonly keyPassphrase?: Redacted.Redacted<string>
+  readonly pollWaitSeconds: number
+  readonly heartbeatSeconds: number
+  readonly healthListen?: string
+  readonly http01?: { readonly listen?: string; readonly webroot?: string }
+  /** Per target id, config overrides that win over what the control plane sends. */
+  readonly targets: Readonly<Record<string, Readonly<Record<string, unknown>>>>
+}
+
+export class AgentOptions extends Context.Tag("@certctl/agent/AgentOptions")<AgentOptions, Options>() {}
+
+export const layerOptions = (options: Options): Layer.Layer<AgentOptions> => Layer.succeed(AgentOptions, options)
+
+/** The agent could not start: a listener it was asked to open, or its key directory. */
+export class AgentStartError extends Data.TaggedError("AgentStartError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+const version = "0.1.0"
+
+const targetDefinitions = new Map(builtins.targets.map((d) => [d.type, d]))
+
+const messageOf = (e: unknown): string =>
+  typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e)
+
+/**
+ * Starts the agent in the current scope: opens what it serves (health endpoint, http-01
+ * responder) and its outbox, then forks its loops into the scope. Closing the scope stops it;
+ * reports not yet delivered stay in the outbox.
+ */
+export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOptions | Scope.Scope> = Effect.gen(
+  function* () {
+    const config = yield* AgentOptions
+    const client = yield* ControlPlane
+    const scope = yield* Effect.scope
+    const runtime = yield* Effect.runtime<never>()
     const health = Health.tracker()
     const keys = makeKeyStore({ dir: config.keyDir, passphrase: config.keyPassphrase })
     // Work the control plane still lists although this agent has done it: its reports may be queued
@@ -27,29 +80,49 @@ export const run = (config: AgentConfig) =>
     const unreported = new Map<string, number>() // work key → reports not yet delivered
     const settledAt = new Map<string, number>() // work key → when the control plane had our answer
     const retryAt = new Map<string, { at: number; failures: number }>() // failed work: not before
-    const outbox = Outbox.make(path.join(config.keyDir, ".outbox"), client, {
-      onSettled: (entry) => {
-        if (entry.tag === undefined) return
-        const left = (unreported.get(entry.tag) ?? 1) - 1
-        if (left > 0) unreported.set(entry.tag, left)
-        else {
-          unreported.delete(entry.tag)
-          settledAt.set(entry.tag, Date.now())
-        }
-      }
+    const outbox = yield* Effect.try({
+      try: () =>
+        Outbox.make(path.join(config.keyDir, ".outbox"), client, {
+          onSettled: (entry) => {
+            if (entry.tag === undefined) return
+            const left = (unreported.get(entry.tag) ?? 1) - 1
+            if (left > 0) unreported.set(entry.tag, left)
+            else {
+              unreported.delete(entry.tag)
+              settledAt.set(entry.tag, Date.now())
+            }
+          }
+        }),
+      catch: (cause) => new AgentStartError({ message: `outbox in ${config.keyDir}: ${messageOf(cause)}`, cause })
     })
     const http01: Option.Option<Http01.Http01> = config.http01?.listen
-      ? Option.some(yield* Http01.responder(config.http01.listen))
+      ? Option.some(
+          yield* Http01.responder(config.http01.listen).pipe(
+            Effect.mapError(
+              (cause) =>
+                new AgentStartError({
+                  message: `http-01 responder on ${config.http01?.listen}: ${cause.message}`,
+                  cause
+                })
+            )
+          )
+        )
       : config.http01?.webroot
         ? Option.some(Http01.webroot(config.http01.webroot))
         : Option.none()
     const inFlight = new Set<string>()
-    const base = `/api/v1/agents/${encodeURIComponent(config.agentId)}`
+    /** Runs in the agent's scope: stops with it. */
+    const background = <A, E>(effect: Effect.Effect<A, E>) => Effect.forkIn(effect, scope)
 
-    const report = (tag: string, method: string, p: string, body: unknown) =>
+    const drainOutbox = background(outbox.drain)
+
+    const report = (tag: string, deploymentId: string, status: DeploymentStatus) =>
       Effect.suspend(() => {
         unreported.set(tag, (unreported.get(tag) ?? 0) + 1)
-        return Effect.zipRight(outbox.enqueue({ method, path: p, body, tag }), Effect.forkDaemon(outbox.drain))
+        return Effect.zipRight(
+          outbox.enqueue({ report: { _tag: "DeploymentStatus", deployment_id: deploymentId, status }, tag }),
+          drainOutbox
+        )
       })
 
     const handleCsr = (work: Work.CsrWork) =>
@@ -57,14 +130,10 @@ export const run = (config: AgentConfig) =>
         const key = yield* generateKey(work.key_algorithm)
         yield* keys.savePending(work.domain, work.job_id, key.private_key_pem)
         const csr = yield* buildCsr(key, work.names)
-        const res = yield* client.request<any>("POST", "/api/v1/csr", {
-          cert_id: work.certificate_id,
-          csr,
-          job_id: work.job_id
-        })
-        if (res.status === 200 && res.body?.status === "issued") {
-          yield* keys.install(work.domain, { certificate_pem: res.body.certificate, chain_pem: res.body.chain })
-          yield* Effect.logInfo(`issued ${work.domain} serial ${res.body.serial}`)
+        const res = yield* client.submitCsr({ cert_id: work.certificate_id, csr, job_id: work.job_id })
+        if (res.status === "issued") {
+          yield* keys.install(work.domain, { certificate_pem: res.certificate, chain_pem: res.chain })
+          yield* Effect.logInfo(`issued ${work.domain} serial ${res.serial}`)
         } else yield* Effect.logInfo(`CSR for ${work.domain} accepted; issuance continues in job ${work.job_id}`)
       })
 
@@ -93,20 +162,20 @@ export const run = (config: AgentConfig) =>
             )
             const connector = yield* def.make(decoded, {
               id: target.target_id,
-              log: (m) => Effect.runFork(Effect.logInfo(`[${target.name}] ${m}`))
+              log: (m) => Runtime.runFork(runtime)(Effect.logInfo(`[${target.name}] ${m}`))
             })
             return yield* connector.deploy(bundle)
           })
         )
         const duration_ms = Date.now() - started
-        const status =
+        const status: DeploymentStatus =
           outcome._tag === "Right"
             ? {
                 status: "success",
                 deployed_at: new Date().toISOString(),
                 serial: bundle.serial,
                 verified: outcome.right.verified,
-                verification: outcome.right.verification,
+                verification: outcome.right.verification.slice(0, 9000),
                 duration_ms
               }
             : {
@@ -119,7 +188,7 @@ export const run = (config: AgentConfig) =>
         yield* Effect.logInfo(
           `deploy ${work.domain} → ${target.name}: ${status.status}${outcome._tag === "Left" ? ` (${outcome.left.message})` : ""}`
         )
-        yield* report(`deploy:${work.job_id}`, "POST", `/api/v1/deployments/${target.deployment_id}/status`, status)
+        yield* report(`deploy:${work.job_id}`, target.deployment_id, status)
         return outcome._tag === "Right"
       })
 
@@ -147,7 +216,7 @@ export const run = (config: AgentConfig) =>
     const handleChallenge = (work: Work.ChallengeWork) =>
       Effect.gen(function* () {
         if (Option.isNone(http01)) {
-          yield* client.request("POST", `${base}/challenges`, {
+          yield* client.ackChallenge({
             challenge_id: work.challenge_id,
             status: "failed",
             error:
@@ -160,10 +229,10 @@ export const run = (config: AgentConfig) =>
             ? http01.value.present(work.token, work.key_authorization)
             : http01.value.cleanup(work.token)
         )
-        yield* client.request("POST", `${base}/challenges`, {
+        yield* client.ackChallenge({
           challenge_id: work.challenge_id,
           status: result._tag === "Left" ? "failed" : work.action === "present" ? "ready" : "removed",
-          ...(result._tag === "Left" ? { error: result.left.message } : {})
+          ...(result._tag === "Left" ? { error: result.left.message.slice(0, 2000) } : {})
         })
       })
 
@@ -180,25 +249,35 @@ export const run = (config: AgentConfig) =>
       return true
     }
 
+    const workOn = (item: Work.WorkItem) => {
+      switch (item.type) {
+        case "csr":
+          return handleCsr(item)
+        case "deploy":
+          return handleDeploy(item)
+        case "http-01":
+          return handleChallenge(item)
+      }
+    }
+
     /** Starts the item in the background; returns whether it was started. */
     const handle = (item: Work.WorkItem, listedAt: number) => {
       const key = keyOf(item)
       if (!isNew(key, listedAt)) return Effect.succeed(false)
       inFlight.add(key)
       settledAt.delete(key)
-      const work =
-        item.type === "csr" ? handleCsr(item) : item.type === "deploy" ? handleDeploy(item) : handleChallenge(item)
+      const work: Effect.Effect<void, unknown> = workOn(item)
       return Effect.logInfo(`work ${key} started`).pipe(
         Effect.zipRight(work),
         Effect.tap(() => Effect.sync(() => retryAt.delete(key))),
-        Effect.catchAll((e: any) =>
+        Effect.catchAll((e) =>
           Effect.zipRight(
             Effect.sync(() => {
               // A failure is not retried at once (a refused CSR would otherwise loop): back off.
               const failures = (retryAt.get(key)?.failures ?? 0) + 1
               retryAt.set(key, { at: Date.now() + Math.min(60_000, 1000 * 2 ** (failures - 1)), failures })
             }),
-            Effect.logWarning(`work ${key} failed: ${e?.message ?? String(e)}`)
+            Effect.logWarning(`work ${key} failed: ${messageOf(e)}`)
           )
         ),
         Effect.ensuring(
@@ -208,7 +287,7 @@ export const run = (config: AgentConfig) =>
           })
         ),
         Effect.annotateLogs({ work: key }),
-        Effect.forkDaemon,
+        background,
         Effect.as(true)
       )
     }
@@ -224,7 +303,7 @@ export const run = (config: AgentConfig) =>
         return started
       })
 
-    const heartbeat = client.request("POST", `${base}/heartbeat`, { version: "0.1.0" }).pipe(
+    const heartbeat = client.heartbeat({ version }).pipe(
       Effect.zipRight(health.contact),
       Effect.catchAll((e) => Effect.logWarning(`heartbeat failed: ${e.message}`)),
       Effect.repeat(Schedule.spaced(Duration.seconds(config.heartbeatSeconds)))
@@ -235,21 +314,12 @@ export const run = (config: AgentConfig) =>
     // those slowly instead of spinning.
     const poll = Effect.suspend(() => {
       const listedAt = Date.now()
-      return client
-        .request<{ items: Array<Work.WorkItem> }>(
-          "GET",
-          `${base}/work?wait=${config.pollWaitSeconds}`,
-          undefined,
-          (config.pollWaitSeconds + 15) * 1000
+      return client.work({ wait: Duration.seconds(config.pollWaitSeconds) }).pipe(
+        Effect.tap(() => health.contact),
+        Effect.flatMap((items) =>
+          Effect.map(handleAll(items, listedAt), (started) => (started === 0 && items.length > 0 ? 1000 : 50))
         )
-        .pipe(
-          Effect.tap(() => health.contact),
-          Effect.flatMap((res) =>
-            Effect.map(handleAll(res.body.items, listedAt), (started) =>
-              started === 0 && res.body.items.length > 0 ? 1000 : 50
-            )
-          )
-        )
+      )
     }).pipe(
       Effect.tapError((e) => Effect.logWarning(`work poll failed: ${e.message}`)),
       Effect.retry(
@@ -260,7 +330,7 @@ export const run = (config: AgentConfig) =>
     )
 
     yield* Effect.logInfo(
-      `certctl agent ${config.agentId} → ${config.serverUrl}, keys in ${path.resolve(config.keyDir)}`
+      `certctl agent ${config.agentId} → ${client.endpoint}, keys in ${path.resolve(config.keyDir)}`
     )
     if (config.healthListen) {
       const address = yield* Health.serve(config.healthListen, () =>
@@ -272,11 +342,40 @@ export const run = (config: AgentConfig) =>
           outboxDepth: outbox.size(),
           now: Date.now()
         })
+      ).pipe(
+        Effect.mapError(
+          (cause) =>
+            new AgentStartError({ message: `health endpoint on ${config.healthListen}: ${cause.message}`, cause })
+        )
       )
       yield* Effect.logInfo(`health endpoint on http://${address}/healthz`)
     }
-    if (outbox.size() > 0) yield* Effect.forkDaemon(outbox.drain)
-    yield* Effect.all([heartbeat, poll], { concurrency: "unbounded", discard: true })
-  })
+    if (outbox.size() > 0) yield* drainOutbox
+    yield* background(heartbeat)
+    yield* background(poll)
+  }
+)
 
-export type { Redacted }
+/**
+ * The agent as a Layer: built, it runs until its scope closes (`Layer.launch` in the bin, or the
+ * embedder's own scope). Needs a `ControlPlane` and `AgentOptions`.
+ */
+export const layer: Layer.Layer<never, AgentStartError, ControlPlane | AgentOptions> = Layer.scopedDiscard(start)
+
+/** The agent over HTTP: `layer` with the SDK's control plane (fetch) and its options from `config`. */
+export const layerHttp = (config: AgentConfig): Layer.Layer<never, AgentStartError> => {
+  const { serverUrl, apiKey, ...options } = config
+  return layer.pipe(
+    Layer.provide(
+      Layer.merge(
+        controlPlaneSdk({ url: serverUrl, apiKey, agentId: options.agentId }).pipe(
+          Layer.provide(FetchHttpClient.layer)
+        ),
+        layerOptions(options)
+      )
+    )
+  )
+}
+
+/** Runs the agent over HTTP until interrupted (what the bin does once its identity is settled). */
+export const run = (config: AgentConfig): Effect.Effect<never, AgentStartError> => Layer.launch(layerHttp(config))

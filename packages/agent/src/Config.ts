@@ -1,19 +1,26 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
-import { Data, Redacted, Schema } from "effect"
+import { Config, ConfigError, Effect, Either, Option, Redacted, Schema } from "effect"
 import { parseListen } from "./Health.js"
 
 /**
- * Agent settings: a JSON file (`CERTCTL_AGENT_CONFIG`) and the environment, the environment
- * winning. Target connection settings may be given here per target id; they override what the
- * control plane sends, so credentials can stay on the agent's host only.
+ * Agent settings as Effect `Config`: the `CERTCTL_*` environment variables (through the current
+ * `ConfigProvider`) over a JSON file named by `CERTCTL_AGENT_CONFIG`, the environment winning. A
+ * bad value is a `ConfigError` naming the setting, never a thrown exception. Target connection
+ * settings may be given in the file per target id; they override what the control plane sends,
+ * so credentials can stay on the agent's host only.
+ *
+ * An empty variable counts as unset: compose passes an unset variable as an empty one.
  */
+
+const Text = Schema.String.pipe(Schema.maxLength(4096))
+
 export const AgentFileConfig = Schema.Struct({
-  server_url: Schema.optional(Schema.String),
-  api_key: Schema.optional(Schema.String),
-  agent_id: Schema.optional(Schema.String),
-  key_dir: Schema.optional(Schema.String),
-  key_passphrase: Schema.optional(Schema.String),
+  server_url: Schema.optional(Text),
+  api_key: Schema.optional(Text),
+  agent_id: Schema.optional(Text),
+  key_dir: Schema.optional(Text),
+  key_passphrase: Schema.optional(Text),
   poll_wait_seconds: Schema.optional(Schema.Int.pipe(Schema.between(0, 60))),
   heartbeat_seconds: Schema.optional(Schema.Number.pipe(Schema.between(1, 3600))),
   /** Serve GET /healthz on this address, e.g. "127.0.0.1:9090" (see Health.ts). */
@@ -21,17 +28,21 @@ export const AgentFileConfig = Schema.Struct({
   http01: Schema.optional(
     Schema.Struct({
       /** Serve challenges on this address, e.g. "0.0.0.0:80". */
-      listen: Schema.optional(Schema.String),
+      listen: Schema.optional(Schema.String.pipe(Schema.maxLength(300))),
       /** Or write them into this webroot (…/.well-known/acme-challenge/<token>). */
-      webroot: Schema.optional(Schema.String)
+      webroot: Schema.optional(Text)
     })
   ),
   targets: Schema.optional(
-    Schema.Record({ key: Schema.String, value: Schema.Record({ key: Schema.String, value: Schema.Unknown }) })
+    Schema.Record({
+      key: Schema.String.pipe(Schema.maxLength(200)),
+      value: Schema.Record({ key: Schema.String.pipe(Schema.maxLength(200)), value: Schema.Unknown })
+    })
   )
 })
 export type AgentFileConfig = typeof AgentFileConfig.Type
 
+/** The agent's settings with its identity settled (see Enrollment.ts). */
 export interface AgentConfig {
   readonly serverUrl: string
   readonly apiKey: Redacted.Redacted<string>
@@ -42,7 +53,7 @@ export interface AgentConfig {
   readonly heartbeatSeconds: number
   readonly healthListen?: string
   readonly http01?: { readonly listen?: string; readonly webroot?: string }
-  readonly targets: Readonly<Record<string, Record<string, unknown>>>
+  readonly targets: Readonly<Record<string, Readonly<Record<string, unknown>>>>
 }
 
 /**
@@ -57,14 +68,15 @@ export interface AgentSettings extends Omit<AgentConfig, "apiKey"> {
   readonly agentIdExplicit: boolean
 }
 
-export class AgentConfigError extends Data.TaggedError("AgentConfigError")<{ readonly message: string }> {}
+export const defaultServerUrl = "http://127.0.0.1:8443"
+export const defaultKeyDir = "./.certctl/keys"
 
 /**
  * The default agent id of an enrolling agent: the Kubernetes node name (`NODE_NAME`, from the
  * downward API) or the host name, lowercased and cut to the agent-id alphabet.
  */
-export const defaultAgentId = (env: NodeJS.ProcessEnv = process.env): string =>
-  (env.NODE_NAME || os.hostname())
+export const defaultAgentId = (nodeName?: string): string =>
+  (nodeName || os.hostname())
     .toLowerCase()
     .replace(/[^a-z0-9._-]+/g, "-")
     .replace(/^[^a-z0-9]+/, "")
@@ -72,70 +84,155 @@ export const defaultAgentId = (env: NodeJS.ProcessEnv = process.env): string =>
 
 const agentIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
-const readEnrollmentToken = (env: NodeJS.ProcessEnv): string | undefined => {
-  if (env.CERTCTL_ENROLLMENT_TOKEN) return env.CERTCTL_ENROLLMENT_TOKEN.trim()
-  const file = env.CERTCTL_ENROLLMENT_TOKEN_FILE
-  if (!file) return undefined
-  try {
-    return fs.readFileSync(file, "utf8").trim() || undefined
-  } catch (e) {
-    throw new AgentConfigError({ message: `CERTCTL_ENROLLMENT_TOKEN_FILE ${file}: ${(e as Error).message}` })
-  }
+const invalid = (name: string, message: string) => ConfigError.InvalidData([name], message)
+
+/** A variable, empty counting as unset. */
+const text = (name: string): Config.Config<Option.Option<string>> =>
+  Config.string(name).pipe(Config.option, Config.map(Option.filter((s) => s !== "")))
+
+/** A variable, or else the file's value. */
+const orFile = <A>(env: Config.Config<Option.Option<A>>, file: A | undefined) =>
+  Config.map(
+    env,
+    Option.orElse(() => Option.fromNullable(file))
+  )
+
+const number = (name: string, options: { readonly min: number; readonly max: number; readonly integer: boolean }) =>
+  Config.mapOrFail(text(name), (o) => {
+    if (Option.isNone(o)) return Either.right(Option.none<number>())
+    const n = Number(o.value.trim())
+    const ok = o.value.trim() !== "" && Number.isFinite(n) && (!options.integer || Number.isInteger(n))
+    return ok && n >= options.min && n <= options.max
+      ? Either.right(Option.some(n))
+      : Either.left(
+          invalid(
+            name,
+            `must be ${options.integer ? "an integer" : "a number"} from ${options.min} to ${options.max}, got "${o.value}"`
+          )
+        )
+  })
+
+const listenSetting = (name: string, value: string) =>
+  parseListen(value) ? Either.right(value) : Either.left(invalid(name, `must be host:port, got "${value}"`))
+
+/** `host:port` with an optional host (":80" listens on every address), as Http01.responder takes it. */
+const http01Listen = (value: string) => {
+  const m = /^(\[[^\]]+\]|[^:]*):(\d{1,5})$/.exec(value)
+  return m && Number(m[2]) <= 65535
+    ? Either.right(value)
+    : Either.left(invalid("CERTCTL_HTTP01_LISTEN", `must be host:port, got "${value}"`))
 }
 
-export const load = (env: NodeJS.ProcessEnv = process.env): AgentSettings => {
-  let file: AgentFileConfig = {}
-  const path = env.CERTCTL_AGENT_CONFIG
-  if (path) {
-    let raw: unknown
-    try {
-      raw = JSON.parse(fs.readFileSync(path, "utf8"))
-    } catch (e) {
-      throw new AgentConfigError({ message: `CERTCTL_AGENT_CONFIG ${path}: ${(e as Error).message}` })
-    }
-    const decoded = Schema.decodeUnknownEither(AgentFileConfig, { onExcessProperty: "error" })(raw)
-    if (decoded._tag === "Left")
-      throw new AgentConfigError({ message: `CERTCTL_AGENT_CONFIG ${path} is invalid: ${decoded.left.message}` })
-    file = decoded.right
-  }
-  const serverUrl = env.CERTCTL_SERVER_URL ?? file.server_url ?? "http://127.0.0.1:8443"
-  try {
-    new URL(serverUrl)
-  } catch {
-    throw new AgentConfigError({ message: `CERTCTL_SERVER_URL "${serverUrl}" is not a URL` })
-  }
-  const apiKey = env.CERTCTL_API_KEY || file.api_key
-  const enrollmentToken = readEnrollmentToken(env)
-  // An empty variable (as compose passes an unset one) counts as unset.
-  const explicitId = env.CERTCTL_AGENT_ID || file.agent_id || undefined
+/**
+ * Every setting, the file's values (already decoded) standing in for unset variables. The API key
+ * and the enrollment token file's content are not read here: see `load`.
+ */
+export const settings = (file: AgentFileConfig = {}) =>
+  Config.all({
+    serverUrl: orFile(text("CERTCTL_SERVER_URL"), file.server_url).pipe(
+      Config.mapOrFail((o) => {
+        const url = Option.getOrElse(o, () => defaultServerUrl)
+        let protocol = ""
+        try {
+          protocol = new URL(url).protocol
+        } catch {
+          return Either.left(invalid("CERTCTL_SERVER_URL", `"${url}" is not a URL`))
+        }
+        return protocol === "http:" || protocol === "https:"
+          ? Either.right(url.replace(/\/+$/, ""))
+          : Either.left(invalid("CERTCTL_SERVER_URL", `"${url}" is not an http(s) URL`))
+      })
+    ),
+    apiKey: orFile(text("CERTCTL_API_KEY"), file.api_key),
+    agentId: orFile(text("CERTCTL_AGENT_ID"), file.agent_id),
+    nodeName: text("NODE_NAME"),
+    enrollmentToken: text("CERTCTL_ENROLLMENT_TOKEN"),
+    enrollmentTokenFile: text("CERTCTL_ENROLLMENT_TOKEN_FILE"),
+    keyDir: orFile(text("CERTCTL_KEY_DIR"), file.key_dir).pipe(Config.map(Option.getOrElse(() => defaultKeyDir))),
+    keyPassphrase: orFile(text("CERTCTL_KEY_PASSPHRASE"), file.key_passphrase),
+    pollWaitSeconds: orFile(
+      number("CERTCTL_POLL_WAIT_SECONDS", { min: 0, max: 60, integer: true }),
+      file.poll_wait_seconds
+    ).pipe(Config.map(Option.getOrElse(() => 25))),
+    heartbeatSeconds: orFile(
+      number("CERTCTL_HEARTBEAT_SECONDS", { min: 1, max: 3600, integer: false }),
+      file.heartbeat_seconds
+    ).pipe(Config.map(Option.getOrElse(() => 60))),
+    healthListen: orFile(text("CERTCTL_HEALTH_LISTEN"), file.health_listen).pipe(
+      Config.mapOrFail((o) =>
+        Option.isSome(o) && o.value !== ""
+          ? Either.map(listenSetting("CERTCTL_HEALTH_LISTEN", o.value), Option.some)
+          : Either.right(Option.none<string>())
+      )
+    ),
+    http01Listen: text("CERTCTL_HTTP01_LISTEN").pipe(
+      Config.mapOrFail((o) => (Option.isSome(o) ? Either.map(http01Listen(o.value), Option.some) : Either.right(o)))
+    ),
+    http01Webroot: text("CERTCTL_HTTP01_WEBROOT")
+  })
+
+const readTokenFile = (file: string) =>
+  Effect.try({
+    try: () => fs.readFileSync(file, "utf8").trim(),
+    catch: (e) => invalid("CERTCTL_ENROLLMENT_TOKEN_FILE", `${file}: ${(e as Error).message}`)
+  })
+
+/** The JSON file named by `CERTCTL_AGENT_CONFIG`, decoded; unknown keys are refused (typos). */
+export const readFile = (file: string): Effect.Effect<AgentFileConfig, ConfigError.ConfigError> =>
+  Effect.try({
+    try: (): unknown => JSON.parse(fs.readFileSync(file, "utf8")),
+    catch: (e) => invalid("CERTCTL_AGENT_CONFIG", `${file}: ${(e as Error).message}`)
+  }).pipe(
+    Effect.flatMap((raw) =>
+      Schema.decodeUnknown(AgentFileConfig, { onExcessProperty: "error", errors: "all" })(raw).pipe(
+        Effect.mapError((e) => invalid("CERTCTL_AGENT_CONFIG", `${file} is invalid: ${e.message}`))
+      )
+    )
+  )
+
+/**
+ * Reads the agent's settings from the current `ConfigProvider` (the environment by default; a
+ * test gives `ConfigProvider.fromMap`) and the file it names.
+ */
+export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effect.gen(function* () {
+  const path = yield* text("CERTCTL_AGENT_CONFIG")
+  const file = Option.isSome(path) ? yield* readFile(path.value) : {}
+  const c = yield* settings(file)
+  const enrollmentToken = Option.isSome(c.enrollmentToken)
+    ? c.enrollmentToken.value.trim()
+    : Option.isSome(c.enrollmentTokenFile)
+      ? yield* readTokenFile(c.enrollmentTokenFile.value)
+      : ""
   // A given key belongs to one registered id; only an enrolling agent may derive its id.
-  if (apiKey && !explicitId)
-    throw new AgentConfigError({ message: "CERTCTL_AGENT_ID is required (the id the agent was registered with)" })
-  const agentId = explicitId ?? defaultAgentId(env)
+  if (Option.isSome(c.apiKey) && Option.isNone(c.agentId))
+    return yield* Effect.fail(
+      invalid("CERTCTL_AGENT_ID", "is required with CERTCTL_API_KEY (the id the agent was registered with)")
+    )
+  const agentId = Option.getOrElse(c.agentId, () => defaultAgentId(Option.getOrUndefined(c.nodeName)))
   if (!agentIdPattern.test(agentId))
-    throw new AgentConfigError({
-      message: `agent id "${agentId}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (set CERTCTL_AGENT_ID)`
-    })
-  const passphrase = env.CERTCTL_KEY_PASSPHRASE ?? file.key_passphrase
-  const healthListen = env.CERTCTL_HEALTH_LISTEN ?? file.health_listen
-  if (healthListen && !parseListen(healthListen))
-    throw new AgentConfigError({ message: `CERTCTL_HEALTH_LISTEN "${healthListen}" is not host:port` })
+    return yield* Effect.fail(
+      invalid(
+        "CERTCTL_AGENT_ID",
+        `agent id "${agentId}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`
+      )
+    )
+  const http01 = Option.isSome(c.http01Listen)
+    ? { listen: c.http01Listen.value }
+    : Option.isSome(c.http01Webroot)
+      ? { webroot: c.http01Webroot.value }
+      : file.http01
   return {
-    serverUrl: serverUrl.replace(/\/$/, ""),
-    apiKey: apiKey ? Redacted.make(apiKey) : undefined,
+    serverUrl: c.serverUrl,
+    apiKey: Option.getOrUndefined(Option.map(c.apiKey, Redacted.make)),
     enrollmentToken: enrollmentToken ? Redacted.make(enrollmentToken) : undefined,
     agentId,
-    agentIdExplicit: explicitId !== undefined,
-    keyDir: env.CERTCTL_KEY_DIR ?? file.key_dir ?? "./.certctl/keys",
-    keyPassphrase: passphrase ? Redacted.make(passphrase) : undefined,
-    pollWaitSeconds: Number(env.CERTCTL_POLL_WAIT_SECONDS ?? file.poll_wait_seconds ?? 25),
-    heartbeatSeconds: Number(env.CERTCTL_HEARTBEAT_SECONDS ?? file.heartbeat_seconds ?? 60),
-    http01: env.CERTCTL_HTTP01_LISTEN
-      ? { listen: env.CERTCTL_HTTP01_LISTEN }
-      : env.CERTCTL_HTTP01_WEBROOT
-        ? { webroot: env.CERTCTL_HTTP01_WEBROOT }
-        : file.http01,
-    healthListen: healthListen || undefined,
+    agentIdExplicit: Option.isSome(c.agentId),
+    keyDir: c.keyDir,
+    keyPassphrase: Option.getOrUndefined(Option.map(c.keyPassphrase, Redacted.make)),
+    pollWaitSeconds: c.pollWaitSeconds,
+    heartbeatSeconds: c.heartbeatSeconds,
+    http01,
+    healthListen: Option.getOrUndefined(c.healthListen),
     targets: file.targets ?? {}
   }
-}
+})

@@ -1,64 +1,129 @@
-import { Data, Effect, Redacted } from "effect"
+import type { Models, Work } from "@certctl/core"
+import { Client, type CertctlError, Errors } from "@certctl/sdk"
+import type { HttpClient } from "@effect/platform"
+import { Context, Data, Duration, Effect, Layer, Redacted } from "effect"
 
-/** A failed call: `status` 0 means the control plane was unreachable. */
-export class ControlPlaneError extends Data.TaggedError("ControlPlaneError")<{
-  readonly status: number
+/**
+ * What the agent needs from the control plane, and nothing else: heartbeat, the work long poll,
+ * the CSR hand-off, deployment reports, challenge acknowledgements and key rotation. The agent is
+ * bound to one identity when the service is built, so no method takes an agent id.
+ *
+ * The interface speaks the API's own decoded types (core's `Work` and `Models` schemas) and a
+ * small error set, never HTTP: `layerSdk` implements it on `@certctl/sdk`'s client, and an
+ * embedder running the agent next to the engine can implement it on core's services directly.
+ */
+
+/** The control plane could not be reached or cannot take the call now (transport, timeout, 429, 5xx): retry later. */
+export class Unreachable extends Data.TaggedError("Unreachable")<{
   readonly message: string
-  readonly body?: unknown
-}> {
-  get unreachable() {
-    return this.status === 0 || this.status >= 500
-  }
+  readonly cause?: unknown
+}> {}
+
+/** The agent's key was refused (401): retrying with the same key cannot help. */
+export class Unauthorized extends Data.TaggedError("Unauthorized")<{
+  readonly message: string
+  readonly request_id?: string | undefined
+}> {}
+
+/**
+ * The control plane answered and said no (a 4xx other than 401 and 429), or its answer or our
+ * request did not match the contract (`status` 0): this exact call will never succeed.
+ */
+export class Refused extends Data.TaggedError("Refused")<{
+  readonly status: number
+  readonly code: string
+  readonly message: string
+  readonly request_id?: string | undefined
+}> {}
+
+export type ControlPlaneError = Unreachable | Unauthorized | Refused
+
+/** Whether a failed call may succeed later, unchanged. */
+export const isRetryable = (e: ControlPlaneError): e is Unreachable => e._tag === "Unreachable"
+
+export type Heartbeat = typeof Models.Heartbeat.Type
+export type SubmitCsr = typeof Models.SubmitCsr.Type
+/** The certificate when the issuer answered in time, or the job to follow when it did not. */
+export type CsrOutcome = typeof Models.IssuedResponse.Type | typeof Models.PendingResponse.Type
+export type ReportDeployment = typeof Models.ReportDeployment.Type
+export type DeploymentStatus = typeof Models.DeploymentStatusUpdate.Type
+export type ChallengeAck = typeof Work.ChallengeAck.Type
+
+export interface Service {
+  /** Where the agent talks to, for logs: a URL, or a name for an in-process control plane. */
+  readonly endpoint: string
+  readonly heartbeat: (input: Heartbeat) => Effect.Effect<void, ControlPlaneError>
+  /** Work assigned to this agent, oldest first; waits up to `wait` for some to arrive. */
+  readonly work: (options: {
+    readonly wait: Duration.DurationInput
+  }) => Effect.Effect<ReadonlyArray<Work.WorkItem>, ControlPlaneError>
+  readonly submitCsr: (input: SubmitCsr) => Effect.Effect<CsrOutcome, ControlPlaneError>
+  readonly reportDeployment: (input: ReportDeployment) => Effect.Effect<void, ControlPlaneError>
+  readonly deploymentStatus: (deploymentId: string, status: DeploymentStatus) => Effect.Effect<void, ControlPlaneError>
+  readonly ackChallenge: (ack: ChallengeAck) => Effect.Effect<void, ControlPlaneError>
+  /** A new API key for this agent; its other keys are revoked. */
+  readonly rotateKey: Effect.Effect<Redacted.Redacted<string>, ControlPlaneError>
 }
 
-export interface ControlPlane {
-  readonly request: <A = unknown>(
-    method: string,
-    path: string,
-    body?: unknown,
-    timeoutMs?: number
-  ) => Effect.Effect<{ status: number; body: A }, ControlPlaneError>
+export class ControlPlane extends Context.Tag("@certctl/agent/ControlPlane")<ControlPlane, Service>() {}
+
+/** Folds the SDK's one error type into the agent's three. */
+export const fromCertctlError = (e: CertctlError): ControlPlaneError => {
+  const message = Errors.format(e)
+  if (e.code === "unreachable" || e.status === 429 || e.status >= 500)
+    return new Unreachable({ message, cause: e.cause })
+  if (e.status === 401) return new Unauthorized({ message, request_id: e.request_id })
+  return new Refused({ status: e.status, code: e.code, message, request_id: e.request_id })
 }
 
-/** Minimal JSON client for the agent's few endpoints; the wire types come from core's models. */
-export const make = (options: { readonly url: string; readonly apiKey: Redacted.Redacted<string> }): ControlPlane => ({
-  request: <A>(method: string, path: string, body?: unknown, timeoutMs = 30_000) =>
-    Effect.tryPromise({
-      try: async (signal) => {
-        const res = await fetch(`${options.url}${path}`, {
-          method,
-          headers: {
-            authorization: `Bearer ${Redacted.value(options.apiKey)}`,
-            ...(body === undefined ? {} : { "content-type": "application/json" })
-          },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
-        })
-        const text = await res.text()
-        let parsed: unknown = text
-        try {
-          parsed = text ? JSON.parse(text) : undefined
-        } catch {
-          // keep text
-        }
-        return { status: res.status, body: parsed as A }
+export interface SdkOptions {
+  readonly url: string
+  readonly apiKey: Redacted.Redacted<string>
+  readonly agentId: string
+  /** Longest wait for an ordinary call; the long poll gets its wait on top. Default 30 seconds. */
+  readonly timeout?: Duration.DurationInput
+}
+
+/** The control plane over HTTP, through `@certctl/sdk`'s client derived from core's `HttpApi`. */
+export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, HttpClient.HttpClient> =>
+  Effect.gen(function* () {
+    const client = yield* Client.make({ url: options.url, apiKey: options.apiKey })
+    const base = Client.normalizeBaseUrl(options.url)
+    const path = { id: options.agentId }
+    const timeout = Duration.decode(options.timeout ?? "30 seconds")
+    const call =
+      (limit: Duration.Duration = timeout) =>
+      <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, ControlPlaneError, R> =>
+        self.pipe(
+          Errors.normalize(base),
+          Effect.mapError(fromCertctlError),
+          Effect.timeoutFail({
+            duration: limit,
+            onTimeout: () => new Unreachable({ message: `no answer from ${base} within ${Duration.format(limit)}` })
+          })
+        )
+    return {
+      endpoint: base,
+      heartbeat: (payload) => client.agents.heartbeat({ path, payload }).pipe(call(), Effect.asVoid),
+      work: ({ wait }) => {
+        const seconds = Math.max(0, Math.min(60, Math.round(Duration.toSeconds(Duration.decode(wait)))))
+        return client.agents.work({ path, urlParams: { wait: seconds } }).pipe(
+          call(Duration.sum(timeout, Duration.seconds(seconds))),
+          Effect.map((r) => r.items)
+        )
       },
-      catch: (e) =>
-        new ControlPlaneError({
-          status: 0,
-          message: `cannot reach ${options.url}: ${(e as Error)?.message ?? String(e)}`
-        })
-    }).pipe(
-      Effect.flatMap((r) =>
-        r.status >= 200 && r.status < 300
-          ? Effect.succeed(r)
-          : Effect.fail(
-              new ControlPlaneError({
-                status: r.status,
-                message: `${method} ${path} → ${r.status}: ${(r.body as any)?.message ?? JSON.stringify(r.body)}`,
-                body: r.body
-              })
-            )
+      submitCsr: (payload) => client.csr.submit({ payload }).pipe(call()),
+      reportDeployment: (payload) => client.deployments.report({ payload }).pipe(call(), Effect.asVoid),
+      deploymentStatus: (id, payload) =>
+        client.deployments.status({ path: { id }, payload }).pipe(call(), Effect.asVoid),
+      ackChallenge: (payload) => client.agents.challenge({ path, payload }).pipe(call(), Effect.asVoid),
+      rotateKey: client.agents.rotateKey({ path }).pipe(
+        call(),
+        Effect.map((r) => Redacted.make(r.api_key))
       )
-    )
-})
+    }
+  })
+
+/** `ControlPlane` over HTTP; provide an `HttpClient` (`FetchHttpClient.layer` in the bin). */
+export const layerSdk = (options: SdkOptions): Layer.Layer<ControlPlane, never, HttpClient.HttpClient> =>
+  Layer.effect(ControlPlane, makeSdk(options))

@@ -1,25 +1,80 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect, Schedule } from "effect"
-import type { ControlPlane } from "./ControlPlane.js"
+import { Models } from "@certctl/core"
+import { Effect, Option, Schedule, Schema } from "effect"
+import { type ControlPlaneError, isRetryable, type Service as ControlPlane } from "./ControlPlane.js"
 import { writeFileAtomic } from "./KeyStore.js"
 
-export interface Entry {
-  readonly method: string
-  readonly path: string
-  readonly body: unknown
+/** A report the agent owes the control plane, as the API types it. */
+export const Report = Schema.Union(
+  Schema.TaggedStruct("DeploymentStatus", {
+    deployment_id: Schema.String.pipe(Schema.maxLength(200)),
+    status: Models.DeploymentStatusUpdate
+  }),
+  Schema.TaggedStruct("Deployment", { report: Models.ReportDeployment })
+)
+export type Report = typeof Report.Type
+
+/** One file of the outbox. */
+export const Entry = Schema.Struct({
+  report: Report,
   /** Who is waiting for this report (the work item it answers); handed to `onSettled`. */
-  readonly tag?: string
+  tag: Schema.optional(Schema.String.pipe(Schema.maxLength(1000)))
+})
+export type Entry = typeof Entry.Type
+
+/**
+ * The format agents before 0.2 wrote: the HTTP call itself. Still read, so reports queued by an
+ * older agent are delivered after an upgrade.
+ */
+const LegacyEntry = Schema.Struct({
+  method: Schema.Literal("POST"),
+  path: Schema.String.pipe(Schema.maxLength(1000)),
+  body: Schema.Unknown,
+  tag: Schema.optional(Schema.String.pipe(Schema.maxLength(1000)))
+})
+
+const decodeEntry = Schema.decodeUnknownOption(Schema.parseJson(Entry))
+const decodeLegacy = Schema.decodeUnknownOption(Schema.parseJson(LegacyEntry))
+const decodeStatus = Schema.decodeUnknownOption(Models.DeploymentStatusUpdate)
+const decodeReport = Schema.decodeUnknownOption(Models.ReportDeployment)
+const encodeEntry = Schema.encode(Schema.parseJson(Entry))
+
+const fromLegacy = (text: string): Option.Option<Entry> =>
+  Option.flatMap(decodeLegacy(text), (legacy): Option.Option<Entry> => {
+    const tag = legacy.tag === undefined ? {} : { tag: legacy.tag }
+    const status = /^\/api\/v1\/deployments\/([^/]+)\/status$/.exec(legacy.path)
+    if (status)
+      return Option.map(decodeStatus(legacy.body), (s) => ({
+        report: { _tag: "DeploymentStatus" as const, deployment_id: decodeURIComponent(status[1]), status: s },
+        ...tag
+      }))
+    if (legacy.path === "/api/v1/deployments")
+      return Option.map(decodeReport(legacy.body), (r) => ({
+        report: { _tag: "Deployment" as const, report: r },
+        ...tag
+      }))
+    return Option.none()
+  })
+
+/** Sends one report through the control plane. */
+export const deliver = (client: ControlPlane, report: Report): Effect.Effect<void, ControlPlaneError> => {
+  switch (report._tag) {
+    case "DeploymentStatus":
+      return client.deploymentStatus(report.deployment_id, report.status)
+    case "Deployment":
+      return client.reportDeployment(report.report)
+  }
 }
 
 export interface OutboxOptions {
-  /** Called once an entry has left the outbox: delivered, or refused for good (4xx). */
+  /** Called once an entry has left the outbox: delivered, or refused for good. */
   readonly onSettled?: (entry: Entry) => void
 }
 
 /**
  * Reports the agent owes the control plane, on disk, delivered strictly in order. While the control
- * plane is away they wait here (surviving agent restarts); a 4xx answer means the report can never
+ * plane is away they wait here (surviving agent restarts); a refusal means the report can never
  * succeed, so it is logged and dropped rather than blocking the queue forever.
  *
  * Only one drainer runs at a time: two would send the same entry twice and could reorder entries.
@@ -35,9 +90,10 @@ export const make = (dir: string, client: ControlPlane, options: OutboxOptions =
   )
 
   const enqueue = (entry: Entry) =>
-    Effect.suspend(() => {
+    Effect.gen(function* () {
+      const text = yield* Effect.orDie(encodeEntry(entry))
       seq += 1
-      return writeFileAtomic(path.join(dir, `${String(seq).padStart(12, "0")}.json`), JSON.stringify(entry), 0o600)
+      yield* writeFileAtomic(path.join(dir, `${String(seq).padStart(12, "0")}.json`), text, 0o600)
     })
 
   const pending = () =>
@@ -46,12 +102,14 @@ export const make = (dir: string, client: ControlPlane, options: OutboxOptions =
       .filter((f) => /^\d{12}\.json$/.test(f))
       .sort()
 
-  const read = (full: string): Entry | undefined => {
+  const read = (full: string): Option.Option<Entry> => {
+    let text: string
     try {
-      return JSON.parse(fs.readFileSync(full, "utf8")) as Entry
+      text = fs.readFileSync(full, "utf8")
     } catch {
-      return undefined
+      return Option.none()
     }
+    return Option.orElse(decodeEntry(text), () => fromLegacy(text))
   }
 
   /** Delivers what it can, oldest first, until empty; stops at the first entry the control plane cannot take yet. */
@@ -62,17 +120,17 @@ export const make = (dir: string, client: ControlPlane, options: OutboxOptions =
       if (file === undefined) return { delivered, blocked: false }
       const full = path.join(dir, file)
       const entry = read(full)
-      if (entry === undefined) {
+      if (Option.isNone(entry)) {
         yield* Effect.logWarning(`outbox entry ${file} is unreadable; dropped`)
         fs.rmSync(full, { force: true })
         continue
       }
-      const result = yield* Effect.either(client.request(entry.method, entry.path, entry.body))
-      if (result._tag === "Left" && result.left.unreachable) return { delivered, blocked: true }
+      const result = yield* Effect.either(deliver(client, entry.value.report))
+      if (result._tag === "Left" && isRetryable(result.left)) return { delivered, blocked: true }
       if (result._tag === "Left") yield* Effect.logWarning(`report dropped: ${result.left.message}`)
       fs.rmSync(full, { force: true })
       delivered += 1
-      options.onSettled?.(entry)
+      options.onSettled?.(entry.value)
     }
   })
 

@@ -1,5 +1,6 @@
 export * as Agent from "./Agent.js"
 export * as AgentConfig from "./Config.js"
+export * as ControlPlane from "./ControlPlane.js"
 export * as KeyGen from "./KeyGen.js"
 export * as KeyStore from "./KeyStore.js"
 export * as Outbox from "./Outbox.js"

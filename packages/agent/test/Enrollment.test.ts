@@ -1,22 +1,33 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Exit, Redacted } from "effect"
+import { ConfigProvider, Effect, Exit, Redacted } from "effect"
 import { describe, expect, it } from "vitest"
-import { defaultAgentId, load } from "../src/Config.js"
+import { type AgentSettings, defaultAgentId, load as loadSettings } from "../src/Config.js"
 import { readStored, resolve, stateDir, store } from "../src/Enrollment.js"
 
 /** The agent's identity settings without a server: defaults, the token file, the stored key. */
+
+/** The settings from these variables alone (not the process environment). */
+const loadExit = (env: Record<string, string>) =>
+  Effect.runSyncExit(loadSettings.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))))
+const load = (env: Record<string, string>): AgentSettings => {
+  const exit = loadExit(env)
+  if (Exit.isSuccess(exit)) return exit.value
+  throw new Error(String(exit.cause))
+}
 
 const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), "certctl-agent-enroll-"))
 
 describe("agent identity settings", () => {
   it("derives the agent id from NODE_NAME or the host name, in the agent-id alphabet", () => {
-    expect(defaultAgentId({ NODE_NAME: "Worker-1.EU-West" })).toBe("worker-1.eu-west")
-    expect(defaultAgentId({ NODE_NAME: "ip 10 0 0 1 / pool:a" })).toBe("ip-10-0-0-1-pool-a")
-    expect(defaultAgentId({ NODE_NAME: "__node" })).toBe("node")
-    expect(defaultAgentId({ NODE_NAME: "x".repeat(100) })).toHaveLength(64)
-    expect(defaultAgentId({})).toBe(defaultAgentId({ NODE_NAME: os.hostname() }))
+    expect(defaultAgentId("Worker-1.EU-West")).toBe("worker-1.eu-west")
+    expect(defaultAgentId("ip 10 0 0 1 / pool:a")).toBe("ip-10-0-0-1-pool-a")
+    expect(defaultAgentId("__node")).toBe("node")
+    expect(defaultAgentId("x".repeat(100))).toHaveLength(64)
+    expect(defaultAgentId()).toBe(defaultAgentId(os.hostname()))
+    expect(load({ NODE_NAME: "Worker-2" }).agentId).toBe("worker-2")
+    expect(load({}).agentId).toBe(defaultAgentId())
   })
 
   it("reads the token from a file, treats empty variables as unset, and needs an id with a given key", () => {
@@ -26,7 +37,7 @@ describe("agent identity settings", () => {
     expect(s.enrollmentToken && Redacted.value(s.enrollmentToken)).toBe("cce_fromfile")
     expect(s).toMatchObject({ agentId: "n1", agentIdExplicit: false, apiKey: undefined })
     expect(() => load({ CERTCTL_ENROLLMENT_TOKEN_FILE: path.join(dir(), "missing") })).toThrow(/ENROLLMENT_TOKEN_FILE/)
-    expect(() => load({ CERTCTL_API_KEY: "cct_x" })).toThrow(/CERTCTL_AGENT_ID is required/)
+    expect(() => load({ CERTCTL_API_KEY: "cct_x" })).toThrow(/CERTCTL_AGENT_ID: "is required with CERTCTL_API_KEY/)
     expect(() => load({ CERTCTL_AGENT_ID: "-bad" })).toThrow(/agent id "-bad"/)
   })
 

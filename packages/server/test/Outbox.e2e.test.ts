@@ -79,8 +79,8 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent outbox across 
     const entries = queued()
       .sort()
       .map((f) => JSON.parse(fs.readFileSync(path.join(outbox, f), "utf8")))
-    expect(entries.map((e) => targetOf.get(e.path.split("/")[4]))).toEqual([...FINISH_ORDER])
-    for (const e of entries) expect(e.body.status).toBe("success")
+    expect(entries.map((e) => targetOf.get(e.report.deployment_id))).toEqual([...FINISH_ORDER])
+    for (const e of entries) expect(e.report.status.status).toBe("success")
     // The server has none of it yet, and the agent keeps what it deployed.
     expect(deployments.every((d) => d.status === "pending")).toBe(true)
     for (const t of TARGETS) expect(fs.existsSync(path.join(dirs[t], DOMAIN, "key.pem"))).toBe(true)
