@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as tls from "node:tls"
-import { Connector, type ConnectorError, KeyAlgorithm as Alg, Pki } from "@certctl/core"
+import { Certificate, Connector, type ConnectorError, KeyAlgorithm as Alg, Pem } from "@certctl/core"
 import { hasBinary, requirePeer } from "@certctl/test-support"
 import { describe, expect, it } from "@effect/vitest"
 import * as x509 from "@peculiar/x509"
@@ -163,9 +163,9 @@ describe("LocalCa issuing", () => {
       const names = ["www.example.com", "Example.com", "127.0.0.1", "::1"]
       const leaf = yield* issue(ca, names)
       expect(leaf.chain_pem).toBe(yield* ca.caCertificatePem)
-      expect(yield* Pki.verifyChain(leaf.certificate_pem, [], root)).toBe(true)
+      expect(yield* Certificate.verifyChain(leaf.certificate_pem, [], root)).toBe(true)
 
-      const info = yield* Pki.parseCertificate(leaf.certificate_pem)
+      const info = yield* Certificate.parseCertificate(leaf.certificate_pem)
       expect(info.dns_names).toEqual(["www.example.com", "example.com"])
       expect(info.ip_addresses).toEqual(["127.0.0.1", "::1"])
       expect(info.subject).toBe("CN=www.example.com")
@@ -196,7 +196,7 @@ describe("LocalCa issuing", () => {
       const serials = new Set<string>()
       for (let i = 0; i < 12; i++) {
         const { cert } = yield* issue(ca, ["a.example"], { alg: i === 0 ? "rsa-2048" : "ecdsa-p256" })
-        const info = yield* Pki.parseCertificate(cert.toString("pem"))
+        const info = yield* Certificate.parseCertificate(cert.toString("pem"))
         expect(info.serial).toMatch(/^[89a-f][0-9a-f]{31}$/)
         serials.add(info.serial)
         expect(cert.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId).toBe(caSki)
@@ -287,7 +287,7 @@ describe("LocalCa state", () => {
       const stored = JSON.parse((yield* state.get("ca"))!)
       expect(stored.certificate_pem).toBe(pemA)
       const leaf = yield* issue(b, ["x.example"])
-      expect(yield* Pki.verifyChain(leaf.certificate_pem, [], yield* a.trustAnchorPem)).toBe(true)
+      expect(yield* Certificate.verifyChain(leaf.certificate_pem, [], yield* a.trustAnchorPem)).toBe(true)
       // A later instance (a restart) loads the same CA rather than making a new one.
       const c = yield* makeCa({}, state)
       expect(yield* c.caCertificatePem).toBe(pemA)
@@ -363,15 +363,15 @@ describe("LocalCa intermediate mode", () => {
         key_algorithm: "ecdsa-p256"
       })
       const leaf = yield* issue(ca, ["svc.example.com"])
-      expect(yield* ca.trustAnchorPem).toBe(Pki.splitPem(root.pem)[0])
+      expect(yield* ca.trustAnchorPem).toBe(Pem.splitPem(root.pem)[0])
       expect(leaf.chain_pem).toBe(yield* ca.caCertificatePem)
-      const inter = yield* Pki.parseCertificate(leaf.chain_pem)
+      const inter = yield* Certificate.parseCertificate(leaf.chain_pem)
       expect(inter.is_ca).toBe(true)
       expect(inter.issuer).toBe("CN=Example Corp Root, O=Example Corp")
       expect(inter.subject).toBe("CN=certctl Local CA")
-      expect(Pki.splitPem(leaf.chain_pem)).toHaveLength(1)
-      expect(yield* Pki.verifyChain(leaf.certificate_pem, [leaf.chain_pem], root.pem)).toBe(true)
-      expect(yield* Pki.verifyChain(leaf.certificate_pem, [], root.pem)).toBe(false)
+      expect(Pem.splitPem(leaf.chain_pem)).toHaveLength(1)
+      expect(yield* Certificate.verifyChain(leaf.certificate_pem, [leaf.chain_pem], root.pem)).toBe(true)
+      expect(yield* Certificate.verifyChain(leaf.certificate_pem, [], root.pem)).toBe(false)
       const tlsResult = yield* handshake(
         { key_pem: leaf.key_pem, fullchain: leaf.certificate_pem + leaf.chain_pem },
         root.pem,

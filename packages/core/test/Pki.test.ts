@@ -9,7 +9,9 @@ import { describe, expect, it } from "@effect/vitest"
 import * as x509 from "@peculiar/x509"
 import { Effect, Either } from "effect"
 import { type KeyAlgorithm, signatureParams, webCryptoKeyParams } from "../src/KeyAlgorithm.js"
-import * as Pki from "../src/Pki.js"
+import * as Certificate from "../src/Certificate.js"
+import * as Csr from "../src/Csr.js"
+import * as Pem from "../src/Pem.js"
 
 const subtle = webcrypto.subtle
 const crypto = webcrypto as any
@@ -54,7 +56,7 @@ const ca = async (name: string, issuer?: { cert: x509.X509Certificate; keys: Cry
   return { cert, keys, pem: cert.toString("pem") }
 }
 
-const failure = <A>(eff: Effect.Effect<A, Pki.PkiError>) =>
+const failure = <A>(eff: Effect.Effect<A, Pem.PkiError>) =>
   Effect.map(Effect.either(eff), (e) => {
     expect(Either.isLeft(e)).toBe(true)
     return Either.isLeft(e) ? e.left : (undefined as never)
@@ -71,7 +73,7 @@ describe("parseCsr", () => {
           san: ["www.Example.com", "example.com", "192.0.2.7", "2001:db8:0:0::1"]
         })
       )
-      const info = yield* Pki.parseCsr(pem)
+      const info = yield* Csr.parseCsr(pem)
       expect(info.dns_names).toEqual(["www.example.com", "example.com"])
       expect(info.ip_addresses).toEqual(["192.0.2.7", "2001:db8::1"])
       expect(info.common_name).toBe("www.example.com")
@@ -93,10 +95,10 @@ describe("parseCsr", () => {
       }
       for (const alg of Object.keys(expected) as KeyAlgorithm[]) {
         const { pem } = yield* Effect.promise(() => makeCsr(alg, { cn: "a.example", san: ["a.example"] }))
-        const info = yield* Pki.parseCsr(pem)
+        const info = yield* Csr.parseCsr(pem)
         expect(info.key.algorithm).toBe(alg)
         expect(info.key.description).toBe(expected[alg])
-        expect(Pki.checkCsr(info, policy(["a.example"], alg))).toEqual(Either.right(undefined))
+        expect(Csr.checkCsr(info, policy(["a.example"], alg))).toEqual(Either.right(undefined))
       }
     })
   )
@@ -106,9 +108,9 @@ describe("parseCsr", () => {
       const { pem } = yield* Effect.promise(() => makeCsr("rsa-2048", { cn: "a.example", san: ["a.example"] }))
       const der = Buffer.from(x509.PemConverter.decode(pem)[0])
       der[der.length - 5] ^= 0xff // inside the RSA signature value
-      const info = yield* Pki.parseCsr(x509.PemConverter.encode(der, "CERTIFICATE REQUEST"))
+      const info = yield* Csr.parseCsr(x509.PemConverter.encode(der, "CERTIFICATE REQUEST"))
       expect(info.signature_valid).toBe(false)
-      const rejection = Pki.checkCsr(info, policy(["a.example"], "rsa-2048"))
+      const rejection = Csr.checkCsr(info, policy(["a.example"], "rsa-2048"))
       expect(rejection).toEqual(
         Either.left({ code: "signature_invalid", message: expect.stringContaining("signature") })
       )
@@ -139,7 +141,7 @@ describe("parseCsr", () => {
         [42, /got number/]
       ]
       for (const [input, message] of cases) {
-        const err = yield* failure(Pki.parseCsr(input as string))
+        const err = yield* failure(Csr.parseCsr(input as string))
         expect(err._tag).toBe("PkiError")
         expect(err.message).toMatch(message)
         expect(err.message).not.toContain(body)
@@ -152,37 +154,37 @@ describe("checkCsr", () => {
   const info = (names: string[], cn?: string) =>
     Effect.flatMap(
       Effect.promise(() => makeCsr("ecdsa-p256", { ...(cn ? { cn } : {}), ...(names.length ? { san: names } : {}) })),
-      ({ pem }) => Pki.parseCsr(pem)
+      ({ pem }) => Csr.parseCsr(pem)
     )
-  const rejection = (e: Either.Either<void, Pki.CsrRejection>) => (Either.isLeft(e) ? e.left : undefined)
+  const rejection = (e: Either.Either<void, Csr.CsrRejection>) => (Either.isLeft(e) ? e.left : undefined)
 
   it.effect("accepts exactly the managed names, whatever their order, case or IPv6 spelling", () =>
     Effect.gen(function* () {
       const csr = yield* info(["B.example.com", "a.example.com", "::1"], "a.example.com")
-      expect(Pki.checkCsr(csr, policy(["a.example.com", "0:0::1", "b.example.com."]))).toEqual(Either.right(undefined))
+      expect(Csr.checkCsr(csr, policy(["a.example.com", "0:0::1", "b.example.com."]))).toEqual(Either.right(undefined))
     })
   )
 
   it.effect("rejects missing, extra and CN-only names, saying what was expected and found", () =>
     Effect.gen(function* () {
       const two = yield* info(["a.example.com", "b.example.com"], "a.example.com")
-      expect(rejection(Pki.checkCsr(two, policy(["a.example.com"])))).toEqual({
+      expect(rejection(Csr.checkCsr(two, policy(["a.example.com"])))).toEqual({
         code: "names_mismatch",
         message:
           "CSR names do not match the certificate: expected a.example.com; found a.example.com, b.example.com; unexpected b.example.com"
       })
       expect(
-        rejection(Pki.checkCsr(two, policy(["a.example.com", "b.example.com", "c.example.com"])))?.message
+        rejection(Csr.checkCsr(two, policy(["a.example.com", "b.example.com", "c.example.com"])))?.message
       ).toMatch(/missing c\.example\.com/)
       const cnOutside = yield* info(["a.example.com"], "evil.example.com")
-      expect(rejection(Pki.checkCsr(cnOutside, policy(["a.example.com"])))?.message).toBe(
+      expect(rejection(Csr.checkCsr(cnOutside, policy(["a.example.com"])))?.message).toBe(
         'CSR common name "evil.example.com" is not one of the certificate\'s names (a.example.com)'
       )
       const cnOnly = yield* info([], "a.example.com")
-      expect(Pki.checkCsr(cnOnly, policy(["A.example.com"]))).toEqual(Either.right(undefined))
-      expect(rejection(Pki.checkCsr(cnOnly, policy(["a.example.com", "b.example.com"])))?.code).toBe("names_mismatch")
+      expect(Csr.checkCsr(cnOnly, policy(["A.example.com"]))).toEqual(Either.right(undefined))
+      expect(rejection(Csr.checkCsr(cnOnly, policy(["a.example.com", "b.example.com"])))?.code).toBe("names_mismatch")
       const nothing = yield* info([])
-      expect(rejection(Pki.checkCsr(nothing, policy(["a.example.com"])))?.message).toMatch(/CN is absent/)
+      expect(rejection(Csr.checkCsr(nothing, policy(["a.example.com"])))?.message).toMatch(/CN is absent/)
     })
   )
 
@@ -190,18 +192,18 @@ describe("checkCsr", () => {
     Effect.gen(function* () {
       const p384 = yield* Effect.flatMap(
         Effect.promise(() => makeCsr("ecdsa-p384", { san: ["a.example"] })),
-        (c) => Pki.parseCsr(c.pem)
+        (c) => Csr.parseCsr(c.pem)
       )
-      expect(rejection(Pki.checkCsr(p384, policy(["a.example"], "ecdsa-p256")))).toEqual({
+      expect(rejection(Csr.checkCsr(p384, policy(["a.example"], "ecdsa-p256")))).toEqual({
         code: "key_algorithm_mismatch",
         message: "CSR key is EC P-384; the policy requires EC P-256 (ecdsa-p256)"
       })
       const rsa3072 = yield* Effect.flatMap(
         Effect.promise(() => makeCsr("rsa-3072", { san: ["a.example"] })),
-        (c) => Pki.parseCsr(c.pem)
+        (c) => Csr.parseCsr(c.pem)
       )
-      expect(Pki.checkCsr(rsa3072, policy(["a.example"], "rsa-2048"))).toEqual(Either.right(undefined))
-      expect(rejection(Pki.checkCsr(rsa3072, policy(["a.example"], "rsa-4096")))?.message).toBe(
+      expect(Csr.checkCsr(rsa3072, policy(["a.example"], "rsa-2048"))).toEqual(Either.right(undefined))
+      expect(rejection(Csr.checkCsr(rsa3072, policy(["a.example"], "rsa-4096")))?.message).toBe(
         "CSR key is RSA 3072; the policy requires RSA 4096 or larger (rsa-4096)"
       )
     })
@@ -224,9 +226,9 @@ describe("checkCsr", () => {
       }
     }
     const check = (pem: string, key_algorithm: KeyAlgorithm = "rsa-2048") =>
-      Effect.map(Pki.parseCsr(pem), (csr) => ({
+      Effect.map(Csr.parseCsr(pem), (csr) => ({
         csr,
-        result: rejection(Pki.checkCsr(csr, policy(["a.example"], key_algorithm)))
+        result: rejection(Csr.checkCsr(csr, policy(["a.example"], key_algorithm)))
       }))
 
     it.effect("weak RSA, non-NIST curves and DSA are weak_key; Ed25519 is a mismatch; email SANs are unexpected", () =>
@@ -246,7 +248,7 @@ describe("checkCsr", () => {
           x509.PemConverter.decode(opensslCsr(["ec", { namedCurve: "secp256k1" }] as any, "DNS:a.example"))[0]
         )
         forged[forged.length - 3] ^= 0x01
-        const forgedInfo = yield* Pki.parseCsr(x509.PemConverter.encode(forged, "CERTIFICATE REQUEST"))
+        const forgedInfo = yield* Csr.parseCsr(x509.PemConverter.encode(forged, "CERTIFICATE REQUEST"))
         expect(forgedInfo.signature_valid).toBe(false)
         const dsa = yield* check(
           opensslCsr(["dsa", { modulusLength: 2048, divisorLength: 256 }] as any, "DNS:a.example")
@@ -272,7 +274,7 @@ describe("parseCertificate", () => {
   it.effect("reads serial, dates, fingerprint, names and CA flag", () =>
     Effect.gen(function* () {
       const root = yield* Effect.promise(() => ca("Root CA"))
-      const info = yield* Pki.parseCertificate(root.pem)
+      const info = yield* Certificate.parseCertificate(root.pem)
       const node = new NodeX509(root.pem)
       expect(info.serial).toBe("ab01")
       expect(info.fingerprint_sha256).toBe(node.fingerprint256.replace(/:/g, "").toLowerCase())
@@ -292,16 +294,16 @@ describe("parseCertificate", () => {
     Effect.gen(function* () {
       const root = yield* Effect.promise(() => ca("Root"))
       const leaf = yield* Effect.promise(() => ca("Leaf", root, false))
-      const info = yield* Pki.parseCertificate(leaf.pem + root.pem)
+      const info = yield* Certificate.parseCertificate(leaf.pem + root.pem)
       expect(info.subject).toBe("CN=Leaf")
       expect(info.is_ca).toBe(false)
       const { pem: csr } = yield* Effect.promise(() => makeCsr("ecdsa-p256", { cn: "a.example" }))
-      expect((yield* failure(Pki.parseCertificate(csr))).message).toMatch(
+      expect((yield* failure(Certificate.parseCertificate(csr))).message).toMatch(
         /"CERTIFICATE REQUEST", not a PEM certificate/
       )
-      expect((yield* failure(Pki.parseCertificate("junk"))).message).toMatch(/no PEM block/)
+      expect((yield* failure(Certificate.parseCertificate("junk"))).message).toMatch(/no PEM block/)
       const notDer = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n"
-      expect((yield* failure(Pki.parseCertificate(notDer))).message).toMatch(/not valid DER/)
+      expect((yield* failure(Certificate.parseCertificate(notDer))).message).toMatch(/not valid DER/)
     })
   )
 })
@@ -313,16 +315,16 @@ describe("verifyChain", () => {
       const inter = yield* Effect.promise(() => ca("Intermediate", root))
       const leaf = yield* Effect.promise(() => ca("Leaf", inter, false))
       const other = yield* Effect.promise(() => ca("Root"))
-      expect(yield* Pki.verifyChain(leaf.pem, [inter.pem], root.pem)).toBe(true)
-      expect(yield* Pki.verifyChain(inter.pem, [], root.pem)).toBe(true)
+      expect(yield* Certificate.verifyChain(leaf.pem, [inter.pem], root.pem)).toBe(true)
+      expect(yield* Certificate.verifyChain(inter.pem, [], root.pem)).toBe(true)
       // Same name, different key: only the signature tells them apart.
-      expect(yield* Pki.verifyChain(leaf.pem, [inter.pem], other.pem)).toBe(false)
-      expect(yield* Pki.verifyChain(leaf.pem, [], root.pem)).toBe(false)
+      expect(yield* Certificate.verifyChain(leaf.pem, [inter.pem], other.pem)).toBe(false)
+      expect(yield* Certificate.verifyChain(leaf.pem, [], root.pem)).toBe(false)
       // A non-CA certificate cannot issue.
       const fakeInter = yield* Effect.promise(() => ca("NotCa", root, false))
       const underFake = yield* Effect.promise(() => ca("Leaf2", fakeInter, false))
-      expect(yield* Pki.verifyChain(underFake.pem, [fakeInter.pem], root.pem)).toBe(false)
-      expect((yield* failure(Pki.verifyChain(leaf.pem, ["junk"], root.pem))).message).toMatch(/no PEM block/)
+      expect(yield* Certificate.verifyChain(underFake.pem, [fakeInter.pem], root.pem)).toBe(false)
+      expect((yield* failure(Certificate.verifyChain(leaf.pem, ["junk"], root.pem))).message).toMatch(/no PEM block/)
     })
   )
 })
@@ -331,11 +333,11 @@ describe("PEM helpers", () => {
   it("splitPem returns each block normalised", () => {
     const body = "A".repeat(100)
     const text = `junk\r\n-----BEGIN CERTIFICATE-----\r\n  ${body}\r\n-----END CERTIFICATE-----\r\n\r\n-----BEGIN X-----\nQQ==\n-----END X-----`
-    expect(Pki.splitPem(text)).toEqual([
+    expect(Pem.splitPem(text)).toEqual([
       `-----BEGIN CERTIFICATE-----\n${"A".repeat(64)}\n${"A".repeat(36)}\n-----END CERTIFICATE-----\n`,
       "-----BEGIN X-----\nQQ==\n-----END X-----\n"
     ])
-    expect(Pki.splitPem("nothing here")).toEqual([])
+    expect(Pem.splitPem("nothing here")).toEqual([])
   })
 
   it("containsPrivateKeyMaterial finds every private key PEM flavour and nothing else", () => {
@@ -347,9 +349,9 @@ describe("PEM helpers", () => {
       ec.export({ type: "sec1", format: "pem" }),
       ec.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "x" })
     ] as string[]
-    for (const pem of flavours) expect(Pki.containsPrivateKeyMaterial(JSON.stringify({ pem }))).toBe(true)
+    for (const pem of flavours) expect(Pem.containsPrivateKeyMaterial(JSON.stringify({ pem }))).toBe(true)
     const pub = createPublicKey(ec).export({ type: "spki", format: "pem" }) as string
-    expect(Pki.containsPrivateKeyMaterial(pub)).toBe(false)
-    expect(Pki.containsPrivateKeyMaterial("the private key stays on the agent")).toBe(false)
+    expect(Pem.containsPrivateKeyMaterial(pub)).toBe(false)
+    expect(Pem.containsPrivateKeyMaterial("the private key stays on the agent")).toBe(false)
   })
 })

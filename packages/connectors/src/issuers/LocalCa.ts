@@ -1,7 +1,16 @@
 // @peculiar/x509 needs a Reflect metadata polyfill loaded before it (tsyringe).
 import "reflect-metadata"
 import { webcrypto } from "node:crypto"
-import { type Connector, ConnectorError, type ConnectorReason, type Issuer, KeyAlgorithm, Pki } from "@certctl/core"
+import {
+  Certificate,
+  type Connector,
+  ConnectorError,
+  type ConnectorReason,
+  Csr,
+  type Issuer,
+  KeyAlgorithm,
+  Pem
+} from "@certctl/core"
 import * as x509 from "@peculiar/x509"
 import { Clock, Effect, Redacted, Schema } from "effect"
 import {
@@ -109,8 +118,8 @@ const dnsName = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9
 const certificateNames = (names: ReadonlyArray<string>): Effect.Effect<string[], ConnectorError> => {
   const out: string[] = []
   for (const raw of names) {
-    const name = Pki.canonicalName(raw)
-    if (Pki.canonicalIp(name) === undefined && (name.length > 253 || !dnsName.test(name)))
+    const name = Certificate.canonicalName(raw)
+    if (Certificate.canonicalIp(name) === undefined && (name.length > 253 || !dnsName.test(name)))
       return Effect.fail(fail("Rejected", `name ${JSON.stringify(raw)} is not a DNS name or IP address`))
     if (!out.includes(name)) out.push(name)
   }
@@ -194,16 +203,16 @@ export const makeLocalCa = (
         const ca = yield* ensureCa
         const at = yield* now
         const names = yield* certificateNames(request.names)
-        const csr = yield* Pki.parseCsr(request.csr_pem).pipe(
+        const csr = yield* Csr.parseCsr(request.csr_pem).pipe(
           Effect.mapError((e) => fail("Rejected", `bad CSR: ${e.message}`, e))
         )
         if (!csr.signature_valid) return yield* fail("Rejected", "the CSR's signature does not verify")
-        const weak = Pki.weakKeyReason(csr.key)
+        const weak = Csr.weakKeyReason(csr.key)
         if (weak !== undefined) return yield* fail("Rejected", weak)
         if (csr.key.type !== "rsa" && csr.key.type !== "ec")
           return yield* fail("Rejected", `local-ca signs RSA and EC keys only, not ${csr.key.description}`)
         const publicKey = new x509.Pkcs10CertificateRequest(
-          Pki.splitPem(request.csr_pem).find((b) => b.includes("CERTIFICATE REQUEST-----"))!
+          Pem.splitPem(request.csr_pem).find((b) => b.includes("CERTIFICATE REQUEST-----"))!
         ).publicKey
 
         const requested =
@@ -241,7 +250,10 @@ export const makeLocalCa = (
                   x509.ExtendedKeyUsage.clientAuth
                 ]),
                 new x509.SubjectAlternativeNameExtension(
-                  names.map((value) => ({ type: Pki.canonicalIp(value) ? ("ip" as const) : ("dns" as const), value })),
+                  names.map((value) => ({
+                    type: Certificate.canonicalIp(value) ? ("ip" as const) : ("dns" as const),
+                    value
+                  })),
                   cn === undefined
                 ),
                 await x509.SubjectKeyIdentifierExtension.create(publicKey, false, crypto),
@@ -273,11 +285,11 @@ export const makeLocalCa = (
             "Rejected",
             `unknown revocation reason ${JSON.stringify(request.reason)}; use one of ${Object.keys(crlReasons).join(", ")}`
           )
-        const info = yield* Pki.parseCertificate(request.certificate_pem).pipe(
+        const info = yield* Certificate.parseCertificate(request.certificate_pem).pipe(
           Effect.mapError((e) => fail("Rejected", `bad certificate: ${e.message}`, e))
         )
         const leaf = new x509.X509Certificate(
-          Pki.splitPem(request.certificate_pem).find((b) => b.startsWith("-----BEGIN CERTIFICATE-----"))!
+          Pem.splitPem(request.certificate_pem).find((b) => b.startsWith("-----BEGIN CERTIFICATE-----"))!
         )
         const ours =
           leaf.issuer === ca.cert.subject &&

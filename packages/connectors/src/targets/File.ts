@@ -3,7 +3,7 @@ import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { ConnectorError, Pki, type Target } from "@certctl/core"
+import { Certificate, ConnectorError, type Target } from "@certctl/core"
 import { Effect, Redacted, Schedule, Schema } from "effect"
 import { verifyServedSerial } from "../internal/tlsProbe.js"
 
@@ -135,7 +135,7 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
         const verified = yield* Effect.gen(function* () {
           // Read back what is on disk: it must be the certificate we were given.
           const written = yield* readIfExists(path.join(dir, "cert.pem"))
-          const info = yield* Pki.parseCertificate(written ?? "").pipe(
+          const info = yield* Certificate.parseCertificate(written ?? "").pipe(
             Effect.mapError(
               (e) => new ConnectorError({ reason: "VerificationFailed", message: `cert.pem unreadable: ${e.message}` })
             )
@@ -196,7 +196,7 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
           const dir = yield* dirOf(domain)
           const pem = yield* readIfExists(path.join(dir, "cert.pem"))
           if (pem === undefined) return { deployed: false, detail: `${dir}/cert.pem does not exist` }
-          const info = yield* Pki.parseCertificate(pem).pipe(
+          const info = yield* Certificate.parseCertificate(pem).pipe(
             Effect.mapError((e) => new ConnectorError({ reason: "VerificationFailed", message: e.message }))
           )
           return {

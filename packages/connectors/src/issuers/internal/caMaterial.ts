@@ -2,7 +2,7 @@
 import "reflect-metadata"
 import { createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto } from "node:crypto"
 import * as x509 from "@peculiar/x509"
-import { KeyAlgorithm, Pki } from "@certctl/core"
+import { KeyAlgorithm, Pem } from "@certctl/core"
 
 /**
  * The local CA's key material: creating a root or an intermediate, loading it back from state,
@@ -108,7 +108,7 @@ export const importSigningKey = async (pem: string): Promise<SigningKey> => {
 }
 
 const parseCert = (pem: string): x509.X509Certificate => {
-  const first = Pki.splitPem(pem).find((b) => b.startsWith("-----BEGIN CERTIFICATE-----"))
+  const first = Pem.splitPem(pem).find((b) => b.startsWith("-----BEGIN CERTIFICATE-----"))
   if (first === undefined) throw new Error("not a PEM certificate")
   try {
     return new x509.X509Certificate(first)
