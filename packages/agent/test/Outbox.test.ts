@@ -1,0 +1,110 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { CertctlError } from "@certctl/sdk"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as ControlPlane from "../src/ControlPlane.js"
+import * as Outbox from "../src/Outbox.js"
+
+/** The outbox over a `ControlPlane` that is not HTTP: order, outages, refusals, old entries. */
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "certctl-agent-outbox-"))
+
+/** A control plane that records deployment statuses and answers with whatever `answer` says. */
+const recorder = (answer: (id: string) => ControlPlane.ControlPlaneError | undefined) => {
+  const delivered: Array<{ id: string; status: string }> = []
+  const service: ControlPlane.Service = {
+    endpoint: "memory",
+    heartbeat: () => Effect.void,
+    work: () => Effect.succeed([]),
+    submitCsr: () => Effect.die("unused"),
+    reportDeployment: () => Effect.void,
+    deploymentStatus: (id, status) =>
+      Effect.suspend(() => {
+        const error = answer(id)
+        if (error) return Effect.fail(error)
+        delivered.push({ id, status: status.status })
+        return Effect.void
+      }),
+    ackChallenge: () => Effect.void,
+    rotateKey: Effect.die("unused")
+  }
+  return { service, delivered }
+}
+
+const status = (id: string, s: "success" | "failed" = "success"): Outbox.Entry => ({
+  report: { _tag: "DeploymentStatus", deployment_id: id, status: { status: s, verified: s === "success" } },
+  tag: `deploy:${id}`
+})
+
+describe("Outbox", () => {
+  it.effect("delivers in order, waits while the control plane is away, and drops what it refuses", () =>
+    Effect.gen(function* () {
+      let away = true
+      const { service, delivered } = recorder((id) =>
+        away
+          ? new ControlPlane.Unreachable({ message: "down" })
+          : id === "dep-refused"
+            ? new ControlPlane.Refused({ status: 409, code: "conflict", message: "already final" })
+            : undefined
+      )
+      const settled: Array<string | undefined> = []
+      const outbox = Outbox.make(tmp(), service, { onSettled: (e) => settled.push(e.tag) })
+      for (const id of ["dep-3", "dep-refused", "dep-1", "dep-2"]) yield* outbox.enqueue(status(id))
+      expect(outbox.size()).toBe(4)
+
+      const blocked = yield* outbox.flush
+      expect(blocked).toEqual({ delivered: 0, blocked: true })
+      expect(outbox.size()).toBe(4)
+
+      away = false
+      const done = yield* outbox.flush
+      expect(done).toEqual({ delivered: 4, blocked: false })
+      expect(delivered.map((d) => d.id)).toEqual(["dep-3", "dep-1", "dep-2"])
+      expect(settled).toEqual(["deploy:dep-3", "deploy:dep-refused", "deploy:dep-1", "deploy:dep-2"])
+      expect(outbox.size()).toBe(0)
+    })
+  )
+
+  it.effect("delivers entries queued by an older agent (the HTTP call itself) and skips unreadable ones", () =>
+    Effect.gen(function* () {
+      const dir = tmp()
+      fs.writeFileSync(
+        path.join(dir, "000000000001.json"),
+        JSON.stringify({
+          method: "POST",
+          path: "/api/v1/deployments/dep-old/status",
+          body: { status: "failed", error: "reload failed", verified: false },
+          tag: "deploy:job-old"
+        })
+      )
+      fs.writeFileSync(path.join(dir, "000000000002.json"), "{ not json")
+      const { service, delivered } = recorder(() => undefined)
+      const outbox = Outbox.make(dir, service)
+      yield* outbox.enqueue(status("dep-new"))
+      expect(fs.readdirSync(dir).sort()).toEqual(["000000000001.json", "000000000002.json", "000000000003.json"])
+      yield* outbox.flush
+      expect(delivered).toEqual([
+        { id: "dep-old", status: "failed" },
+        { id: "dep-new", status: "success" }
+      ])
+      expect(outbox.size()).toBe(0)
+    })
+  )
+})
+
+describe("ControlPlane errors", () => {
+  it("folds the SDK's error into Unreachable, Unauthorized or Refused", () => {
+    const of = (status: number, code: string) =>
+      ControlPlane.fromCertctlError(new CertctlError({ status, code, message: "m", request_id: "req-1" }))
+    expect(of(0, "unreachable")._tag).toBe("Unreachable")
+    expect(of(503, "unavailable")._tag).toBe("Unreachable")
+    expect(of(429, "rate_limited")._tag).toBe("Unreachable")
+    expect(of(401, "unauthorized")).toMatchObject({ _tag: "Unauthorized", request_id: "req-1" })
+    expect(of(409, "conflict")).toMatchObject({ _tag: "Refused", status: 409, code: "conflict", request_id: "req-1" })
+    expect(of(0, "invalid_response")).toMatchObject({ _tag: "Refused", status: 0 })
+    expect(ControlPlane.isRetryable(of(502, "server_error"))).toBe(true)
+    expect(ControlPlane.isRetryable(of(403, "forbidden"))).toBe(false)
+  })
+})
