@@ -4,12 +4,14 @@ import { Duration, Effect, Layer } from "effect"
 import { AgentRegistration } from "./AgentRegistration.js"
 import { Agents } from "./Agents.js"
 import { AuditLog } from "./AuditLog.js"
+import { Certificates } from "./Certificates.js"
 import { ConnectorRegistry, Connectors, type Registry } from "./Connectors.js"
 import { CsrIntake } from "./CsrIntake.js"
 import { Database } from "./Database.js"
 import { Deployments } from "./Deployments.js"
 import { Enrollment } from "./Enrollment.js"
 import * as JobEngine from "./JobEngine.js"
+import { Jobs } from "./Jobs.js"
 import * as Lifecycle from "./Lifecycle.js"
 import * as Migrations from "./Migrations.js"
 import { Notifications } from "./Notifications.js"
@@ -56,9 +58,11 @@ export const layer = (options: EngineOptions) => {
   )
   // Agent identities: registration by an admin, or by an enrollment token's exchange.
   const identities = Enrollment.Default.pipe(Layer.provideMerge(AgentRegistration.Default))
+  // What the HTTP API (or an embedder) calls: certificates and jobs as an operator sees them.
+  const operations = Layer.mergeAll(Certificates.Default, Jobs.Default)
   // The agents' side: work hand-out, CSR intake, deployment reports.
   const agentSide = Layer.mergeAll(Agents.Default, CsrIntake.Default, Deployments.Default)
-  return Layer.mergeAll(Lifecycle.layer(options.lifecycle), agentSide).pipe(
+  return Layer.mergeAll(Lifecycle.layer(options.lifecycle), operations, agentSide).pipe(
     Layer.provideMerge(identities),
     Layer.provideMerge(Notifications.Default.pipe(Layer.provideMerge(services)))
   )
