@@ -69,7 +69,13 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
     const load = (id: string) =>
       sql<DeploymentRow>`SELECT * FROM deployment_history WHERE id = ${id}`.pipe(
         orPersistence("load deployment"),
-        Effect.map((rows) => rows[0])
+        Effect.map((rows) => rows[0] as DeploymentRow | undefined)
+      )
+
+    /** The row just written (a defect if it is gone: deployment rows are never deleted). */
+    const reload = (id: string) =>
+      Effect.flatMap(load(id), (row) =>
+        row ? Effect.succeed(toDeployment(row)) : Effect.dieMessage(`deployment ${id} vanished`)
       )
 
     /** An agent may only report on certificates assigned to it. */
@@ -134,8 +140,7 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
             details: { deployment_id: id, target_id: payload.target_id, error: payload.error }
           })
         }).pipe(sql.withTransaction, orPersistence("report deployment"))
-        const row = yield* load(id)
-        return toDeployment(row!)
+        return yield* reload(id)
       })
 
     const updateStatus = (
@@ -182,8 +187,7 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
           }
         }).pipe(sql.withTransaction, orPersistence("deployment status"))
         if (dep.job_id) yield* signals.notify(Signals.runnerTopic)
-        const row = yield* load(id)
-        return toDeployment(row!)
+        return yield* reload(id)
       })
 
     return { report, updateStatus }
