@@ -140,7 +140,16 @@ describe.skipIf(!run)("dashboard in headless Chromium (server + agent processes,
     expect(js.headers.get("content-type")).toContain("javascript")
     // The API's own paths are not swallowed by the dashboard.
     expect((await fetch(`${server.url}/api/v1/nope`)).status).toBe(404)
-    expect((await fetch(`${server.url}/assets/missing.js`)).status).toBe(404)
+    // A missing asset is an API-shaped 404 with its request id; ".." cannot climb out of the build.
+    const missing = await fetch(`${server.url}/assets/missing.js`)
+    const missingBody = (await missing.json()) as { error: string; request_id: string }
+    expect(missing.status).toBe(404)
+    expect(missingBody.error).toBe("not_found")
+    expect(missing.headers.get("x-request-id")).toBe(missingBody.request_id)
+    for (const climb of ["/%2e%2e/package.json", "/assets/..%2f..%2fpackage.json", "/..%2f..%2f..%2fpackage.json"]) {
+      const res = await fetch(`${server.url}${climb}`)
+      expect(await res.text(), climb).not.toContain('"name": "@certctl/server"')
+    }
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
   })
 

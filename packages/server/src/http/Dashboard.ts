@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -39,7 +40,7 @@ const types: Record<string, string> = {
   ".svg": "image/svg+xml",
   ".png": "image/png",
   ".ico": "image/x-icon",
-  ".json": "application/json",
+  ".json": "application/json; charset=utf-8",
   ".txt": "text/plain; charset=utf-8",
   ".woff2": "font/woff2",
   ".map": "application/json"
@@ -91,16 +92,41 @@ repository (or <code>npm run build -w @certctl/server</code>), then reload.</p>
 <p>The API is at <a href="/api/v1/openapi.json">/api/v1/openapi.json</a> and its documentation at <a href="/docs">/docs</a>.</p>
 </body></html>`
 
-const respond = (status: number, body: Uint8Array | string, contentType: string, cacheControl: string) => {
-  const options = { status, contentType, headers: { ...securityHeaders, "cache-control": cacheControl } }
-  return typeof body === "string"
-    ? HttpServerResponse.text(body, options)
-    : HttpServerResponse.uint8Array(body, options)
+/**
+ * Responses made here bypass the platform's pre-response handlers (as the input guard's refusals
+ * do), so they carry the request id themselves, under the same rule as the API's.
+ */
+const requestIdOf = (header: string | undefined) =>
+  header && /^[A-Za-z0-9._-]{1,100}$/.test(header) ? header : `req-${randomBytes(8).toString("hex")}`
+
+export interface DashboardRequest {
+  readonly method: string
+  readonly url: string
+  readonly headers: Readonly<Record<string, string | undefined>>
 }
 
 /** The response for a dashboard path, or undefined when the path belongs to the API. */
-export const respondTo = (method: string, url: string): HttpServerResponse.HttpServerResponse | undefined => {
+export const respondTo = (request: DashboardRequest): HttpServerResponse.HttpServerResponse | undefined => {
+  const { method, url } = request
   if (method !== "GET" && method !== "HEAD") return undefined
+  const requestId = requestIdOf(request.headers["x-request-id"])
+  const respond = (status: number, body: Uint8Array | string, contentType: string, cacheControl: string) => {
+    const options = {
+      status,
+      contentType,
+      headers: { ...securityHeaders, "cache-control": cacheControl, "x-request-id": requestId }
+    }
+    return typeof body === "string"
+      ? HttpServerResponse.text(body, options)
+      : HttpServerResponse.uint8Array(body, options)
+  }
+  /** Errors keep the API's body shape; a browser navigating here gets a readable page instead. */
+  const failure = (message: string, html?: string) =>
+    html !== undefined && (request.headers.accept ?? "").includes("text/html")
+      ? respond(404, html, types[".html"], "no-store")
+      : respond(404, JSON.stringify({ error: "not_found", message, request_id: requestId }), types[".json"], "no-store")
+  const notBuiltFailure = () =>
+    failure("the dashboard is not built: run `npm run build` in the certctl repository", notBuilt)
   const q = url.search(/[?#]/)
   let pathname = q < 0 ? url : url.slice(0, q)
   try {
@@ -110,7 +136,7 @@ export const respondTo = (method: string, url: string): HttpServerResponse.HttpS
   }
   if (isApiPath(pathname)) return undefined
   const dir = uiRoot()
-  if (dir === undefined) return respond(404, notBuilt, types[".html"], "no-store")
+  if (dir === undefined) return notBuiltFailure()
   // Resolved inside the build folder or not at all: "..", encoded or not, cannot climb out.
   const file = path.resolve(dir, `.${path.posix.normalize(`/${pathname}`)}`)
   const inside = file.startsWith(dir + path.sep)
@@ -128,11 +154,11 @@ export const respondTo = (method: string, url: string): HttpServerResponse.HttpS
     }
   }
   // A missing hashed asset is a real 404; any other path is a client-side route of the dashboard.
-  if (pathname.startsWith("/assets/")) return respond(404, `not found: ${pathname}\n`, types[".txt"], "no-store")
+  if (pathname.startsWith("/assets/")) return failure(`no dashboard asset at ${pathname}`)
   const index = readFile(path.join(dir, "index.html"))
   if (!index) {
     root = undefined // the build went away (rebuilt elsewhere?): look again next time
-    return respond(404, notBuilt, types[".html"], "no-store")
+    return notBuiltFailure()
   }
   return respond(200, index, types[".html"], "no-cache")
 }
@@ -142,6 +168,6 @@ export const middleware = <E, R>(
   app: HttpApp.Default<E, R>
 ): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    const response = respondTo(request.method, request.url)
+    const response = respondTo(request)
     return response === undefined ? app : Effect.succeed(response)
   })
