@@ -12,7 +12,18 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { AuditLog, Connectors, Database, Engine, JobEngine, Lifecycle, Migrations, Pki, Sealing } from "@certctl/core"
+import {
+  AuditLog,
+  Certificate,
+  Connectors,
+  Database,
+  Engine,
+  JobEngine,
+  Lifecycle,
+  Migrations,
+  Pem,
+  Sealing
+} from "@certctl/core"
 import { builtins } from "@certctl/connectors"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Redacted } from "effect"
@@ -82,13 +93,13 @@ const program = Effect.gen(function* () {
         VALUES ('embedded-ca', 'Embedded CA', 'local-ca', ${JSON.stringify(prepared.stored)}::jsonb)`
       const issuer = yield* connectors.issuer("embedded-ca")
       yield* issuer.validate
-      const ca = yield* Pki.parseCertificate(yield* issuer.caCertificatePem)
+      const ca = yield* Certificate.parseCertificate(yield* issuer.caCertificatePem)
       yield* expect(ca.is_ca, "the local CA certificate is not a CA")
       // The CA's private key is stored sealed, never as PEM.
       const stored = yield* sql`SELECT value FROM connector_config WHERE connector_id = 'embedded-ca'`
       yield* expect(stored.length > 0, "the CA's state was not stored")
       yield* expect(
-        stored.every((r) => !Pki.containsPrivateKeyMaterial(r.value)),
+        stored.every((r) => !Pem.containsPrivateKeyMaterial(r.value)),
         "a private key was stored unsealed"
       )
       return `CA ${ca.subject}, serial ${ca.serial.slice(0, 12)}…, ${stored.length} sealed state row(s)`
