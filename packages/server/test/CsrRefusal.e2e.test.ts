@@ -1,7 +1,7 @@
 import "reflect-metadata"
 import { webcrypto, X509Certificate } from "node:crypto"
 import { KeyGen } from "@certctl/agent"
-import { Pki } from "@certctl/core"
+import { Certificate } from "@certctl/core"
 import { pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
 import * as x509 from "@peculiar/x509"
 import { Effect, Redacted } from "effect"
@@ -133,7 +133,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("CSR refusals (real s
       "the version issued from the good CSR"
     )
     expect(new X509Certificate(version.certificate_pem).subjectAltName).toBe("DNS:a.csr.test")
-    const info = await Effect.runPromise(Pki.parseCertificate(version.certificate_pem))
+    const info = await Effect.runPromise(Certificate.parseCertificate(version.certificate_pem))
     expect(info.dns_names).toEqual(["a.csr.test"])
     expect((await a.get(`/api/v1/certificates/${certA}/versions`)).body.items).toHaveLength(1)
     // A second CSR for the same job is refused too: nothing awaits it any more.

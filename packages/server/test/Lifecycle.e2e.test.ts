@@ -1,7 +1,7 @@
 import { X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Pki } from "@certctl/core"
+import { Certificate, Pem } from "@certctl/core"
 import { pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -65,17 +65,18 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
       expect(fs.statSync(path.join(dir, "key.pem")).mode & 0o777).toBe(0o600)
       const certPem = fs.readFileSync(path.join(dir, "cert.pem"), "utf8")
       const chainPem = fs.readFileSync(path.join(dir, "chain.pem"), "utf8")
-      const info = await Effect.runPromise(Pki.parseCertificate(certPem))
+      const info = await Effect.runPromise(Certificate.parseCertificate(certPem))
       expect(info.serial).toBe(cert.serial)
 
       // The chain verifies to the local CA's root, as the issuer itself reports it.
       const root = await localCaTrustAnchor(server, "issuer-001")
-      const chain = Pki.splitPem(chainPem).filter((b) => b.includes("BEGIN CERTIFICATE"))
-      const rootFp = (await Effect.runPromise(Pki.parseCertificate(root))).fingerprint_sha256
+      const chain = Pem.splitPem(chainPem).filter((b) => b.includes("BEGIN CERTIFICATE"))
+      const rootFp = (await Effect.runPromise(Certificate.parseCertificate(root))).fingerprint_sha256
       const intermediates: Array<string> = []
       for (const c of chain)
-        if ((await Effect.runPromise(Pki.parseCertificate(c))).fingerprint_sha256 !== rootFp) intermediates.push(c)
-      expect(await Effect.runPromise(Pki.verifyChain(certPem, intermediates, root))).toBe(true)
+        if ((await Effect.runPromise(Certificate.parseCertificate(c))).fingerprint_sha256 !== rootFp)
+          intermediates.push(c)
+      expect(await Effect.runPromise(Certificate.verifyChain(certPem, intermediates, root))).toBe(true)
       expect(fs.readFileSync(path.join(dir, "fullchain.pem"), "utf8")).toContain(certPem.trim())
 
       // Names are exactly the managed ones; the deployed key is the certificate's key.
