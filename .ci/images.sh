@@ -185,6 +185,12 @@ running() { [ "$(podman inspect --format '{{.State.Running}}' "$1")" = true ]; }
 ready() { running "$server_ctr" || exit 1; node -e 'fetch(process.env.URL+"/readyz").then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))'; }
 wait_for 120 "the server's /readyz" ready
 [ "$(podman exec "$server_ctr" id -u)" = 10001 ] || { echo "server process is not uid 10001"; exit 1; }
+# The dashboard ships inside the server's tarball (dist/ui) and is served at /.
+node -e 'fetch(process.env.URL + "/").then(async (r) => {
+  const type = r.headers.get("content-type") ?? ""
+  if (r.status !== 200 || !type.startsWith("text/html")) { console.error(`GET / → ${r.status} ${type}`); process.exit(1) }
+  console.log("   dashboard served at /")
+})'
 phase "server HEALTHCHECK"
 wait_for 60 "the server's HEALTHCHECK" podman healthcheck run "$server_ctr"
 podman inspect --format '   server health: {{.State.Health.Status}}' "$server_ctr" 2>/dev/null || true
