@@ -9,6 +9,7 @@ import { ConnectorRegistry, Connectors, type Registry } from "./Connectors.js"
 import { CsrIntake } from "./CsrIntake.js"
 import { Database } from "./Database.js"
 import { Deployments } from "./Deployments.js"
+import { Directory } from "./Directory.js"
 import { Enrollment } from "./Enrollment.js"
 import * as JobEngine from "./JobEngine.js"
 import { Jobs } from "./Jobs.js"
@@ -58,8 +59,8 @@ export const layer = (options: EngineOptions) => {
   )
   // Agent identities: registration by an admin, or by an enrollment token's exchange.
   const identities = Enrollment.Default.pipe(Layer.provideMerge(AgentRegistration.Default))
-  // What the HTTP API (or an embedder) calls: certificates and jobs as an operator sees them.
-  const operations = Layer.mergeAll(Certificates.Default, Jobs.Default)
+  // What the HTTP API (or an embedder) calls: certificates, jobs and the directory as an operator sees them.
+  const operations = Layer.mergeAll(Certificates.Default, Jobs.Default, Directory.Default)
   // The agents' side: work hand-out, CSR intake, deployment reports.
   const agentSide = Layer.mergeAll(Agents.Default, CsrIntake.Default, Deployments.Default)
   return Layer.mergeAll(Lifecycle.layer(options.lifecycle), operations, agentSide).pipe(
