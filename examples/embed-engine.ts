@@ -1,31 +1,232 @@
 /**
- * Embedding certctl's engine in your own Node service: your SqlClient (here PostgreSQL), your
- * connectors (here the built-ins), the engine's Layers, and your own HTTP stack if you want one.
+ * How a certificate flows, front to back, with certctl's engine inside a plain Node program: no
+ * HTTP server, no API key. The engine (`Engine.layer`) runs on embedded PGlite with the built-in
+ * connectors; the agent (`Agent.layer`) runs in the same process over `InProcess.layer`, a
+ * control plane made of core's own services. The program creates a local-ca issuer, an agent, a
+ * file target and a certificate through core's services, then waits for each stage:
  *
- *   CERTCTL_ENCRYPTION_KEY=$(openssl rand -base64 32) node --import tsx --conditions=source examples/embed-engine.ts
+ *   issuance job → the agent's CSR (key made by the agent) → local CA signs → deployment job →
+ *   the agent writes cert.pem/key.pem into the target → renewal (new key, new serial) → revocation
  *
- * runs it on embedded PGlite (in CERTCTL_DATA_DIR, default ./.certctl/data); set
- * CERTCTL_DATABASE_URL=postgres://... to use PostgreSQL.
+ * and checks the audit chain. It exits 0 when every stage passed, or 1 with what failed.
+ *
+ *   node --import tsx --conditions=source examples/embed-engine.ts
+ *
+ * Settings: CERTCTL_DATA_DIR (PGlite's data directory; a temporary one by default),
+ * CERTCTL_DATABASE_URL (PostgreSQL instead of PGlite), CERTCTL_DB_SCHEMA (certctl's tables in a
+ * schema of their own, away from the host application's), CERTCTL_ENCRYPTION_KEY (the sealing
+ * key, base64 of 32 bytes; a random one by default, so a kept data directory needs it set).
  */
-import { Connectors, Database, Engine, JobEngine, Lifecycle, Sealing } from "@certctl/core"
+import { randomBytes, X509Certificate } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Agent, InProcess } from "@certctl/agent"
 import { builtins } from "@certctl/connectors"
+import { Agents, AuditLog, Caller, Certificates, Connectors, Database, Engine, Sealing } from "@certctl/core"
 import { NodeRuntime } from "@effect/platform-node"
-import { Config, Effect, Layer } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Cause, Config, ConfigProvider, Console, Effect, Layer, Logger, LogLevel, Redacted, Schedule } from "effect"
 
-const database = Database.layerConfig
-const sealing = Layer.unwrapEffect(Effect.map(Config.redacted("CERTCTL_ENCRYPTION_KEY"), Sealing.layer))
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "certctl-embed-"))
+const targetDir = path.join(work, "www") // where the "web server" reads its files
+const domain = "app.embedded.test"
+const operator = Caller.operator("embed-example")
 
-const engine = Engine.layer({ owner: "my-service", registry: Connectors.makeRegistry(builtins) }).pipe(
-  Layer.provide(sealing),
-  Layer.provideMerge(database)
+// --- composition: the host's database settings, a sealing key, the engine over both -----------
+const withDefaults = ConfigProvider.fromEnv().pipe(
+  ConfigProvider.orElse(() => ConfigProvider.fromMap(new Map([["CERTCTL_DATA_DIR", path.join(work, "data")]])))
+)
+const sealing = Layer.unwrapEffect(
+  Config.redacted("CERTCTL_ENCRYPTION_KEY").pipe(
+    Config.withDefault(Redacted.make(randomBytes(32).toString("base64"))),
+    Effect.map(Sealing.layer)
+  )
+)
+const engine = Engine.layer({ owner: "embed-example", registry: Connectors.makeRegistry(builtins) }).pipe(
+  Layer.provideMerge(sealing),
+  Layer.provideMerge(Database.layerConfig),
+  Layer.provide(Layer.setConfigProvider(withDefaults))
 )
 
-const program = Effect.gen(function* () {
-  const jobs = yield* JobEngine.JobEngine
-  yield* Effect.logInfo(`engine ready; issuance steps: ${Lifecycle.stepsOf("issuance").join(" → ")}`)
-  // Run the job runner, renewal scheduler and notification dispatcher next to your own work.
-  yield* Engine.background({ owner: jobs.options.owner, concurrency: 8, scanInterval: "1 hour" })
+// --- the agent, in-process: acts as its registered identity, no key, no HTTP --------------------
+const agentFor = (agentId: string) =>
+  Agent.layer.pipe(
+    Layer.provide(InProcess.layer({ agentId })),
+    Layer.provide(
+      Agent.layerOptions({
+        agentId,
+        keyDir: path.join(work, "agent-keys"),
+        pollWaitSeconds: 10,
+        heartbeatSeconds: 60,
+        targets: {}
+      })
+    )
+  )
+
+// --- printing and waiting ------------------------------------------------------------------------
+const started = performance.now()
+const messageOf = (e: unknown) =>
+  typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
+
+/** Runs one stage and prints it with its time; a failure names the stage. */
+const stage = <A, E, R>(name: string, body: Effect.Effect<A, E, R>, show: (a: A) => string) =>
+  Effect.gen(function* () {
+    const t = performance.now()
+    const a = yield* body.pipe(Effect.mapError((e) => new Error(`${name}: ${messageOf(e)}`)))
+    yield* Console.log(`✓ ${name.padEnd(30)} ${show(a)}  (${Math.round(performance.now() - t)} ms)`)
+    return a
+  })
+
+/** Polls `check` until it returns a value (the engine and agent work in the background). */
+const until = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>) =>
+  check.pipe(
+    Effect.filterOrFail(
+      (a): a is A => a !== undefined,
+      () => new Error(`still waiting for ${what}`)
+    ),
+    Effect.retry({ schedule: Schedule.spaced("100 millis"), while: (e) => e instanceof Error }),
+    Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`${what}: not within 60 s`) })
+  )
+
+const serialOf = (pem: string) => new X509Certificate(pem).serialNumber.toLowerCase()
+
+/** The version in service is issued, its deployment reported success, and the target serves it. */
+const deployed = (certificateId: string, notSerial?: string) =>
+  Effect.gen(function* () {
+    const certificates = yield* Certificates.Certificates
+    const cert = yield* certificates.get(certificateId)
+    if (!cert.serial || !cert.current_version_id || cert.serial === notSerial) return undefined
+    const done = (yield* certificates.deployments(certificateId)).find(
+      (d) => d.version_id === cert.current_version_id && d.status === "success"
+    )
+    const file = path.join(targetDir, domain, "cert.pem")
+    if (!done || !fs.existsSync(file)) return undefined
+    const served = serialOf(fs.readFileSync(file, "utf8"))
+    if (served !== cert.serial.toLowerCase()) return undefined
+    const keyMode = fs.statSync(path.join(targetDir, domain, "key.pem")).mode & 0o777
+    if (keyMode !== 0o600) return yield* Effect.fail(new Error(`key.pem has mode ${keyMode.toString(8)}, not 600`))
+    return { serial: served, version: cert.current_version_id }
+  })
+
+// TEMPORARY until core's ConnectorConfigs lands (slice A).
+const shim = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const connectors = yield* Connectors.Connectors
+  return {
+    create: (
+      kind: "issuer" | "target",
+      input: { name: string; type: string; agent_id?: string; config: Record<string, unknown> },
+      _actor: unknown
+    ) =>
+      Effect.gen(function* () {
+        const prepared = yield* connectors.prepare(kind, input.type, input.config)
+        const id = `${kind}-${input.type}`
+        if (kind === "target")
+          yield* sql`INSERT INTO targets (id, name, type, agent_id, config) VALUES (${id}, ${input.name}, ${input.type}, ${input.agent_id ?? null}, ${JSON.stringify(prepared.stored)}::jsonb)`
+        else
+          yield* sql`INSERT INTO issuers (id, name, type, config) VALUES (${id}, ${input.name}, ${input.type}, ${JSON.stringify(prepared.stored)}::jsonb)`
+        return { id }
+      })
+  }
 })
 
-// The background loops fork their fibers into a Scope: closing it (Ctrl-C) stops them cleanly.
-NodeRuntime.runMain(program.pipe(Effect.scoped, Effect.provide(engine)) as Effect.Effect<void, unknown>)
+// --- the flow -------------------------------------------------------------------------------------
+const program = Effect.gen(function* () {
+  const db = yield* Database.Database
+  yield* Console.log(
+    `engine ready in ${Math.round(performance.now() - started)} ms on ${db.backend === "pglite" ? `PGlite in ${db.location}` : "PostgreSQL"}, schema ${db.schema}; no HTTP server`
+  )
+  const connectorConfigs = yield* shim
+  const agents = yield* Agents.Agents
+  const certificates = yield* Certificates.Certificates
+  const audit = yield* AuditLog.AuditLog
+
+  // The job runner, renewal scheduler and notification dispatcher, next to the program's own work.
+  yield* Effect.forkScoped(Engine.background({ owner: "embed-example", concurrency: 4, scanInterval: "1 hour" }))
+
+  const issuer = yield* stage(
+    "issuer (local-ca)",
+    connectorConfigs.create("issuer", { name: "Embedded CA", type: "local-ca", config: {} }, operator.actor),
+    (i) => i.id
+  )
+  const agent = yield* stage(
+    "agent registered",
+    agents.register({ id: "embedded-agent", name: "in-process agent" }, operator.actor),
+    (r) => r.agent.id
+  )
+  yield* stage("agent running in-process", Layer.build(agentFor(agent.agent.id)), () => "Agent.layer + InProcess.layer")
+  const target = yield* stage(
+    "file target",
+    connectorConfigs.create(
+      "target",
+      { name: "web files", type: "file", agent_id: agent.agent.id, config: { directory: targetDir } },
+      operator.actor
+    ),
+    (t) => `${t.id} → ${targetDir}`
+  )
+  const created = yield* stage(
+    "certificate created",
+    certificates.create({ domain, issuer_id: issuer.id, target_ids: [target.id] }, operator.actor),
+    (c) => `${c.id}, issuance job ${c.job_id}`
+  )
+  const id = created.id
+
+  const first = yield* stage(
+    "issued and deployed",
+    until("the first version deployed", deployed(id)),
+    (d) => `serial ${d.serial} in ${path.join(targetDir, domain)} (key.pem 0600)`
+  )
+
+  const renewal = yield* stage("renewal requested", certificates.renew(id, operator.actor), (r) => `job ${r.job_id}`)
+  const second = yield* stage(
+    "renewed and deployed",
+    until(`renewal job ${renewal.job_id} deployed`, deployed(id, first.serial)),
+    (d) => `serial ${d.serial} replaced ${first.serial}`
+  )
+
+  const revocation = yield* stage(
+    "revocation requested",
+    certificates.revoke(id, "superseded", operator.actor),
+    (r) => `job ${r.job_id}`
+  )
+  const revoked = yield* stage(
+    "revoked",
+    until(
+      `revocation job ${revocation.job_id}: the version marked revoked, with its audit row`,
+      Effect.gen(function* () {
+        const [latest] = yield* certificates.versions(id)
+        if (latest?.id !== second.version || !latest.revoked_at) return undefined
+        const rows = yield* audit.query({ resource_type: "certificate", resource_id: id })
+        const row = rows.items.find((r) => r.action === "certificate_revoked")
+        return row ? { serial: latest.serial, at: latest.revoked_at, seq: row.seq } : undefined
+      })
+    ),
+    (r) => `serial ${r.serial} revoked at ${r.at} (audit row #${r.seq})`
+  )
+
+  yield* stage(
+    "audit chain verifies",
+    Effect.filterOrFail(
+      audit.verify,
+      (v) => v.ok,
+      (v) => new Error(`chain broken: ${JSON.stringify(v)}`)
+    ),
+    (v) => `${v.rows} rows`
+  )
+  yield* Console.log(
+    `all stages passed in ${Math.round(performance.now() - started)} ms: issued ${first.serial}, renewed ${second.serial}, revoked ${revoked.serial}`
+  )
+})
+
+NodeRuntime.runMain(
+  program.pipe(
+    Effect.scoped,
+    Effect.provide(engine),
+    // The engine's and the agent's own logs: warnings and errors only, so the stages read clearly.
+    Logger.withMinimumLogLevel(LogLevel.Warning),
+    Effect.tapErrorCause((cause) => Console.error(`FAILED: ${messageOf(Cause.squash(cause))}`)),
+    Effect.ensuring(Effect.sync(() => fs.rmSync(work, { recursive: true, force: true })))
+  ),
+  { disableErrorReporting: true }
+)
