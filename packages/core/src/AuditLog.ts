@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
 import * as Ids from "./Ids.js"
-import { PersistenceError, orPersistence } from "./Persistence.js"
+import { decodeRows, orPersistence, type PersistenceError } from "./Persistence.js"
 
 export const ActorType = Schema.Literal("user", "agent", "system")
 export type ActorType = typeof ActorType.Type
@@ -58,20 +58,32 @@ export type VerifyResult =
       readonly broken_at: { readonly seq: number; readonly id: string; readonly problem: string }
     }
 
-interface Row {
-  seq: string
-  id: string
-  occurred_at: Date
-  actor_type: ActorType
-  actor_id: string
-  action: string
-  resource_type: string
-  resource_id: string
-  status: "success" | "failure"
-  details: Record<string, unknown>
-}
+/** An `audit_logs` row as `query` reads it (seq as text: it is a bigint). */
+const Row = Schema.Struct({
+  seq: Schema.String,
+  id: Schema.String,
+  occurred_at: Schema.DateFromSelf,
+  actor_type: ActorType,
+  actor_id: Schema.String,
+  action: Schema.String,
+  resource_type: Schema.String,
+  resource_id: Schema.String,
+  status: Schema.Literal("success", "failure"),
+  details: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+})
 
-const toEntry = (r: Row) =>
+/** The first broken link `verify` finds, with the row count. */
+const BrokenRow = Schema.Struct({
+  seq: Schema.String,
+  id: Schema.String,
+  bad_hash: Schema.Boolean,
+  bad_link: Schema.Boolean,
+  total: Schema.String
+})
+
+const CountRow = Schema.Struct({ n: Schema.String })
+
+const toEntry = (r: typeof Row.Type) =>
   new AuditEntry({
     id: r.id,
     seq: Number(r.seq),
@@ -122,8 +134,9 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
           before !== undefined ? sql`seq < ${before}` : undefined
         ].filter((c) => c !== undefined)
         const rows =
-          yield* sql<Row>`SELECT seq::text, id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, status, details
+          yield* sql`SELECT seq::text, id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, status, details
           FROM audit_logs WHERE ${sql.and(conds)} ORDER BY audit_logs.seq DESC LIMIT ${limit + 1}`.pipe(
+            decodeRows(Row),
             orPersistence("audit query")
           )
         const items = rows.slice(0, limit).map(toEntry)
@@ -135,7 +148,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
 
     /** Recomputes every link; reports the first row whose hash or predecessor link is wrong. */
     const verify: Effect.Effect<VerifyResult, PersistenceError> = Effect.gen(function* () {
-      const rows = yield* sql<{ seq: string; id: string; bad_hash: boolean; bad_link: boolean; total: string }>`
+      const rows = yield* sql`
         WITH chain AS (
           SELECT a.seq, a.id, a.hash, a.prev_hash, lag(a.hash) OVER (ORDER BY a.seq) AS expected_prev,
                  audit_row_hash(lag(a.hash) OVER (ORDER BY a.seq), a) AS expected_hash
@@ -144,9 +157,10 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
         SELECT seq::text, id, hash IS DISTINCT FROM expected_hash AS bad_hash,
                prev_hash IS DISTINCT FROM expected_prev AS bad_link, (SELECT count(*) FROM audit_logs)::text AS total
         FROM chain WHERE hash IS DISTINCT FROM expected_hash OR prev_hash IS DISTINCT FROM expected_prev
-        ORDER BY chain.seq LIMIT 1`.pipe(orPersistence("audit verify"))
+        ORDER BY chain.seq LIMIT 1`.pipe(decodeRows(BrokenRow), orPersistence("audit verify"))
       if (rows.length === 0) {
-        const [{ n }] = yield* sql<{ n: string }>`SELECT count(*)::text AS n FROM audit_logs`.pipe(
+        const [{ n }] = yield* sql`SELECT count(*)::text AS n FROM audit_logs`.pipe(
+          decodeRows(CountRow),
           orPersistence("audit verify")
         )
         return { ok: true, rows: Number(n) } as const

@@ -1,5 +1,5 @@
 import type { SqlError } from "@effect/sql/SqlError"
-import { Data, Effect } from "effect"
+import { Data, Effect, Schema } from "effect"
 
 /** Every SqlError becomes this one error, naming what was being done. */
 export class PersistenceError extends Data.TaggedError("PersistenceError")<{
@@ -8,20 +8,36 @@ export class PersistenceError extends Data.TaggedError("PersistenceError")<{
   readonly cause?: unknown
 }> {}
 
+const field = (value: unknown, key: string): unknown =>
+  typeof value === "object" && value !== null && key in value ? (value as Record<string, unknown>)[key] : undefined
+
+const isSqlError = (e: unknown): e is SqlError => field(e, "_tag") === "SqlError"
+
 /** PostgreSQL error code of an SqlError's cause, e.g. "23505" for a unique violation. */
 export const pgCode = (error: unknown): string | undefined => {
-  const cause = (error as any)?.cause ?? error
-  return typeof cause?.code === "string" ? cause.code : undefined
+  const code = field(field(error, "cause") ?? error, "code")
+  return typeof code === "string" ? code : undefined
 }
 
 export const orPersistence =
   (operation: string) =>
   <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError> | PersistenceError, R> =>
-    Effect.catchIf(
-      self,
-      (e: any): e is any => e?._tag === "SqlError",
-      (e: any) =>
-        Effect.fail(
-          new PersistenceError({ operation, message: `${operation}: ${e?.cause?.message ?? e?.message}`, cause: e })
-        )
-    ) as any
+    Effect.mapError(self, (e) =>
+      isSqlError(e)
+        ? new PersistenceError({
+            operation,
+            message: `${operation}: ${field(e.cause, "message") ?? e.message}`,
+            cause: e
+          })
+        : // Not an SqlError, so it is one of E's other members.
+          (e as Exclude<E, SqlError>)
+    )
+
+/**
+ * Decodes result rows with a schema. A row that does not fit is a defect, not an error to handle:
+ * the migrations and the schema disagree.
+ */
+export const decodeRows =
+  <A, I>(schema: Schema.Schema<A, I>) =>
+  <E, R>(self: Effect.Effect<ReadonlyArray<unknown>, E, R>): Effect.Effect<ReadonlyArray<A>, E, R> =>
+    Effect.flatMap(self, (rows) => Effect.orDie(Schema.decodeUnknown(Schema.Array(schema))(rows)))

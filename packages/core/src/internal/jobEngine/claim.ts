@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import { orPersistence } from "../../Persistence.js"
+import { decodeRows, orPersistence } from "../../Persistence.js"
 import * as Model from "./model.js"
 import { now, type Store } from "./store.js"
 
@@ -32,7 +32,7 @@ export const make = (store: Store) => {
                  jsonb_build_object('from', 'RETRY_WAIT', 'to', 'PENDING', 'kind', kind, 'attempts', attempts), '\\x'::bytea
           FROM moved RETURNING resource_id
         )
-        SELECT resource_id AS id FROM logged`.pipe(Model.decodeRows(Model.IdRow))
+        SELECT resource_id AS id FROM logged`.pipe(decodeRows(Model.IdRow))
     ).pipe(
       orPersistence("promote retries"),
       Effect.tap((rows) => changed(rows.map((r) => r.id)))
@@ -65,7 +65,7 @@ export const make = (store: Store) => {
           FROM claimed WHERE old_state = 'PENDING' OR lease_owner IS NOT NULL
           RETURNING 1
         )
-        SELECT ${sql.unsafe(Model.jobColumns)}, old_state FROM claimed`.pipe(Model.decodeRows(Model.ClaimedRow))
+        SELECT ${sql.unsafe(Model.jobColumns)}, old_state FROM claimed`.pipe(decodeRows(Model.ClaimedRow))
     ).pipe(
       orPersistence("claim jobs"),
       Effect.tap((rows) => changed(rows.map((r) => r.id)))

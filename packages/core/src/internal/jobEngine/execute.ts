@@ -1,6 +1,6 @@
 import { Cause, Duration, Effect, Exit, Option, Schedule } from "effect"
 import type { JobRow, StepRow } from "../../JobEngine.js"
-import { orPersistence } from "../../Persistence.js"
+import { decodeRows, orPersistence } from "../../Persistence.js"
 import type * as Claim from "./claim.js"
 import type * as Retry from "./retry.js"
 import * as Model from "./model.js"
@@ -18,14 +18,14 @@ export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: 
 
   const loadVersioned = (jobId: string) =>
     sql`SELECT ${sql.unsafe(Model.jobColumns)}, xmin::text AS row_version FROM jobs WHERE id = ${jobId}`.pipe(
-      Model.decodeRows(Model.VersionedRow),
+      decodeRows(Model.VersionedRow),
       Effect.map((rows) => rows[0]),
       orPersistence("load job")
     )
 
   const loadStep = (jobId: string, seq: number) =>
     sql`SELECT * FROM job_steps WHERE job_id = ${jobId} AND seq = ${seq}`.pipe(
-      Model.decodeRows(Model.StepRow),
+      decodeRows(Model.StepRow),
       Effect.map((rows) => rows[0]),
       orPersistence("load step")
     )
@@ -79,7 +79,7 @@ export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: 
         )
         if (parked.length > 0) return "parked" as const
         const [owner] = yield* sql`SELECT lease_owner FROM jobs WHERE id = ${job.id}`.pipe(
-          Model.decodeRows(Model.LeaseRow),
+          decodeRows(Model.LeaseRow),
           orPersistence("check lease")
         )
         if (owner?.lease_owner !== options.owner)

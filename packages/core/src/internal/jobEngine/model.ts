@@ -1,4 +1,4 @@
-import { Context, Data, Effect, Schema } from "effect"
+import { Context, Data, type Effect, Schema } from "effect"
 import type { ConnectorError } from "../../ConnectorError.js"
 import type { JobRow as JobRowType, StepDefinition } from "../../JobEngine.js"
 import * as JobState from "../../JobState.js"
@@ -63,12 +63,6 @@ export const LeaseRow = Schema.Struct({ lease_owner: Schema.NullOr(Schema.String
 
 /** Columns of JobRow, in the order of the schema (for SELECT and RETURNING lists). */
 export const jobColumns = Object.keys(JobRow.fields).join(", ")
-
-/** Decodes result rows; a row that does not fit the schema is a defect (the migrations and the schema disagree). */
-export const decodeRows =
-  <A, I>(schema: Schema.Schema<A, I>) =>
-  <E, R>(self: Effect.Effect<ReadonlyArray<unknown>, E, R>): Effect.Effect<ReadonlyArray<A>, E, R> =>
-    Effect.flatMap(self, (rows) => Effect.orDie(Schema.decodeUnknown(Schema.Array(schema))(rows)))
 
 /** A step failure: the reason decides between retry and abandonment. */
 export class StepFailed extends Data.TaggedError("StepFailed")<{

@@ -4,7 +4,7 @@ import { Clock, Effect, Option } from "effect"
 import * as Ids from "../../Ids.js"
 import type { CreateJob, EngineOptions, JobRow, StepRow } from "../../JobEngine.js"
 import * as JobState from "../../JobState.js"
-import { orPersistence, type PersistenceError } from "../../Persistence.js"
+import { decodeRows, orPersistence, type PersistenceError } from "../../Persistence.js"
 import * as Signals from "../../Signals.js"
 import * as Model from "./model.js"
 
@@ -63,14 +63,14 @@ export const make = (options: EngineOptions) =>
 
     const get = (jobId: string): Effect.Effect<Option.Option<JobRow>, PersistenceError> =>
       sql`SELECT ${sql.unsafe(Model.jobColumns)} FROM jobs WHERE id = ${jobId}`.pipe(
-        Model.decodeRows(Model.JobRow),
+        decodeRows(Model.JobRow),
         Effect.map((rows) => Option.fromNullable(rows[0])),
         orPersistence("load job")
       )
 
     const steps = (jobId: string): Effect.Effect<ReadonlyArray<StepRow>, PersistenceError> =>
       sql`SELECT * FROM job_steps WHERE job_id = ${jobId} ORDER BY seq`.pipe(
-        Model.decodeRows(Model.StepRow),
+        decodeRows(Model.StepRow),
         orPersistence("load steps")
       )
 
