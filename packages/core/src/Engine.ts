@@ -5,6 +5,7 @@ import { AgentRegistration } from "./AgentRegistration.js"
 import { Agents } from "./Agents.js"
 import { AuditLog } from "./AuditLog.js"
 import { Certificates } from "./Certificates.js"
+import { ConnectorConfigs } from "./ConnectorConfigs.js"
 import { ConnectorRegistry, Connectors, type Registry } from "./Connectors.js"
 import { CsrIntake } from "./CsrIntake.js"
 import { Database } from "./Database.js"
@@ -59,8 +60,8 @@ export const layer = (options: EngineOptions) => {
   )
   // Agent identities: registration by an admin, or by an enrollment token's exchange.
   const identities = Enrollment.Default.pipe(Layer.provideMerge(AgentRegistration.Default))
-  // What the HTTP API (or an embedder) calls: certificates, jobs and the directory as an operator sees them.
-  const operations = Layer.mergeAll(Certificates.Default, Jobs.Default, Directory.Default)
+  // What the HTTP API (or an embedder) calls: certificates, jobs, the directory and connector configs.
+  const operations = Layer.mergeAll(Certificates.Default, Jobs.Default, Directory.Default, ConnectorConfigs.Default)
   // The agents' side: work hand-out, CSR intake, deployment reports.
   const agentSide = Layer.mergeAll(Agents.Default, CsrIntake.Default, Deployments.Default)
   return Layer.mergeAll(Lifecycle.layer(options.lifecycle), operations, agentSide).pipe(
