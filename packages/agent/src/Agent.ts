@@ -1,7 +1,7 @@
 import * as path from "node:path"
 import { builtins } from "@certctl/connectors"
 import { FetchHttpClient } from "@effect/platform"
-import { ConnectorError, Pki, type Target, type Work } from "@certctl/core"
+import { ConnectorError, Pem, type Target, type Work } from "@certctl/core"
 import {
   Context,
   Data,
@@ -198,7 +198,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           certificate_pem: work.certificate_pem,
           chain_pem: work.chain_pem
         })
-        const leaf = Pki.splitPem(work.certificate_pem)[0] ?? work.certificate_pem
+        const leaf = Pem.splitPem(work.certificate_pem)[0] ?? work.certificate_pem
         const bundle: Target.DeployBundle = {
           domain: work.domain,
           names: work.names,

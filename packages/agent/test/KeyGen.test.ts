@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Redacted } from "effect"
-import { type KeyAlgorithm as Alg, Pki } from "@certctl/core"
+import { type KeyAlgorithm as Alg, Csr, Pem } from "@certctl/core"
 import { buildCsr, generateKey } from "../src/KeyGen.js"
 
 type KeyAlgorithm = Alg.KeyAlgorithm
@@ -21,15 +21,15 @@ describe("KeyGen", () => {
 
         const csrPem = yield* buildCsr(key, names)
         expect(csrPem).toMatch(/^-----BEGIN CERTIFICATE REQUEST-----\n/)
-        expect(Pki.containsPrivateKeyMaterial(csrPem)).toBe(false)
+        expect(Pem.containsPrivateKeyMaterial(csrPem)).toBe(false)
 
-        const csr = yield* Pki.parseCsr(csrPem)
+        const csr = yield* Csr.parseCsr(csrPem)
         expect(csr.signature_valid).toBe(true)
         expect(csr.key.algorithm).toBe(alg)
         expect(csr.common_name).toBe("www.example.com")
         expect(csr.dns_names).toEqual(["www.example.com", "example.com", "*.api.example.com"])
         expect(csr.ip_addresses).toEqual(["192.0.2.10", "2001:db8::1"])
-        expect(Pki.checkCsr(csr, { names, key_algorithm: alg })).toEqual(Either.right(undefined))
+        expect(Csr.checkCsr(csr, { names, key_algorithm: alg })).toEqual(Either.right(undefined))
 
         // The CSR carries the public half of exactly this private key.
         const spki = createPublicKey(createPrivateKey(pem)).export({ type: "spki", format: "der" })
