@@ -22,18 +22,18 @@ import { backends, migrated } from "./backends.js"
 type Services = SqlClient.SqlClient | CsrIntake | JobEngine
 
 const makeCsr = async (names: ReadonlyArray<string>, alg: KeyAlgorithm = "ecdsa-p256") => {
-  const keys = (await webcrypto.subtle.generateKey(webCryptoKeyParams(alg) as EcKeyGenParams, true, [
+  const keys = (await webcrypto.subtle.generateKey(webCryptoKeyParams(alg) as webcrypto.EcKeyGenParams, true, [
     "sign",
     "verify"
-  ])) as CryptoKeyPair
+  ])) as webcrypto.CryptoKeyPair
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(
     {
       name: [{ CN: [names[0]] }],
       keys,
-      signingAlgorithm: { ...signatureParams(alg), hash: "SHA-256" } as EcdsaParams,
+      signingAlgorithm: { ...signatureParams(alg), hash: "SHA-256" } as webcrypto.EcdsaParams,
       extensions: [new x509.SubjectAlternativeNameExtension(names.map((value) => ({ type: "dns", value })))]
     },
-    webcrypto as Crypto
+    webcrypto as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[1]
   )
   return csr.toString("pem")
 }
