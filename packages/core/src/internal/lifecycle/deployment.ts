@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import { Clock, Effect } from "effect"
 import * as JobEngine from "../../JobEngine.js"
 import * as Steps from "../../Steps.js"
 import * as Work from "../../Work.js"
@@ -9,7 +9,7 @@ import { type Context, fail, namesOf } from "./context.js"
  * wait for the agent's reports (the `Deployments` service records them and wakes the job).
  */
 export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => {
-  const { sql, notifications, engine, options, persist, certificate } = ctx
+  const { sql, connectors, notifications, engine, options, persist, certificate } = ctx
 
   const dispatch: JobEngine.StepDefinition = {
     name: Steps.Dispatch,
@@ -38,10 +38,26 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
         persist
       )
       if (!version) return yield* fail("NotFound", `version ${job.version_id} no longer exists`)
-      const targets = yield* sql<Work.DeployTargetRef>`
-          SELECT d.id AS deployment_id, d.target_id, t.name, t.type FROM deployment_history d
+      const rows = yield* sql<Work.DeployTargetRef & { config: Record<string, unknown> }>`
+          SELECT d.id AS deployment_id, d.target_id, t.name, t.type, t.config FROM deployment_history d
           JOIN targets t ON t.id = d.target_id
           WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running')`.pipe(persist)
+      // A config whose secrets no longer open (a retired sealing key) fails the job here, with the
+      // connector's reason, rather than leaving the agent a target it cannot deploy to. What is
+      // opened is dropped at once.
+      yield* Effect.forEach(
+        rows,
+        (r) => connectors.openConfig("target", r.type, r.config).pipe(Effect.mapError(JobEngine.fromConnectorError)),
+        { discard: true }
+      )
+      const targets = rows.map(
+        (r): Work.DeployTargetRef => ({
+          deployment_id: r.deployment_id,
+          target_id: r.target_id,
+          name: r.name,
+          type: r.type
+        })
+      )
       const work: Work.StoredDeployWork = {
         type: Work.Kind.Deploy,
         job_id: job.id,
@@ -67,7 +83,8 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
           yield* sql`UPDATE deployment_history SET status = 'pending', error = NULL, updated_at = now()
               WHERE job_id = ${job.id} AND status IN ('failed', 'rolled_back')`.pipe(persist)
           yield* ctx.setAgentWork(job, yield* deployWork(job))
-          return JobEngine.wait(deadline ?? new Date(Date.now() + 60_000), { dispatched_attempt: job.attempts })
+          const until = deadline ?? new Date((yield* Clock.currentTimeMillis) + 60_000)
+          return JobEngine.wait(until, { dispatched_attempt: job.attempts })
         }
         const rows = yield* sql<{ target_id: string; status: string; error: string | null }>`
             SELECT target_id, status, error FROM deployment_history WHERE job_id = ${job.id}`.pipe(persist)
@@ -79,7 +96,7 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
           )
         if (rows.every((r) => r.status === "success")) return JobEngine.done({ targets: rows.length })
         if (job.agent_work === null) yield* ctx.setAgentWork(job, yield* deployWork(job))
-        return JobEngine.wait(deadline ?? new Date(Date.now() + 60_000))
+        return JobEngine.wait(deadline ?? new Date((yield* Clock.currentTimeMillis) + 60_000))
       })
   }
 

@@ -1,4 +1,4 @@
-import { Duration, Effect, Option, Schema } from "effect"
+import { Clock, Duration, Effect, Option, Random, Schema } from "effect"
 import { ConnectorError } from "../../ConnectorError.js"
 import * as Ids from "../../Ids.js"
 import type { ChallengeSolver } from "../../Issuer.js"
@@ -44,8 +44,8 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
         yield* sql`INSERT INTO acme_challenges (id, job_id, agent_id, identifier, token, key_authorization, action)
             VALUES (${id}, ${job.id}, ${agentId}, ${c.identifier}, ${c.token}, ${c.key_authorization}, 'present')`
         yield* signals.notify(Signals.agentTopic(agentId))
-        const deadline = Date.now() + Duration.toMillis(options.challengeTimeout)
-        while (Date.now() < deadline) {
+        const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(options.challengeTimeout)
+        while ((yield* Clock.currentTimeMillis) < deadline) {
           const rows = yield* sql<{
             status: string
             error: string | null
@@ -100,7 +100,7 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
         if (typeof csr === "string") return JobEngine.done({ csr_received: true })
         // After a retry or a lost NOTIFY, ask again.
         if (job.agent_work === null) yield* ctx.setAgentWork(job, csrWork(job, yield* certificate(job.certificate_id)))
-        return JobEngine.wait(deadline ?? new Date(Date.now() + 60_000))
+        return JobEngine.wait(deadline ?? new Date((yield* Clock.currentTimeMillis) + 60_000))
       })
   }
 
@@ -161,7 +161,7 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
           not_after: info.not_after,
           renewal_days_before: cert.renewal_days_before,
           ari: window,
-          random: Math.random()
+          random: yield* Random.next
         })
         const versionId = yield* Effect.gen(function* () {
           const existing = yield* sql<{ id: string }>`SELECT id FROM certificate_versions WHERE job_id = ${job.id}`
