@@ -23,9 +23,18 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Agent, InProcess } from "@certctl/agent"
 import { builtins } from "@certctl/connectors"
-import { Agents, AuditLog, Caller, Certificates, Connectors, Database, Engine, Sealing } from "@certctl/core"
+import {
+  Agents,
+  AuditLog,
+  Caller,
+  Certificates,
+  ConnectorConfigs,
+  Connectors,
+  Database,
+  Engine,
+  Sealing
+} from "@certctl/core"
 import { NodeRuntime } from "@effect/platform-node"
-import { SqlClient } from "@effect/sql"
 import { Cause, Config, ConfigProvider, Console, Effect, Layer, Logger, LogLevel, Redacted, Schedule } from "effect"
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "certctl-embed-"))
@@ -109,35 +118,13 @@ const deployed = (certificateId: string, notSerial?: string) =>
     return { serial: served, version: cert.current_version_id }
   })
 
-// TEMPORARY until core's ConnectorConfigs lands (slice A).
-const shim = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
-  const connectors = yield* Connectors.Connectors
-  return {
-    create: (
-      kind: "issuer" | "target",
-      input: { name: string; type: string; agent_id?: string; config: Record<string, unknown> },
-      _actor: unknown
-    ) =>
-      Effect.gen(function* () {
-        const prepared = yield* connectors.prepare(kind, input.type, input.config)
-        const id = `${kind}-${input.type}`
-        if (kind === "target")
-          yield* sql`INSERT INTO targets (id, name, type, agent_id, config) VALUES (${id}, ${input.name}, ${input.type}, ${input.agent_id ?? null}, ${JSON.stringify(prepared.stored)}::jsonb)`
-        else
-          yield* sql`INSERT INTO issuers (id, name, type, config) VALUES (${id}, ${input.name}, ${input.type}, ${JSON.stringify(prepared.stored)}::jsonb)`
-        return { id }
-      })
-  }
-})
-
 // --- the flow -------------------------------------------------------------------------------------
 const program = Effect.gen(function* () {
   const db = yield* Database.Database
   yield* Console.log(
     `engine ready in ${Math.round(performance.now() - started)} ms on ${db.backend === "pglite" ? `PGlite in ${db.location}` : "PostgreSQL"}, schema ${db.schema}; no HTTP server`
   )
-  const connectorConfigs = yield* shim
+  const connectorConfigs = yield* ConnectorConfigs.ConnectorConfigs
   const agents = yield* Agents.Agents
   const certificates = yield* Certificates.Certificates
   const audit = yield* AuditLog.AuditLog
@@ -147,7 +134,11 @@ const program = Effect.gen(function* () {
 
   const issuer = yield* stage(
     "issuer (local-ca)",
-    connectorConfigs.create("issuer", { name: "Embedded CA", type: "local-ca", config: {} }, operator.actor),
+    connectorConfigs.create(
+      "issuer",
+      { id: "embedded-ca", name: "Embedded CA", type: "local-ca", config: {} },
+      operator.actor
+    ),
     (i) => i.id
   )
   const agent = yield* stage(
@@ -160,7 +151,7 @@ const program = Effect.gen(function* () {
     "file target",
     connectorConfigs.create(
       "target",
-      { name: "web files", type: "file", agent_id: agent.agent.id, config: { directory: targetDir } },
+      { id: "web-files", name: "web files", type: "file", agent_id: agent.agent.id, config: { directory: targetDir } },
       operator.actor
     ),
     (t) => `${t.id} → ${targetDir}`
