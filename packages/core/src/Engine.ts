@@ -15,6 +15,7 @@ import { Enrollment } from "./Enrollment.js"
 import * as JobEngine from "./JobEngine.js"
 import { Jobs } from "./Jobs.js"
 import * as Lifecycle from "./Lifecycle.js"
+import { Metrics } from "./Metrics.js"
 import * as Migrations from "./Migrations.js"
 import { Notifications } from "./Notifications.js"
 import * as Runner from "./Runner.js"
@@ -60,8 +61,14 @@ export const layer = (options: EngineOptions) => {
   )
   // Agent identities: registration by an admin, or by an enrollment token's exchange.
   const identities = Enrollment.Default.pipe(Layer.provideMerge(AgentRegistration.Default))
-  // What the HTTP API (or an embedder) calls: certificates, jobs, the directory and connector configs.
-  const operations = Layer.mergeAll(Certificates.Default, Jobs.Default, Directory.Default, ConnectorConfigs.Default)
+  // What the HTTP API (or an embedder) calls: certificates, jobs, the directory, connector configs, metrics.
+  const operations = Layer.mergeAll(
+    Certificates.Default,
+    Jobs.Default,
+    Directory.Default,
+    ConnectorConfigs.Default,
+    Metrics.Default
+  )
   // The agents' side: work hand-out, CSR intake, deployment reports.
   const agentSide = Layer.mergeAll(Agents.Default, CsrIntake.Default, Deployments.Default)
   return Layer.mergeAll(Lifecycle.layer(options.lifecycle), operations, agentSide).pipe(

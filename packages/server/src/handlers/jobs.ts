@@ -24,7 +24,8 @@ export const JobsLive = HttpApiBuilder.group(Api.CertctlApi, "jobs", (handlers) 
 export const AuditLive = HttpApiBuilder.group(Api.CertctlApi, "audit", (handlers) =>
   Effect.gen(function* () {
     const audit = yield* AuditLog.AuditLog
-    const query = (q: any) =>
+    /** The audit endpoints' query string: AuditLog's query, with dates as ISO text. */
+    const query = (q: Omit<AuditLog.AuditQuery, "from" | "to"> & { readonly from?: string; readonly to?: string }) =>
       Effect.gen(function* () {
         const p = yield* Api.CurrentPrincipal
         if (p.role === "agent") return yield* Effect.fail(ApiError.forbidden("agents may not read the audit log"))

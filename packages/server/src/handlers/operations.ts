@@ -1,4 +1,4 @@
-import { Api, ApiError, Database, Migrations } from "@certctl/core"
+import { Api, ApiError, Database, Metrics, Migrations } from "@certctl/core"
 import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
@@ -8,6 +8,7 @@ export const OperationsLive = HttpApiBuilder.group(Api.CertctlApi, "operations",
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const db = yield* Database.Database
+    const metrics = yield* Metrics.Metrics
     return handlers
       .handle("healthz", () => Effect.succeed({ status: "ok" as const }))
       .handle("readyz", () =>
@@ -24,6 +25,6 @@ export const OperationsLive = HttpApiBuilder.group(Api.CertctlApi, "operations",
           return { status: "ready" as const, database: db.backend, migration: current }
         })
       )
-      .handle("metrics", () => renderMetrics.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.orDie))
+      .handle("metrics", () => renderMetrics.pipe(Effect.provideService(Metrics.Metrics, metrics)))
   })
 )
