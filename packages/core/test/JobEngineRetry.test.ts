@@ -17,7 +17,7 @@ const start = Date.UTC(2030, 0, 1)
 const baseMs = 60_000
 const capMs = 3_600_000
 /** Jitter draws, in order: one per failed attempt that is retried. */
-const draws = [0.25, 0.75] as const
+const draws: [number, ...Array<number>] = [0.25, 0.75]
 
 const layer = () =>
   JobEngine.Default.pipe(
