@@ -35,7 +35,19 @@ import {
   Sealing
 } from "@certctl/core"
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Config, ConfigProvider, Console, Effect, Layer, Logger, LogLevel, Redacted, Schedule } from "effect"
+import {
+  Cause,
+  Config,
+  ConfigError,
+  ConfigProvider,
+  Console,
+  Effect,
+  Layer,
+  Logger,
+  LogLevel,
+  Redacted,
+  Schedule
+} from "effect"
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "certctl-embed-"))
 const targetDir = path.join(work, "www") // where the "web server" reads its files
@@ -87,14 +99,17 @@ const stage = <A, E, R>(name: string, body: Effect.Effect<A, E, R>, show: (a: A)
     return a
   })
 
+/** Not there yet: `until` polls again; any other failure ends the wait at once. */
+class NotYet extends Error {}
+
 /** Polls `check` until it returns a value (the engine and agent work in the background). */
 const until = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>) =>
   check.pipe(
     Effect.filterOrFail(
       (a): a is A => a !== undefined,
-      () => new Error(`still waiting for ${what}`)
+      () => new NotYet(what)
     ),
-    Effect.retry({ schedule: Schedule.spaced("100 millis"), while: (e) => e instanceof Error }),
+    Effect.retry({ schedule: Schedule.spaced("100 millis"), while: (e) => e instanceof NotYet }),
     Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`${what}: not within 60 s`) })
   )
 
@@ -216,7 +231,11 @@ NodeRuntime.runMain(
     Effect.provide(engine),
     // The engine's and the agent's own logs: warnings and errors only, so the stages read clearly.
     Logger.withMinimumLogLevel(LogLevel.Warning),
-    Effect.tapErrorCause((cause) => Console.error(`FAILED: ${messageOf(Cause.squash(cause))}`)),
+    Effect.tapErrorCause((cause) => {
+      const e = Cause.squash(cause)
+      // A setting's error names the setting in its string form.
+      return Console.error(`FAILED: ${ConfigError.isConfigError(e) ? String(e) : messageOf(e)}`)
+    }),
     Effect.ensuring(Effect.sync(() => fs.rmSync(work, { recursive: true, force: true })))
   ),
   { disableErrorReporting: true }
