@@ -7,7 +7,7 @@ import * as JobEngine from "./JobEngine.js"
 import type { KeyAlgorithm } from "./KeyAlgorithm.js"
 import type * as M from "./Models.js"
 import { orPersistence, type PersistenceError } from "./Persistence.js"
-import * as Pki from "./Pki.js"
+import * as Csr from "./Csr.js"
 import * as Signals from "./Signals.js"
 import * as Steps from "./Steps.js"
 
@@ -64,7 +64,7 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
         LIMIT 1`.pipe(orPersistence("find awaiting job"))
 
     /** Stores the CSR on the step once; false when another CSR won the race. */
-    const store = (caller: Caller, certId: string, jobId: string, csr: string, parsed: Pki.CsrInfo) =>
+    const store = (caller: Caller, certId: string, jobId: string, csr: string, parsed: Csr.CsrInfo) =>
       Effect.gen(function* () {
         const updated = yield* sql`UPDATE job_steps
             SET output = output || ${JSON.stringify({ csr_pem: csr, csr_spki_sha256: parsed.spki_sha256 })}::jsonb
@@ -143,13 +143,13 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
             ),
             "not_awaited"
           )
-        const parsed = yield* Effect.either(Pki.parseCsr(submission.csr))
+        const parsed = yield* Effect.either(Csr.parseCsr(submission.csr))
         if (Either.isLeft(parsed))
           return yield* refuse(
             ApiError.unprocessable(`CSR rejected: ${parsed.left.message}`, { code: "malformed" }),
             "malformed"
           )
-        const check = Pki.checkCsr(parsed.right, {
+        const check = Csr.checkCsr(parsed.right, {
           names: [cert.domain, ...cert.sans],
           key_algorithm: cert.key_algorithm
         })

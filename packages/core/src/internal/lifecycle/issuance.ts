@@ -3,7 +3,7 @@ import { ConnectorError } from "../../ConnectorError.js"
 import * as Ids from "../../Ids.js"
 import type { ChallengeSolver } from "../../Issuer.js"
 import * as JobEngine from "../../JobEngine.js"
-import * as Pki from "../../Pki.js"
+import * as Certificate from "../../Certificate.js"
 import * as RenewalPlanner from "../../RenewalPlanner.js"
 import * as Signals from "../../Signals.js"
 import * as Steps from "../../Steps.js"
@@ -150,7 +150,7 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
       Effect.gen(function* () {
         const cert = yield* certificate(job.certificate_id)
         const out = yield* stepOutput(job.id, Steps.Submit, SubmitOutput)
-        const info = yield* Pki.parseCertificate(out.certificate_pem).pipe(
+        const info = yield* Certificate.parseCertificate(out.certificate_pem).pipe(
           Effect.mapError((e) => fail("Rejected", `issuer returned an unusable certificate: ${e.message}`))
         )
         const window = out.renewal_window
