@@ -5,16 +5,22 @@
  *
  * `.ci/tarballs.sh` copies this file into an empty folder where the packed tarballs are installed:
  *
- *   npm install @certctl/core @certctl/connectors
+ *   npm install @certctl/core @certctl/connectors @certctl/agent
  *   CERTCTL_DATA_DIR=/tmp/embed-data node embed.mjs
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { X509Certificate } from "node:crypto"
+import { Agent, InProcess } from "@certctl/agent"
 import {
+  Agents,
   AuditLog,
+  Caller,
   Certificate,
+  Certificates,
+  ConnectorConfigs,
   Connectors,
   Database,
   Engine,
@@ -26,7 +32,7 @@ import {
 } from "@certctl/core"
 import { builtins } from "@certctl/connectors"
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Layer, Option, Redacted, Schedule } from "effect"
 
 const dataDir = process.env.CERTCTL_DATA_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), "certctl-embed-"))
 const owner = "embed-example"
@@ -130,6 +136,72 @@ const program = Effect.gen(function* () {
       yield* expect(Option.isSome(after) && after.value.state === "CANCELLED", `cancel went to ${to}`)
       return `job ${jobId}: PENDING → CANCELLED, steps ${steps.join(" → ")}`
     })
+  )
+
+  yield* check(
+    "certificate flow, agent in-process",
+    Effect.gen(function* () {
+      // The flow of examples/embed-engine.ts, from the installed packages: core's services, the
+      // agent's loop over InProcess.layer, a file target; no HTTP server.
+      const operator = Caller.operator("embedder").actor
+      const configs = yield* ConnectorConfigs.ConnectorConfigs
+      const certificates = yield* Certificates.Certificates
+      const targetDir = path.join(dataDir, "flow-target")
+      const domain = "flow.embedded.example"
+      yield* Effect.forkScoped(Engine.background({ owner, concurrency: 2, scanInterval: "1 hour" }))
+      yield* configs.create("issuer", { id: "flow-ca", name: "Flow CA", type: "local-ca", config: {} }, operator)
+      yield* (yield* Agents.Agents).register({ id: "flow-agent", name: "in-process agent" }, operator)
+      yield* Layer.build(
+        Agent.layer.pipe(
+          Layer.provide(InProcess.layer({ agentId: "flow-agent" })),
+          Layer.provide(
+            Agent.layerOptions({
+              agentId: "flow-agent",
+              keyDir: path.join(dataDir, "flow-keys"),
+              pollWaitSeconds: 10,
+              heartbeatSeconds: 60,
+              targets: {}
+            })
+          )
+        )
+      )
+      const target = {
+        id: "flow-files",
+        name: "files",
+        type: "file",
+        agent_id: "flow-agent",
+        config: { directory: targetDir }
+      }
+      yield* configs.create("target", target, operator)
+      const { id } = yield* certificates.create({ domain, issuer_id: "flow-ca", target_ids: ["flow-files"] }, operator)
+      const served = () => {
+        const file = path.join(targetDir, domain, "cert.pem")
+        return fs.existsSync(file) ? new X509Certificate(fs.readFileSync(file)).serialNumber.toLowerCase() : undefined
+      }
+      /** Polls until `probe` gives a value, for at most 60 s. */
+      const until = (what, probe) =>
+        probe.pipe(
+          Effect.flatMap((v) =>
+            v === undefined ? Effect.fail(new Error(`no ${what} within 60 s`)) : Effect.succeed(v)
+          ),
+          Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("60 seconds")))
+        )
+      const deployedOtherThan = (previous) =>
+        Effect.map(certificates.get(id), (c) =>
+          c.serial && c.serial !== previous && served() === c.serial.toLowerCase() ? c.serial : undefined
+        )
+      const first = yield* until("deployment", deployedOtherThan(undefined))
+      const mode = fs.statSync(path.join(targetDir, domain, "key.pem")).mode & 0o777
+      yield* expect(mode === 0o600, `key.pem has mode ${mode.toString(8)}`)
+      yield* certificates.renew(id, operator)
+      const second = yield* until("renewed deployment", deployedOtherThan(first))
+      yield* certificates.revoke(id, "superseded", operator)
+      yield* until(
+        "revocation",
+        Effect.map(certificates.versions(id), ([v]) => (v?.serial === second && v.revoked_at ? v : undefined))
+      )
+      return `issued ${first.slice(0, 12)}…, renewed ${second.slice(0, 12)}…, revoked`
+    }).pipe(Effect.scoped)
   )
 
   yield* check(
