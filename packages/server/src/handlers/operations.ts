@@ -16,7 +16,7 @@ export const OperationsLive = HttpApiBuilder.group(Api.CertctlApi, "operations",
           const current = yield* Migrations.current.pipe(
             Effect.provideService(SqlClient.SqlClient, sql),
             Effect.timeout("3 seconds"),
-            Effect.mapError((e) => ApiError.unavailable(`database unreachable: ${String((e as any)?.message ?? e)}`))
+            Effect.mapError((e) => ApiError.unavailable(`database unreachable: ${String(e.message ?? e)}`))
           )
           if (current !== Migrations.latest)
             return yield* Effect.fail(
