@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Option, ParseResult, Schema } from "effect"
+import { Context, Effect, Option, ParseResult, Runtime, Schema } from "effect"
 import * as ApiError from "./ApiError.js"
 import type { ConnectorContext, ConnectorKind, ConnectorState } from "./Connector.js"
 import { ConnectorError } from "./ConnectorError.js"
@@ -155,6 +155,8 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
           Effect.mapError((e) => new ConnectorError({ reason: "InvalidConfig", message: e.message }))
         )
         const opened = yield* openConfig(kind, row.type, row.config)
+        // The connector's log lines go through the builder's runtime: its logger and log level.
+        const runtime = yield* Effect.runtime<never>()
         const decoded = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(opened).pipe(
           Effect.mapError(
             (e) =>
@@ -168,7 +170,9 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
           id,
           state: state(kind, id),
           log: (message: string, fields?: Record<string, unknown>) =>
-            Effect.runFork(Effect.logInfo(message, fields ?? {}).pipe(Effect.annotateLogs({ connector: key }))),
+            Runtime.runFork(runtime)(
+              Effect.logInfo(message, fields ?? {}).pipe(Effect.annotateLogs({ connector: key }))
+            ),
           ...context
         }) as Effect.Effect<I, ConnectorError>
         cache.set(key, { stamp: row.updated_at.getTime(), instance })
