@@ -1,8 +1,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Database, Sealing } from "@certctl/core"
-import { SqlClient } from "@effect/sql"
-import { Config, Effect, Layer, Option, Redacted } from "effect"
+import { ApiKeys as CoreApiKeys, Database, Sealing } from "@certctl/core"
+import { Config, Effect, Layer, Option, type Redacted } from "effect"
 import * as ApiKeys from "./ApiKeys.js"
 import { ServerConfig } from "./Config.js"
 
@@ -32,12 +31,8 @@ export const sealingLayer = Layer.unwrapEffect(
 export const ensureAdminKey = Effect.gen(function* () {
   const settings = yield* ServerConfig
   if (Option.isSome(settings.adminApiKey)) return Option.none<string>()
-  const sql = yield* SqlClient.SqlClient
   const db = yield* Database.Database
-  const [{ n }] = yield* sql<{
-    n: number
-  }>`SELECT count(*)::int AS n FROM agent_api_keys WHERE role = 'admin' AND revoked_at IS NULL`
-  if (n > 0) return Option.none<string>()
+  if ((yield* CoreApiKeys.activeAdminCount) > 0) return Option.none<string>()
   const key = yield* ApiKeys.issue("admin", null)
   if (db.backend === "pglite") {
     const file = path.join(settings.dataDir, "admin-api-key")

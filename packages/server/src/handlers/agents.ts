@@ -1,8 +1,7 @@
-import { Agents, Api, ApiError } from "@certctl/core"
+import { Agents, Api, ApiError, Paging } from "@certctl/core"
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Redacted } from "effect"
 import { actorOf, admin, callerOf, reader, selfOrAdmin } from "../Auth.js"
-import { cursorAfter, pageOf } from "./rows.js"
 
 /** `/agents`: authentication and role checks here; the work itself is core's `Agents`. */
 export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handlers) =>
@@ -26,8 +25,8 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
         Effect.gen(function* () {
           yield* reader
           const limit = urlParams.limit ?? 100
-          const after = yield* cursorAfter(urlParams.cursor)
-          return pageOf(yield* agents.list({ status: urlParams.status, after, limit }), limit)
+          const after = yield* Paging.cursorAfter(urlParams.cursor)
+          return Paging.pageOf(yield* agents.list({ status: urlParams.status, after, limit }), limit)
         }).pipe(Effect.catchTag("PersistenceError", Effect.die))
       )
       .handle("get", ({ path }) =>

@@ -1,8 +1,7 @@
-import { Api, ApiError, Enrollment } from "@certctl/core"
+import { Api, ApiError, Enrollment, Paging } from "@certctl/core"
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Redacted } from "effect"
 import { actorOf, reader } from "../Auth.js"
-import { cursorAfter, pageOf } from "./rows.js"
 
 /** Enrollment tokens and their exchange: HTTP mapped onto core's `Enrollment` service. */
 export const EnrollmentLive = HttpApiBuilder.group(Api.CertctlApi, "enrollment", (handlers) =>
@@ -22,9 +21,9 @@ export const EnrollmentLive = HttpApiBuilder.group(Api.CertctlApi, "enrollment",
         Effect.gen(function* () {
           yield* reader
           const limit = q.limit ?? 100
-          const after = yield* cursorAfter(q.cursor)
+          const after = yield* Paging.cursorAfter(q.cursor)
           const rows = yield* enrollment.list({ after, limit: limit + 1 }).pipe(Effect.orDie)
-          return pageOf(rows, limit)
+          return Paging.pageOf(rows, limit)
         })
       )
       .handle("revoke", ({ path }) =>
