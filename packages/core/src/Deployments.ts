@@ -5,49 +5,16 @@ import { AuditLog } from "./AuditLog.js"
 import type { Caller } from "./Caller.js"
 import * as Ids from "./Ids.js"
 import * as JobEngine from "./JobEngine.js"
-import * as M from "./Models.js"
-import { orPersistence, type PersistenceError } from "./Persistence.js"
+import type * as M from "./Models.js"
+import * as Rows from "./internal/rows.js"
+import { decodeRows, orPersistence, type PersistenceError } from "./Persistence.js"
 import * as Signals from "./Signals.js"
 
 export type Report = typeof M.ReportDeployment.Type
 export type StatusUpdate = typeof M.DeploymentStatusUpdate.Type
 
-export interface DeploymentRow {
-  id: string
-  certificate_id: string
-  version_id: string | null
-  target_id: string | null
-  job_id: string | null
-  agent_id: string | null
-  status: string
-  serial: string | null
-  verified: boolean
-  verification: string | null
-  error: string | null
-  duration_ms: number | null
-  deployed_at: Date | string | null
-  created_at: Date | string
-}
-
-const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString())
-
-export const toDeployment = (r: DeploymentRow) =>
-  new M.Deployment({
-    id: r.id,
-    certificate_id: r.certificate_id,
-    version_id: r.version_id,
-    target_id: r.target_id,
-    job_id: r.job_id,
-    agent_id: r.agent_id,
-    status: r.status,
-    serial: r.serial,
-    verified: r.verified,
-    verification: r.verification,
-    error: r.error,
-    duration_ms: r.duration_ms,
-    deployed_at: iso(r.deployed_at),
-    created_at: new Date(r.created_at).toISOString()
-  })
+/** The wire model of a `deployment_history` row (one mapping, shared with `Certificates`). */
+export const toDeployment = Rows.toDeployment
 
 /** Serials are stored as lowercase hex without separators. */
 const serialOf = (s: string | undefined) => s?.replace(/:/g, "").toLowerCase() ?? null
@@ -67,9 +34,10 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
     const engine = yield* JobEngine.JobEngine
 
     const load = (id: string) =>
-      sql<DeploymentRow>`SELECT * FROM deployment_history WHERE id = ${id}`.pipe(
+      sql`SELECT * FROM deployment_history WHERE id = ${id}`.pipe(
+        decodeRows(Rows.DeploymentRow),
         orPersistence("load deployment"),
-        Effect.map((rows) => rows[0] as DeploymentRow | undefined)
+        Effect.map((rows) => rows[0])
       )
 
     /** The row just written (a defect if it is gone: deployment rows are never deleted). */
