@@ -5,9 +5,15 @@
 import * as os from "node:os"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer } from "effect"
-import { AuditLog } from "../packages/core/src/AuditLog.ts"
-import { defaultOptions, done, EngineOptionsTag, JobEngine, JobHandlers } from "../packages/core/src/JobEngine.ts"
-import { scanDue } from "../packages/core/src/RenewalScan.ts"
+import { AuditLog } from "../packages/core/src/services/AuditLog.ts"
+import {
+  defaultOptions,
+  done,
+  EngineOptionsTag,
+  JobEngine,
+  JobHandlers
+} from "../packages/core/src/engine/JobEngine.ts"
+import { scanDue } from "../packages/core/src/engine/RenewalScan.ts"
 import { log, openBackend } from "./lib/backend.mjs"
 import { latency, perSecond, round, time } from "./lib/measure.mjs"
 

@@ -3,8 +3,8 @@
 import * as fs from "node:fs"
 import { freshDatabase, pgAvailable, tempDir } from "@certctl/test-support"
 import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
-import * as Database from "../../packages/core/src/Database.ts"
-import * as Migrations from "../../packages/core/src/Migrations.ts"
+import * as Database from "../../packages/core/src/persistence/Database.ts"
+import * as Migrations from "../../packages/core/src/persistence/Migrations.ts"
 
 export const log = (...args) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...args)
 

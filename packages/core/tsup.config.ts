@@ -8,5 +8,5 @@ export default defineConfig({
   sourcemap: true,
   target: "node20",
   // The PGlite worker runs as its own module file next to the bundle.
-  onSuccess: "mkdir -p dist/internal && cp src/internal/pgliteWorker.mjs dist/internal/"
+  onSuccess: "mkdir -p dist/internal && cp src/persistence/internal/pgliteWorker.mjs dist/internal/"
 })

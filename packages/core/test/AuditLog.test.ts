@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { Cause, Effect, Exit, Layer, ManagedRuntime, Option } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type AppendInput, AuditLog, type AuditQuery, decodeCursor, encodeCursor } from "../src/AuditLog.js"
-import { pgCode } from "../src/Persistence.js"
+import { type AppendInput, AuditLog, type AuditQuery, decodeCursor, encodeCursor } from "../src/services/AuditLog.js"
+import { pgCode } from "../src/persistence/Persistence.js"
 import { backends, migrated } from "./backends.js"
 
 type Services = SqlClient.SqlClient | AuditLog

@@ -2,10 +2,10 @@ import { freshDatabase, pgAvailable, requirePeer, tempDir } from "@certctl/test-
 import { SqlClient } from "@effect/sql"
 import { Effect, Exit, type Layer, ManagedRuntime, Redacted } from "effect"
 import { describe, expect, it } from "vitest"
-import { AuditLog } from "../src/AuditLog.js"
-import * as Database from "../src/Database.js"
-import * as Migrations from "../src/Migrations.js"
-import { scanDue } from "../src/RenewalScan.js"
+import { AuditLog } from "../src/services/AuditLog.js"
+import * as Database from "../src/persistence/Database.js"
+import * as Migrations from "../src/persistence/Migrations.js"
+import { scanDue } from "../src/engine/RenewalScan.js"
 
 /**
  * An embedder keeps certctl's tables in a schema of its own, so the engine's `jobs` and `agents`

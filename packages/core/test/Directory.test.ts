@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { Actor } from "../src/AuditLog.js"
-import { Directory } from "../src/Directory.js"
+import type { Actor } from "../src/services/AuditLog.js"
+import { Directory } from "../src/services/Directory.js"
 import { backends } from "./backends.js"
 import { operatorServices, type Services } from "./services.js"
 

@@ -1,6 +1,6 @@
 import { Either, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { CertName, DnsName, invalidReason, isIpAddress, namesKey, normalize, validate } from "../src/DnsName.js"
+import { CertName, DnsName, invalidReason, isIpAddress, namesKey, normalize, validate } from "../src/domain/DnsName.js"
 
 const decode = Schema.decodeUnknownEither(DnsName)
 const decodeCert = Schema.decodeUnknownEither(CertName)

@@ -1,10 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import { Cause, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { AgentRegistration } from "../src/AgentRegistration.js"
-import * as ApiKeys from "../src/ApiKeys.js"
-import { type Actor, AuditLog } from "../src/AuditLog.js"
-import { Enrollment } from "../src/Enrollment.js"
+import { AgentRegistration } from "../src/services/AgentRegistration.js"
+import * as ApiKeys from "../src/persistence/ApiKeys.js"
+import { type Actor, AuditLog } from "../src/services/AuditLog.js"
+import { Enrollment } from "../src/services/Enrollment.js"
 import { backends, migrated } from "./backends.js"
 
 type Services = SqlClient.SqlClient | AuditLog | AgentRegistration | Enrollment

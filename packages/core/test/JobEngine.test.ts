@@ -12,8 +12,8 @@ import {
   type StepDefinition,
   StepFailed,
   wait
-} from "../src/JobEngine.js"
-import type { JobKind } from "../src/JobState.js"
+} from "../src/engine/JobEngine.js"
+import type { JobKind } from "../src/domain/JobState.js"
 import { backends, migrated } from "./backends.js"
 
 type Handlers = typeof JobHandlers.Service

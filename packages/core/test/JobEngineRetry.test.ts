@@ -2,9 +2,9 @@ import { tempDir } from "@certctl/test-support"
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Random, TestClock } from "effect"
-import * as Database from "../src/Database.js"
-import { defaultOptions, EngineOptionsTag, JobEngine, JobHandlers, StepFailed } from "../src/JobEngine.js"
-import * as JobState from "../src/JobState.js"
+import * as Database from "../src/persistence/Database.js"
+import { defaultOptions, EngineOptionsTag, JobEngine, JobHandlers, StepFailed } from "../src/engine/JobEngine.js"
+import * as JobState from "../src/domain/JobState.js"
 import { migrated } from "./backends.js"
 
 /**

@@ -9,7 +9,7 @@ import {
   JobHandlers,
   type StepDefinition,
   wait
-} from "../src/JobEngine.js"
+} from "../src/engine/JobEngine.js"
 import { backends, migrated } from "./backends.js"
 
 /**

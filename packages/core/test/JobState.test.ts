@@ -11,8 +11,8 @@ import {
   openStates,
   terminalStates,
   transition
-} from "../src/JobState.js"
-import { pgCode } from "../src/Persistence.js"
+} from "../src/domain/JobState.js"
+import { pgCode } from "../src/persistence/Persistence.js"
 import { backends, migrated } from "./backends.js"
 
 type State = typeof JobState.Type

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect, type Layer, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import * as Migrations from "../src/Migrations.js"
+import * as Migrations from "../src/persistence/Migrations.js"
 import { backends } from "./backends.js"
 
 const tables = [

@@ -8,10 +8,10 @@ import { hasBinary, requirePeer } from "@certctl/test-support"
 import { describe, expect, it } from "@effect/vitest"
 import * as x509 from "@peculiar/x509"
 import { Effect, Either } from "effect"
-import { type KeyAlgorithm, signatureParams, webCryptoKeyParams } from "../src/KeyAlgorithm.js"
-import * as Certificate from "../src/Certificate.js"
-import * as Csr from "../src/Csr.js"
-import * as Pem from "../src/Pem.js"
+import { type KeyAlgorithm, signatureParams, webCryptoKeyParams } from "../src/domain/KeyAlgorithm.js"
+import * as Certificate from "../src/domain/Certificate.js"
+import * as Csr from "../src/domain/Csr.js"
+import * as Pem from "../src/domain/Pem.js"
 
 const subtle = webcrypto.subtle
 const crypto = webcrypto as any

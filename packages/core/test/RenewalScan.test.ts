@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, type Layer, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { renewalSteps, scanDue } from "../src/RenewalScan.js"
+import { renewalSteps, scanDue } from "../src/engine/RenewalScan.js"
 import { backends, migrated } from "./backends.js"
 
 /**

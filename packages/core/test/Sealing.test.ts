@@ -4,7 +4,7 @@ import * as path from "node:path"
 import { tempDir } from "@certctl/test-support"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Layer, Redacted } from "effect"
-import * as Sealing from "../src/Sealing.js"
+import * as Sealing from "../src/persistence/Sealing.js"
 
 const b64 = () => randomBytes(32).toString("base64")
 const sealerOf = (setting: string) => Effect.map(Sealing.parseKeys(setting), Sealing.makeSealer)

@@ -1,7 +1,7 @@
 import { freshDatabase, pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
 import { Effect, Layer, Redacted } from "effect"
-import * as Database from "../src/Database.js"
-import * as Migrations from "../src/Migrations.js"
+import * as Database from "../src/persistence/Database.js"
+import * as Migrations from "../src/persistence/Migrations.js"
 
 export interface Backend {
   readonly name: "postgresql" | "pglite"

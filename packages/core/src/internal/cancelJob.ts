@@ -1,6 +1,6 @@
 import { Effect } from "effect"
-import type * as AuditLog from "../AuditLog.js"
-import type * as JobEngine from "../JobEngine.js"
+import type * as AuditLog from "../services/AuditLog.js"
+import type * as JobEngine from "../engine/JobEngine.js"
 
 /**
  * Cancels a job. The engine's transition is guarded by the state it read, so when the runner

@@ -1,4 +1,4 @@
-import { pgCode } from "../Persistence.js"
+import { pgCode } from "../persistence/Persistence.js"
 
 const field = (o: unknown, key: string): unknown =>
   typeof o === "object" && o !== null ? (o as Record<string, unknown>)[key] : undefined

@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
-import { KeyAlgorithm } from "../KeyAlgorithm.js"
-import * as Models from "../Models.js"
+import { KeyAlgorithm } from "../domain/KeyAlgorithm.js"
+import * as Models from "../domain/Models.js"
 
 /**
  * Database rows → wire models. Each row is decoded with a schema first; a row that does not decode

@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import type { ConnectorState } from "../Connector.js"
+import type { ConnectorState } from "../domain/Connector.js"
 
 /**
  * Connector state whose writes are held in memory until `flush`. A connector checked before its

@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import { decodeRows, orPersistence } from "../../Persistence.js"
+import { decodeRows, orPersistence } from "../../persistence/Persistence.js"
 import * as Model from "./model.js"
 import { now, type Store } from "./store.js"
 

@@ -1,6 +1,6 @@
 import { Cause, Duration, Effect, Exit, Option, Schedule } from "effect"
-import type { JobRow, StepRow } from "../../JobEngine.js"
-import { decodeRows, orPersistence } from "../../Persistence.js"
+import type { JobRow, StepRow } from "../../engine/JobEngine.js"
+import { decodeRows, orPersistence } from "../../persistence/Persistence.js"
 import type * as Claim from "./claim.js"
 import type * as Retry from "./retry.js"
 import * as Model from "./model.js"

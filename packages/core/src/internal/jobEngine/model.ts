@@ -1,8 +1,8 @@
 import { Context, Data, type Effect, Schema } from "effect"
-import type { ConnectorError } from "../../ConnectorError.js"
-import type { JobRow as JobRowType, StepDefinition } from "../../JobEngine.js"
-import * as JobState from "../../JobState.js"
-import type { PersistenceError } from "../../Persistence.js"
+import type { ConnectorError } from "../../domain/ConnectorError.js"
+import type { JobRow as JobRowType, StepDefinition } from "../../engine/JobEngine.js"
+import * as JobState from "../../domain/JobState.js"
+import type { PersistenceError } from "../../persistence/Persistence.js"
 
 /**
  * The engine's runtime vocabulary: row schemas, errors and the handlers tag. It lives here rather

@@ -1,8 +1,8 @@
 import { Effect, Option, Random } from "effect"
-import { isRetryable } from "../../ConnectorError.js"
-import type { JobRow } from "../../JobEngine.js"
-import * as JobState from "../../JobState.js"
-import { orPersistence, pgCode } from "../../Persistence.js"
+import { isRetryable } from "../../domain/ConnectorError.js"
+import type { JobRow } from "../../engine/JobEngine.js"
+import * as JobState from "../../domain/JobState.js"
+import { orPersistence, pgCode } from "../../persistence/Persistence.js"
 import * as Model from "./model.js"
 import { type JobActor, now, type Store } from "./store.js"
 

@@ -1,11 +1,11 @@
 import { SqlClient } from "@effect/sql"
 import type * as Statement from "@effect/sql/Statement"
 import { Clock, Effect, Option } from "effect"
-import * as Ids from "../../Ids.js"
-import type { CreateJob, EngineOptions, JobRow, StepRow } from "../../JobEngine.js"
-import * as JobState from "../../JobState.js"
-import { decodeRows, orPersistence, type PersistenceError } from "../../Persistence.js"
-import * as Signals from "../../Signals.js"
+import * as Ids from "../../domain/Ids.js"
+import type { CreateJob, EngineOptions, JobRow, StepRow } from "../../engine/JobEngine.js"
+import * as JobState from "../../domain/JobState.js"
+import { decodeRows, orPersistence, type PersistenceError } from "../../persistence/Persistence.js"
+import * as Signals from "../../engine/Signals.js"
 import * as Model from "./model.js"
 
 export type Actor = { readonly type: string; readonly id: string }

@@ -1,12 +1,12 @@
 import { SqlClient } from "@effect/sql"
 import { type Duration, Effect, Schema } from "effect"
-import type { ConnectorError } from "../../ConnectorError.js"
-import { Connectors } from "../../Connectors.js"
-import * as JobEngine from "../../JobEngine.js"
-import { Notifications } from "../../Notifications.js"
-import { orPersistence } from "../../Persistence.js"
-import * as Signals from "../../Signals.js"
-import type * as Work from "../../Work.js"
+import type { ConnectorError } from "../../domain/ConnectorError.js"
+import { Connectors } from "../../services/Connectors.js"
+import * as JobEngine from "../../engine/JobEngine.js"
+import { Notifications } from "../../engine/Notifications.js"
+import { orPersistence } from "../../persistence/Persistence.js"
+import * as Signals from "../../engine/Signals.js"
+import type * as Work from "../../domain/Work.js"
 
 /** Settings of the lifecycle's waiting steps (public as `Lifecycle.LifecycleOptions`). */
 export interface LifecycleOptions {

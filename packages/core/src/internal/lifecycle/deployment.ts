@@ -1,7 +1,7 @@
 import { Clock, Effect } from "effect"
-import * as JobEngine from "../../JobEngine.js"
-import * as Steps from "../../Steps.js"
-import * as Work from "../../Work.js"
+import * as JobEngine from "../../engine/JobEngine.js"
+import * as Steps from "../../domain/Steps.js"
+import * as Work from "../../domain/Work.js"
 import { type Context, fail, namesOf } from "./context.js"
 
 /**

@@ -1,6 +1,6 @@
 import { Effect } from "effect"
-import * as JobEngine from "../../JobEngine.js"
-import * as Steps from "../../Steps.js"
+import * as JobEngine from "../../engine/JobEngine.js"
+import * as Steps from "../../domain/Steps.js"
 import { type Context, fail, namesOf } from "./context.js"
 
 /** Revocation: ask the issuer (once; a retry after success does not ask again), then record it. */

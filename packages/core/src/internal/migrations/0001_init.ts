@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
-import { legalEdges } from "../../JobState.js"
+import { legalEdges } from "../../domain/JobState.js"
 
 const ddl = `
 CREATE TABLE teams (

@@ -1,0 +1,137 @@
+import { SqlClient } from "@effect/sql"
+import { Chunk, Effect, PubSub, Queue, Ref, Schema, type Scope, Stream } from "effect"
+import { orPersistence } from "../persistence/Persistence.js"
+import * as Signals from "./Signals.js"
+
+const Timestamp = Schema.String.annotations({
+  description: "ISO 8601 timestamp, UTC",
+  examples: ["2026-01-31T12:00:00.000Z"]
+})
+
+/** One change of a job or of one of its steps, as the jobs event stream sends it. */
+export const JobEvent = Schema.Struct({
+  job_id: Schema.String.annotations({ description: "The job that changed", examples: ["job-01hx7z"] }),
+  certificate_id: Schema.String.annotations({
+    description: "The certificate the job works on",
+    examples: ["web-example-com"]
+  }),
+  agent_id: Schema.NullOr(Schema.String).annotations({
+    description: "The agent the job waits on, if any",
+    examples: ["agent-web-1"]
+  }),
+  kind: Schema.String.annotations({
+    description: "Job kind: issuance, renewal, deployment or revocation",
+    examples: ["issuance"]
+  }),
+  state: Schema.String.annotations({
+    description:
+      "The job's state after the change: PENDING, RUNNING, COMPLETED, FAILED, RETRY_WAIT, ABANDONED or CANCELLED",
+    examples: ["RUNNING"]
+  }),
+  step: Schema.NullOr(
+    Schema.Struct({
+      seq: Schema.Number.annotations({ description: "Position of the step in the job, from 1", examples: [2] }),
+      name: Schema.String.annotations({ description: "Step name", examples: ["await_csr"] }),
+      state: Schema.String.annotations({
+        description: "Step state: PENDING, RUNNING, COMPLETED, FAILED or SKIPPED",
+        examples: ["RUNNING"]
+      })
+    }).annotations({ description: "The job's first unfinished step, or its last step once all are done" })
+  ).annotations({ description: "The step the job is at; null for a job without steps" }),
+  updated_at: Timestamp.annotations({ description: "When the job row last changed" })
+}).annotations({ identifier: "JobEvent", description: "A job or step change" })
+export type JobEvent = typeof JobEvent.Type
+
+interface Row {
+  job_id: string
+  certificate_id: string
+  agent_id: string | null
+  kind: string
+  state: string
+  updated_at: Date | string
+  step_seq: number | null
+  step_name: string | null
+  step_state: string | null
+}
+
+const toEvent = (r: Row): JobEvent => ({
+  job_id: r.job_id,
+  certificate_id: r.certificate_id,
+  agent_id: r.agent_id,
+  kind: r.kind,
+  state: r.state,
+  step:
+    r.step_seq === null || r.step_name === null || r.step_state === null
+      ? null
+      : { seq: Number(r.step_seq), name: r.step_name, state: r.step_state },
+  updated_at: r.updated_at instanceof Date ? r.updated_at.toISOString() : new Date(r.updated_at).toISOString()
+})
+
+/** Wake-ups arrive in bursts (a claim of 32 jobs); rows are looked up in batches of at most this many. */
+const batchSize = 500
+
+/**
+ * The jobs change feed of this process. The job engine announces every committed change on the
+ * signal bus (across replicas on PostgreSQL); one fiber here turns those wake-ups into events,
+ * looking each changed job up once however many clients listen, and only while someone listens.
+ * A client that reads too slowly loses its oldest events rather than holding memory.
+ */
+export class JobEvents extends Effect.Service<JobEvents>()("@certctl/core/JobEvents", {
+  scoped: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const signals = yield* Signals.Signals
+    const hub = yield* Effect.acquireRelease(PubSub.sliding<JobEvent>(1024), PubSub.shutdown)
+    const listeners = yield* Ref.make(0)
+    const topics = yield* signals.subscribe(Signals.jobChangedPrefix)
+
+    const lookup = (ids: ReadonlyArray<string>) =>
+      sql<Row>`
+        SELECT j.id AS job_id, j.certificate_id, j.agent_id, j.kind, j.state, j.updated_at,
+               s.seq AS step_seq, s.name AS step_name, s.state AS step_state
+        FROM jobs j LEFT JOIN LATERAL (
+          SELECT seq, name, state FROM job_steps WHERE job_id = j.id
+          ORDER BY state IN ('COMPLETED', 'SKIPPED'),
+                   CASE WHEN state IN ('COMPLETED', 'SKIPPED') THEN -seq ELSE seq END
+          LIMIT 1
+        ) s ON true
+        WHERE ${sql.in("j.id", ids)}`.pipe(orPersistence("job events"))
+
+    yield* Effect.gen(function* () {
+      while (true) {
+        const first = yield* Queue.take(topics)
+        if ((yield* Ref.get(listeners)) === 0) {
+          yield* Queue.takeAll(topics)
+          continue
+        }
+        // A short gather: a job's steps change in quick succession, and on PostgreSQL each change
+        // arrives twice (from this process and back through LISTEN).
+        yield* Effect.sleep("25 millis")
+        const rest = yield* Queue.takeAll(topics)
+        // The same job often changes several times in one burst: look it up once, at its latest.
+        const ids = [...new Set([first, ...Chunk.toReadonlyArray(rest)])].map((t) =>
+          t.slice(Signals.jobChangedPrefix.length)
+        )
+        for (let i = 0; i < ids.length; i += batchSize) {
+          const rows = yield* lookup(ids.slice(i, i + batchSize)).pipe(
+            Effect.catchAll((e) => Effect.as(Effect.logWarning("job events: lookup failed", e), []))
+          )
+          yield* PubSub.publishAll(hub, rows.map(toEvent))
+        }
+      }
+    }).pipe(Effect.forkScoped)
+
+    /** Subscribes now (in the caller's scope); the stream holds every event from this moment. */
+    const subscribe: Effect.Effect<Stream.Stream<JobEvent>, never, Scope.Scope> = Effect.gen(function* () {
+      yield* Effect.acquireRelease(
+        Ref.update(listeners, (n) => n + 1),
+        () => Ref.update(listeners, (n) => n - 1)
+      )
+      return Stream.fromQueue(yield* PubSub.subscribe(hub))
+    })
+
+    /** Events from the moment the stream is run until it is no longer read. */
+    const events: Stream.Stream<JobEvent> = Stream.unwrapScoped(subscribe)
+
+    return { events, subscribe, listeners: Ref.get(listeners) }
+  })
+}) {}

@@ -1,0 +1,119 @@
+import { PgClient } from "@effect/sql-pg"
+import { Context, Deferred, type Duration, Effect, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
+import { Database } from "../persistence/Database.js"
+
+/**
+ * Wake-ups between the parts of the control plane: an agent's long poll, the job runner, a CSR
+ * request waiting for its issuance. With PostgreSQL they travel over LISTEN/NOTIFY, so any replica
+ * wakes any other; in-process delivery covers the embedded (single-process) case.
+ */
+export interface SignalBus {
+  readonly notify: (topic: string) => Effect.Effect<void>
+  /** Resolves true when `topic` is notified, false after `timeout`. */
+  readonly await: (topic: string, timeout: Duration.DurationInput) => Effect.Effect<boolean>
+  /**
+   * Every topic starting with `prefix` delivered to this process from now until the scope closes
+   * (change feeds such as the jobs event stream). A slow reader loses the oldest topics first.
+   */
+  readonly subscribe: (prefix: string) => Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
+}
+
+export class Signals extends Context.Tag("@certctl/core/Signals")<Signals, SignalBus>() {}
+
+export const agentTopic = (agentId: string) => `agent:${agentId}`
+export const jobTopic = (jobId: string) => `job:${jobId}`
+export const runnerTopic = "runner"
+/** An agent acknowledged an http-01 challenge (the issuing step waits on it). */
+export const challengeTopic = (challengeId: string) => `challenge:${challengeId}`
+/** A job or one of its steps changed: the payload of the jobs change feed (see `JobEvents`). */
+export const jobChangedPrefix = "job-changed:"
+export const jobChangedTopic = (jobId: string) => `${jobChangedPrefix}${jobId}`
+const baseChannel = "certctl_signals"
+
+const makeLocal = () => {
+  const waiters = new Map<string, Set<Deferred.Deferred<boolean>>>()
+  const taps = new Set<{ readonly prefix: string; readonly queue: Queue.Queue<string> }>()
+  const deliver = (topic: string) =>
+    Effect.suspend(() => {
+      for (const tap of taps) if (topic.startsWith(tap.prefix)) Queue.unsafeOffer(tap.queue, topic)
+      const set = waiters.get(topic)
+      if (!set) return Effect.void
+      waiters.delete(topic)
+      return Effect.forEach(set, (d) => Deferred.succeed(d, true), { discard: true })
+    })
+  const wait = (topic: string, timeout: Duration.DurationInput) =>
+    Effect.gen(function* () {
+      const d = yield* Deferred.make<boolean>()
+      let set = waiters.get(topic)
+      if (!set) {
+        set = new Set()
+        waiters.set(topic, set)
+      }
+      set.add(d)
+      return yield* Deferred.await(d).pipe(
+        Effect.timeoutTo({ duration: timeout, onTimeout: () => false, onSuccess: (b) => b }),
+        Effect.ensuring(
+          Effect.sync(() => {
+            const s = waiters.get(topic)
+            s?.delete(d)
+            if (s && s.size === 0) waiters.delete(topic)
+          })
+        )
+      )
+    })
+  const subscribe = (prefix: string) =>
+    Effect.acquireRelease(
+      Effect.map(Queue.sliding<string>(4096), (queue) => {
+        const tap = { prefix, queue }
+        taps.add(tap)
+        return tap
+      }),
+      (tap) =>
+        Effect.zipRight(
+          Effect.sync(() => taps.delete(tap)),
+          Queue.shutdown(tap.queue)
+        )
+    ).pipe(Effect.map((tap) => tap.queue as Queue.Dequeue<string>))
+  return { deliver, wait, subscribe }
+}
+
+export const layerMemory = Layer.sync(Signals, () => {
+  const local = makeLocal()
+  return { notify: local.deliver, await: local.wait, subscribe: local.subscribe }
+})
+
+/** LISTEN/NOTIFY across replicas; NOTIFY is also delivered to this process's own listener. */
+export const layerPg = Layer.scoped(
+  Signals,
+  Effect.gen(function* () {
+    const pg = yield* PgClient.PgClient
+    // Channels are per database, not per schema: engines in two schemas of one database would
+    // wake each other for nothing. (A channel name is an identifier: at most 63 bytes.)
+    const db = yield* Effect.serviceOption(Database)
+    const channel =
+      Option.isSome(db) && db.value.schema !== "public" ? `${baseChannel}_${db.value.schema}`.slice(0, 63) : baseChannel
+    const local = makeLocal()
+    // A lost listener connection is re-established; meanwhile every waiter falls back to polling.
+    yield* pg.listen(channel).pipe(
+      Stream.runForEach((topic) => local.deliver(topic)),
+      Effect.tapErrorCause((cause) => Effect.logWarning("signal listener stopped; polling until it is back", cause)),
+      Effect.retry(Schedule.spaced("2 seconds")),
+      Effect.ignore,
+      Effect.forkScoped
+    )
+    return {
+      // pg_notify, not `pg.notify`: @effect/sql-pg sends `NOTIFY chan, $1`, which PostgreSQL rejects
+      // (NOTIFY takes no bind parameters), so no wake-up ever crossed processes.
+      notify: (topic) =>
+        Effect.zipRight(
+          local.deliver(topic),
+          pg`SELECT pg_notify(${channel}, ${topic})`.pipe(
+            Effect.asVoid,
+            Effect.catchAll((e) => Effect.logWarning("NOTIFY failed", e))
+          )
+        ),
+      await: local.wait,
+      subscribe: local.subscribe
+    }
+  })
+)

@@ -1,0 +1,78 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
+import { SqlClient } from "@effect/sql"
+import { Effect, Option, Redacted, Schema } from "effect"
+import { decodeRows } from "./Persistence.js"
+import * as Ids from "../domain/Ids.js"
+
+/**
+ * Bearer secrets: API keys (`cct_…`) and enrollment tokens (`cce_…`). Each is a random 256-bit
+ * token, shown once; only its SHA-256 is stored, and a stored hash is compared in constant time.
+ */
+
+export type Role = "admin" | "agent" | "viewer"
+
+/** A fresh random 256-bit token with a kind prefix (crypto randomness: this is a credential). */
+export const generate = (prefix = "cct"): string => `${prefix}_${randomBytes(32).toString("base64url")}`
+
+export const hash = (token: string): Buffer => createHash("sha256").update(token, "utf8").digest()
+
+export const constantTimeEqual = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && timingSafeEqual(a, b)
+
+/**
+ * Stores a new API key and returns its token, the only time it exists in clear. Joins the caller's
+ * transaction, so a key never outlives a rolled-back registration.
+ */
+export const issue = (role: Role, agentId: string | null) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const token = generate("cct")
+    const id = Ids.make("key")
+    yield* sql`INSERT INTO agent_api_keys (id, agent_id, role, key_hash) VALUES (${id}, ${agentId}, ${role}, ${hash(token)})`
+    return { id, token: Redacted.make(token) }
+  })
+
+/** What a presented key resolves to. */
+export interface KeyRecord {
+  readonly id: string
+  readonly role: Role
+  readonly agent_id: string | null
+}
+
+const KeyRow = Schema.Struct({
+  id: Schema.String,
+  role: Schema.Literal("admin", "agent", "viewer"),
+  agent_id: Schema.NullOr(Schema.String),
+  key_hash: Schema.Uint8ArrayFromSelf,
+  status: Schema.NullOr(Schema.String)
+})
+
+/**
+ * Resolves a presented token: an unrevoked key (an agent's only while the agent is active), or the
+ * admin key from the environment. The lookup is by hash (an index probe, independent of the
+ * secret's prefix), and the stored hash is compared again in constant time.
+ */
+export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<string>> = Option.none()) =>
+  Effect.gen(function* () {
+    const presented = hash(token)
+    if (Option.isSome(envAdmin) && constantTimeEqual(presented, hash(Redacted.value(envAdmin.value))))
+      return Option.some<KeyRecord>({ id: "env-admin", role: "admin", agent_id: null })
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql`
+      SELECT k.id, k.role, k.agent_id, k.key_hash, a.status FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
+      WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL`.pipe(decodeRows(KeyRow))
+    const row = rows[0]
+    if (!row || !constantTimeEqual(row.key_hash, presented)) return Option.none<KeyRecord>()
+    if (row.role === "agent" && row.status !== "active") return Option.none<KeyRecord>()
+    return Option.some<KeyRecord>({ id: row.id, role: row.role, agent_id: row.agent_id })
+  })
+
+/** Unrevoked admin keys: none at first start, when the server generates one. */
+export const activeAdminCount = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const rows =
+    yield* sql`SELECT count(*)::int AS n FROM agent_api_keys WHERE role = 'admin' AND revoked_at IS NULL`.pipe(
+      decodeRows(Schema.Struct({ n: Schema.Number }))
+    )
+  return rows[0]?.n ?? 0
+})

@@ -1,0 +1,198 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Worker } from "node:worker_threads"
+import { PgClient } from "@effect/sql-pg"
+import { Config, Context, Data, Effect, Layer, Option, Redacted } from "effect"
+
+export class DatabaseError extends Data.TaggedError("DatabaseError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export interface DatabaseInfo {
+  readonly backend: "postgresql" | "pglite"
+  /** Where the data lives, safe to print (no password). */
+  readonly location: string
+  /** LISTEN/NOTIFY across processes; PGlite has one process, so in-process signals suffice. */
+  readonly supportsListen: boolean
+  /** The PostgreSQL schema holding certctl's tables (`public` unless the embedder chose one). */
+  readonly schema: string
+}
+
+export class Database extends Context.Tag("@certctl/core/Database")<Database, DatabaseInfo>() {}
+
+export const defaultDataDir = "./.certctl/data"
+
+/**
+ * A schema of the embedder's choice keeps `jobs`, `agents` and the rest apart from the host
+ * application's own tables. Lowercase identifiers only: the name goes into `search_path` and DDL.
+ */
+export const schemaPattern = /^[a-z_][a-z0-9_]{0,62}$/
+
+const checkSchema = (schema: string | undefined): Effect.Effect<string, DatabaseError> =>
+  schema === undefined
+    ? Effect.succeed("public")
+    : schemaPattern.test(schema)
+      ? Effect.succeed(schema)
+      : Effect.fail(
+          new DatabaseError({
+            message: `invalid database schema ${JSON.stringify(schema.slice(0, 80))}: use lowercase letters, digits and _ (at most 63, not starting with a digit)`
+          })
+        )
+
+/** Every connection starts with the schema first in its search path (a startup parameter). */
+const withSearchPath = (url: string, schema: string) => {
+  if (schema === "public") return url
+  const u = new URL(url)
+  u.searchParams.set("options", `-c search_path=${schema}`)
+  return u.toString()
+}
+
+const redactUrl = (url: string) => {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = "***"
+    return u.toString()
+  } catch {
+    return "(unparseable database URL)"
+  }
+}
+
+/** Real PostgreSQL. */
+export const layerPg = (options: {
+  readonly url: Redacted.Redacted<string>
+  readonly maxConnections?: number
+  /** Keep certctl's tables in this schema (created by the migrations). Default `public`. */
+  readonly schema?: string
+}) =>
+  Layer.unwrapEffect(
+    Effect.map(checkSchema(options.schema), (schema) =>
+      Layer.merge(
+        PgClient.layer({
+          url: Redacted.make(withSearchPath(Redacted.value(options.url), schema)),
+          maxConnections: options.maxConnections ?? 20,
+          connectTimeout: "10 seconds",
+          applicationName: "certctl"
+        }),
+        Layer.succeed(Database, {
+          backend: "postgresql",
+          location: redactUrl(Redacted.value(options.url)),
+          supportsListen: true,
+          schema
+        })
+      )
+    )
+  )
+
+const holdLock = (dataDir: string) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const lockFile = path.join(dataDir, "certctl.pid")
+        try {
+          fs.writeFileSync(lockFile, String(process.pid), { flag: "wx", mode: 0o600 })
+        } catch (e: any) {
+          if (e?.code !== "EEXIST") throw e
+          const pid = Number(fs.readFileSync(lockFile, "utf8"))
+          if (pid && pid !== process.pid && isAlive(pid))
+            throw new Error(`the embedded database in ${dataDir} is in use by process ${pid}`)
+          fs.writeFileSync(lockFile, String(process.pid), { mode: 0o600 })
+        }
+        return lockFile
+      },
+      catch: (e) => new DatabaseError({ message: e instanceof Error ? e.message : String(e), cause: e })
+    }),
+    (lockFile) => Effect.sync(() => fs.rmSync(lockFile, { force: true }))
+  )
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e: any) {
+    return e?.code === "EPERM"
+  }
+}
+
+const workerUrl = () => {
+  // src/persistence/Database.ts and dist/index.js both sit next to an internal/ holding the worker.
+  return new URL("./internal/pgliteWorker.mjs", import.meta.url)
+}
+
+/**
+ * Embedded PostgreSQL (PGlite) in a worker thread, reached over a private unix socket by the same
+ * @effect/sql-pg client as production, so every query and migration is shared.
+ */
+export const layerPglite = (options: { readonly dataDir: string; readonly schema?: string }) =>
+  Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const schema = yield* checkSchema(options.schema)
+      const dataDir = path.resolve(options.dataDir)
+      yield* Effect.try({
+        try: () => fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 }),
+        catch: (e) => new DatabaseError({ message: `cannot create data directory ${dataDir}: ${String(e)}` })
+      })
+      yield* holdLock(dataDir)
+      // Unix socket paths are limited to ~107 bytes.
+      let socketDir = dataDir
+      if (path.join(dataDir, ".s.PGSQL.5432").length > 100) {
+        socketDir = yield* Effect.acquireRelease(
+          Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "certctl-"))),
+          (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+        )
+      }
+      const socketPath = path.join(socketDir, ".s.PGSQL.5432")
+      fs.rmSync(socketPath, { force: true })
+      yield* Effect.acquireRelease(
+        Effect.async<Worker, DatabaseError>((resume) => {
+          const worker = new Worker(workerUrl(), {
+            // PGlite has one session shared by every socket, so the worker sets its search path once.
+            workerData: { dataDir: path.join(dataDir, "pgdata"), socketPath, schema }
+          })
+          worker.once("message", (msg: any) => {
+            if (msg?.ready) resume(Effect.succeed(worker))
+            else resume(Effect.fail(new DatabaseError({ message: `embedded database failed to start: ${msg?.error}` })))
+          })
+          worker.once("error", (err) =>
+            resume(Effect.fail(new DatabaseError({ message: `embedded database failed: ${err.message}`, cause: err })))
+          )
+        }),
+        (worker) =>
+          Effect.async<void>((resume) => {
+            const timer = setTimeout(() => void worker.terminate().then(() => resume(Effect.void)), 5000)
+            worker.once("message", () => {
+              clearTimeout(timer)
+              void worker.terminate().then(() => resume(Effect.void))
+            })
+            worker.postMessage("stop")
+          })
+      )
+      return Layer.merge(
+        PgClient.layer({ host: socketDir, port: 5432, database: "postgres", username: "postgres", maxConnections: 1 }),
+        Layer.succeed(Database, { backend: "pglite", location: dataDir, supportsListen: false, schema })
+      )
+    })
+  )
+
+/**
+ * `CERTCTL_DATABASE_URL` selects PostgreSQL; otherwise PGlite in `CERTCTL_DATA_DIR`.
+ * `CERTCTL_DB_SCHEMA` puts certctl's tables in a schema of their own on either backend.
+ */
+export const layerConfig = Layer.unwrapEffect(
+  Effect.gen(function* () {
+    const url = yield* Config.option(Config.redacted("CERTCTL_DATABASE_URL"))
+    const max = yield* Config.integer("CERTCTL_DATABASE_POOL_SIZE").pipe(Config.withDefault(20))
+    const schema = yield* Config.string("CERTCTL_DB_SCHEMA").pipe(
+      Config.validate({
+        message: "use lowercase letters, digits and _ (at most 63)",
+        validation: (s) => schemaPattern.test(s)
+      }),
+      Config.option,
+      Config.map(Option.getOrUndefined)
+    )
+    if (Option.isSome(url)) return layerPg({ url: url.value, maxConnections: max, schema })
+    const dataDir = yield* Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault(defaultDataDir))
+    return layerPglite({ dataDir, schema })
+  })
+)

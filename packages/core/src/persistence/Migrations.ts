@@ -1,0 +1,51 @@
+import { SqlClient } from "@effect/sql"
+import * as Migrator from "@effect/sql/Migrator"
+import { Effect, Option } from "effect"
+import { Database } from "./Database.js"
+import init from "../internal/migrations/0001_init.js"
+import lifecycle from "../internal/migrations/0002_lifecycle.js"
+import enrollment from "../internal/migrations/0003_enrollment.js"
+
+/** Every migration, in code: embedders need no migration files on disk. */
+export const loader = Migrator.fromRecord({
+  "0001_init": init,
+  "0002_lifecycle": lifecycle,
+  "0003_enrollment": enrollment
+})
+
+export const latest = 3
+const table = "certctl_migrations"
+const lockKey = 7263540
+
+/**
+ * Runs pending migrations. The version table is created under an advisory lock (two replicas
+ * racing on CREATE TABLE would collide on pg_type); the Migrator then locks that table for the
+ * whole run, so replicas starting at once queue up and the later ones find nothing to do.
+ */
+export const run = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  // An embedder's own schema: every connection already has it first in its search path. It is
+  // created under the same lock, since concurrent CREATE SCHEMA IF NOT EXISTS can collide too.
+  const db = yield* Effect.serviceOption(Database)
+  const schema = Option.isSome(db) && db.value.schema !== "public" ? db.value.schema : undefined
+  yield* sql.withTransaction(
+    sql`SELECT pg_advisory_xact_lock(${lockKey})`.pipe(
+      Effect.zipRight(schema ? Effect.asVoid(sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`) : Effect.void),
+      Effect.zipRight(sql`CREATE TABLE IF NOT EXISTS ${sql(table)} (
+        migration_id integer primary key,
+        created_at timestamp with time zone not null default now(),
+        name text not null
+      )`)
+    )
+  )
+  return yield* Migrator.make({})({ loader, table })
+})
+
+/** The applied migration id, 0 when none: readiness compares it with `latest`. */
+export const current = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const exists = yield* sql<{ t: string | null }>`SELECT to_regclass(${table})::text AS t`
+  if (!exists[0]?.t) return 0
+  const rows = yield* sql<{ id: number }>`SELECT coalesce(max(migration_id), 0)::int AS id FROM ${sql(table)}`
+  return rows[0]?.id ?? 0
+})

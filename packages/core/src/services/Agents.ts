@@ -1,0 +1,294 @@
+import { SqlClient } from "@effect/sql"
+import { Duration, Effect, type Redacted, Schema } from "effect"
+import { AgentRegistration, type AgentRow, toAgent } from "./AgentRegistration.js"
+import * as ApiError from "../api/ApiError.js"
+import * as ApiKeys from "../persistence/ApiKeys.js"
+import { type Actor, AuditLog } from "./AuditLog.js"
+import type { Caller } from "../api/Caller.js"
+import { Connectors } from "./Connectors.js"
+import type * as M from "../domain/Models.js"
+import { orPersistence, type PersistenceError } from "../persistence/Persistence.js"
+import * as Sealing from "../persistence/Sealing.js"
+import * as Signals from "../engine/Signals.js"
+import * as Work from "../domain/Work.js"
+
+export interface ListQuery {
+  readonly status?: "active" | "retired"
+  /** Keyset pagination: ids after this one (the server's cursor decodes to it). */
+  readonly after?: string
+  /** Rows wanted; one more is returned when there are more, so the caller knows a next page exists. */
+  readonly limit: number
+}
+
+const ChallengeRow = Schema.Struct({
+  id: Schema.String,
+  job_id: Schema.String,
+  certificate_id: Schema.String,
+  action: Schema.Literal("present", "cleanup"),
+  identifier: Schema.String,
+  token: Schema.String,
+  key_authorization: Schema.String
+})
+
+const PendingRow = Schema.Struct({
+  jobs: Schema.Array(Work.StoredWorkItem),
+  challenges: Schema.Array(ChallengeRow)
+})
+
+interface TargetConfigRow {
+  id: string
+  type: string
+  config: Record<string, unknown>
+}
+
+const retired = (id: string) => ApiError.conflict(`agent ${id} is retired`)
+
+/**
+ * The agents' side of the control plane: their identities (registration is `AgentRegistration`),
+ * signs of life, the work they are handed, challenge acknowledgements, key rotation and
+ * retirement. Owns `agents`, `agent_api_keys` (with `ApiKeys`), `target_connections` and the
+ * agents' acknowledgements in `acme_challenges`.
+ */
+export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const audit = yield* AuditLog
+    const signals = yield* Signals.Signals
+    const registration = yield* AgentRegistration
+    const connectors = yield* Connectors
+
+    const load = (id: string): Effect.Effect<AgentRow, ApiError.NotFound | PersistenceError> =>
+      sql<AgentRow>`SELECT * FROM agents WHERE id = ${id}`.pipe(
+        orPersistence("load agent"),
+        Effect.flatMap((r) => (r[0] ? Effect.succeed(r[0]) : Effect.fail(ApiError.notFound("agent", id))))
+      )
+
+    const active = (id: string) =>
+      Effect.flatMap(load(id), (a) => (a.status === "active" ? Effect.succeed(a) : Effect.fail(retired(id))))
+
+    const get = (id: string): Effect.Effect<M.Agent, ApiError.NotFound | PersistenceError> =>
+      Effect.map(load(id), toAgent)
+
+    const list = (q: ListQuery): Effect.Effect<ReadonlyArray<M.Agent>, PersistenceError> => {
+      const conds = [
+        q.status ? sql`status = ${q.status}` : undefined,
+        q.after !== undefined ? sql`id > ${q.after}` : undefined
+      ].filter((c) => c !== undefined)
+      return sql<AgentRow>`SELECT * FROM agents WHERE ${sql.and(conds)} ORDER BY id LIMIT ${q.limit + 1}`.pipe(
+        orPersistence("list agents"),
+        Effect.map((rows) => rows.map(toAgent))
+      )
+    }
+
+    const heartbeat = (
+      id: string,
+      beat: typeof M.Heartbeat.Type
+    ): Effect.Effect<
+      { agent_id: string; server_time: string },
+      ApiError.NotFound | ApiError.Conflict | PersistenceError
+    > =>
+      Effect.gen(function* () {
+        const updated =
+          yield* sql`UPDATE agents SET last_seen_at = now(), version = coalesce(${beat.version ?? null}, version),
+            hostname = coalesce(${beat.hostname ?? null}, hostname) WHERE id = ${id} AND status = 'active'
+            RETURNING id`.pipe(orPersistence("heartbeat"))
+        // Not updated: unknown (404) or retired (409).
+        if (updated.length === 0) yield* active(id)
+        for (const t of beat.targets ?? []) {
+          yield* sql`INSERT INTO target_connections (target_id, agent_id, status, detail)
+              SELECT id, ${id}, ${t.status}, ${t.detail ?? null} FROM targets WHERE id = ${t.target_id} AND agent_id = ${id}
+              ON CONFLICT (target_id) DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now()`.pipe(
+            orPersistence("heartbeat targets")
+          )
+        }
+        const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
+        return { agent_id: id, server_time: new Date(now).toISOString() }
+      })
+
+    /**
+     * A poll's status check and sign of life in one round trip. `last_seen_at` moves at most every
+     * 15 seconds from polls (heartbeats always move it), so a fleet's polls are mostly reads.
+     */
+    const touch = (id: string, seen: boolean) =>
+      sql<{ status: string }>`WITH a AS (SELECT status FROM agents WHERE id = ${id}),
+          u AS (UPDATE agents SET last_seen_at = now() WHERE ${seen} AND id = ${id} AND status = 'active'
+                AND (last_seen_at IS NULL OR last_seen_at < now() - interval '15 seconds') RETURNING 1)
+          SELECT status FROM a`.pipe(
+        orPersistence("agent poll"),
+        Effect.flatMap(
+          ([a]): Effect.Effect<void, ApiError.NotFound | ApiError.Conflict> =>
+            !a
+              ? Effect.fail(ApiError.notFound("agent", id))
+              : a.status !== "active"
+                ? Effect.fail(retired(id))
+                : Effect.void
+        )
+      )
+
+    /**
+     * Pending work of one agent as stored: jobs waiting on it, and ACME challenges to serve or
+     * remove. One round trip: a fleet's long polls make this the server's hottest query.
+     */
+    const pending = (agentId: string) =>
+      sql<{ jobs: unknown; challenges: unknown }>`SELECT
+          coalesce((SELECT json_agg(w.agent_work ORDER BY w.created_at) FROM (SELECT agent_work, created_at FROM jobs
+            WHERE agent_id = ${agentId} AND agent_work IS NOT NULL AND state = 'RUNNING' ORDER BY created_at LIMIT 100) w), '[]'::json) AS jobs,
+          coalesce((SELECT json_agg(c) FROM (SELECT c.id, c.job_id, j.certificate_id, c.action, c.identifier, c.token, c.key_authorization
+            FROM acme_challenges c JOIN jobs j ON j.id = c.job_id WHERE c.agent_id = ${agentId} AND c.status = 'pending' LIMIT 100) c),
+            '[]'::json) AS challenges`.pipe(
+        orPersistence("agent work"),
+        Effect.flatMap(([row]) => Schema.decodeUnknown(PendingRow)(row).pipe(Effect.orDie))
+      )
+
+    /**
+     * Target configs for deploy items. The target's own agent gets them opened; any other reader
+     * (an operator looking at the queue) sees secret fields as "(sealed)". Nothing is written back:
+     * the opened config exists only in this answer.
+     */
+    const targetConfigs = (ids: ReadonlyArray<string>, opened: boolean) =>
+      Effect.gen(function* () {
+        if (ids.length === 0) return new Map<string, Record<string, unknown>>()
+        const rows = yield* sql<TargetConfigRow>`SELECT id, type, config FROM targets WHERE id IN ${sql.in(ids)}`.pipe(
+          orPersistence("target configs")
+        )
+        const entries = yield* Effect.forEach(rows, (r) =>
+          opened
+            ? connectors.openConfig("target", r.type, r.config).pipe(
+                Effect.map((config) => [r.id, config] as const),
+                // A secret that no longer opens (a retired sealing key): the agent cannot deploy to
+                // this target; leave it out rather than fail the agent's whole poll.
+                Effect.catchAll((e) =>
+                  Effect.logWarning(`target ${r.id}: config cannot be opened: ${e.message}`).pipe(Effect.as(undefined))
+                )
+              )
+            : Effect.succeed([r.id, Sealing.redactFields(r.config, connectors.secretFields("target", r.type))] as const)
+        )
+        return new Map(entries.filter((e) => e !== undefined))
+      })
+
+    /** Stored work → the wire items: deploy targets get their configs (see `targetConfigs`). */
+    const answer = (agentId: string, caller: Caller) =>
+      Effect.gen(function* () {
+        const row = yield* pending(agentId)
+        const deploys = row.jobs.filter((j): j is Work.StoredDeployWork => j.type === Work.Kind.Deploy)
+        const own = caller.agentId !== null && caller.agentId === agentId
+        const configs = yield* targetConfigs(
+          [...new Set(deploys.flatMap((d) => d.targets.map((t) => t.target_id)))],
+          own
+        )
+        const items: Array<Work.WorkItem> = [
+          ...row.challenges.map(
+            (c): Work.ChallengeWork => ({
+              type: Work.Kind.Http01,
+              job_id: c.job_id,
+              certificate_id: c.certificate_id,
+              challenge_id: c.id,
+              action: c.action,
+              identifier: c.identifier,
+              token: c.token,
+              key_authorization: c.key_authorization
+            })
+          ),
+          ...row.jobs.map(
+            (j): Work.WorkItem =>
+              j.type === Work.Kind.Deploy
+                ? {
+                    ...j,
+                    targets: j.targets.flatMap((t) => {
+                      const config = configs.get(t.target_id)
+                      return config === undefined ? [] : [{ ...t, config }]
+                    })
+                  }
+                : j
+          )
+        ]
+        return items
+      })
+
+    /**
+     * The agent's work, as a long poll of up to `wait`. Only the agent's own poll is a sign of
+     * life (an operator looking at its queue is not), and only its own answer carries opened
+     * target secrets.
+     */
+    const work = (
+      agentId: string,
+      caller: Caller,
+      wait: Duration.DurationInput = Duration.zero
+    ): Effect.Effect<
+      { items: ReadonlyArray<Work.WorkItem> },
+      ApiError.NotFound | ApiError.Conflict | PersistenceError
+    > =>
+      Effect.gen(function* () {
+        yield* touch(agentId, caller.agentId === agentId)
+        let items = yield* answer(agentId, caller)
+        if (items.length === 0 && Duration.toMillis(wait) > 0) {
+          // Long poll: woken by NOTIFY from whichever replica created the work.
+          yield* signals.await(Signals.agentTopic(agentId), wait)
+          items = yield* answer(agentId, caller)
+        }
+        return { items }
+      })
+
+    /** The agent serves (or failed to serve, or removed) an http-01 challenge; wakes the issuing step. */
+    const acknowledgeChallenge = (
+      agentId: string,
+      ack: typeof Work.ChallengeAck.Type
+    ): Effect.Effect<void, ApiError.NotFound | PersistenceError> =>
+      Effect.gen(function* () {
+        const updated =
+          yield* sql`UPDATE acme_challenges SET status = ${ack.status}, error = ${ack.error ?? null}, updated_at = now()
+            WHERE id = ${ack.challenge_id} AND agent_id = ${agentId} RETURNING id`.pipe(orPersistence("challenge ack"))
+        if (updated.length === 0) return yield* Effect.fail(ApiError.notFound("challenge", ack.challenge_id))
+        yield* signals.notify(Signals.challengeTopic(ack.challenge_id))
+      })
+
+    /** Revokes the agent's keys and issues a new one (shown once), with its audit row. */
+    const rotateKey = (
+      agentId: string,
+      actor: Actor
+    ): Effect.Effect<Redacted.Redacted<string>, ApiError.NotFound | ApiError.Conflict | PersistenceError> =>
+      Effect.gen(function* () {
+        yield* active(agentId)
+        const key = yield* Effect.gen(function* () {
+          yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE agent_id = ${agentId} AND revoked_at IS NULL`
+          const k = yield* ApiKeys.issue("agent", agentId)
+          yield* audit.append({
+            actor,
+            action: "agent_key_rotated",
+            resource: { type: "agent", id: agentId },
+            details: { key_id: k.id }
+          })
+          return k
+        }).pipe(sql.withTransaction, Effect.provideService(SqlClient.SqlClient, sql), orPersistence("rotate key"))
+        return key.token
+      })
+
+    /** Retires the agent: its keys stop working at once; the identity is never handed out again. */
+    const retire = (agentId: string, actor: Actor): Effect.Effect<M.Agent, ApiError.NotFound | PersistenceError> =>
+      Effect.gen(function* () {
+        yield* load(agentId)
+        yield* Effect.gen(function* () {
+          yield* sql`UPDATE agents SET status = 'retired', retired_at = coalesce(retired_at, now()) WHERE id = ${agentId}`
+          yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE agent_id = ${agentId} AND revoked_at IS NULL`
+          yield* audit.append({
+            actor,
+            action: "agent_retired",
+            resource: { type: "agent", id: agentId },
+            details: {}
+          })
+        }).pipe(sql.withTransaction, orPersistence("retire agent"))
+        return yield* get(agentId)
+      })
+
+    return {
+      register: registration.register,
+      get,
+      list,
+      heartbeat,
+      work,
+      acknowledgeChallenge,
+      rotateKey,
+      retire
+    }
+  })
+}) {}

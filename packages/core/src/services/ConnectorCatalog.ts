@@ -1,0 +1,89 @@
+import { JSONSchema, Schema } from "effect"
+import type { ConnectorKind } from "../domain/Connector.js"
+import type { Registry } from "./Connectors.js"
+
+/** One connector type this server can build, with the JSON Schema of its config. */
+export const ConnectorType = Schema.Struct({
+  kind: Schema.Literal("issuer", "target", "notifier").annotations({
+    description: "What the connector is: an issuer (a CA), a target (where certificates are deployed) or a notifier",
+    examples: ["target"]
+  }),
+  type: Schema.String.annotations({
+    description: "The type name to use in `type` when creating an issuer, target or notifier",
+    examples: ["nginx"]
+  }),
+  title: Schema.String.annotations({ description: "A short human name", examples: ["NGINX over SSH"] }),
+  description: Schema.String.annotations({
+    description: "What the connector does and what it needs",
+    examples: ["Uploads the files over SFTP, tests the configuration with nginx -t and reloads NGINX."]
+  }),
+  config_schema: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+    description:
+      'JSON Schema (draft-07) of the `config` object, generated from the connector\'s config schema. Secret fields carry `writeOnly: true`: they are sealed at rest and read back as "(sealed)".'
+  })
+}).annotations({ identifier: "ConnectorType", description: "A connector type and its config schema" })
+export type ConnectorType = typeof ConnectorType.Type
+
+type Json = Record<string, unknown>
+
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v)
+
+/**
+ * Marks the field at `path` ("password", "eab.hmac_key") write-only wherever the schema can hold
+ * it: through `$ref`s into `$defs` and every branch of `anyOf` / `oneOf` / `allOf`.
+ */
+const markWriteOnly = (root: Json, node: Json, path: ReadonlyArray<string>, seen = new Set<Json>()): void => {
+  if (seen.has(node)) return
+  seen.add(node)
+  const ref = node.$ref
+  if (typeof ref === "string" && ref.startsWith("#/$defs/")) {
+    const target = (root.$defs as Json | undefined)?.[ref.slice("#/$defs/".length)]
+    if (isObject(target)) markWriteOnly(root, target, path, seen)
+  }
+  for (const key of ["anyOf", "oneOf", "allOf"]) {
+    const branches = node[key]
+    if (Array.isArray(branches)) for (const b of branches) if (isObject(b)) markWriteOnly(root, b, path, seen)
+  }
+  const properties = node.properties
+  if (!isObject(properties)) return
+  const [head, ...rest] = path
+  const field = properties[head]
+  if (!isObject(field)) return
+  if (rest.length === 0) {
+    // A property that is only a $ref would ignore siblings in draft-07; wrap it so writeOnly counts.
+    properties[head] =
+      typeof field.$ref === "string" ? { allOf: [field], writeOnly: true } : { ...field, writeOnly: true }
+  } else markWriteOnly(root, field, rest, seen)
+}
+
+/** The JSON Schema of a config schema, secret fields marked `writeOnly`. */
+export const configJsonSchema = (configSchema: Schema.Schema.Any, secretFields: ReadonlyArray<string>): Json => {
+  // A deep copy: JSONSchema.make may share definition objects between calls.
+  const schema = JSON.parse(JSON.stringify(JSONSchema.make(configSchema))) as Json
+  for (const field of secretFields) markWriteOnly(schema, schema, field.split("."))
+  return schema
+}
+
+const kinds: ReadonlyArray<ConnectorKind> = ["issuer", "target", "notifier"]
+
+/** Every registered connector type, by kind then type name. Computed once per registry. */
+export const describe = (registry: Registry): ReadonlyArray<ConnectorType> =>
+  kinds.flatMap((kind) =>
+    [...(registry[kind] as ReadonlyMap<string, ConnectorDefinitionLike>).values()]
+      .sort((a, b) => a.type.localeCompare(b.type))
+      .map((def) => ({
+        kind,
+        type: def.type,
+        title: def.title ?? def.type,
+        description: def.description ?? `The ${def.type} ${kind}.`,
+        config_schema: configJsonSchema(def.configSchema, def.secretFields)
+      }))
+  )
+
+interface ConnectorDefinitionLike {
+  readonly type: string
+  readonly title?: string
+  readonly description?: string
+  readonly configSchema: Schema.Schema.Any
+  readonly secretFields: ReadonlyArray<string>
+}
