@@ -1,0 +1,66 @@
+import { Schema } from "effect"
+
+/**
+ * What every wire model shares: timestamps as ISO strings, ids, names, strict operator payloads,
+ * serials, dates and the page envelope.
+ */
+export const Timestamp = Schema.String
+export const NullableTimestamp = Schema.NullOr(Schema.String)
+export const Id = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+    message: () => "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+  })
+)
+export const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+export const Config = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+/**
+ * Operator payloads refuse unknown fields, so a typo ("renewal_day_before") is a 400 rather than a
+ * silently ignored setting. Agent reports stay lenient so newer agents can add fields.
+ */
+export const strict = { parseOptions: { onExcessProperty: "error" as const } }
+
+export const CertificateStatus = Schema.Literal(
+  "pending",
+  "active",
+  "renewing",
+  "failed",
+  "expired",
+  "revoked",
+  "archived"
+)
+export type CertificateStatus = typeof CertificateStatus.Type
+
+export const Serial = Schema.String.pipe(
+  Schema.pattern(/^[0-9a-fA-F:]{1,128}$/, { message: () => "must be a hex serial" })
+)
+const isoDate = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?$/
+const daysIn = (y: number, m: number) =>
+  m === 2 ? ((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31
+/**
+ * An ISO 8601 date or timestamp ("2025-01-31", "2025-01-31T12:00:00Z"). `Date.parse` alone takes
+ * "0", "-1" or "2024-02-30" and years PostgreSQL cannot store, so the form is checked first.
+ */
+export const IsoDate = Schema.String.pipe(
+  Schema.maxLength(40),
+  Schema.filter((s) => {
+    const m = isoDate.exec(s)
+    const ok = m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 12 && Number(m[3]) >= 1
+    return (
+      (ok && Number(m[3]) <= daysIn(Number(m[1]), Number(m[2])) && !Number.isNaN(Date.parse(s))) ||
+      "must be an ISO 8601 date or timestamp, e.g. 2025-01-31 or 2025-01-31T12:00:00Z"
+    )
+  })
+)
+export const DateInput = IsoDate
+
+export const page = <A, I, R>(item: Schema.Schema<A, I, R>) =>
+  Schema.Struct({
+    items: Schema.Array(item).annotations({ description: "This page's items, in id order" }),
+    next_cursor: Schema.NullOr(Schema.String).annotations({
+      description: "Pass as `cursor` to get the next page; null on the last page",
+      examples: ["Y2VydC0wMDAx"]
+    })
+  })
+
+/** Days before expiry (renewal and warnings): at most ten years. */
+export const Days = Schema.Number.pipe(Schema.finite(), Schema.nonNegative(), Schema.lessThanOrEqualTo(3650))

@@ -1,0 +1,225 @@
+import { Schema } from "effect"
+import { Timestamp, NullableTimestamp, Id, Serial, DateInput } from "./common.js"
+
+/** Deployments, the agents' reports, and the CSR exchange. */
+export class Deployment extends Schema.Class<Deployment>("Deployment")({
+  id: Schema.String.annotations({
+    description: "Deployment id",
+    examples: ["dep-01hx8a"]
+  }),
+  certificate_id: Schema.String.annotations({
+    description: "The certificate",
+    examples: ["web-example-com"]
+  }),
+  version_id: Schema.NullOr(Schema.String).annotations({
+    description: "The version deployed",
+    examples: ["ver-01hx7z"]
+  }),
+  target_id: Schema.NullOr(Schema.String).annotations({
+    description: "The target",
+    examples: ["web-files"]
+  }),
+  job_id: Schema.NullOr(Schema.String).annotations({
+    description: "The deployment job",
+    examples: ["job-01hx8b"]
+  }),
+  agent_id: Schema.NullOr(Schema.String).annotations({
+    description: "The agent that deployed",
+    examples: ["agent-web-1"]
+  }),
+  status: Schema.String.annotations({
+    description: "pending, running, success, failed or rolled_back",
+    examples: ["success"]
+  }),
+  serial: Schema.NullOr(Schema.String).annotations({
+    description: "Serial the target served afterwards",
+    examples: ["4f3a9c0d12"]
+  }),
+  verified: Schema.Boolean.annotations({
+    description: "Whether a TLS handshake saw the new serial",
+    examples: [true]
+  }),
+  verification: Schema.NullOr(Schema.String).annotations({
+    description: "How it was verified, or why not",
+    examples: ["127.0.0.1:443 served serial 4f3a9c0d12"]
+  }),
+  error: Schema.NullOr(Schema.String).annotations({
+    description: "Why it failed",
+    examples: [null]
+  }),
+  duration_ms: Schema.NullOr(Schema.Number).annotations({
+    description: "How long it took",
+    examples: [84]
+  }),
+  deployed_at: NullableTimestamp.annotations({
+    description: "When it was deployed",
+    examples: ["2026-01-31T12:00:00.000Z"]
+  }),
+  created_at: Timestamp.annotations({
+    description: "When it was created (ISO 8601, UTC)",
+    examples: ["2026-01-31T12:00:00.000Z"]
+  })
+}) {}
+
+/** Agent-reported deployment (the design document's `{"cert_id", "status": "ok"}`). */
+export const ReportDeployment = Schema.Struct({
+  cert_id: Id.annotations({
+    description: "The certificate",
+    examples: ["web-example-com"]
+  }),
+  status: Schema.Literal("ok", "success", "failed").annotations({
+    description: "ok/success or failed",
+    examples: ["ok"]
+  }),
+  target_id: Schema.optional(
+    Id.annotations({
+      description: "The target",
+      examples: ["web-files"]
+    })
+  ),
+  version_id: Schema.optional(
+    Id.annotations({
+      description: "The version deployed",
+      examples: ["ver-01hx7z"]
+    })
+  ),
+  serial: Schema.optional(
+    Serial.annotations({
+      description: "Serial served afterwards, hex",
+      examples: ["4f3a9c0d12"]
+    })
+  ),
+  error: Schema.optional(
+    Schema.String.pipe(Schema.maxLength(10_000)).annotations({
+      description: "Why it failed",
+      examples: ["nginx -t failed"]
+    })
+  ),
+  verified: Schema.optional(
+    Schema.Boolean.annotations({
+      description: "Whether a TLS handshake saw the serial",
+      examples: [true]
+    })
+  ),
+  verification: Schema.optional(
+    Schema.String.pipe(Schema.maxLength(10_000)).annotations({
+      description: "How it was verified",
+      examples: ["served serial 4f3a9c0d12"]
+    })
+  ),
+  duration_ms: Schema.optional(
+    Schema.Int.pipe(Schema.between(0, 86_400_000)).annotations({
+      description: "How long it took",
+      examples: [84]
+    })
+  ),
+  deployed_at: Schema.optional(
+    DateInput.annotations({
+      description: "When it was deployed (ISO 8601)",
+      examples: ["2026-01-31T12:00:00.000Z"]
+    })
+  )
+})
+export const DeploymentStatusUpdate = Schema.Struct({
+  status: Schema.Literal("running", "success", "failed", "rolled_back").annotations({
+    description: "running, success, failed or rolled_back",
+    examples: ["success"]
+  }),
+  deployed_at: Schema.optional(
+    DateInput.annotations({
+      description: "When it was deployed (ISO 8601)",
+      examples: ["2026-01-31T12:00:00.000Z"]
+    })
+  ),
+  error: Schema.optional(
+    Schema.String.pipe(Schema.maxLength(10_000)).annotations({
+      description: "Why it failed",
+      examples: ["reload failed"]
+    })
+  ),
+  serial: Schema.optional(
+    Serial.annotations({
+      description: "Serial served afterwards, hex",
+      examples: ["4f3a9c0d12"]
+    })
+  ),
+  verified: Schema.optional(
+    Schema.Boolean.annotations({
+      description: "Whether a TLS handshake saw the serial",
+      examples: [true]
+    })
+  ),
+  verification: Schema.optional(
+    Schema.String.pipe(Schema.maxLength(10_000)).annotations({
+      description: "How it was verified",
+      examples: ["served serial 4f3a9c0d12"]
+    })
+  ),
+  duration_ms: Schema.optional(
+    Schema.Int.pipe(Schema.between(0, 86_400_000)).annotations({
+      description: "How long it took",
+      examples: [84]
+    })
+  )
+})
+
+export const SubmitCsr = Schema.Struct({
+  cert_id: Id.annotations({
+    description: "The certificate the CSR is for",
+    examples: ["web-example-com"]
+  }),
+  csr: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(65_536)).annotations({
+    description: "PKCS#10 CSR, PEM; its names must equal the certificate's exactly",
+    examples: ["-----BEGIN CERTIFICATE REQUEST-----\n...\n-----END CERTIFICATE REQUEST-----\n"]
+  }),
+  job_id: Schema.optional(
+    Id.annotations({
+      description: "The issuance job that asked for it",
+      examples: ["job-01hx7z"]
+    })
+  )
+})
+export const IssuedResponse = Schema.Struct({
+  status: Schema.Literal("issued").annotations({
+    description: "issued",
+    examples: ["issued"]
+  }),
+  job_id: Schema.String.annotations({
+    description: "The issuance job",
+    examples: ["job-01hx7z"]
+  }),
+  version_id: Schema.String.annotations({
+    description: "The new version",
+    examples: ["ver-01hx7z"]
+  }),
+  serial: Schema.String.annotations({
+    description: "Its serial, hex",
+    examples: ["4f3a9c0d12"]
+  }),
+  not_after: Timestamp.annotations({
+    description: "Its expiry",
+    examples: ["2026-04-30T12:00:00.000Z"]
+  }),
+  certificate: Schema.String.annotations({
+    description: "The certificate, PEM",
+    examples: ["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"]
+  }),
+  chain: Schema.String.annotations({
+    description: "The issuer chain, PEM",
+    examples: ["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"]
+  })
+})
+export const PendingResponse = Schema.Struct({
+  status: Schema.Literal("pending").annotations({
+    description: "pending: the issuer has not answered yet",
+    examples: ["pending"]
+  }),
+  job_id: Schema.String.annotations({
+    description: "The issuance job",
+    examples: ["job-01hx7z"]
+  }),
+  status_url: Schema.String.annotations({
+    description: "Where to follow it",
+    examples: ["/api/v1/jobs/job-01hx7z"]
+  })
+})
