@@ -114,7 +114,16 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     /** Runs in the agent's scope: stops with it. */
     const background = <A, E>(effect: Effect.Effect<A, E>) => Effect.forkIn(effect, scope)
 
-    const drainOutbox = background(outbox.drain)
+    // A drain that dies of a defect must say so; the next contact with the control plane starts
+    // another (see `contact`), so an owed report is never stranded until the next deployment.
+    const drainOutbox = background(
+      outbox.drain.pipe(Effect.catchAllCause((cause) => Effect.logError("outbox delivery stopped", cause)))
+    )
+    /** The control plane answered: health knows, and whatever the outbox still owes goes out. */
+    const contact = Effect.zipRight(
+      health.contact,
+      Effect.suspend(() => (outbox.size() > 0 ? drainOutbox : Effect.void))
+    )
 
     const report = (tag: string, deploymentId: string, status: DeploymentStatus) =>
       Effect.suspend(() => {
@@ -304,7 +313,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       })
 
     const heartbeat = client.heartbeat({ version }).pipe(
-      Effect.zipRight(health.contact),
+      Effect.zipRight(contact),
       Effect.catchAll((e) => Effect.logWarning(`heartbeat failed: ${e.message}`)),
       Effect.repeat(Schedule.spaced(Duration.seconds(config.heartbeatSeconds)))
     )
@@ -315,7 +324,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     const poll = Effect.suspend(() => {
       const listedAt = Date.now()
       return client.work({ wait: Duration.seconds(config.pollWaitSeconds) }).pipe(
-        Effect.tap(() => health.contact),
+        Effect.tap(() => contact),
         Effect.flatMap((items) =>
           Effect.map(handleAll(items, listedAt), (started) => (started === 0 && items.length > 0 ? 1000 : 50))
         )

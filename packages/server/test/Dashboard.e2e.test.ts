@@ -250,8 +250,17 @@ describe.skipIf(!run)("dashboard in headless Chromium (server + agent processes,
     await page.getByLabel("Status", { exact: true }).selectOption("failed")
     await page.getByLabel("Search names", { exact: true }).fill("c97")
     await page.waitForURL(/q=c97/)
+    // The status filter alone already lists c97 and c970 (both failed), so wait for the state in
+    // which the name filter has been applied too: every row matches it.
+    const rowsNow = () => page.locator("table.inventory tbody tr a").allTextContents()
     await expect
-      .poll(async () => page.locator("table.inventory tbody tr a").allTextContents(), { timeout: 30_000 })
+      .poll(
+        async () => {
+          const rows = await rowsNow()
+          return rows.length > 0 && rows.every((r) => r.includes("c97")) ? rows : []
+        },
+        { timeout: 30_000 }
+      )
       .toEqual(expect.arrayContaining(["c97.fleet.example", "c970.fleet.example"]))
     const filteredMs = Date.now() - started
     const rows = await page.locator("table.inventory tbody tr a").allTextContents()

@@ -88,7 +88,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent outbox across 
 
     // A server comes back on the same address; the agent delivers what it owes.
     restarted = await server.startReplica({ CERTCTL_LISTEN_ADDR: new URL(server.url).host })
-    await eventually(
+    const delivered = eventually(
       async () => {
         const rows = await db.query(
           `SELECT state FROM jobs WHERE certificate_id = $1 AND kind = 'deployment' AND state = 'COMPLETED'`,
@@ -99,6 +99,23 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent outbox across 
       150_000,
       "the reports delivered and the deployment job completed"
     )
+    // If it never happens, say what each side was doing: the job, the deployments, what the agent
+    // still owes, and both processes' last words.
+    await delivered.catch(async (e) => {
+      const jobs = await db.query(
+        `SELECT j.id, j.kind, j.state, j.lease_owner, j.lease_expires_at, j.last_error,
+           (SELECT json_agg(json_build_object('name', s.name, 'state', s.state) ORDER BY s.seq) FROM job_steps s
+             WHERE s.job_id = j.id) AS steps
+         FROM jobs j WHERE certificate_id = $1`,
+        [id]
+      )
+      const deps = await db.query("SELECT id, target_id, status FROM deployment_history WHERE certificate_id = $1", [
+        id
+      ])
+      throw new Error(
+        `${(e as Error).message}\njobs: ${JSON.stringify(jobs)}\ndeployments: ${JSON.stringify(deps)}\noutbox: ${JSON.stringify(queued())}\nagent:\n${agent.process.output().slice(-4000)}\nrestarted server:\n${restarted?.process.output().slice(-3000)}`
+      )
+    })
     const reported = await db.query<{ resource_id: string }>(
       `SELECT resource_id FROM audit_logs WHERE action = 'deployment_succeeded' AND resource_type = 'deployment'
        ORDER BY seq`
