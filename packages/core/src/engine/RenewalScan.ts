@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Clock, Effect } from "effect"
 import { orPersistence, type PersistenceError, pgCode } from "../persistence/Persistence.js"
 import * as Steps from "../domain/Steps.js"
+import * as AuditLog from "../services/AuditLog.js"
 
 /** The steps of a renewal job, in order (a renewal runs the issuance steps). */
 export const renewalSteps: ReadonlyArray<string> = Steps.issuance
@@ -70,11 +71,15 @@ export const scanDue = (options: ScanOptions): Effect.Effect<ScanResult, Persist
           SELECT ins.id, s.seq, s.name FROM ins CROSS JOIN unnest(${renewalSteps}::text[]) WITH ORDINALITY AS s(name, seq)
           RETURNING 1
         ), logged AS (
-          INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, details, hash)
-          SELECT 'audit-' || replace(gen_random_uuid()::text, '-', ''), 'system', ${options.owner}, 'job_created', 'job', ins.id,
-                 jsonb_build_object('kind', 'renewal', 'certificate_id', ins.certificate_id, 'to', 'PENDING',
-                                    'trigger', 'renew_at'), '\\x'::bytea
-          FROM ins
+          ${AuditLog.insertSelect(sql, {
+            actor: { type: "system", id: options.owner },
+            action: sql`'job_created'`,
+            resourceType: "job",
+            resourceId: sql`ins.id`,
+            details: sql`jsonb_build_object('kind', 'renewal', 'certificate_id', ins.certificate_id, 'to', 'PENDING',
+                                            'trigger', 'renew_at')`,
+            from: sql`ins`
+          })}
           RETURNING 1
         ), last AS (
           SELECT renew_at::text AS at, id FROM due ORDER BY renew_at DESC, id DESC LIMIT 1

@@ -1,4 +1,5 @@
 import { SqlClient } from "@effect/sql"
+import type * as Statement from "@effect/sql/Statement"
 import { Effect, Option, Schema } from "effect"
 import * as Ids from "../domain/Ids.js"
 import { decodeRows, orPersistence, type PersistenceError } from "../persistence/Persistence.js"
@@ -20,6 +21,38 @@ export interface AppendInput {
   readonly status?: "success" | "failure"
   readonly details?: Record<string, unknown>
 }
+
+/**
+ * The one INSERT of an audit row. `hash` is filled by the chain trigger (it takes the chain lock
+ * and hashes over the previous row), so every writer must leave it empty, which is why the
+ * statement lives here and nowhere else. It joins the caller's transaction.
+ */
+export const insertRow = (sql: SqlClient.SqlClient, id: string, input: AppendInput) =>
+  sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details, hash)
+    VALUES (${id}, ${input.actor.type}, ${input.actor.id}, ${input.action}, ${input.resource.type}, ${input.resource.id},
+            ${input.status ?? "success"}, ${JSON.stringify(input.details ?? {})}::jsonb, '\\x'::bytea)`
+
+/**
+ * The set-based form, for statements that change many rows and must log each in the same
+ * statement (job claims, retry promotion, the renewal scan): one audit row per row of `from`,
+ * a SQL source such as a CTE name with its filter. `action`, `resourceId` and `details` are SQL
+ * expressions over that source.
+ */
+export const insertSelect = (
+  sql: SqlClient.SqlClient,
+  rows: {
+    readonly actor: Actor
+    readonly action: Statement.Fragment
+    readonly resourceType: string
+    readonly resourceId: Statement.Fragment
+    readonly details: Statement.Fragment
+    readonly from: Statement.Fragment
+  }
+) =>
+  sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, details, hash)
+    SELECT 'audit-' || replace(gen_random_uuid()::text, '-', ''), ${rows.actor.type}, ${rows.actor.id}, ${rows.action},
+           ${rows.resourceType}, ${rows.resourceId}, ${rows.details}, '\\x'::bytea
+    FROM ${rows.from}`
 
 /** The design document's audit JSON shape. */
 export class AuditEntry extends Schema.Class<AuditEntry>("AuditEntry")({
@@ -111,12 +144,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
 
     const append = (input: AppendInput): Effect.Effect<string, PersistenceError> => {
       const id = Ids.make("audit")
-      return sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details, hash)
-        VALUES (${id}, ${input.actor.type}, ${input.actor.id}, ${input.action}, ${input.resource.type}, ${input.resource.id},
-                ${input.status ?? "success"}, ${JSON.stringify(input.details ?? {})}::jsonb, '\\x'::bytea)`.pipe(
-        Effect.as(id),
-        orPersistence("audit append")
-      )
+      return insertRow(sql, id, input).pipe(Effect.as(id), orPersistence("audit append"))
     }
 
     const query = (q: AuditQuery): Effect.Effect<AuditPage, PersistenceError> =>

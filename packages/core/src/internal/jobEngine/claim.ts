@@ -2,6 +2,7 @@ import { Effect } from "effect"
 import { decodeRows, orPersistence } from "../../persistence/Persistence.js"
 import * as Model from "./model.js"
 import { now, type Store } from "./store.js"
+import * as AuditLog from "../../services/AuditLog.js"
 
 /**
  * Claiming and leases.
@@ -16,6 +17,8 @@ import { now, type Store } from "./store.js"
  */
 export const make = (store: Store) => {
   const { sql, options, changed } = store
+  /** This replica: the actor of what claiming and promotion log. */
+  const system: AuditLog.Actor = { type: "system", id: options.owner }
 
   /** RETRY_WAIT jobs whose backoff has passed (on the engine's clock) become PENDING again. */
   const promoteDueRetries = (limit: number) =>
@@ -27,10 +30,14 @@ export const make = (store: Store) => {
         ), moved AS (
           UPDATE jobs j SET state = 'PENDING' FROM due WHERE j.id = due.id RETURNING j.id, j.kind, j.attempts
         ), logged AS (
-          INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, details, hash)
-          SELECT 'audit-' || replace(gen_random_uuid()::text, '-', ''), 'system', ${options.owner}, 'job_retry_due', 'job', id,
-                 jsonb_build_object('from', 'RETRY_WAIT', 'to', 'PENDING', 'kind', kind, 'attempts', attempts), '\\x'::bytea
-          FROM moved RETURNING resource_id
+          ${AuditLog.insertSelect(sql, {
+            actor: system,
+            action: sql`'job_retry_due'`,
+            resourceType: "job",
+            resourceId: sql`id`,
+            details: sql`jsonb_build_object('from', 'RETRY_WAIT', 'to', 'PENDING', 'kind', kind, 'attempts', attempts)`,
+            from: sql`moved`
+          })} RETURNING resource_id
         )
         SELECT resource_id AS id FROM logged`.pipe(decodeRows(Model.IdRow))
     ).pipe(
@@ -58,11 +65,14 @@ export const make = (store: Store) => {
           FROM cand WHERE j.id = cand.id
           RETURNING j.*, cand.old_state
         ), logged AS (
-          INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, details, hash)
-          SELECT 'audit-' || replace(gen_random_uuid()::text, '-', ''), 'system', ${options.owner},
-                 CASE WHEN old_state = 'PENDING' THEN 'job_started' ELSE 'job_resumed' END, 'job', id,
-                 jsonb_build_object('from', old_state, 'to', 'RUNNING', 'kind', kind, 'attempt', attempts), '\\x'::bytea
-          FROM claimed WHERE old_state = 'PENDING' OR lease_owner IS NOT NULL
+          ${AuditLog.insertSelect(sql, {
+            actor: system,
+            action: sql`CASE WHEN old_state = 'PENDING' THEN 'job_started' ELSE 'job_resumed' END`,
+            resourceType: "job",
+            resourceId: sql`id`,
+            details: sql`jsonb_build_object('from', old_state, 'to', 'RUNNING', 'kind', kind, 'attempt', attempts)`,
+            from: sql`claimed WHERE old_state = 'PENDING' OR lease_owner IS NOT NULL`
+          })}
           RETURNING 1
         )
         SELECT ${sql.unsafe(Model.jobColumns)}, old_state FROM claimed`.pipe(decodeRows(Model.ClaimedRow))

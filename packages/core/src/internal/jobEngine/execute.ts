@@ -1,4 +1,4 @@
-import { Cause, Duration, Effect, Exit, Option, Schedule } from "effect"
+import { Cause, Duration, Effect, Exit, Option } from "effect"
 import type { JobRow, StepRow } from "../../engine/JobEngine.js"
 import { decodeRows, orPersistence } from "../../persistence/Persistence.js"
 import type * as Claim from "./claim.js"
@@ -121,9 +121,12 @@ export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: 
   const execute = (job: JobRow) =>
     Effect.gen(function* () {
       // Renews the lease until it is lost; losing it stops the steps (another claimer owns the job).
+      // The claim has just set a full lease, so the first renewal waits a third of it: renewing at
+      // once would be a wasted write that also bumps the row version a parking step compares
+      // against, making it run again for nothing.
       const keepLease = lease
         .renewLease(job.id)
-        .pipe(Effect.repeat(Schedule.spaced(Duration.millis(options.leaseMs / 3))), Effect.zipRight(Effect.never))
+        .pipe(Effect.delay(Duration.millis(options.leaseMs / 3)), Effect.forever)
       const result = yield* Effect.exit(runSteps(job).pipe(Effect.raceFirst(keepLease)))
       if (Exit.isSuccess(result)) {
         if (result.value === "completed") yield* complete(job)

@@ -6,9 +6,10 @@ import type { CreateJob, EngineOptions, JobRow, StepRow } from "../../engine/Job
 import * as JobState from "../../domain/JobState.js"
 import { decodeRows, orPersistence, type PersistenceError } from "../../persistence/Persistence.js"
 import * as Signals from "../../engine/Signals.js"
+import * as AuditLog from "../../services/AuditLog.js"
 import * as Model from "./model.js"
 
-export type Actor = { readonly type: string; readonly id: string }
+export type Actor = AuditLog.Actor
 
 /** Who asked for an operator action (cancel, retry). */
 export type JobActor = { readonly type: "user" | "agent" | "system"; readonly id: string }
@@ -48,10 +49,7 @@ export const make = (options: EngineOptions) =>
       details: Record<string, unknown>,
       actor: Actor = { type: "system", id: options.owner },
       status: "success" | "failure" = "success"
-    ) =>
-      sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details, hash)
-      VALUES (${Ids.make("audit")}, ${actor.type}, ${actor.id}, ${action}, ${resource.type}, ${resource.id}, ${status},
-              ${JSON.stringify(details)}::jsonb, '\\x'::bytea)`
+    ) => AuditLog.insertRow(sql, Ids.make("audit"), { actor, action, resource, status, details })
 
     const audit = (
       jobId: string,
