@@ -126,6 +126,28 @@ export const toDeployment = (r: typeof DeploymentRow.Type) =>
     created_at: iso(r.created_at)
   })
 
+// ---- agents ----------------------------------------------------------------------------------
+
+export const AgentRow = Schema.Struct({
+  id: Text,
+  name: Text,
+  status: Schema.Literal("active", "retired"),
+  hostname: NullableText,
+  version: NullableText,
+  last_seen_at: NullableTimestamp,
+  created_at: Timestamp,
+  retired_at: NullableTimestamp
+})
+export type AgentRow = typeof AgentRow.Type
+
+export const toAgent = (r: AgentRow) =>
+  new Models.Agent({
+    ...r,
+    last_seen_at: isoOrNull(r.last_seen_at),
+    created_at: iso(r.created_at),
+    retired_at: isoOrNull(r.retired_at)
+  })
+
 // ---- jobs ------------------------------------------------------------------------------------
 
 export const JobRow = Schema.Struct({

@@ -3,8 +3,9 @@ import { Data, Effect, type Redacted } from "effect"
 import * as ApiKeys from "../persistence/ApiKeys.js"
 import { type Actor, AuditLog } from "./AuditLog.js"
 import * as Ids from "../domain/Ids.js"
-import * as M from "../domain/Models.js"
-import { type PersistenceError, orPersistence, pgCode } from "../persistence/Persistence.js"
+import type * as M from "../domain/Models.js"
+import * as Rows from "../internal/rows.js"
+import { decodeRows, type PersistenceError, orPersistence, pgCode } from "../persistence/Persistence.js"
 
 /**
  * Registering an agent: its row, its own API key (shown once) and the audit row, in one
@@ -32,31 +33,9 @@ export class AgentExists extends Data.TaggedError("AgentExists")<{ readonly id: 
   }
 }
 
-const iso = (d: Date | string | null): string | null =>
-  d === null ? null : (d instanceof Date ? d : new Date(d)).toISOString()
-
-export interface AgentRow {
-  id: string
-  name: string
-  status: "active" | "retired"
-  hostname: string | null
-  version: string | null
-  last_seen_at: Date | string | null
-  created_at: Date | string
-  retired_at: Date | string | null
-}
-
-export const toAgent = (r: AgentRow): M.Agent =>
-  new M.Agent({
-    id: r.id,
-    name: r.name,
-    status: r.status,
-    hostname: r.hostname,
-    version: r.version,
-    last_seen_at: iso(r.last_seen_at),
-    created_at: iso(r.created_at) ?? "",
-    retired_at: iso(r.retired_at)
-  })
+/** Agent rows are decoded and mapped in one place, shared with `Agents`. */
+export type AgentRow = Rows.AgentRow
+export const toAgent = Rows.toAgent
 
 export class AgentRegistration extends Effect.Service<AgentRegistration>()("@certctl/core/AgentRegistration", {
   effect: Effect.gen(function* () {
@@ -74,8 +53,8 @@ export class AgentRegistration extends Effect.Service<AgentRegistration>()("@cer
     ): Effect.Effect<Registered, AgentExists | PersistenceError> => {
       const id = input.id ?? Ids.make("agent")
       return Effect.gen(function* () {
-        const [row] = yield* sql<AgentRow>`INSERT INTO agents (id, name, hostname)
-          VALUES (${id}, ${input.name}, ${input.hostname ?? null}) RETURNING *`
+        const [row] = yield* sql`INSERT INTO agents (id, name, hostname)
+          VALUES (${id}, ${input.name}, ${input.hostname ?? null}) RETURNING *`.pipe(decodeRows(Rows.AgentRow))
         const key = yield* ApiKeys.issue("agent", id).pipe(Effect.provideService(SqlClient.SqlClient, sql))
         yield* audit.append({
           actor,

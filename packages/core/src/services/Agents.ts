@@ -7,7 +7,8 @@ import { type Actor, AuditLog } from "./AuditLog.js"
 import type { Caller } from "../api/Caller.js"
 import { Connectors } from "./Connectors.js"
 import type * as M from "../domain/Models.js"
-import { orPersistence, type PersistenceError } from "../persistence/Persistence.js"
+import { decodeRows, orPersistence, type PersistenceError } from "../persistence/Persistence.js"
+import * as Rows from "../internal/rows.js"
 import * as Sealing from "../persistence/Sealing.js"
 import * as Signals from "../engine/Signals.js"
 import * as Work from "../domain/Work.js"
@@ -58,7 +59,8 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
     const connectors = yield* Connectors
 
     const load = (id: string): Effect.Effect<AgentRow, ApiError.NotFound | PersistenceError> =>
-      sql<AgentRow>`SELECT * FROM agents WHERE id = ${id}`.pipe(
+      sql`SELECT * FROM agents WHERE id = ${id}`.pipe(
+        decodeRows(Rows.AgentRow),
         orPersistence("load agent"),
         Effect.flatMap((r) => (r[0] ? Effect.succeed(r[0]) : Effect.fail(ApiError.notFound("agent", id))))
       )
@@ -74,7 +76,8 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
         q.status ? sql`status = ${q.status}` : undefined,
         q.after !== undefined ? sql`id > ${q.after}` : undefined
       ].filter((c) => c !== undefined)
-      return sql<AgentRow>`SELECT * FROM agents WHERE ${sql.and(conds)} ORDER BY id LIMIT ${q.limit + 1}`.pipe(
+      return sql`SELECT * FROM agents WHERE ${sql.and(conds)} ORDER BY id LIMIT ${q.limit + 1}`.pipe(
+        decodeRows(Rows.AgentRow),
         orPersistence("list agents"),
         Effect.map((rows) => rows.map(toAgent))
       )
