@@ -39,6 +39,36 @@ export const generateKey = (alg: Alg.KeyAlgorithm): Effect.Effect<GeneratedKey, 
     catch: (cause) => new KeyGenError({ message: `cannot generate a ${alg} key: ${errorText(cause)}`, cause })
   })
 
+/**
+ * A key generated earlier and kept on disk (a renewal that resumes after a restart), back in the
+ * shape `buildCsr` takes, so a resumed renewal signs its CSR with the key it already has.
+ */
+export const importKey = (
+  alg: Alg.KeyAlgorithm,
+  privateKeyPem: Redacted.Redacted<string>
+): Effect.Effect<GeneratedKey, KeyGenError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const params = Alg.webCryptoKeyParams(alg) as any
+      const der = x509.PemConverter.decodeFirst(Redacted.value(privateKeyPem))
+      const privateKey = await webcrypto.subtle.importKey("pkcs8", der, params, true, ["sign"])
+      const {
+        d: _d,
+        p: _p,
+        q: _q,
+        dp: _dp,
+        dq: _dq,
+        qi: _qi,
+        ...publicJwk
+      } = await webcrypto.subtle.exportKey("jwk", privateKey)
+      const publicKey = await webcrypto.subtle.importKey("jwk", { ...publicJwk, key_ops: ["verify"] }, params, true, [
+        "verify"
+      ])
+      return { algorithm: alg, keys: { privateKey, publicKey }, private_key_pem: privateKeyPem }
+    },
+    catch: (cause) => new KeyGenError({ message: `cannot read the stored ${alg} key: ${errorText(cause)}`, cause })
+  })
+
 const errorText = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 /** Refuse names a CA would refuse anyway, before spending a signature on them. */

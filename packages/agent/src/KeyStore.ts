@@ -63,6 +63,8 @@ export interface KeyStore {
     key_pem: Redacted.Redacted<string> | string
   ) => Effect.Effect<void, KeyStoreError>
   readonly removePending: (domain: string, request_id: string) => Effect.Effect<void, KeyStoreError>
+  /** The pending key of `request_id` (decrypted), or NotFound. */
+  readonly readPending: (domain: string, request_id: string) => Effect.Effect<Redacted.Redacted<string>, KeyStoreError>
   readonly install: (domain: string, input: InstallInput) => Effect.Effect<InstallResult, KeyStoreError>
   readonly commit: (domain: string) => Effect.Effect<void, KeyStoreError>
   readonly rollback: (domain: string) => Effect.Effect<{ readonly restored: boolean }, KeyStoreError>
@@ -254,6 +256,12 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
       })
     )
 
+  const readPending: KeyStore["readPending"] = (domain, request_id) =>
+    Effect.gen(function* () {
+      const path = yield* pendingPath(yield* domainPath(domain), request_id)
+      return plainPem(yield* loadKey(path))
+    })
+
   /** Keep the current file as *.previous (a hard link, so the current name never disappears). */
   const keepPrevious = (dir: string, file: string) =>
     io(`cannot keep ${file} as previous`, async () => {
@@ -393,5 +401,5 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
       return { domain, certificate_pem, chain_pem, fullchain_pem, key_pem: plainPem(key) }
     })
 
-  return { dir: root, savePending, removePending, install, commit, rollback, readCurrent }
+  return { dir: root, savePending, removePending, readPending, install, commit, rollback, readCurrent }
 }

@@ -1,17 +1,31 @@
 #!/usr/bin/env node
 import { FetchHttpClient } from "@effect/platform"
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Console, Effect, Layer } from "effect"
 import * as Agent from "./Agent.js"
 import * as Config from "./Config.js"
 import * as ControlPlane from "./ControlPlane.js"
 import * as Enrollment from "./Enrollment.js"
+import * as LocalMode from "./LocalMode.js"
 
 /**
  * certctl-agent: reads its settings (CERTCTL_SERVER_URL, CERTCTL_API_KEY or
  * CERTCTL_ENROLLMENT_TOKEN[_FILE], CERTCTL_AGENT_ID, CERTCTL_KEY_DIR, …; see the README), settles
  * its identity, and runs `Agent.layer` over the SDK's HTTP client until it is stopped.
+ * `certctl-agent --local CONFIG` runs local mode instead: no control plane (see LocalMode.ts).
  */
+
+const help = `certctl-agent: the certctl agent
+
+usage:
+  certctl-agent                      run against a control plane (settings: CERTCTL_* variables, see the README)
+  certctl-agent --local CONFIG       local mode: manage the certificates declared in CONFIG (JSON) with no
+                                     control plane: ACME or a development CA, the same targets and verification
+  certctl-agent --local CONFIG --once
+                                     renew what is due (or missing) once, then exit (0: all good, 1: a failure)
+  certctl-agent --help               this text
+`
+
 const main = Effect.gen(function* () {
   const { serverUrl, apiKey, ...options } = yield* Enrollment.resolve(yield* Config.load)
   const controlPlane = ControlPlane.layerSdk({ url: serverUrl, apiKey, agentId: options.agentId }).pipe(
@@ -20,4 +34,25 @@ const main = Effect.gen(function* () {
   return yield* Layer.launch(Agent.layer.pipe(Layer.provide([controlPlane, Agent.layerOptions(options)])))
 })
 
-NodeRuntime.runMain(main)
+const args = process.argv.slice(2)
+const usage = (message: string) =>
+  Effect.zipRight(
+    Console.error(`${message}\n\n${help}`),
+    Effect.sync(() => process.exit(2))
+  )
+
+const program: Effect.Effect<unknown, unknown> = (() => {
+  if (args.includes("--help") || args.includes("-h")) return Console.log(help)
+  if (args.length === 0) return main
+  const at = args.indexOf("--local")
+  const file = at >= 0 ? args[at + 1] : undefined
+  const unknown = args.filter((a, i) => i !== at && i !== at + 1 && a !== "--once")
+  if (at < 0 || file === undefined || file.startsWith("--") || unknown.length > 0)
+    return usage(`certctl-agent: unexpected arguments: ${args.join(" ")}`)
+  return LocalMode.load(file).pipe(
+    Effect.flatMap((config) => LocalMode.run(config, { once: args.includes("--once") })),
+    Effect.scoped
+  )
+})()
+
+NodeRuntime.runMain(program)

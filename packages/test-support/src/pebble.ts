@@ -109,6 +109,8 @@ export interface PebbleOptions {
   readonly chainLength?: number
   /** PEBBLE_AUTHZREUSE percentage; undefined keeps Pebble's default (50%). */
   readonly authzReusePercent?: number
+  /** Lifetime of issued certificates in seconds (Pebble's certificateValidityPeriod); Pebble's default when absent. */
+  readonly certificateValidityPeriod?: number
   /** Reuse an existing TLS identity (e.g. shared with a proxy); minted when absent. */
   readonly tls?: LoopbackTls
 }
@@ -158,6 +160,7 @@ export const startPebble = async (options: PebbleOptions): Promise<Pebble> => {
       tlsPort,
       ocspResponderURL: "",
       externalAccountBindingRequired: options.eab !== undefined,
+      ...(options.certificateValidityPeriod ? { certificateValidityPeriod: options.certificateValidityPeriod } : {}),
       ...(options.eab ? { externalAccountMACKeys: options.eab } : {})
     }
   }

@@ -1,0 +1,70 @@
+import { builtins } from "@certctl/connectors"
+import { ConnectorError, type Target } from "@certctl/core"
+import { Effect, Either, Schema } from "effect"
+
+/**
+ * One deployment through a built-in target connector, as a renewal the agent runs on its own
+ * (autonomous or local mode) does it: decode the target's config with the connector's schema,
+ * build it, deploy and verify. The target itself rolls back on a failed verification.
+ */
+
+const definitions = new Map(builtins.targets.map((d) => [d.type, d]))
+
+export interface TargetSpec {
+  readonly id: string
+  readonly name: string
+  readonly type: string
+  readonly config: Readonly<Record<string, unknown>>
+}
+
+export interface Outcome {
+  readonly target_id: string
+  readonly ok: boolean
+  readonly verified: boolean
+  readonly detail: string
+  readonly duration_ms: number
+  readonly at: string
+}
+
+export const deploy = (
+  target: TargetSpec,
+  bundle: Target.DeployBundle,
+  log: (message: string) => void
+): Effect.Effect<Outcome> =>
+  Effect.gen(function* () {
+    const started = Date.now()
+    const result = yield* Effect.either(
+      Effect.gen(function* () {
+        const def = definitions.get(target.type)
+        if (!def)
+          return yield* new ConnectorError({ reason: "InvalidConfig", message: `no "${target.type}" target connector` })
+        const config = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(
+          target.config
+        ).pipe(
+          Effect.mapError(
+            (e) => new ConnectorError({ reason: "InvalidConfig", message: `target ${target.id} config: ${e.message}` })
+          )
+        )
+        const connector = yield* def.make(config, { id: target.id, log: (m) => log(`[${target.name}] ${m}`) })
+        return yield* connector.deploy(bundle)
+      })
+    )
+    return Either.match(result, {
+      onLeft: (e) => ({
+        target_id: target.id,
+        ok: false,
+        verified: false,
+        detail: `${e.reason}: ${e.message}`.slice(0, 9000),
+        duration_ms: Date.now() - started,
+        at: new Date().toISOString()
+      }),
+      onRight: (r) => ({
+        target_id: target.id,
+        ok: true,
+        verified: r.verified,
+        detail: r.verification.slice(0, 9000),
+        duration_ms: Date.now() - started,
+        at: new Date().toISOString()
+      })
+    })
+  })
