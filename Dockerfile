@@ -105,10 +105,16 @@ FROM ${NODE_IMAGE} AS agent
 RUN groupadd --system --gid 10001 certctl \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/certctl-agent --no-create-home \
       --shell /usr/sbin/nologin certctl \
- && install -d -m 0700 -o 10001 -g 10001 /var/lib/certctl-agent
+ && install -d -m 0700 -o 10001 -g 10001 /var/lib/certctl-agent \
+ && install -d -m 0755 /etc/certctl \
+ && printf '%s\n' '{ "file": { "directories": ["/srv/certctl"] } }' >/etc/certctl/agent-policy.json
 COPY --from=agent-modules /app /app
+# The agent's local policy (root-owned, read-only for the agent): `file` targets under
+# /srv/certctl only, key mode 0600, no reload command, no other target type. Mount your own file
+# over it (or point CERTCTL_AGENT_POLICY elsewhere) to allow more.
 ENV NODE_ENV=production \
     CERTCTL_KEY_DIR=/var/lib/certctl-agent \
+    CERTCTL_AGENT_POLICY=/etc/certctl/agent-policy.json \
     CERTCTL_HEALTH_LISTEN=127.0.0.1:9090
 WORKDIR /var/lib/certctl-agent
 USER 10001:10001

@@ -207,7 +207,10 @@ deploy_dir=$work/deploy
 api POST /api/v1/targets "{\"id\":\"tarball-files\",\"name\":\"tarball files\",\"type\":\"file\",\"agent_id\":\"tarball-agent\",\"config\":{\"directory\":\"$deploy_dir\"}}"
 
 phase "npx certctl-agent"
+# The agent's local policy: file targets in $deploy_dir only.
+printf '{ "file": { "directories": ["%s"] } }\n' "$deploy_dir" >"$work/agent-policy.json"
 CERTCTL_SERVER_URL=$url CERTCTL_API_KEY=$agent_key CERTCTL_AGENT_ID=tarball-agent CERTCTL_KEY_DIR=$work/agent-keys \
+CERTCTL_AGENT_POLICY=$work/agent-policy.json \
   start certctl-agent certctl-agent
 
 phase "issue and deploy a certificate"

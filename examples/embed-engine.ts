@@ -21,7 +21,7 @@ import { randomBytes, X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Agent, InProcess } from "@certctl/agent"
+import { Agent, InProcess, Policy } from "@certctl/agent"
 import { builtins } from "@certctl/connectors"
 import {
   Agents,
@@ -80,7 +80,9 @@ const agentFor = (agentId: string) =>
         keyDir: path.join(work, "agent-keys"),
         pollWaitSeconds: 10,
         heartbeatSeconds: 60,
-        targets: {}
+        targets: {},
+        // The agent's local policy: file targets may write only where the "web server" reads.
+        policy: Policy.make({ file: { directories: [targetDir] } }, "embed-engine.ts")
       })
     )
   )

@@ -161,6 +161,10 @@ async function main() {
     config: { directory: deployDir }
   })
 
+  // The agent's local policy: the control plane may make it write only into the demo's deploy
+  // directory (the default policy would allow only <key dir>/deploy).
+  const policyFile = path.join(home, "agent-policy.json")
+  fs.writeFileSync(policyFile, `${JSON.stringify({ file: { directories: [deployDir] } }, null, 2)}\n`)
   say(
     bold("Starting the agent") +
       dim(` (keys in ${path.relative(root, keyDir)}, deploying to ${path.relative(root, deployDir)})`)
@@ -169,7 +173,8 @@ async function main() {
     CERTCTL_SERVER_URL: url,
     CERTCTL_API_KEY: fs.readFileSync(agentKeyFile, "utf8").trim(),
     CERTCTL_AGENT_ID: "demo-agent",
-    CERTCTL_KEY_DIR: keyDir
+    CERTCTL_KEY_DIR: keyDir,
+    CERTCTL_AGENT_POLICY: policyFile
   }).once("exit", (code) => {
     if (!stopping) say(`agent exited (${code}); see .certctl/agent.log`)
   })

@@ -13,7 +13,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { X509Certificate } from "node:crypto"
-import { Agent, InProcess } from "@certctl/agent"
+import { Agent, InProcess, Policy } from "@certctl/agent"
 import {
   Agents,
   AuditLog,
@@ -160,7 +160,8 @@ const program = Effect.gen(function* () {
               keyDir: path.join(dataDir, "flow-keys"),
               pollWaitSeconds: 10,
               heartbeatSeconds: 60,
-              targets: {}
+              targets: {},
+              policy: Policy.make({ file: { directories: [targetDir] } }, "embed.mjs")
             })
           )
         )

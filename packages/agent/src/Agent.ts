@@ -22,6 +22,8 @@ import * as Http01 from "./Http01.js"
 import { buildCsr, generateKey } from "./KeyGen.js"
 import { makeKeyStore } from "./KeyStore.js"
 import * as Outbox from "./Outbox.js"
+import * as Policy from "./Policy.js"
+import * as FileState from "./internal/fileState.js"
 
 /**
  * The agent: heartbeat, long-poll for work, keys made and kept here, deployments through the
@@ -43,6 +45,8 @@ export interface Options {
   readonly http01?: { readonly listen?: string; readonly webroot?: string }
   /** Per target id, config overrides that win over what the control plane sends. */
   readonly targets: Readonly<Record<string, Readonly<Record<string, unknown>>>>
+  /** What the control plane may make this host do; `Policy.defaultPolicy(keyDir)` when absent. */
+  readonly policy?: Policy.Policy
 }
 
 export class AgentOptions extends Context.Tag("@certctl/agent/AgentOptions")<AgentOptions, Options>() {}
@@ -75,6 +79,17 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     const runtime = yield* Effect.runtime<never>()
     const health = Health.tracker()
     const keys = makeKeyStore({ dir: config.keyDir, passphrase: config.keyPassphrase })
+    const policy = config.policy ?? Policy.defaultPolicy(config.keyDir)
+    // One state file per target, <key dir>/.state/<target id>.json, and one instance of it (its lock).
+    const targetStates = new Map<string, ReturnType<typeof FileState.make>>()
+    const targetState = (targetId: string) => {
+      let state = targetStates.get(targetId)
+      if (!state) {
+        state = FileState.make(path.join(config.keyDir, ".state", `${encodeURIComponent(targetId)}.json`))
+        targetStates.set(targetId, state)
+      }
+      return state
+    }
     // Work the control plane still lists although this agent has done it: its reports may be queued
     // in the outbox, or the listing may predate them. Such items are not done twice.
     const unreported = new Map<string, number>() // work key → reports not yet delivered
@@ -169,8 +184,12 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
                   })
               )
             )
+            const refusal = Policy.check(policy, target.type, decoded)
+            if (refusal) return yield* new ConnectorError({ reason: "Rejected", message: refusal.message })
             const connector = yield* def.make(decoded, {
               id: target.target_id,
+              // Without durable state, trust_on_first_use would trust every key it is shown.
+              state: targetState(target.target_id),
               log: (m) => Runtime.runFork(runtime)(Effect.logInfo(`[${target.name}] ${m}`))
             })
             return yield* connector.deploy(bundle)
@@ -339,7 +358,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     )
 
     yield* Effect.logInfo(
-      `certctl agent ${config.agentId} → ${client.endpoint}, keys in ${path.resolve(config.keyDir)}`
+      `certctl agent ${config.agentId} → ${client.endpoint}, keys in ${path.resolve(config.keyDir)}, policy: ${policy.source}`
     )
     if (config.healthListen) {
       const address = yield* Health.serve(config.healthListen, () =>

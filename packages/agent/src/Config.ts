@@ -2,6 +2,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import { Config, ConfigError, Effect, Either, Option, Redacted, Schema } from "effect"
 import { parseListen } from "./Health.js"
+import * as Policy from "./Policy.js"
 
 /**
  * Agent settings as Effect `Config`: the `CERTCTL_*` environment variables (through the current
@@ -17,6 +18,10 @@ const Text = Schema.String.pipe(Schema.maxLength(4096))
 
 export const AgentFileConfig = Schema.Struct({
   server_url: Schema.optional(Text),
+  /** The agent's local policy file (see Policy.ts); the environment's CERTCTL_AGENT_POLICY wins. */
+  policy_file: Schema.optional(Text),
+  /** Talk plain http:// to a control plane that is not on loopback (see `insecureServerUrl`). */
+  allow_insecure_http: Schema.optional(Schema.Boolean),
   api_key: Schema.optional(Text),
   agent_id: Schema.optional(Text),
   key_dir: Schema.optional(Text),
@@ -54,6 +59,8 @@ export interface AgentConfig {
   readonly healthListen?: string
   readonly http01?: { readonly listen?: string; readonly webroot?: string }
   readonly targets: Readonly<Record<string, Readonly<Record<string, unknown>>>>
+  /** The local policy file's (`CERTCTL_AGENT_POLICY`); absent: `Policy.defaultPolicy(keyDir)`. */
+  readonly policy?: Policy.Policy
 }
 
 /**
@@ -143,6 +150,16 @@ export const settings = (file: AgentFileConfig = {}) =>
           : Either.left(invalid("CERTCTL_SERVER_URL", `"${url}" is not an http(s) URL`))
       })
     ),
+    allowInsecureHttp: orFile(
+      Config.mapOrFail(text("CERTCTL_ALLOW_INSECURE_HTTP"), (o) => {
+        if (Option.isNone(o)) return Either.right(Option.none<boolean>())
+        const v = o.value.trim().toLowerCase()
+        if (v === "1" || v === "true") return Either.right(Option.some(true))
+        if (v === "0" || v === "false") return Either.right(Option.some(false))
+        return Either.left(invalid("CERTCTL_ALLOW_INSECURE_HTTP", `must be 1, true, 0 or false, got "${o.value}"`))
+      }),
+      file.allow_insecure_http
+    ).pipe(Config.map(Option.getOrElse(() => false))),
     apiKey: orFile(text("CERTCTL_API_KEY"), file.api_key),
     agentId: orFile(text("CERTCTL_AGENT_ID"), file.agent_id),
     nodeName: text("NODE_NAME"),
@@ -168,8 +185,32 @@ export const settings = (file: AgentFileConfig = {}) =>
     http01Listen: text("CERTCTL_HTTP01_LISTEN").pipe(
       Config.mapOrFail((o) => (Option.isSome(o) ? Either.map(http01Listen(o.value), Option.some) : Either.right(o)))
     ),
-    http01Webroot: text("CERTCTL_HTTP01_WEBROOT")
+    http01Webroot: text("CERTCTL_HTTP01_WEBROOT"),
+    policyFile: orFile(text("CERTCTL_AGENT_POLICY"), file.policy_file)
   })
+
+/** Whether `hostname` (as `URL` gives it) is this host: 127.0.0.0/8, ::1 or localhost. */
+export const isLoopback = (hostname: string): boolean => {
+  const h = hostname
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1")
+    .replace(/\.$/, "")
+  return h === "localhost" || h.endsWith(".localhost") || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h)
+}
+
+/**
+ * Why `url` may not be used without `CERTCTL_ALLOW_INSECURE_HTTP`, or undefined when it may:
+ * plain http to another host carries the agent's API key and its deploy work (opened target
+ * credentials) in clear, so it must be asked for.
+ */
+export const insecureServerUrl = (url: string): string | undefined => {
+  const parsed = new URL(url)
+  if (parsed.protocol !== "http:" || isLoopback(parsed.hostname)) return undefined
+  return (
+    `"${url}" is plain http to a host that is not this one: the agent's API key and its deploy work would cross ` +
+    "the network unencrypted. Use https://, or set CERTCTL_ALLOW_INSECURE_HTTP=1 to accept that"
+  )
+}
 
 const readTokenFile = (file: string) =>
   Effect.try({
@@ -198,6 +239,8 @@ export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effec
   const path = yield* text("CERTCTL_AGENT_CONFIG")
   const file = Option.isSome(path) ? yield* readFile(path.value) : {}
   const c = yield* settings(file)
+  const insecure = c.allowInsecureHttp ? undefined : insecureServerUrl(c.serverUrl)
+  if (insecure) return yield* Effect.fail(invalid("CERTCTL_SERVER_URL", insecure))
   const enrollmentToken = Option.isSome(c.enrollmentToken)
     ? c.enrollmentToken.value.trim()
     : Option.isSome(c.enrollmentTokenFile)
@@ -216,6 +259,7 @@ export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effec
         `agent id "${agentId}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`
       )
     )
+  const policy = Option.isSome(c.policyFile) ? yield* Policy.readFile(c.policyFile.value) : undefined
   const http01 = Option.isSome(c.http01Listen)
     ? { listen: c.http01Listen.value }
     : Option.isSome(c.http01Webroot)
@@ -233,6 +277,7 @@ export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effec
     heartbeatSeconds: c.heartbeatSeconds,
     http01,
     healthListen: Option.getOrUndefined(c.healthListen),
-    targets: file.targets ?? {}
+    targets: file.targets ?? {},
+    ...(policy ? { policy } : {})
   }
 })

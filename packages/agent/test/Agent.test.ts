@@ -125,7 +125,8 @@ describe("Agent.layer", () => {
     () =>
       Effect.gen(function* () {
         const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), "certctl-agent-inproc-keys-"))
-        const targetDir = fs.mkdtempSync(path.join(os.tmpdir(), "certctl-agent-inproc-target-"))
+        // Under <key dir>/deploy: what the default local policy allows.
+        const targetDir = path.join(keyDir, "deploy")
         const { service, seen } = yield* makeMemoryControlPlane(targetDir)
         yield* Layer.build(
           Agent.layer.pipe(

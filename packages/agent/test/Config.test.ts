@@ -116,9 +116,27 @@ describe("agent Config", () => {
     expect(fromEnv && Redacted.value(fromEnv)).toBe("cce_env")
   })
 
+  it("refuses plain http to a control plane off this host unless CERTCTL_ALLOW_INSECURE_HTTP allows it", () => {
+    for (const url of ["http://control-plane:8443", "http://10.0.0.5:8443", "http://[2001:db8::1]:8443"]) {
+      expect(failure({ CERTCTL_SERVER_URL: url })).toMatch(
+        /Invalid data at CERTCTL_SERVER_URL: .*is plain http to a host that is not this one.*CERTCTL_ALLOW_INSECURE_HTTP=1/
+      )
+      expect(ok({ CERTCTL_SERVER_URL: url, CERTCTL_ALLOW_INSECURE_HTTP: "1" }).serverUrl).toBe(url)
+      expect(ok({ CERTCTL_SERVER_URL: url, CERTCTL_ALLOW_INSECURE_HTTP: "true" }).serverUrl).toBe(url)
+      expect(failure({ CERTCTL_SERVER_URL: url, CERTCTL_ALLOW_INSECURE_HTTP: "0" })).toMatch(/plain http/)
+    }
+    for (const url of ["http://127.0.0.1:8443", "http://localhost:8443", "http://[::1]:8443", "http://127.8.9.10"])
+      expect(ok({ CERTCTL_SERVER_URL: url }).serverUrl).toBe(url)
+    expect(ok({ CERTCTL_SERVER_URL: "https://control-plane:8443" }).serverUrl).toBe("https://control-plane:8443")
+    expect(failure({ CERTCTL_ALLOW_INSECURE_HTTP: "yes please" })).toMatch(
+      /CERTCTL_ALLOW_INSECURE_HTTP: .*must be 1, true, 0 or false/
+    )
+  })
+
   it("takes settings and per-target overrides from the JSON file, the environment winning", () => {
     const file = writeJson({
       server_url: "http://file.example.test:8443",
+      allow_insecure_http: true,
       agent_id: "from-file",
       api_key: "cct_file",
       key_dir: "/srv/keys",

@@ -229,7 +229,8 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent enrollment tok
 
     const a = admin()
     await createLocalCa(a, "enr-ca")
-    const out = tempDir("certctl-enroll-files-")
+    // No CERTCTL_AGENT_POLICY: the default policy allows file targets under <key dir>/deploy.
+    const out = path.join(keyDir, "deploy")
     await createFileTarget(a, { id: "enr-files", agentId, directory: out })
     const cert = await createCertificate(a, {
       domain: "enrolled.example.test",

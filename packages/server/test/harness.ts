@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { freePort, freshDatabase, type ManagedProcess, spawnTs, tempDir } from "@certctl/test-support"
 
 export interface ServerHandle {
@@ -88,6 +90,34 @@ export interface AgentHandle {
   readonly stop: (signal?: NodeJS.Signals) => Promise<void>
 }
 
+/**
+ * The local policy test agents run with unless a test gives its own `CERTCTL_AGENT_POLICY`: these
+ * suites deploy to temporary directories, loopback peers on free ports and test-made commands,
+ * which the default policy (`<key dir>/deploy` only) rightly refuses. Never a production policy.
+ */
+export const permissiveTestPolicy = {
+  file: {
+    directories: ["/"],
+    reload_commands: [{ pattern: "[\\s\\S]*" }],
+    key_modes: ["0600", "0640", "0644"],
+    verify_addresses: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+  },
+  nginx: {
+    hosts: ["127.0.0.1:*", "localhost:*"],
+    cert_paths: ["/"],
+    commands: [{ pattern: "[\\s\\S]*" }],
+    verify_addresses: ["127.0.0.1:*", "localhost:*"]
+  },
+  f5: { hosts: ["127.0.0.1:*", "localhost:*"], verify_addresses: ["127.0.0.1:*", "localhost:*"] },
+  iis: { hosts: ["127.0.0.1:*", "localhost:*"], verify_addresses: ["127.0.0.1:*", "localhost:*"] }
+}
+
+export const writePolicy = (policy: unknown = permissiveTestPolicy): string => {
+  const file = path.join(tempDir("certctl-policy-"), "agent-policy.json")
+  fs.writeFileSync(file, JSON.stringify(policy, null, 2))
+  return file
+}
+
 /** Registers an agent through the API and starts a real `certctl-agent` process for it. */
 export const startAgent = async (
   server: { url: string; adminKey: string },
@@ -113,6 +143,7 @@ export const startAgent = async (
       CERTCTL_AGENT_ID: id,
       CERTCTL_KEY_DIR: keyDir,
       CERTCTL_POLL_WAIT_SECONDS: "10",
+      CERTCTL_AGENT_POLICY: writePolicy(),
       ...options.env
     },
     `agent:${id}`
