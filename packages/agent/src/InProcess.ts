@@ -33,6 +33,8 @@ const statusOf: Record<ApiError.Any["error"], number> = {
   not_found: 404,
   conflict: 409,
   unprocessable: 422,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
   rate_limited: 429,
   unavailable: 503
 }

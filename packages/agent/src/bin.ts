@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { FetchHttpClient } from "@effect/platform"
 import { NodeRuntime } from "@effect/platform-node"
+import { Logging } from "@certctl/core"
 import { Console, Effect, Layer } from "effect"
 import * as Agent from "./Agent.js"
 import * as Config from "./Config.js"
@@ -55,4 +56,5 @@ const program: Effect.Effect<unknown, unknown> = (() => {
   )
 })()
 
-NodeRuntime.runMain(program)
+// The failure that ends the process is logged by Logging.withSettings, as one line.
+NodeRuntime.runMain(Logging.withSettings(program), { disableErrorReporting: true, disablePrettyLogger: true })

@@ -1,8 +1,10 @@
 import { Api, ApiError, type Caller, Enrollment } from "@certctl/core"
+import { HttpServerRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Redacted } from "effect"
 import * as ApiKeys from "./ApiKeys.js"
 import { ServerConfig } from "./Config.js"
+import * as InputGuard from "./http/InputGuard.js"
 
 /** A bearer API key → its principal; a missing or unknown key is 401. */
 const principalOf = Effect.gen(function* () {
@@ -22,23 +24,72 @@ const principalOf = Effect.gen(function* () {
     })
 })
 
-/** Bearer keys → principal. A missing or unknown key is 401; role checks (403) happen per handler. */
-export const AuthenticationLive = Layer.effect(
-  Api.Authentication,
-  Effect.map(principalOf, (principal) => ({ bearer: principal }))
-)
+type Role = Api.Principal["role"]
 
-/** Admin-only endpoints: authentication and the role check both run before the payload is decoded. */
+/** A bearer key whose role is one of `roles` → its principal; another role is 403. */
+const withRole = (roles: ReadonlyArray<Role>) =>
+  Effect.map(
+    principalOf,
+    (principal) => (token: Redacted.Redacted<string>) =>
+      Effect.flatMap(principal(token), (p) =>
+        roles.includes(p.role)
+          ? Effect.succeed(p)
+          : Effect.fail(
+              ApiError.forbidden(`this operation needs role ${roles.join(" or ")}; the key has role ${p.role}`)
+            )
+      )
+  )
+
+/**
+ * One API-key middleware: the key must be known and its role one of `roles`, and only then is the
+ * body read and checked (InputGuard). So a caller without the role costs one key lookup, whatever
+ * it sends, and nothing it sent is decoded.
+ */
+const keyMiddleware = (roles: ReadonlyArray<Role>) =>
+  Effect.map(withRole(roles), (authorize) => ({
+    bearer: (token: Redacted.Redacted<string>) =>
+      Effect.zipLeft(authorize(token), Effect.flatMap(HttpServerRequest.HttpServerRequest, InputGuard.checkBody))
+  }))
+
+export const AuthenticationLive = Layer.effect(Api.Authentication, keyMiddleware(Api.rolesOf[Api.Authentication.key]))
 export const AdminAuthenticationLive = Layer.effect(
   Api.AdminAuthentication,
-  Effect.map(principalOf, (principal) => ({
-    bearer: (token: Redacted.Redacted<string>) =>
-      Effect.flatMap(principal(token), (p) =>
-        p.role === "admin"
-          ? Effect.succeed(p)
-          : Effect.fail(ApiError.forbidden(`this operation needs role admin; the key has role ${p.role}`))
-      )
-  }))
+  keyMiddleware(Api.rolesOf[Api.AdminAuthentication.key])
+)
+export const ReaderAuthenticationLive = Layer.effect(
+  Api.ReaderAuthentication,
+  keyMiddleware(Api.rolesOf[Api.ReaderAuthentication.key])
+)
+export const AgentAuthenticationLive = Layer.effect(
+  Api.AgentAuthentication,
+  keyMiddleware(Api.rolesOf[Api.AgentAuthentication.key])
+)
+export const AgentOrAdminAuthenticationLive = Layer.effect(
+  Api.AgentOrAdminAuthentication,
+  keyMiddleware(Api.rolesOf[Api.AgentOrAdminAuthentication.key])
+)
+
+/** `/metrics`: a reader's key, unless CERTCTL_METRICS_PUBLIC opened it to anyone who can reach it. */
+export const MetricsAuthenticationLive = Layer.effect(
+  Api.MetricsAuthentication,
+  Effect.gen(function* () {
+    const config = yield* ServerConfig
+    const authorize = yield* withRole(Api.rolesOf[Api.MetricsAuthentication.key])
+    return {
+      bearer: (token: Redacted.Redacted<string>) =>
+        config.metricsPublic ? Effect.void : Effect.asVoid(authorize(token))
+    }
+  })
+)
+
+/** Every API-key middleware the API names. */
+export const KeyAuthenticationLive = Layer.mergeAll(
+  AuthenticationLive,
+  AdminAuthenticationLive,
+  ReaderAuthenticationLive,
+  AgentAuthenticationLive,
+  AgentOrAdminAuthenticationLive,
+  MetricsAuthenticationLive
 )
 
 /**
@@ -55,12 +106,11 @@ export const EnrollmentAuthenticationLive = Layer.effect(
         Effect.catchTags({
           TokenRefused: (e) => Effect.fail(ApiError.unauthorized(e.message)),
           PersistenceError: (e) => Effect.die(e)
-        })
+        }),
+        Effect.tap(() => Effect.flatMap(HttpServerRequest.HttpServerRequest, InputGuard.checkBody))
       )
   }))
 )
-
-type Role = Api.Principal["role"]
 
 /** Fails with 403 unless the caller has one of `roles`. */
 export const requireRole = (...roles: ReadonlyArray<Role>) =>

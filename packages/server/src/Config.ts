@@ -18,6 +18,8 @@ export interface ServerSettings {
   readonly maxAttempts: number
   readonly shutdownGrace: Duration.Duration
   readonly dataDir: string
+  /** Whether `/metrics` answers without a key (off by default: it tells who runs what). */
+  readonly metricsPublic: boolean
 }
 
 export class ServerConfig extends Context.Tag("@certctl/server/Config")<ServerConfig, ServerSettings>() {}
@@ -51,7 +53,8 @@ export const settings = Config.all({
   retryBase: duration("CERTCTL_RETRY_BASE", "5 seconds"),
   maxAttempts: Config.integer("CERTCTL_MAX_ATTEMPTS").pipe(Config.withDefault(5)),
   shutdownGrace: duration("CERTCTL_SHUTDOWN_GRACE", "10 seconds"),
-  dataDir: Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault("./.certctl/data"))
+  dataDir: Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault("./.certctl/data")),
+  metricsPublic: Config.boolean("CERTCTL_METRICS_PUBLIC").pipe(Config.withDefault(false))
 }).pipe(
   Config.map(
     (c): ServerSettings => ({
@@ -70,7 +73,8 @@ export const settings = Config.all({
       retryBase: c.retryBase,
       maxAttempts: c.maxAttempts,
       shutdownGrace: c.shutdownGrace,
-      dataDir: c.dataDir
+      dataDir: c.dataDir,
+      metricsPublic: c.metricsPublic
     })
   )
 )

@@ -7,7 +7,7 @@ import { builtins } from "@certctl/connectors"
 import { HttpApiBuilder, HttpApiScalar, HttpServer, OpenApi } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option } from "effect"
-import { AdminAuthenticationLive, AuthenticationLive, EnrollmentAuthenticationLive } from "./Auth.js"
+import { EnrollmentAuthenticationLive, KeyAuthenticationLive } from "./Auth.js"
 import { ensureAdminKey, sealingLayer } from "./Bootstrap.js"
 import { ServerConfig, type ServerSettings } from "./Config.js"
 import * as Dashboard from "./http/Dashboard.js"
@@ -53,7 +53,7 @@ const ApiLive = HttpApiBuilder.api(documentedApi).pipe(
     )
   ),
   Layer.provide(JobEvents.JobEvents.Default),
-  Layer.provide(Layer.mergeAll(AuthenticationLive, AdminAuthenticationLive, EnrollmentAuthenticationLive))
+  Layer.provide(Layer.mergeAll(KeyAuthenticationLive, EnrollmentAuthenticationLive))
 )
 
 /** The engine for this server: built-in connectors, settings from the environment. */

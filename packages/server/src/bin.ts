@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer, Logger, LogLevel } from "effect"
+import { Logging } from "@certctl/core"
+import { Effect, Layer } from "effect"
 import * as Config from "./Config.js"
 import { serverLayer } from "./Server.js"
 
@@ -8,12 +9,7 @@ import { serverLayer } from "./Server.js"
 const main = Effect.gen(function* () {
   const settings = yield* Config.settings
   return yield* Layer.launch(serverLayer(settings))
-}).pipe(
-  Logger.withMinimumLogLevel(
-    ({ debug: LogLevel.Debug, info: LogLevel.Info, warn: LogLevel.Warning, error: LogLevel.Error } as const)[
-      (process.env.CERTCTL_LOG_LEVEL ?? "info") as "info"
-    ] ?? LogLevel.Info
-  )
-)
+}).pipe(Logging.withSettings)
 
-NodeRuntime.runMain(main as Effect.Effect<never, unknown>)
+// The failure that ends the process is logged by Logging.withSettings, as one line.
+NodeRuntime.runMain(main as Effect.Effect<never, unknown>, { disableErrorReporting: true, disablePrettyLogger: true })

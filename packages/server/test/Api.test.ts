@@ -344,7 +344,9 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))("REST API (re
     const ready = await fetch(`${server.url}/readyz`)
     expect(ready.status).toBe(200)
     expect(await ready.json()).toEqual({ status: "ready", database: "postgresql", migration: expect.any(Number) })
-    const res = await fetch(`${server.url}/metrics`)
+    // Metrics need a reader's key unless CERTCTL_METRICS_PUBLIC opens them (HostileInput.test.ts).
+    expect((await fetch(`${server.url}/metrics`)).status).toBe(401)
+    const res = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${server.adminKey}` } })
     expect(res.headers.get("content-type")).toMatch(/^text\/plain/)
     const text = await res.text()
     const metric = (name: string, labels: string) => {

@@ -13,7 +13,7 @@ const pg = await pgAvailable()
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
 
 /** Operations anyone may call: no key, so no security requirement and no 401/403. */
-const open = new Set(["/healthz", "/readyz", "/metrics"])
+const open = new Set(["/healthz", "/readyz"])
 const methods = ["get", "post", "put", "patch", "delete"] as const
 
 type Json = Record<string, any>

@@ -46,6 +46,10 @@ export const Conflict = make("conflict", 409)
 export type Conflict = typeof Conflict.Type
 export const Unprocessable = make("unprocessable", 422)
 export type Unprocessable = typeof Unprocessable.Type
+export const PayloadTooLarge = make("payload_too_large", 413)
+export type PayloadTooLarge = typeof PayloadTooLarge.Type
+export const UnsupportedMediaType = make("unsupported_media_type", 415)
+export type UnsupportedMediaType = typeof UnsupportedMediaType.Type
 export const RateLimited = make("rate_limited", 429)
 export type RateLimited = typeof RateLimited.Type
 export const Unavailable = make("unavailable", 503)
@@ -70,6 +74,11 @@ export const unprocessable = (message: string, details?: unknown): Unprocessable
   details
 })
 export const unavailable = (message: string): Unavailable => ({ error: "unavailable", message })
+export const payloadTooLarge = (message: string): PayloadTooLarge => ({ error: "payload_too_large", message })
+export const unsupportedMediaType = (message: string): UnsupportedMediaType => ({
+  error: "unsupported_media_type",
+  message
+})
 
 export type Any =
   | BadRequest
@@ -78,5 +87,7 @@ export type Any =
   | NotFound
   | Conflict
   | Unprocessable
+  | PayloadTooLarge
+  | UnsupportedMediaType
   | RateLimited
   | Unavailable

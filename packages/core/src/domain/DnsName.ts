@@ -42,8 +42,17 @@ export const normalize = (input: string): string => {
   return ascii === "" ? trimmed : wildcard ? `*.${ascii}` : ascii
 }
 
+/**
+ * What a name may be before it is converted: 253 characters. A-labels are never shorter than the
+ * Unicode name they encode, so nothing longer can be valid, and IDN conversion (whose cost grows
+ * with the input) never sees more.
+ */
+const NameInput = Schema.String.pipe(
+  Schema.maxLength(253, { message: () => "is not a valid DNS name: it is longer than 253 characters" })
+)
+
 /** An ASCII DNS name, normalised. Decoding converts IDNs; anything still invalid is refused. */
-export const DnsName = Schema.transformOrFail(Schema.String, Schema.String.pipe(Schema.brand("DnsName")), {
+export const DnsName = Schema.transformOrFail(NameInput, Schema.String.pipe(Schema.brand("DnsName")), {
   strict: true,
   decode: (input, _, ast) => {
     const name = normalize(input)
@@ -57,7 +66,7 @@ export const DnsName = Schema.transformOrFail(Schema.String, Schema.String.pipe(
 export type DnsName = typeof DnsName.Type
 
 /** A certificate name: DNS name or IP address (IPs become IP SANs). */
-export const CertName = Schema.transformOrFail(Schema.String, Schema.String, {
+export const CertName = Schema.transformOrFail(NameInput, Schema.String, {
   strict: true,
   decode: (input, _, ast) => {
     const s = input.trim()

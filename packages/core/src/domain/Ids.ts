@@ -6,6 +6,7 @@ import { Schema } from "effect"
  * "issuer-001", "nginx-prod-01"); otherwise they are generated with a kind prefix.
  */
 const Slug = Schema.String.pipe(
+  Schema.maxLength(64),
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
     message: () => "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
   })

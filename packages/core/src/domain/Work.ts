@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { KeyAlgorithm } from "./KeyAlgorithm.js"
+import { Id, Text } from "./models/common.js"
 
 /** The kinds of work item, declared once (the `type` of each item). */
 export const Kind = { Csr: "csr", Deploy: "deploy", Http01: "http-01" } as const
@@ -169,7 +170,7 @@ export const WorkResponse = Schema.Struct({
 })
 
 export const ChallengeAck = Schema.Struct({
-  challenge_id: Schema.String.annotations({
+  challenge_id: Id.annotations({
     description: "The challenge",
     examples: ["chal-01hx9c"]
   }),
@@ -178,7 +179,7 @@ export const ChallengeAck = Schema.Struct({
     examples: ["ready"]
   }),
   error: Schema.optional(
-    Schema.String.pipe(Schema.maxLength(2000)).annotations({
+    Text(2000).annotations({
       description: "Why it failed",
       examples: ["port 80 is in use"]
     })

@@ -317,8 +317,9 @@ export const operations: Record<string, OperationDoc> = {
   },
   "operations.metrics": {
     summary: "Prometheus metrics",
-    description: "Certificate, job and agent gauges in the Prometheus text format. Needs no key.",
-    roles: []
+    description:
+      "Certificate, job and agent gauges in the Prometheus text format. Needs an admin's or a viewer's key, unless the server runs with `CERTCTL_METRICS_PUBLIC=1`.",
+    roles: reader
   }
 }
 
@@ -449,6 +450,10 @@ export const document = (spec: Json): Json => {
       if (op.requestBody) {
         responses["413"] = { content: { "application/json": { schema: errorRef(errorCode[413]) } } }
         responses["415"] = { content: { "application/json": { schema: errorRef(errorCode[415]) } } }
+      } else {
+        // The authentication middlewares declare them, but only a request body can draw them.
+        delete responses["413"]
+        delete responses["415"]
       }
       if (doc.rateLimited && !responses["429"])
         responses["429"] = { content: { "application/json": { schema: errorRef("rate_limited") } } }

@@ -4,6 +4,7 @@ import { AgentExists, AgentRegistration, type Registered } from "./AgentRegistra
 import * as ApiKeys from "../persistence/ApiKeys.js"
 import { type Actor, AuditLog } from "./AuditLog.js"
 import * as Ids from "../domain/Ids.js"
+import { Name as BoundedName } from "../domain/models/common.js"
 import * as M from "../domain/Models.js"
 import { type PersistenceError, orPersistence } from "../persistence/Persistence.js"
 
@@ -22,10 +23,11 @@ export const tokenPrefix = "cce"
 // Wire models
 
 const strict = { parseOptions: { onExcessProperty: "error" as const } }
-const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+const Name = BoundedName
 
 /** Same characters as agent ids, so `<prefix><anything>` can be a valid id. */
 export const AgentIdPrefix = Schema.String.pipe(
+  Schema.maxLength(64),
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
     message: () => "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
   })

@@ -13,10 +13,14 @@ export const OperationsLive = HttpApiBuilder.group(Api.CertctlApi, "operations",
       .handle("healthz", () => Effect.succeed({ status: "ok" as const }))
       .handle("readyz", () =>
         Effect.gen(function* () {
+          // The driver's error names hosts, users and databases: it goes to the log, not to whoever asks.
           const current = yield* Migrations.current.pipe(
             Effect.provideService(SqlClient.SqlClient, sql),
             Effect.timeout("3 seconds"),
-            Effect.mapError((e) => ApiError.unavailable(`database unreachable: ${String(e.message ?? e)}`))
+            Effect.tapErrorCause((cause) => Effect.logWarning("readiness: the database did not answer", cause)),
+            Effect.mapError(() =>
+              ApiError.unavailable("not ready: the database did not answer (the server log says why)")
+            )
           )
           if (current !== Migrations.latest)
             return yield* Effect.fail(

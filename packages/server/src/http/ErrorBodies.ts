@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto"
 import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Option } from "effect"
+import { Cause, Effect, Exit, Option } from "effect"
 import * as InputGuard from "./InputGuard.js"
 
 const decoder = new TextDecoder()
@@ -56,9 +56,10 @@ const reshape = (response: HttpServerResponse.HttpServerResponse, requestId: str
 }
 
 /**
- * Gives every error the one body shape `{ error, message, details?, request_id }` and tags every
- * response with `x-request-id`. It works as a pre-response handler: by the time a middleware sees
- * the response, the platform has already written it.
+ * Gives every error the one body shape `{ error, message, details?, request_id }`, tags every
+ * response with `x-request-id`, and logs every 5xx with that request id and its cause, so the id a
+ * caller quotes finds the failure in the log. It works as a pre-response handler: by the time a
+ * middleware sees the response, the platform has already written it.
  */
 export const errorBodies = <E, R>(
   app: HttpApp.Default<E, R>
@@ -66,12 +67,37 @@ export const errorBodies = <E, R>(
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = requestIdOf(request.headers["x-request-id"])
-    yield* HttpApp.appendPreResponseHandler((req, response) =>
-      Effect.succeed(reshape(response, requestId, `${req.method} ${req.url.split("?")[0]}`))
+    const route = `${request.method} ${request.url.split("?")[0].slice(0, 200)}`
+    let status = 0
+    yield* HttpApp.appendPreResponseHandler((_, response) =>
+      Effect.sync(() => {
+        status = response.status
+        return reshape(response, requestId, route)
+      })
     )
     // Refusals from the guard bypass the platform's response handling, so they are shaped here.
     const refused = yield* InputGuard.check(request)
-    if (Option.isSome(refused))
-      return reshape(refused.value, requestId, `${request.method} ${request.url.split("?")[0]}`)
-    return yield* app
+    if (Option.isSome(refused)) return reshape(refused.value, requestId, route)
+    // The platform answers a failure (and runs the pre-response handler) before the failure
+    // reaches this middleware, so the status is known here, and so is the cause.
+    // Every line logged while serving the request carries its id.
+    return yield* Effect.onExit(Effect.annotateLogs(app, "request_id", requestId), (exit) =>
+      status >= 500
+        ? logServerError(status, requestId, route, Exit.isFailure(exit) ? exit.cause : undefined)
+        : Effect.void
+    )
   })
+
+/** One log line per 5xx: a 500 is an error with its cause; 503 and friends are warnings. */
+const logServerError = (status: number, requestId: string, route: string, cause: Cause.Cause<unknown> | undefined) => {
+  const message = `${route} answered ${status}`
+  const log =
+    cause === undefined || Cause.isInterruptedOnly(cause)
+      ? status === 500
+        ? Effect.logError(message)
+        : Effect.logWarning(message)
+      : status === 500
+        ? Effect.logError(message, cause)
+        : Effect.logWarning(message, cause)
+  return Effect.annotateLogs(log, { request_id: requestId, status })
+}

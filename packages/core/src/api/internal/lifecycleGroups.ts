@@ -4,8 +4,15 @@ import * as E from "../ApiError.js"
 import * as Enrollment from "../../services/Enrollment.js"
 import * as M from "../../domain/Models.js"
 import * as Work from "../../domain/Work.js"
-import { Authentication, AdminAuthentication, EnrollmentAuthentication } from "../Security.js"
-import { IdPath, Cursor, Limit, DateParam } from "./params.js"
+import {
+  Authentication,
+  AdminAuthentication,
+  AgentAuthentication,
+  AgentOrAdminAuthentication,
+  EnrollmentAuthentication,
+  ReaderAuthentication
+} from "../Security.js"
+import { IdPath, Cursor, Limit, DateParam, NumberText } from "./params.js"
 
 /**
  * The lifecycle's groups: certificates, the agents' CSR and deployment reports, agents, enrollment.
@@ -18,6 +25,7 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
       .addSuccess(M.CreatedCertificate, { status: 201 })
       .addError(E.Conflict)
       .addError(E.Unprocessable)
+      .middleware(AdminAuthentication)
   )
   .add(
     HttpApiEndpoint.get("list", "/certificates")
@@ -42,8 +50,14 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
         })
       )
       .addSuccess(M.page(M.Certificate))
+      .middleware(ReaderAuthentication)
   )
-  .add(HttpApiEndpoint.get("get", "/certificates/:id").setPath(IdPath).addSuccess(M.Certificate))
+  .add(
+    HttpApiEndpoint.get("get", "/certificates/:id")
+      .setPath(IdPath)
+      .addSuccess(M.Certificate)
+      .middleware(ReaderAuthentication)
+  )
   .add(
     HttpApiEndpoint.patch("update", "/certificates/:id")
       .setPath(IdPath)
@@ -51,9 +65,14 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
       .addSuccess(M.Certificate)
       .addError(E.Conflict)
       .addError(E.Unprocessable)
+      .middleware(AdminAuthentication)
   )
   .add(
-    HttpApiEndpoint.del("archive", "/certificates/:id").setPath(IdPath).addSuccess(M.Certificate).addError(E.Conflict)
+    HttpApiEndpoint.del("archive", "/certificates/:id")
+      .setPath(IdPath)
+      .addSuccess(M.Certificate)
+      .addError(E.Conflict)
+      .middleware(AdminAuthentication)
   )
   .add(
     HttpApiEndpoint.post("renew", "/certificates/:id/renew")
@@ -65,6 +84,7 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
         { status: 202 }
       )
       .addError(E.Conflict)
+      .middleware(AdminAuthentication)
   )
   .add(
     HttpApiEndpoint.post("revoke", "/certificates/:id/revoke")
@@ -77,6 +97,7 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
         { status: 202 }
       )
       .addError(E.Conflict)
+      .middleware(AdminAuthentication)
   )
   .add(
     HttpApiEndpoint.get("versions", "/certificates/:id/versions")
@@ -86,6 +107,7 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
           items: Schema.Array(M.CertificateVersion).annotations({ description: "Versions, newest first" })
         })
       )
+      .middleware(Authentication)
   )
   .add(
     HttpApiEndpoint.get("deployments", "/certificates/:id/deployments")
@@ -93,8 +115,8 @@ export class CertificatesGroup extends HttpApiGroup.make("certificates")
       .addSuccess(
         Schema.Struct({ items: Schema.Array(M.Deployment).annotations({ description: "Deployments, newest first" }) })
       )
+      .middleware(Authentication)
   )
-  .middleware(Authentication)
   .prefix("/api/v1") {}
 
 export class CsrGroup extends HttpApiGroup.make("csr")
@@ -105,8 +127,8 @@ export class CsrGroup extends HttpApiGroup.make("csr")
       .addSuccess(M.PendingResponse, { status: 202 })
       .addError(E.Conflict)
       .addError(E.Unprocessable)
+      .middleware(AgentAuthentication)
   )
-  .middleware(Authentication)
   .prefix("/api/v1") {}
 
 export class DeploymentsGroup extends HttpApiGroup.make("deployments")
@@ -115,6 +137,7 @@ export class DeploymentsGroup extends HttpApiGroup.make("deployments")
       .setPayload(M.ReportDeployment)
       .addSuccess(M.Deployment, { status: 201 })
       .addError(E.Unprocessable)
+      .middleware(AgentOrAdminAuthentication)
   )
   .add(
     HttpApiEndpoint.post("status", "/deployments/:id/status")
@@ -122,8 +145,8 @@ export class DeploymentsGroup extends HttpApiGroup.make("deployments")
       .setPayload(M.DeploymentStatusUpdate)
       .addSuccess(M.Deployment)
       .addError(E.Conflict)
+      .middleware(AgentOrAdminAuthentication)
   )
-  .middleware(Authentication)
   .prefix("/api/v1") {}
 
 export class AgentsGroup extends HttpApiGroup.make("agents")
@@ -132,6 +155,7 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
       .setPayload(M.RegisterAgent)
       .addSuccess(M.RegisteredAgent, { status: 201 })
       .addError(E.Conflict)
+      .middleware(AdminAuthentication)
   )
   .add(
     HttpApiEndpoint.get("list", "/agents")
@@ -145,14 +169,16 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
         })
       )
       .addSuccess(M.page(M.Agent))
+      .middleware(ReaderAuthentication)
   )
-  .add(HttpApiEndpoint.get("get", "/agents/:id").setPath(IdPath).addSuccess(M.Agent))
+  .add(HttpApiEndpoint.get("get", "/agents/:id").setPath(IdPath).addSuccess(M.Agent).middleware(Authentication))
   .add(
     HttpApiEndpoint.post("heartbeat", "/agents/:id/heartbeat")
       .setPath(IdPath)
       .setPayload(M.Heartbeat)
       .addSuccess(M.HeartbeatAck)
       .addError(E.Conflict)
+      .middleware(AgentOrAdminAuthentication)
   )
   .add(
     HttpApiEndpoint.get("work", "/agents/:id/work")
@@ -160,7 +186,7 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
       .setUrlParams(
         Schema.Struct({
           wait: Schema.optional(
-            Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, 60)).annotations({
+            NumberText.pipe(Schema.compose(Schema.NumberFromString), Schema.int(), Schema.between(0, 60)).annotations({
               description: "Long poll: wait up to this many seconds (0 to 60) for work to arrive"
             })
           )
@@ -168,6 +194,7 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
       )
       .addSuccess(Work.WorkResponse)
       .addError(E.Conflict)
+      .middleware(AgentOrAdminAuthentication)
   )
   .add(
     HttpApiEndpoint.post("challenge", "/agents/:id/challenges")
@@ -175,15 +202,16 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
       .setPayload(Work.ChallengeAck)
       .addSuccess(HttpApiSchema.NoContent)
       .addError(E.Conflict)
+      .middleware(AgentOrAdminAuthentication)
   )
   .add(
     HttpApiEndpoint.post("rotateKey", "/agents/:id/rotate-key")
       .setPath(IdPath)
       .addSuccess(M.RotatedKey)
       .addError(E.Conflict)
+      .middleware(AgentOrAdminAuthentication)
   )
-  .add(HttpApiEndpoint.del("retire", "/agents/:id").setPath(IdPath).addSuccess(M.Agent))
-  .middleware(Authentication)
+  .add(HttpApiEndpoint.del("retire", "/agents/:id").setPath(IdPath).addSuccess(M.Agent).middleware(AdminAuthentication))
   .prefix("/api/v1") {}
 
 /**
@@ -202,7 +230,7 @@ export class EnrollmentGroup extends HttpApiGroup.make("enrollment")
     HttpApiEndpoint.get("list", "/enrollment-tokens")
       .setUrlParams(Schema.Struct({ cursor: Schema.optional(Cursor), limit: Schema.optional(Limit) }))
       .addSuccess(M.page(Enrollment.EnrollmentToken))
-      .middleware(Authentication)
+      .middleware(ReaderAuthentication)
   )
   .add(
     HttpApiEndpoint.del("revoke", "/enrollment-tokens/:id")

@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import * as E from "../ApiError.js"
 import * as ConnectorCatalog from "../../services/ConnectorCatalog.js"
 import * as M from "../../domain/Models.js"
-import { Authentication } from "../Security.js"
+import { Authentication, MetricsAuthentication, ReaderAuthentication } from "../Security.js"
 
 /**
  * Health, readiness and metrics, the session, connector types and the job events stream.
@@ -27,9 +27,11 @@ export class OperationsGroup extends HttpApiGroup.make("operations")
       .addError(E.Unavailable)
   )
   .add(
-    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
-      Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" }))
-    )
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(
+        Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" }))
+      )
+      .middleware(MetricsAuthentication)
   ) {}
 
 export class SessionGroup extends HttpApiGroup.make("session")
@@ -47,7 +49,7 @@ export class ConnectorTypesGroup extends HttpApiGroup.make("connectorTypes")
       })
     )
   )
-  .middleware(Authentication)
+  .middleware(ReaderAuthentication)
   .prefix("/api/v1") {}
 
 /**
@@ -67,6 +69,6 @@ export class JobEventsGroup extends HttpApiGroup.make("jobEvents")
         })
       )
       .addError(E.RateLimited)
+      .middleware(ReaderAuthentication)
   )
-  .middleware(Authentication)
   .prefix("/api/v1") {}

@@ -2,7 +2,7 @@ import { HttpApiEndpoint, HttpApiGroup } from "@effect/platform"
 import { Schema } from "effect"
 import * as E from "../ApiError.js"
 import * as M from "../../domain/Models.js"
-import { Authentication } from "../Security.js"
+import { AdminAuthentication, Authentication, ReaderAuthentication } from "../Security.js"
 import { IdPath, Cursor, Limit, DateParam, connectorCrud, simpleCrud } from "./params.js"
 
 /**
@@ -52,11 +52,23 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
         })
       )
       .addSuccess(M.page(M.Job))
+      .middleware(Authentication)
   )
-  .add(HttpApiEndpoint.get("get", "/jobs/:id").setPath(IdPath).addSuccess(M.Job))
-  .add(HttpApiEndpoint.post("cancel", "/jobs/:id/cancel").setPath(IdPath).addSuccess(M.Job).addError(E.Conflict))
-  .add(HttpApiEndpoint.post("retry", "/jobs/:id/retry").setPath(IdPath).addSuccess(M.Job).addError(E.Conflict))
-  .middleware(Authentication)
+  .add(HttpApiEndpoint.get("get", "/jobs/:id").setPath(IdPath).addSuccess(M.Job).middleware(Authentication))
+  .add(
+    HttpApiEndpoint.post("cancel", "/jobs/:id/cancel")
+      .setPath(IdPath)
+      .addSuccess(M.Job)
+      .addError(E.Conflict)
+      .middleware(AdminAuthentication)
+  )
+  .add(
+    HttpApiEndpoint.post("retry", "/jobs/:id/retry")
+      .setPath(IdPath)
+      .addSuccess(M.Job)
+      .addError(E.Conflict)
+      .middleware(AdminAuthentication)
+  )
   .prefix("/api/v1") {}
 
 const AuditText = (description: string) => Schema.String.pipe(Schema.maxLength(200)).annotations({ description })
@@ -78,25 +90,32 @@ const AuditParams = Schema.Struct({
 
 export class AuditGroup extends HttpApiGroup.make("audit")
   .add(
-    HttpApiEndpoint.get("query", "/api/v1/audit/logs").setUrlParams(AuditParams).addSuccess(M.page(M.AuditEntryWire))
+    HttpApiEndpoint.get("query", "/api/v1/audit/logs")
+      .setUrlParams(AuditParams)
+      .addSuccess(M.page(M.AuditEntryWire))
+      .middleware(ReaderAuthentication)
   )
   // The design document's examples query /audit/logs without the prefix.
   .add(
-    HttpApiEndpoint.get("queryUnprefixed", "/audit/logs").setUrlParams(AuditParams).addSuccess(M.page(M.AuditEntryWire))
+    HttpApiEndpoint.get("queryUnprefixed", "/audit/logs")
+      .setUrlParams(AuditParams)
+      .addSuccess(M.page(M.AuditEntryWire))
+      .middleware(ReaderAuthentication)
   )
   .add(
-    HttpApiEndpoint.get("verify", "/api/v1/audit/verify").addSuccess(
-      Schema.Struct({
-        ok: Schema.Boolean.annotations({ description: "Whether the whole chain verifies", examples: [true] }),
-        rows: Schema.Number.annotations({ description: "Rows checked", examples: [10452] }),
-        broken_at: Schema.optional(
-          Schema.Struct({
-            seq: Schema.Number.annotations({ description: "Chain position of the first bad row" }),
-            id: Schema.String.annotations({ description: "Its id" }),
-            problem: Schema.String.annotations({ description: "What is wrong with it" })
-          }).annotations({ description: "The first row where the chain breaks, when it does" })
-        )
-      })
-    )
-  )
-  .middleware(Authentication) {}
+    HttpApiEndpoint.get("verify", "/api/v1/audit/verify")
+      .addSuccess(
+        Schema.Struct({
+          ok: Schema.Boolean.annotations({ description: "Whether the whole chain verifies", examples: [true] }),
+          rows: Schema.Number.annotations({ description: "Rows checked", examples: [10452] }),
+          broken_at: Schema.optional(
+            Schema.Struct({
+              seq: Schema.Number.annotations({ description: "Chain position of the first bad row" }),
+              id: Schema.String.annotations({ description: "Its id" }),
+              problem: Schema.String.annotations({ description: "What is wrong with it" })
+            }).annotations({ description: "The first row where the chain breaks, when it does" })
+          )
+        })
+      )
+      .middleware(AdminAuthentication)
+  ) {}

@@ -1,12 +1,15 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 import * as E from "../ApiError.js"
-import { Authentication } from "../Security.js"
+import { AdminAuthentication, ReaderAuthentication } from "../Security.js"
 import * as M from "../../domain/Models.js"
 
 /**
  * Path and query parameters every group shares, and the CRUD group builders.
  */
+
+/** A number in a query string: a few characters, not a megabyte of digits. */
+export const NumberText = Schema.String.pipe(Schema.maxLength(20))
 
 export const IdPath = Schema.Struct({
   id: M.Id.annotations({ description: "The resource's id", examples: ["web-example-com"] })
@@ -14,7 +17,11 @@ export const IdPath = Schema.Struct({
 export const Cursor = Schema.String.pipe(Schema.maxLength(200)).annotations({
   description: "The `next_cursor` of the previous page; leave out for the first page"
 })
-export const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)).annotations({
+export const Limit = NumberText.pipe(
+  Schema.compose(Schema.NumberFromString),
+  Schema.int(),
+  Schema.between(1, 1000)
+).annotations({
   description: "Items per page, 1 to 1000 (100 when left out)"
 })
 export const DateParam = M.IsoDate
@@ -33,6 +40,7 @@ export const connectorCrud = <const Name extends string>(name: Name, path: strin
           })
         )
         .addSuccess(M.page(M.ConnectorResource))
+        .middleware(ReaderAuthentication)
     )
     .add(
       HttpApiEndpoint.post("create", `/${path}`)
@@ -40,8 +48,14 @@ export const connectorCrud = <const Name extends string>(name: Name, path: strin
         .addSuccess(M.ConnectorResource, { status: 201 })
         .addError(E.Conflict)
         .addError(E.Unprocessable)
+        .middleware(AdminAuthentication)
     )
-    .add(HttpApiEndpoint.get("get", `/${path}/:id`).setPath(IdPath).addSuccess(M.ConnectorResource))
+    .add(
+      HttpApiEndpoint.get("get", `/${path}/:id`)
+        .setPath(IdPath)
+        .addSuccess(M.ConnectorResource)
+        .middleware(ReaderAuthentication)
+    )
     .add(
       HttpApiEndpoint.patch("update", `/${path}/:id`)
         .setPath(IdPath)
@@ -49,20 +63,22 @@ export const connectorCrud = <const Name extends string>(name: Name, path: strin
         .addSuccess(M.ConnectorResource)
         .addError(E.Conflict)
         .addError(E.Unprocessable)
+        .middleware(AdminAuthentication)
     )
     .add(
       HttpApiEndpoint.del("delete", `/${path}/:id`)
         .setPath(IdPath)
         .addSuccess(HttpApiSchema.NoContent)
         .addError(E.Conflict)
+        .middleware(AdminAuthentication)
     )
     .add(
       HttpApiEndpoint.post("validate", `/${path}/:id/validate`)
         .setPath(IdPath)
         .addSuccess(M.ValidationResult)
         .addError(E.Unprocessable)
+        .middleware(AdminAuthentication)
     )
-    .middleware(Authentication)
     .prefix("/api/v1")
 
 export const simpleCrud = <const Name extends string, A, I, C, CI, U, UI>(
@@ -77,26 +93,29 @@ export const simpleCrud = <const Name extends string, A, I, C, CI, U, UI>(
       HttpApiEndpoint.get("list", `/${path}`)
         .setUrlParams(Schema.Struct({ cursor: Schema.optional(Cursor), limit: Schema.optional(Limit) }))
         .addSuccess(M.page(model))
+        .middleware(ReaderAuthentication)
     )
     .add(
       HttpApiEndpoint.post("create", `/${path}`)
         .setPayload(create)
         .addSuccess(model, { status: 201 })
         .addError(E.Conflict)
+        .middleware(AdminAuthentication)
     )
-    .add(HttpApiEndpoint.get("get", `/${path}/:id`).setPath(IdPath).addSuccess(model))
+    .add(HttpApiEndpoint.get("get", `/${path}/:id`).setPath(IdPath).addSuccess(model).middleware(ReaderAuthentication))
     .add(
       HttpApiEndpoint.patch("update", `/${path}/:id`)
         .setPath(IdPath)
         .setPayload(update)
         .addSuccess(model)
         .addError(E.Conflict)
+        .middleware(AdminAuthentication)
     )
     .add(
       HttpApiEndpoint.del("delete", `/${path}/:id`)
         .setPath(IdPath)
         .addSuccess(HttpApiSchema.NoContent)
         .addError(E.Conflict)
+        .middleware(AdminAuthentication)
     )
-    .middleware(Authentication)
     .prefix("/api/v1")

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { Timestamp, NullableTimestamp, Id, Name, strict } from "./common.js"
+import { Timestamp, NullableTimestamp, Id, Name, strict, Text } from "./common.js"
 
 /** Agents, their keys and heartbeats, and the calling key (`whoami`). */
 export class Agent extends Schema.Class<Agent>("Agent")({
@@ -64,7 +64,7 @@ export const RegisteredAgent = Schema.Struct({
 })
 export const Heartbeat = Schema.Struct({
   version: Schema.optional(
-    Schema.String.pipe(Schema.maxLength(100)).annotations({
+    Text(100).annotations({
       description: "certctl-agent version",
       examples: ["0.1.0"]
     })
@@ -83,9 +83,7 @@ export const Heartbeat = Schema.Struct({
           description: "Whether the target looks healthy to the agent",
           examples: ["ok"]
         }),
-        detail: Schema.optional(
-          Schema.String.pipe(Schema.maxLength(2000)).annotations({ description: "What the agent saw" })
-        )
+        detail: Schema.optional(Text(2000).annotations({ description: "What the agent saw" }))
       })
     ).pipe(Schema.maxItems(1000))
   )

@@ -6,13 +6,31 @@ import { Schema } from "effect"
  */
 export const Timestamp = Schema.String
 export const NullableTimestamp = Schema.NullOr(Schema.String)
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what is refused
+const illFormed = /[\u0000]|\p{Surrogate}/u
+/**
+ * Free text of at most `max` UTF-16 code units. The length is checked first, so a megabyte of
+ * input costs one comparison; then the text must be well-formed Unicode without NUL: a lone
+ * surrogate cannot be encoded as UTF-8 and PostgreSQL text cannot hold NUL, so either would
+ * only fail later, as a 500.
+ */
+export const Text = (max: number) =>
+  Schema.String.pipe(
+    Schema.maxLength(max),
+    Schema.filter((s) => !illFormed.test(s) || "must be well-formed Unicode text without NUL characters")
+  )
+/** Whether a string is well-formed Unicode without NUL (what `Text` accepts, length aside). */
+export const isWellFormedText = (s: string): boolean => !illFormed.test(s)
+
 export const Id = Schema.String.pipe(
+  Schema.maxLength(64),
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
     message: () => "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
   })
 )
-export const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
-export const Config = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+export const Name = Text(200).pipe(Schema.minLength(1))
+export const Config = Schema.Record({ key: Text(200), value: Schema.Unknown })
 /**
  * Operator payloads refuse unknown fields, so a typo ("renewal_day_before") is a 400 rather than a
  * silently ignored setting. Agent reports stay lenient so newer agents can add fields.
@@ -31,6 +49,7 @@ export const CertificateStatus = Schema.Literal(
 export type CertificateStatus = typeof CertificateStatus.Type
 
 export const Serial = Schema.String.pipe(
+  Schema.maxLength(128),
   Schema.pattern(/^[0-9a-fA-F:]{1,128}$/, { message: () => "must be a hex serial" })
 )
 const isoDate = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?$/

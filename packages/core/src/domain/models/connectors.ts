@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { Timestamp, Id, Name, Config, strict } from "./common.js"
+import { Timestamp, Id, Name, Config, strict, Text } from "./common.js"
 
 /** Issuers, targets and notifiers as the API shows them: secret fields read "(sealed)". */
 export class ConnectorResource extends Schema.Class<ConnectorResource>("ConnectorResource")({
@@ -55,6 +55,7 @@ export const CreateConnector = Schema.Struct({
     examples: ["Edge NGINX 1"]
   }),
   type: Schema.String.pipe(
+    Schema.maxLength(40),
     Schema.pattern(/^[a-z0-9-]{1,40}$/, { message: () => "must be a connector type name" })
   ).annotations({
     description: "A registered connector type (see GET /api/v1/connector-types)",
@@ -73,7 +74,7 @@ export const CreateConnector = Schema.Struct({
   ),
   /** Notifiers only: the event types to send; empty means all. */
   events: Schema.optional(
-    Schema.Array(Schema.String)
+    Schema.Array(Text(100))
       .pipe(Schema.maxItems(20))
       .annotations({
         description: "Notifiers only: the event types to send; empty means all",
@@ -107,7 +108,7 @@ export const UpdateConnector = Schema.Struct({
     })
   ),
   events: Schema.optional(
-    Schema.Array(Schema.String)
+    Schema.Array(Text(100))
       .pipe(Schema.maxItems(20))
       .annotations({
         description: "Notifiers only: the event types to send",

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { Timestamp, NullableTimestamp, Id, Serial, DateInput } from "./common.js"
+import { Timestamp, NullableTimestamp, Id, Serial, DateInput, Text } from "./common.js"
 
 /** Deployments, the agents' reports, and the CSR exchange. */
 export class Deployment extends Schema.Class<Deployment>("Deployment")({
@@ -90,7 +90,7 @@ export const ReportDeployment = Schema.Struct({
     })
   ),
   error: Schema.optional(
-    Schema.String.pipe(Schema.maxLength(10_000)).annotations({
+    Text(10_000).annotations({
       description: "Why it failed",
       examples: ["nginx -t failed"]
     })
@@ -102,7 +102,7 @@ export const ReportDeployment = Schema.Struct({
     })
   ),
   verification: Schema.optional(
-    Schema.String.pipe(Schema.maxLength(10_000)).annotations({
+    Text(10_000).annotations({
       description: "How it was verified",
       examples: ["served serial 4f3a9c0d12"]
     })
@@ -132,7 +132,7 @@ export const DeploymentStatusUpdate = Schema.Struct({
     })
   ),
   error: Schema.optional(
-    Schema.String.pipe(Schema.maxLength(10_000)).annotations({
+    Text(10_000).annotations({
       description: "Why it failed",
       examples: ["reload failed"]
     })
@@ -150,7 +150,7 @@ export const DeploymentStatusUpdate = Schema.Struct({
     })
   ),
   verification: Schema.optional(
-    Schema.String.pipe(Schema.maxLength(10_000)).annotations({
+    Text(10_000).annotations({
       description: "How it was verified",
       examples: ["served serial 4f3a9c0d12"]
     })
@@ -168,10 +168,12 @@ export const SubmitCsr = Schema.Struct({
     description: "The certificate the CSR is for",
     examples: ["web-example-com"]
   }),
-  csr: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(65_536)).annotations({
-    description: "PKCS#10 CSR, PEM; its names must equal the certificate's exactly",
-    examples: ["-----BEGIN CERTIFICATE REQUEST-----\n...\n-----END CERTIFICATE REQUEST-----\n"]
-  }),
+  csr: Text(65_536)
+    .pipe(Schema.minLength(1))
+    .annotations({
+      description: "PKCS#10 CSR, PEM; its names must equal the certificate's exactly",
+      examples: ["-----BEGIN CERTIFICATE REQUEST-----\n...\n-----END CERTIFICATE REQUEST-----\n"]
+    }),
   job_id: Schema.optional(
     Id.annotations({
       description: "The issuance job that asked for it",

@@ -59,8 +59,13 @@ export class Owner extends Schema.Class<Owner>("Owner")({
     examples: ["2026-01-31T12:00:00.000Z"]
   })
 }) {}
+/**
+ * Length first, then a pattern that cannot backtrack: the local part stops at the one '@', and
+ * domain labels exclude the dot that separates them (the old `[^\s@]+\.[^\s@]+` was quadratic).
+ */
 const Email = Schema.String.pipe(
-  Schema.pattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, { message: () => "must be an email address" })
+  Schema.maxLength(254),
+  Schema.pattern(/^[^\s@]+@[^\s@.]+(?:\.[^\s@.]+)+$/, { message: () => "must be an email address" })
 )
 export const CreateOwner = Schema.Struct({
   id: Schema.optional(

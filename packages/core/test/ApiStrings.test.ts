@@ -1,0 +1,106 @@
+import { Api } from "@certctl/core"
+import { HttpApiSchema } from "@effect/platform"
+import { Option, Schema, SchemaAST as AST } from "effect"
+import { describe, expect, it } from "vitest"
+
+/**
+ * Bad input must be cheap to refuse (security invariant 6): every string the API decodes — in a
+ * payload, a query, a path or a header — is bounded by a maximum length that is checked before any
+ * pattern, refinement or transformation runs on it.
+ */
+const lengthChecks = new Set<symbol>([Schema.MaxLengthSchemaId, Schema.LengthSchemaId])
+
+/** The paths (schema name + field path) of strings that reach a costly check, or no check, unbounded. */
+const unbounded = (root: AST.AST, where: string): Array<string> => {
+  const found: Array<string> = []
+  const suspended = new Set<AST.AST>()
+  const walk = (ast: AST.AST, path: string): void => {
+    switch (ast._tag) {
+      case "StringKeyword":
+      case "TemplateLiteral":
+        found.push(path || "(root)")
+        break
+      case "Refinement": {
+        const id = Option.getOrUndefined(AST.getSchemaIdAnnotation(ast))
+        const isLength = typeof id === "symbol" && lengthChecks.has(id)
+        // A length check that is the innermost refinement runs first, on the raw string.
+        if (!(isLength && (ast.from._tag === "StringKeyword" || ast.from._tag === "TemplateLiteral")))
+          walk(ast.from, path)
+        break
+      }
+      case "Transformation":
+        // Decoding runs the encoded side first; what comes out of it was already bounded.
+        walk(ast.from, path)
+        break
+      case "Union":
+        for (const t of ast.types) walk(t, path)
+        break
+      case "Suspend":
+        if (!suspended.has(ast)) {
+          suspended.add(ast)
+          walk(ast.f(), path)
+        }
+        break
+      case "TypeLiteral":
+        for (const p of ast.propertySignatures) walk(p.type, `${path}.${String(p.name)}`)
+        for (const i of ast.indexSignatures) {
+          walk(i.parameter, `${path}[key]`)
+          walk(i.type, `${path}[*]`)
+        }
+        break
+      case "TupleType":
+        for (const e of ast.elements) walk(e.type, `${path}[]`)
+        for (const r of ast.rest) walk(r.type, `${path}[]`)
+        break
+      case "Declaration":
+        for (const t of ast.typeParameters) walk(t, path)
+        break
+    }
+  }
+  walk(root, "")
+  return found.map((p) => `${where}${p}`)
+}
+
+interface AnyEndpoint {
+  readonly name: string
+  readonly method: string
+  readonly path: string
+  readonly pathSchema: Option.Option<Schema.Schema.Any>
+  readonly urlParamsSchema: Option.Option<Schema.Schema.Any>
+  readonly payloadSchema: Option.Option<Schema.Schema.Any>
+  readonly headersSchema: Option.Option<Schema.Schema.Any>
+}
+const endpoints = Object.values(Api.CertctlApi.groups).flatMap((g) =>
+  Object.values(g.endpoints as unknown as Record<string, AnyEndpoint>).map((e) => ({ group: g.identifier, e }))
+)
+
+describe("every string the API decodes has a maximum length, checked first", () => {
+  it("covers the whole API", () => {
+    expect(endpoints.length).toBeGreaterThan(60)
+  })
+  for (const { group, e } of endpoints) {
+    it(`${group}.${e.name} (${e.method} ${e.path})`, () => {
+      const problems: Array<string> = []
+      for (const [part, schema] of [
+        ["path", e.pathSchema],
+        ["query", e.urlParamsSchema],
+        ["payload", e.payloadSchema],
+        ["headers", e.headersSchema]
+      ] as const) {
+        if (Option.isSome(schema)) problems.push(...unbounded(schema.value.ast, part))
+      }
+      expect(problems).toEqual([])
+    })
+  }
+  it("finds an unbounded string, or one whose pattern runs before its length check", () => {
+    // The walker itself must be able to fail.
+    expect(unbounded(Schema.Struct({ a: Schema.String }).ast, "x")).toEqual(["x.a"])
+    expect(
+      unbounded(Schema.Struct({ a: Schema.String.pipe(Schema.pattern(/a/), Schema.maxLength(3)) }).ast, "x")
+    ).toEqual(["x.a"])
+    expect(
+      unbounded(Schema.Struct({ a: Schema.String.pipe(Schema.maxLength(3), Schema.pattern(/a/)) }).ast, "x")
+    ).toEqual([])
+    expect(unbounded(HttpApiSchema.NoContent.ast, "x")).toEqual([])
+  })
+})
