@@ -285,7 +285,7 @@ describe("Webhook config", () => {
     expect(config.max_attempts).toBe(5)
     expect(config.retry_base_ms).toBe(500)
     expect(JSON.stringify(config)).not.toContain(SECRET)
-    expect(Webhook.secretFields).toEqual(["secret"])
+    expect(Webhook.secretFields).toEqual(["secret", "url", "headers.*"])
     expect(Webhook.type).toBe("webhook")
   })
 

@@ -6,6 +6,7 @@ export * as AuditLog from "./services/AuditLog.js"
 export * as Connector from "./domain/Connector.js"
 export * as ConnectorCatalog from "./services/ConnectorCatalog.js"
 export {
+  clipText,
   ConnectorError,
   isRetryable,
   nonRetryable,
@@ -13,6 +14,7 @@ export {
 } from "./domain/ConnectorError.js"
 export * as Database from "./persistence/Database.js"
 export * as DnsName from "./domain/DnsName.js"
+export * as Egress from "./services/Egress.js"
 export * as Enrollment from "./services/Enrollment.js"
 export * as Ids from "./domain/Ids.js"
 export * as Issuer from "./domain/Issuer.js"

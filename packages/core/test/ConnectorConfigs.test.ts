@@ -19,11 +19,22 @@ const checks: Array<{ readonly inTransaction: boolean }> = []
  * fails when told to. It records whether it ran inside a transaction: it must not, since a real
  * check talks to the network.
  */
-const probe: IssuerDefinition<{ readonly refuse: boolean; readonly token: string }> = {
+const probe: IssuerDefinition<{
+  readonly refuse: boolean
+  readonly token: string
+  readonly url?: string
+  readonly headers?: Readonly<Record<string, string>>
+}> = {
   kind: "issuer",
   type: "probe",
-  configSchema: Schema.Struct({ refuse: Schema.Boolean, token: Schema.String }),
-  secretFields: ["token"],
+  configSchema: Schema.Struct({
+    refuse: Schema.Boolean,
+    token: Schema.String,
+    url: Schema.optional(Schema.String),
+    headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+  }),
+  secretFields: ["token", "headers.*"],
+  endpointFields: ["url"],
   make: (config, context) =>
     Effect.succeed({
       validate: Effect.gen(function* () {
@@ -148,9 +159,83 @@ for (const backend of backends) {
         )
       )
       expect(audit).toEqual({ status: "failure" })
+      expect(await count("connector_config", "iss-up")).toBe(1)
       await run(Effect.flatMap(ConnectorConfigs, (c) => c.delete("issuer", "iss-up", admin)))
       const gone = await run(Effect.either(Effect.flatMap(ConnectorConfigs, (c) => c.get("issuer", "iss-up"))))
       expect(Either.isLeft(gone) && gone.left.error).toBe("not_found")
+      // Its sealed state (the account the check stored) goes with it, and the audit row says so.
+      expect(await count("connector_config", "iss-up")).toBe(0)
+      const [deleted] = await run(
+        Effect.flatMap(
+          SqlClient.SqlClient,
+          (sql) => sql`SELECT details FROM audit_logs WHERE resource_id = 'iss-up' AND action = 'issuer_deleted'`
+        )
+      )
+      expect(deleted.details).toEqual({ state_deleted: ["account"] })
+    })
+
+    it("re-pointing a connector needs its secrets in the same request; record secrets are sealed one by one", async () => {
+      const update = (patch: Parameters<ConnectorConfigs["update"]>[2]) =>
+        run(Effect.either(Effect.flatMap(ConnectorConfigs, (c) => c.update("issuer", "iss-move", patch, admin))))
+      const opened = async () =>
+        (await run(Effect.flatMap(ConnectorConfigs, (c) => c.open("issuer", "iss-move")))).config
+      const created = await run(
+        Effect.flatMap(ConnectorConfigs, (c) =>
+          c.create(
+            "issuer",
+            {
+              id: "iss-move",
+              name: "Move",
+              type: "probe",
+              config: {
+                refuse: false,
+                token: "tok-1",
+                url: "https://a.example",
+                headers: { Authorization: "Bearer h-1" }
+              }
+            },
+            admin
+          )
+        )
+      )
+      expect(created.config).toEqual({
+        refuse: false,
+        token: "(sealed)",
+        url: "https://a.example",
+        headers: { Authorization: "(sealed)" }
+      })
+      const [row] = await run(
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT config::text AS c FROM issuers WHERE id = 'iss-move'`)
+      )
+      expect(row.c).not.toContain("h-1")
+      expect(row.c).not.toContain("tok-1")
+
+      // A new URL with the stored secrets kept: refused, nothing changes.
+      const moved = await update({ config: { url: "https://evil.example" } })
+      expect(Either.isLeft(moved) && moved.left).toMatchObject({
+        error: "bad_request",
+        details: { issues: [{ path: "config.token" }, { path: "config.headers.Authorization" }] }
+      })
+      expect((await opened()).url).toBe("https://a.example")
+      // "(sealed)" is keeping the stored value too, so it is refused the same way.
+      const sealedBack = await update({ config: { url: "https://evil.example", token: "(sealed)" } })
+      expect(Either.isLeft(sealedBack) && sealedBack.left.error).toBe("bad_request")
+      // A change that moves nothing keeps every secret, record values included.
+      expect(Either.isRight(await update({ name: "Moved?", config: { headers: { Authorization: "(sealed)" } } }))).toBe(
+        true
+      )
+      expect(await opened()).toMatchObject({ token: "tok-1", headers: { Authorization: "Bearer h-1" } })
+      // With every secret sent again, the move is accepted.
+      const accepted = await update({
+        config: { url: "https://b.example", token: "tok-2", headers: { Authorization: "Bearer h-2" } }
+      })
+      expect(Either.isRight(accepted)).toBe(true)
+      expect(await opened()).toEqual({
+        refuse: false,
+        token: "tok-2",
+        url: "https://b.example",
+        headers: { Authorization: "Bearer h-2" }
+      })
     })
   })
 }

@@ -1,3 +1,4 @@
+import { Egress } from "@certctl/core"
 import { Config, ConfigError, Context, Duration, Either, Layer, type Option, type Redacted } from "effect"
 
 /** Every server setting, from `CERTCTL_*` environment variables (listed in the README). */
@@ -20,6 +21,8 @@ export interface ServerSettings {
   readonly dataDir: string
   /** Whether `/metrics` answers without a key (off by default: it tells who runs what). */
   readonly metricsPublic: boolean
+  /** Where issuers and notifiers may connect (`CERTCTL_EGRESS_ALLOW`). */
+  readonly egress: Egress.Policy
 }
 
 export class ServerConfig extends Context.Tag("@certctl/server/Config")<ServerConfig, ServerSettings>() {}
@@ -54,7 +57,8 @@ export const settings = Config.all({
   maxAttempts: Config.integer("CERTCTL_MAX_ATTEMPTS").pipe(Config.withDefault(5)),
   shutdownGrace: duration("CERTCTL_SHUTDOWN_GRACE", "10 seconds"),
   dataDir: Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault("./.certctl/data")),
-  metricsPublic: Config.boolean("CERTCTL_METRICS_PUBLIC").pipe(Config.withDefault(false))
+  metricsPublic: Config.boolean("CERTCTL_METRICS_PUBLIC").pipe(Config.withDefault(false)),
+  egress: Egress.config
 }).pipe(
   Config.map(
     (c): ServerSettings => ({
@@ -74,7 +78,8 @@ export const settings = Config.all({
       maxAttempts: c.maxAttempts,
       shutdownGrace: c.shutdownGrace,
       dataDir: c.dataDir,
-      metricsPublic: c.metricsPublic
+      metricsPublic: c.metricsPublic,
+      egress: c.egress
     })
   )
 )

@@ -67,7 +67,8 @@ const engineLayer = (settings: ServerSettings, owner: string) =>
       challengeTimeout: "60 seconds"
     },
     jobLease: settings.jobLease,
-    retryBase: settings.retryBase
+    retryBase: settings.retryBase,
+    egress: settings.egress
   })
 
 const httpServerLayer = (settings: ServerSettings) => {

@@ -39,6 +39,9 @@ const spawnServer = async (
       CERTCTL_LISTEN_ADDR: `127.0.0.1:${port}`,
       CERTCTL_DATA_DIR: tempDir(),
       CERTCTL_LOG_LEVEL: "info",
+      // The test peers (Pebble, SMTP, webhook receivers) listen on loopback, which the egress
+      // policy refuses by default: tests allow it explicitly, a test of the policy overrides it.
+      CERTCTL_EGRESS_ALLOW: "127.0.0.0/8,::1",
       ...env
     },
     `server:${port}`

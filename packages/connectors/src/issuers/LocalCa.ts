@@ -356,6 +356,8 @@ export const LocalCa: Connector.ConnectorDefinition<"issuer", LocalCaConfig, Loc
     "Signs certificates with a CA kept by certctl itself (sealed in the database): a self-signed root, or an intermediate under a parent CA you provide. The embedded default; no network needed.",
   configSchema: LocalCaConfig,
   secretFields: ["parent_key_pem"],
+  // The parent key never leaves this process: no field sends it anywhere.
+  endpointFields: [],
   make: makeLocalCa
 }
 

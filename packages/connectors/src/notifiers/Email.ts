@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto"
 import { isIP } from "node:net"
-import { ConnectorError, type Notifier } from "@certctl/core"
+import { ConnectorError, clipText, Egress, type Notifier } from "@certctl/core"
 import { Effect, Redacted, Schema } from "effect"
 import nodemailer from "nodemailer"
 import type SMTPTransport from "nodemailer/lib/smtp-transport/index.js"
@@ -91,26 +91,36 @@ export const Email: Notifier.NotifierDefinition<EmailConfig> = {
   description: "Sends each event as an email through an SMTP server, with STARTTLS or implicit TLS.",
   configSchema: EmailConfig,
   secretFields: ["password"],
+  endpointFields: ["smtp_host", "smtp_port", "security", "ca_bundle", "reject_unauthorized"],
   make: (config, context) =>
     Effect.sync(() => {
       const where = `${config.smtp_host}:${config.smtp_port}`
-      const transporter = nodemailer.createTransport(transportOptions(config))
+      const egress = context.egress ?? Egress.unrestricted
       const fail = (action: string) => (error: unknown) => classify(error, action, where, config)
+      // nodemailer resolves names itself (no lookup hook): resolve and check here, then connect
+      // to the checked address, so a DNS answer that changes afterwards is never used.
+      const transporter = (action: string) =>
+        egress.resolve(config.smtp_host).pipe(
+          Effect.mapError(
+            (e) => new ConnectorError({ reason: e.reason, message: `cannot ${action} ${where}: ${e.message}` })
+          ),
+          Effect.map((address) => nodemailer.createTransport(transportOptions(config, address)))
+        )
       if (config.security === "none" && config.username !== undefined) {
         context.log?.("email notifier sends SMTP credentials without TLS (security: none)", { smtp: where })
       }
 
-      const validate = Effect.tryPromise({ try: () => transporter.verify(), catch: fail("connect to") }).pipe(
-        Effect.asVoid,
-        Effect.withSpan("Email.validate", { attributes: { smtp: where } })
-      )
+      const validate = Effect.flatMap(transporter("connect to"), (t) =>
+        Effect.tryPromise({ try: () => t.verify(), catch: fail("connect to") })
+      ).pipe(Effect.asVoid, Effect.withSpan("Email.validate", { attributes: { smtp: where } }))
 
       const send = (event: Notifier.NotificationEvent) =>
         Effect.gen(function* () {
           const message = render(event)
+          const t = yield* transporter("send to")
           const info = yield* Effect.tryPromise({
             try: () =>
-              transporter.sendMail({
+              t.sendMail({
                 from: config.from_address,
                 to: [...config.recipients],
                 subject: config.subject_prefix ? `${config.subject_prefix} ${message.subject}` : message.subject,
@@ -138,8 +148,8 @@ export const Email: Notifier.NotifierDefinition<EmailConfig> = {
     })
 }
 
-const transportOptions = (config: EmailConfig): SMTPTransport.Options => ({
-  host: config.smtp_host,
+const transportOptions = (config: EmailConfig, address: string): SMTPTransport.Options => ({
+  host: address,
   port: config.smtp_port,
   secure: config.security === "tls",
   requireTLS: config.security === "starttls",
@@ -174,7 +184,8 @@ const TLS_TRUST_RE =
 /** Maps nodemailer's error codes and SMTP reply codes to the most specific ConnectorError reason. */
 const classify = (error: unknown, action: string, where: string, config: EmailConfig): ConnectorError => {
   const e = (error ?? {}) as SmtpErrorLike
-  const detail = (e.response ?? e.message ?? String(error)).trim()
+  // The server's own words (a banner, a reply) are clipped: a validation answer is not a way to read them.
+  const detail = clipText(e.response ?? e.message ?? String(error))
   const mk = (reason: ConnectorError["reason"], message: string) =>
     new ConnectorError({ reason, message, cause: error, detail: { code: e.code, responseCode: e.responseCode } })
 

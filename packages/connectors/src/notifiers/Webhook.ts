@@ -3,7 +3,7 @@ import * as http from "node:http"
 import * as https from "node:https"
 import * as net from "node:net"
 import * as tls from "node:tls"
-import { ConnectorError, type Notifier } from "@certctl/core"
+import { ConnectorError, Egress, type Notifier } from "@certctl/core"
 import { Clock, Data, Duration, Effect, Redacted, Ref, Schedule, Schema } from "effect"
 
 /**
@@ -140,10 +140,14 @@ export const Webhook: Notifier.NotifierDefinition<WebhookConfig> = {
   title: "Webhook",
   description: "POSTs each event as JSON to a URL, signed with HMAC-SHA256 in a header, retried with backoff.",
   configSchema: WebhookConfig,
-  secretFields: ["secret"],
+  // The URL and header values often carry tokens (a chat webhook's path, an Authorization
+  // header): sealed like the signing secret, and shown to nobody.
+  secretFields: ["secret", "url", "headers.*"],
+  endpointFields: ["url"],
   make: (config, context) =>
     Effect.sync(() => {
       const url = new URL(config.url)
+      const egress = context.egress ?? Egress.unrestricted
       // Only the origin appears in messages: webhook paths and queries often embed tokens.
       const where = url.origin
 
@@ -161,7 +165,7 @@ export const Webhook: Notifier.NotifierDefinition<WebhookConfig> = {
             "X-Certctl-Timestamp": timestamp,
             "X-Certctl-Signature": sign(Redacted.value(config.secret), timestamp, body)
           }
-          const result = yield* post(url, headers, body, config)
+          const result = yield* post(url, headers, body, config, egress)
           return yield* judge(result, where, now)
         })
 
@@ -205,7 +209,7 @@ export const Webhook: Notifier.NotifierDefinition<WebhookConfig> = {
           )
         }).pipe(Effect.withSpan("Webhook.send", { attributes: { url: where, event: event.type } }))
 
-      const validate = connectCheck(url, config).pipe(
+      const validate = connectCheck(url, config, egress).pipe(
         Effect.withSpan("Webhook.validate", { attributes: { url: where } })
       )
 
@@ -262,6 +266,12 @@ const TLS_TRUST_RE = /CERT|SELF_SIGNED|UNABLE_TO|HOSTNAME|ALTNAME/i
 
 /** A transport-level failure (no HTTP response) as an attempt outcome. */
 const networkFailure = (where: string, err: NodeJS.ErrnoException, timedOut: boolean): AttemptFailed => {
+  if (err.code === Egress.DENIED_CODE) {
+    return new AttemptFailed({
+      error: new ConnectorError({ reason: "InvalidConfig", message: `Webhook ${where}: ${err.message}` }),
+      retryable: false
+    })
+  }
   if (timedOut) {
     return new AttemptFailed({
       error: new ConnectorError({ reason: "Timeout", message: `Webhook ${where} did not answer in time`, cause: err }),
@@ -296,9 +306,17 @@ const post = (
   url: URL,
   headers: Record<string, string>,
   body: string,
-  config: WebhookConfig
+  config: WebhookConfig,
+  egress: Egress.Policy
 ): Effect.Effect<HttpResult, AttemptFailed> =>
   Effect.async<HttpResult, AttemptFailed>((resume) => {
+    const refused = egress.literal(url.hostname)
+    if (refused) {
+      resume(
+        Effect.fail(networkFailure(url.origin, Object.assign(new Error(refused), { code: Egress.DENIED_CODE }), false))
+      )
+      return
+    }
     let settled = false
     let timedOut = false
     const finish = (effect: Effect.Effect<HttpResult, AttemptFailed>) => {
@@ -311,6 +329,7 @@ const post = (
       method: "POST",
       headers,
       agent: false,
+      lookup: egress.lookup,
       ...(config.ca_bundle ? { ca: config.ca_bundle } : {})
     }
     const req = (url.protocol === "https:" ? https : http).request(url, options, (res) => {
@@ -345,19 +364,25 @@ const post = (
   })
 
 /** `validate`: can we reach the endpoint and, for https, does its certificate verify? Sends nothing. */
-const connectCheck = (url: URL, config: WebhookConfig): Effect.Effect<void, ConnectorError> =>
+const connectCheck = (url: URL, config: WebhookConfig, egress: Egress.Policy): Effect.Effect<void, ConnectorError> =>
   Effect.async<void, ConnectorError>((resume) => {
     const secure = url.protocol === "https:"
     const host = url.hostname.replace(/^\[|\]$/g, "")
     const port = Number(url.port || (secure ? 443 : 80))
+    const refused = egress.literal(host)
+    if (refused) {
+      resume(Effect.fail(new ConnectorError({ reason: "InvalidConfig", message: `Webhook ${url.origin}: ${refused}` })))
+      return
+    }
     const socket = secure
       ? tls.connect({
           host,
           port,
+          lookup: egress.lookup,
           ...(net.isIP(host) ? {} : { servername: host }),
           ...(config.ca_bundle ? { ca: config.ca_bundle } : {})
         })
-      : net.connect({ host, port })
+      : net.connect({ host, port, lookup: egress.lookup })
     let timedOut = false
     const timer = setTimeout(() => {
       timedOut = true

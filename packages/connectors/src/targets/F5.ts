@@ -217,5 +217,7 @@ export const F5: Target.TargetDefinition<F5Config> = {
     "Installs the certificate and key on an F5 BIG-IP through iControl REST (token authentication), points a client-SSL profile at them and attaches it to virtual servers.",
   configSchema: F5Config,
   secretFields: ["password"],
+  // Where the secret goes and whom it is shown to: changing one needs the secret sent again.
+  endpointFields: ["host", "port", "username", "verify_tls", "ca_bundle"],
   make: (config, context) => Effect.sync(() => make(config, context))
 }

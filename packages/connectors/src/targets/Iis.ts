@@ -350,5 +350,17 @@ export const Iis: Target.TargetDefinition<IisConfig> = {
     "Imports a PFX into the Windows certificate store over WinRM (WS-Management, PowerShell Import-PfxCertificate) and binds it to an IIS site.",
   configSchema: IisConfig,
   secretFields: ["password"],
+  // Where the secret goes and whom it is shown to: changing one needs the secret sent again.
+  endpointFields: [
+    "host",
+    "port",
+    "use_https",
+    "allow_unencrypted",
+    "auth",
+    "username",
+    "domain",
+    "verify_tls",
+    "ca_bundle"
+  ],
   make: (config, ctx) => make(config, ctx)
 }

@@ -393,5 +393,7 @@ export const Nginx: Target.TargetDefinition<NginxConfig> = {
     "Uploads the certificate and key over SFTP with an atomic rename, tests the configuration with nginx -t, reloads NGINX and checks the served serial; rolls back on failure.",
   configSchema: NginxConfig,
   secretFields: ["ssh_key", "ssh_key_passphrase"],
+  // Where the secret goes and whom it is shown to: changing one needs the secret sent again.
+  endpointFields: ["host", "port", "ssh_user", "host_key_sha256", "trust_on_first_use"],
   make
 }

@@ -1,4 +1,5 @@
 import { Effect, type Schema } from "effect"
+import type { Policy as EgressPolicy } from "../services/Egress.js"
 import type { ConnectorError } from "./ConnectorError.js"
 
 export type ConnectorKind = "issuer" | "target" | "notifier"
@@ -19,6 +20,12 @@ export interface ConnectorDefinition<Kind extends ConnectorKind, Config, Instanc
   readonly configSchema: Schema.Schema<Config, any>
   /** Top-level (or dotted, e.g. "eab.hmac_key") paths of secret fields in the encoded config. */
   readonly secretFields: ReadonlyArray<string>
+  /**
+   * Config fields that decide where the secrets are sent (host, port, URL, ...). Changing one
+   * without sending the secrets again is refused: a stored secret must not follow a connector
+   * re-pointed at another host. Left out, every non-secret field counts.
+   */
+  readonly endpointFields?: ReadonlyArray<string>
   readonly make: (config: Config, context: ConnectorContext) => Effect.Effect<Instance, ConnectorError, R>
 }
 
@@ -32,6 +39,11 @@ export interface ConnectorContext {
    */
   readonly state?: ConnectorState
   readonly log?: (message: string, fields?: Record<string, unknown>) => void
+  /**
+   * Where outbound connections may go. The control plane passes its policy (private addresses
+   * refused unless allowed); left out, nothing is restricted.
+   */
+  readonly egress?: EgressPolicy
 }
 
 export interface ConnectorState {

@@ -31,3 +31,22 @@ export class ConnectorError extends Data.TaggedError("ConnectorError")<{
   readonly retryAfter?: Date
   readonly cause?: unknown
 }> {}
+
+/**
+ * What of a peer's free text (a CA's problem detail, an SMTP banner, an error body) may reach a
+ * message: control characters become spaces, runs of spaces one, and at most `max` characters.
+ * Validation answers go to the caller, so they must not become a way to read other services.
+ */
+export const clipText = (text: unknown, max = 200): string => {
+  let flat = ""
+  for (const ch of String(text)) {
+    const code = ch.codePointAt(0) ?? 0
+    const space = code < 0x20 || (code >= 0x7f && code <= 0x9f) || ch === " "
+    if (space) {
+      if (flat.length > 0 && !flat.endsWith(" ")) flat += " "
+    } else flat += ch
+    if (flat.length > max) break
+  }
+  flat = flat.trimEnd()
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat
+}

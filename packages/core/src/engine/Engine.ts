@@ -7,6 +7,7 @@ import { AuditLog } from "../services/AuditLog.js"
 import { Certificates } from "../services/Certificates.js"
 import { ConnectorConfigs } from "../services/ConnectorConfigs.js"
 import { ConnectorRegistry, Connectors, type Registry } from "../services/Connectors.js"
+import * as Egress from "../services/Egress.js"
 import { CsrIntake } from "../services/CsrIntake.js"
 import { Database } from "../persistence/Database.js"
 import { Deployments } from "../services/Deployments.js"
@@ -29,6 +30,8 @@ export interface EngineOptions {
   readonly lifecycle?: Lifecycle.LifecycleOptions
   readonly jobLease?: Duration.DurationInput
   readonly retryBase?: Duration.DurationInput
+  /** Where issuers and notifiers may connect; public addresses only when left out. */
+  readonly egress?: Egress.Policy
 }
 
 /**
@@ -54,6 +57,7 @@ export const layer = (options: EngineOptions) => {
     signals,
     engineOptions,
     Layer.succeed(ConnectorRegistry, options.registry),
+    Egress.layer(options.egress ?? Egress.publicOnly),
     migrated
   )
   const services = Layer.mergeAll(JobEngine.JobEngine.Default, AuditLog.Default, Connectors.Default).pipe(

@@ -129,42 +129,51 @@ export const loadOrCreateKeyFile = (dataDir: string): Effect.Effect<Redacted.Red
     catch: (e) => new SealingError({ message: `cannot read or create the embedded encryption key: ${String(e)}` })
   })
 
-/** Seals the listed fields (dotted paths) of a plain JSON config object. */
-export const sealFields = (sealer: Sealer, config: Record<string, unknown>, fields: ReadonlyArray<string>) => {
-  const out = structuredClone(config)
-  for (const field of fields) {
-    const parts = field.split(".")
-    let node: any = out
-    for (const p of parts.slice(0, -1)) node = node?.[p]
-    const leaf = parts[parts.length - 1]
-    if (node && typeof node[leaf] === "string" && !sealer.isSealed(node[leaf])) node[leaf] = sealer.seal(node[leaf])
+type Json = Record<string, unknown>
+
+/**
+ * The (object, key) pairs a secret path names in a config: "password", "eab.hmac_key", or
+ * "headers.*" for every value of a record.
+ */
+export const leaves = (config: Json, field: string): Array<readonly [Json, string]> => {
+  let nodes: Array<Json> = [config]
+  const parts = field.split(".")
+  for (const p of parts.slice(0, -1)) {
+    nodes = nodes.flatMap((n) => {
+      const next = p === "*" ? Object.values(n) : [n[p]]
+      return next.filter((v): v is Json => typeof v === "object" && v !== null && !Array.isArray(v))
+    })
   }
+  const leaf = parts[parts.length - 1]
+  return nodes.flatMap((n) => (leaf === "*" ? Object.keys(n) : [leaf]).map((k) => [n, k] as const))
+}
+
+/** Seals the listed fields (dotted paths, `*` for every key) of a plain JSON config object. */
+export const sealFields = (sealer: Sealer, config: Json, fields: ReadonlyArray<string>) => {
+  const out = structuredClone(config)
+  for (const field of fields)
+    for (const [node, key] of leaves(out, field))
+      if (typeof node[key] === "string" && !sealer.isSealed(node[key])) node[key] = sealer.seal(node[key])
   return out
 }
 
 /** Opens the listed sealed fields. */
-export const openFields = (sealer: Sealer, config: Record<string, unknown>, fields: ReadonlyArray<string>) =>
+export const openFields = (sealer: Sealer, config: Json, fields: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const out = structuredClone(config)
-    for (const field of fields) {
-      const parts = field.split(".")
-      let node: any = out
-      for (const p of parts.slice(0, -1)) node = node?.[p]
-      const leaf = parts[parts.length - 1]
-      if (node && sealer.isSealed(node[leaf])) node[leaf] = yield* sealer.open(node[leaf])
-    }
+    for (const field of fields)
+      for (const [node, key] of leaves(out, field))
+        if (sealer.isSealed(node[key])) node[key] = yield* sealer.open(node[key])
     return out
   })
 
+/** What a secret reads as in API responses. */
+export const SEALED = "(sealed)"
+
 /** Replaces secret fields with a marker for API responses: secrets are never echoed. */
-export const redactFields = (config: Record<string, unknown>, fields: ReadonlyArray<string>) => {
+export const redactFields = (config: Json, fields: ReadonlyArray<string>) => {
   const out = structuredClone(config)
-  for (const field of fields) {
-    const parts = field.split(".")
-    let node: any = out
-    for (const p of parts.slice(0, -1)) node = node?.[p]
-    const leaf = parts[parts.length - 1]
-    if (node && node[leaf] !== undefined) node[leaf] = "(sealed)"
-  }
+  for (const field of fields)
+    for (const [node, key] of leaves(out, field)) if (node[key] !== undefined) node[key] = SEALED
   return out
 }

@@ -60,7 +60,8 @@ const markWriteOnly = (root: Json, node: Json, path: ReadonlyArray<string>, seen
 export const configJsonSchema = (configSchema: Schema.Schema.Any, secretFields: ReadonlyArray<string>): Json => {
   // A deep copy: JSONSchema.make may share definition objects between calls.
   const schema = JSON.parse(JSON.stringify(JSONSchema.make(configSchema))) as Json
-  for (const field of secretFields) markWriteOnly(schema, schema, field.split("."))
+  // "headers.*" (every value of a record) marks the record itself.
+  for (const field of secretFields) markWriteOnly(schema, schema, field.replace(/\.\*$/, "").split("."))
   return schema
 }
 

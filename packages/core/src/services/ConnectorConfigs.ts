@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import * as ApiError from "../api/ApiError.js"
 import { type Actor, AuditLog } from "./AuditLog.js"
 import type { ConnectorContext, ConnectorKind } from "../domain/Connector.js"
-import type { ConnectorError } from "../domain/ConnectorError.js"
+import { type ConnectorError, clipText } from "../domain/ConnectorError.js"
 import { Connectors } from "./Connectors.js"
 import * as Ids from "../domain/Ids.js"
 import { isForeignKeyViolation, isUniqueViolation } from "../internal/pgErrors.js"
@@ -25,6 +25,20 @@ export interface ListQuery extends Paging.PageRequest {
 
 const tables = { issuer: "issuers", target: "targets", notifier: "notifiers" } as const
 const idPrefix = { issuer: "iss", target: "tgt", notifier: "ntf" } as const
+
+/**
+ * Longest connector message a caller sees. Connectors clip a peer's own text further; this
+ * bounds the whole message, so validating an address is never a way to read what answers there.
+ */
+const MAX_ECHO = 400
+
+/** JSON with object keys sorted, for comparing configs whatever order their keys came in. */
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_k, v) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v
+  ) ?? "undefined"
 
 /** What `validate` needs of a built connector, whatever its kind. */
 type Checkable = { readonly validate: Effect.Effect<void, ConnectorError> }
@@ -136,10 +150,14 @@ export class ConnectorConfigs extends Effect.Service<ConnectorConfigs>()("@certc
             config: unknown,
             context: ConnectorContext
           ) => Effect.Effect<Checkable, ConnectorError>
-          const check = yield* Effect.either(Effect.flatMap(make(prepared.decoded, { id, state }), (c) => c.validate))
+          const check = yield* Effect.either(
+            Effect.flatMap(make(prepared.decoded, { id, state, ...connectors.egressFor(kind) }), (c) => c.validate)
+          )
           if (check._tag === "Left")
             return yield* Effect.fail(
-              ApiError.unprocessable(`issuer validation failed: ${check.left.message}`, { reason: check.left.reason })
+              ApiError.unprocessable(`issuer validation failed: ${clipText(check.left.message, MAX_ECHO)}`, {
+                reason: check.left.reason
+              })
             )
           stagedWrites = flush
         }
@@ -168,23 +186,84 @@ export class ConnectorConfigs extends Effect.Service<ConnectorConfigs>()("@certc
         return yield* get(kind, id).pipe(Effect.orDie)
       })
 
+    /**
+     * The config a patch asks for: its top-level fields replace the stored ones, the rest stay;
+     * a secret sent as "(sealed)" keeps its stored value. Also says which stored secrets were
+     * kept rather than sent again.
+     */
+    const merge = (
+      opened: Record<string, unknown>,
+      patch: Record<string, unknown>,
+      secrets: ReadonlyArray<string>
+    ): Effect.Effect<{ merged: Record<string, unknown>; kept: Array<string> }, ApiError.BadRequest> =>
+      Effect.gen(function* () {
+        const merged: Record<string, unknown> = { ...opened, ...structuredClone(patch) }
+        const kept: Array<string> = []
+        for (const field of secrets) {
+          const top = field.split(".")[0]
+          if (!(top in patch)) {
+            for (const [node, key] of Sealing.leaves(opened, field))
+              if (node[key] !== undefined) kept.push(field.replace("*", key))
+            continue
+          }
+          for (const [node, key] of Sealing.leaves(merged, field)) {
+            if (node[key] !== Sealing.SEALED) continue
+            const path = field.replace("*", key)
+            const stored = Sealing.leaves(opened, path).find(([n, k]) => n[k] !== undefined)
+            if (!stored)
+              return yield* Effect.fail(
+                ApiError.badRequest(`config.${path} is "${Sealing.SEALED}" but no secret is stored there`, {
+                  issues: [{ path: `config.${path}`, message: "no stored secret to keep" }]
+                })
+              )
+            node[key] = stored[0][stored[1]]
+            kept.push(path)
+          }
+        }
+        return { merged, kept }
+      })
+
+    /** Top-level config fields whose values differ (compared with sorted keys). */
+    const changedFields = (
+      before: Record<string, unknown>,
+      after: Record<string, unknown>,
+      fields: ReadonlyArray<string>
+    ) => fields.filter((f) => canonical(before[f]) !== canonical(after[f]))
+
     const update = (kind: Kind, id: string, patch: UpdateInput, actor: Actor) =>
       Effect.gen(function* () {
         const current = yield* row(kind, id)
         if (patch.agent_id !== undefined) yield* checkAgent(kind, patch.agent_id)
         yield* checkEvents(patch.events)
-        let stored = current.config
-        if (patch.config !== undefined) {
-          const secrets = connectors.secretFields(kind, current.type)
-          const opened = yield* connectors
-            .openConfig(kind, current.type, current.config)
-            .pipe(Effect.mapError((e) => ApiError.unprocessable(e.message)))
-          // Secret fields left out (or sent back as "(sealed)") keep their stored value.
-          const changes: Record<string, unknown> = { ...patch.config }
-          for (const f of secrets)
-            if (!f.includes(".") && (changes[f] === "(sealed)" || changes[f] === undefined)) delete changes[f]
-          stored = (yield* connectors.prepare(kind, current.type, { ...opened, ...changes })).stored
-        }
+        const secrets = connectors.secretFields(kind, current.type)
+        const opened = yield* connectors
+          .openConfig(kind, current.type, current.config)
+          .pipe(Effect.mapError((e) => ApiError.unprocessable(e.message)))
+        const { merged, kept } = yield* merge(opened, patch.config ?? {}, secrets)
+        // A stored secret must not follow its connector to another place: changing where it is
+        // sent (host, port, URL, deploying agent) needs the secrets in the same request.
+        const endpoints =
+          connectors.endpointFields(kind, current.type) ??
+          Object.keys({ ...opened, ...merged }).filter((f) => !secrets.includes(f))
+        const moved = changedFields(opened, merged, endpoints).map((f) => `config.${f}`)
+        if (kind === "target" && patch.agent_id !== undefined && patch.agent_id !== current.agent_id)
+          moved.push("agent_id")
+        if (moved.length > 0 && kept.length > 0)
+          return yield* Effect.fail(
+            ApiError.badRequest(
+              `changing ${moved.join(", ")} changes where this ${kind}'s secrets are sent: send ${kept
+                .map((k) => `config.${k}`)
+                .join(", ")} again in the same request`,
+              {
+                issues: kept.map((k) => ({
+                  path: `config.${k}`,
+                  message: `must be sent again with ${moved.join(", ")}`
+                }))
+              }
+            )
+          )
+        const stored =
+          patch.config !== undefined ? (yield* connectors.prepare(kind, current.type, merged)).stored : current.config
         const table = tables[kind]
         yield* Effect.gen(function* () {
           yield* sql`UPDATE ${sql(table)} SET name = ${patch.name ?? current.name}, config = ${JSON.stringify(stored)}::jsonb,
@@ -211,7 +290,16 @@ export class ConnectorConfigs extends Effect.Service<ConnectorConfigs>()("@certc
         yield* row(kind, id)
         yield* Effect.gen(function* () {
           yield* sql`DELETE FROM ${sql(tables[kind])} WHERE id = ${id}`
-          yield* audit.append({ actor, action: `${kind}_deleted`, resource: { type: kind, id }, details: {} })
+          // Its durable state (a CA key, an ACME account key) goes with it: nothing can use it
+          // any more, and a sealed key left behind is still a key.
+          const state = yield* sql<{ key: string }>`DELETE FROM connector_config
+              WHERE connector_kind = ${kind} AND connector_id = ${id} RETURNING key`
+          yield* audit.append({
+            actor,
+            action: `${kind}_deleted`,
+            resource: { type: kind, id },
+            details: state.length > 0 ? { state_deleted: state.map((r) => r.key).sort() } : {}
+          })
         }).pipe(
           sql.withTransaction,
           Effect.catchAll((e) =>
@@ -232,7 +320,7 @@ export class ConnectorConfigs extends Effect.Service<ConnectorConfigs>()("@certc
         const outcome: ValidationResult =
           result._tag === "Right"
             ? { ok: true, message: `${kind} ${id} is reachable and its credentials work` }
-            : { ok: false, message: result.left.message, reason: result.left.reason }
+            : { ok: false, message: clipText(result.left.message, MAX_ECHO), reason: result.left.reason }
         yield* audit
           .append({
             actor,

@@ -7,6 +7,7 @@ import type { IssuerConnector, IssuerDefinition } from "../domain/Issuer.js"
 import type { NotifierConnector, NotifierDefinition } from "../domain/Notifier.js"
 import { orPersistence } from "../persistence/Persistence.js"
 import * as Sealing from "../persistence/Sealing.js"
+import { Egress, publicOnly } from "./Egress.js"
 import type { TargetDefinition } from "../domain/Target.js"
 
 /** The connector types this process knows, by kind and type name. Supplied by the composition root. */
@@ -54,6 +55,10 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
     const sql = yield* SqlClient.SqlClient
     const registry = yield* ConnectorRegistry
     const sealer = yield* Sealing.Sealing
+    // Without a configured policy only public addresses are reached: the safe side.
+    const egress = Option.getOrElse(yield* Effect.serviceOption(Egress), () => publicOnly)
+    /** What the process lets a connector of this kind reach: targets are the agent's business. */
+    const egressFor = (kind: ConnectorKind) => (kind === "target" ? {} : { egress })
     const cache = new Map<string, { stamp: number; instance: unknown }>()
 
     type AnyDefinition = IssuerDefinition | TargetDefinition | NotifierDefinition
@@ -169,6 +174,7 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
         const instance = yield* (def.make as any)(decoded, {
           id,
           state: state(kind, id),
+          ...egressFor(kind),
           log: (message: string, fields?: Record<string, unknown>) =>
             Runtime.runFork(runtime)(
               Effect.logInfo(message, fields ?? {}).pipe(Effect.annotateLogs({ connector: key }))
@@ -184,6 +190,7 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
       prepare,
       openConfig,
       state,
+      egressFor,
       issuer: (id: string) => build<IssuerConnector>("issuer", id),
       notifier: (id: string) => build<NotifierConnector>("notifier", id),
       /** A throwaway instance for `POST /{kind}/{id}/validate`. */
@@ -192,6 +199,9 @@ export class Connectors extends Effect.Service<Connectors>()("@certctl/core/Conn
           cache.delete(`${kind}:${id}`)
           return yield* build<{ validate: Effect.Effect<void, ConnectorError> }>(kind, id)
         }),
+      /** Fields that decide where secrets go; undefined when the type does not say (then all do). */
+      endpointFields: (kind: ConnectorKind, type: string): ReadonlyArray<string> | undefined =>
+        (registry[kind] as ReadonlyMap<string, AnyDefinition>).get(type)?.endpointFields,
       secretFields: (kind: ConnectorKind, type: string) =>
         Option.match(Option.fromNullable((registry[kind] as ReadonlyMap<string, any>).get(type)), {
           onNone: () => [] as ReadonlyArray<string>,

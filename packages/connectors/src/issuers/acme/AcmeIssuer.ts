@@ -14,7 +14,7 @@ import { AcmeIssuerConfig, secretFields } from "./config.js"
 import { checkProfile, type Directory, loadDirectory } from "./directory.js"
 import type { DnsProvider } from "./dns01/DnsProvider.js"
 import * as Rfc2136 from "./dns01/Rfc2136.js"
-import { attempt } from "./errors.js"
+import { attempt, clip } from "./errors.js"
 import { installTransport, makeTransport, type Transport } from "./http.js"
 import { issueCertificate } from "./order.js"
 
@@ -62,7 +62,7 @@ const checkDirectory = (config: AcmeIssuerConfig, directory: Directory): Effect.
       return yield* Effect.fail(
         new ConnectorError({
           reason: "InvalidConfig",
-          message: `${config.directory_url} requires agreeing to its terms of service (${directory.meta.termsOfService}); set terms_of_service_agreed`
+          message: `${config.directory_url} requires agreeing to its terms of service (${clip(directory.meta.termsOfService)}); set terms_of_service_agreed`
         })
       )
     }
@@ -78,7 +78,8 @@ export const makeWith = (
     if (!context.state) context.log?.("acme issuer: no durable state; the account key lives only in memory")
     const transport = makeTransport({
       timeoutMs: config.request_timeout_ms,
-      ...(config.ca_bundle ? { caBundle: config.ca_bundle } : {})
+      ...(config.ca_bundle ? { caBundle: config.ca_bundle } : {}),
+      ...(context.egress ? { egress: context.egress } : {})
     })
     // A make that fails leaves no kept-alive sockets behind.
     return yield* build(config, context, options, transport).pipe(Effect.onError(() => Effect.sync(transport.close)))
@@ -257,5 +258,7 @@ export const definition: Issuer.IssuerDefinition<AcmeIssuerConfig> = {
     "Orders certificates from an ACME CA (Let's Encrypt, ZeroSSL, step-ca, Pebble) with http-01 or dns-01 challenges, External Account Binding, ARI renewal windows and revocation.",
   configSchema: AcmeIssuerConfig,
   secretFields,
+  // Where EAB and TSIG are used: a new CA or name server needs them sent again.
+  endpointFields: ["directory_url", "challenge"],
   make
 }

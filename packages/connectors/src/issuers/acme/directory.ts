@@ -5,7 +5,7 @@
  */
 import { ConnectorError } from "@certctl/core"
 import { Clock, Effect } from "effect"
-import { attempt } from "./errors.js"
+import { attempt, clip } from "./errors.js"
 import type { ClientInternals, Transport } from "./http.js"
 
 export interface Directory {
@@ -29,10 +29,7 @@ const isDirectory = (data: unknown): data is Directory =>
   typeof data === "object" &&
   ["newNonce", "newAccount", "newOrder"].every((k) => typeof (data as any)[k] === "string")
 
-const snippet = (data: unknown): string => {
-  const text = typeof data === "string" ? data : JSON.stringify(data)
-  return text.replace(/\s+/g, " ").slice(0, 120)
-}
+const snippet = (data: unknown): string => clip(typeof data === "string" ? data : JSON.stringify(data), 120)
 
 /** GET the directory now (bypassing acme-client's 24 h cache) and prime that cache with it. */
 export const loadDirectory = (
@@ -83,7 +80,7 @@ export const checkProfile = (
       message:
         offered.length === 0
           ? `profile "${profile}" is configured but ${directoryUrl} offers no profiles`
-          : `profile "${profile}" is not offered by ${directoryUrl}; it offers: ${offered.join(", ")}`,
+          : `profile "${profile}" is not offered by ${directoryUrl}; it offers: ${clip(offered.join(", "))}`,
       detail: { profile, offered }
     })
   )

@@ -3,7 +3,7 @@
  * reason alone, so each class of failure a real CA produces maps to the most specific reason, and
  * every message names the URL that failed.
  */
-import { ConnectorError, type ConnectorReason } from "@certctl/core"
+import { ConnectorError, type ConnectorReason, clipText } from "@certctl/core"
 import { Clock, Data, Effect } from "effect"
 
 /** RFC 8555 §6.7 problem document (RFC 7807). */
@@ -16,7 +16,7 @@ export interface AcmeProblem {
 
 /** A transport-level failure (thrown inside acme-client's promise chain, classified here). */
 export class AcmeHttpError extends Data.TaggedError("AcmeHttpError")<{
-  readonly kind: "problem" | "status" | "network" | "tls" | "timeout"
+  readonly kind: "problem" | "status" | "network" | "tls" | "timeout" | "insecure" | "egress"
   readonly method: string
   readonly url: string
   readonly message: string
@@ -30,6 +30,9 @@ export class AcmeHttpError extends Data.TaggedError("AcmeHttpError")<{
 }> {}
 
 const PREFIX = "urn:ietf:params:acme:error:"
+
+/** What of a CA's free text reaches a message: one line, control characters dropped, 200 characters. */
+export const clip = (text: string, max = 200): string => clipText(text, max)
 
 /** Retry-After (delta-seconds or HTTP-date) as an absolute date, relative to `nowMs`. */
 export const parseRetryAfter = (header: string | undefined, nowMs: number): Date | undefined => {
@@ -97,6 +100,11 @@ export const toConnectorError = (error: unknown, ctx: ErrorContext): ConnectorEr
         })
       case "timeout":
         return new ConnectorError({ reason: "Timeout", message: `${ctx.op}: ${error.message}`, ...base })
+      // Neither gets better by retrying: the CA's answer or the configured address is the problem.
+      case "insecure":
+        return new ConnectorError({ reason: "Rejected", message: `${ctx.op}: ${error.message}`, ...base })
+      case "egress":
+        return new ConnectorError({ reason: "InvalidConfig", message: `${ctx.op}: ${error.message}`, ...base })
       case "status": {
         const status = error.status ?? 0
         const reason: ConnectorReason =
@@ -119,7 +127,7 @@ export const toConnectorError = (error: unknown, ctx: ErrorContext): ConnectorEr
         const reason = reasonForProblem(problem.type, error.status)
         return new ConnectorError({
           reason,
-          message: `${ctx.op}: ${error.url} answered ${problem.type}${problem.detail ? `: ${problem.detail}` : ""}`,
+          message: `${ctx.op}: ${error.url} answered ${problem.type}${problem.detail ? `: ${clip(problem.detail)}` : ""}`,
           detail: { ...problem, url: error.url, status: error.status },
           ...base
         })
@@ -145,7 +153,7 @@ export const challengeFailed = (
   new ConnectorError({
     reason: "ChallengeFailed",
     message: `${challengeType} validation of ${identifier} failed: ${problem?.type ?? "unknown error"}${
-      problem?.detail ? `: ${problem.detail}` : ""
+      problem?.detail ? `: ${clip(problem.detail)}` : ""
     }`,
     detail: { identifier, challenge: challengeType, url, ...(problem ?? {}) }
   })

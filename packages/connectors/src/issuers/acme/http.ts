@@ -7,9 +7,11 @@
  * status, problem document and Retry-After for the connector to classify. The only response with
  * status ≥ 400 handed back to acme-client is `badNonce`, which acme-client retries itself.
  */
-import * as http from "node:http"
+import type * as http from "node:http"
 import * as https from "node:https"
+import type { LookupFunction } from "node:net"
 import * as tls from "node:tls"
+import type { Egress } from "@certctl/core"
 import { AcmeHttpError, type AcmeProblem } from "./errors.js"
 
 export interface AcmeResponse {
@@ -23,7 +25,14 @@ export interface TransportOptions {
   readonly caBundle?: string
   readonly timeoutMs: number
   readonly userAgent?: string
+  /** Where the CA may be; unrestricted when left out. */
+  readonly egress?: Egress.Policy
+  /** Largest response body accepted (default 1 MiB): a CA has no reason to send more. */
+  readonly maxBodyBytes?: number
 }
+
+/** Responses larger than this are refused: directories, orders and chains are a few KiB. */
+export const MAX_BODY_BYTES = 1024 * 1024
 
 export interface Transport {
   readonly request: (
@@ -74,9 +83,10 @@ const decode = (body: Buffer, contentType: string): unknown => {
 export const makeTransport = (options: TransportOptions): Transport => {
   const ca = options.caBundle ? [...tls.rootCertificates, options.caBundle] : undefined
   const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16, ...(ca ? { ca } : {}) })
-  const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 })
   const userAgent = options.userAgent ?? "certctl-acme (acme-client/5.4.0)"
   const nonces: Array<string> = []
+  const maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES
+  const lookup: LookupFunction | undefined = options.egress?.lookup
 
   const request: Transport["request"] = (url, method, opts = {}) =>
     new Promise<AcmeResponse>((resolve, reject) => {
@@ -88,6 +98,25 @@ export const makeTransport = (options: TransportOptions): Transport => {
         reject(new AcmeHttpError({ kind: "network", method: upper, url, message: `invalid URL ${url}`, cause }))
         return
       }
+      // Every URL after the configured directory comes from the CA (directory entries, Location,
+      // Link, order and authorization URLs): plain http would hand signed requests and the
+      // account's traffic to anyone on the path, so only https is followed.
+      if (target.protocol !== "https:") {
+        reject(
+          new AcmeHttpError({
+            kind: "insecure",
+            method: upper,
+            url,
+            message: `${upper} ${url}: refused, the CA must use https URLs (got ${target.protocol})`
+          })
+        )
+        return
+      }
+      const refused = options.egress?.literal(target.hostname)
+      if (refused) {
+        reject(new AcmeHttpError({ kind: "egress", method: upper, url, message: `${upper} ${url}: ${refused}` }))
+        return
+      }
       const body = opts.data === undefined ? undefined : Buffer.from(JSON.stringify(opts.data))
       const headers: Record<string, string> = {
         "user-agent": userAgent,
@@ -95,8 +124,6 @@ export const makeTransport = (options: TransportOptions): Transport => {
         ...(body ? { "content-type": "application/jose+json", "content-length": String(body.length) } : {}),
         ...opts.headers
       }
-      const isHttps = target.protocol === "https:"
-      const lib = isHttps ? https : http
       let settled = false
       const fail = (error: AcmeHttpError) => {
         if (settled) return
@@ -105,52 +132,70 @@ export const makeTransport = (options: TransportOptions): Transport => {
         req.destroy()
         reject(error)
       }
-      const req = lib.request(target, { method: upper, headers, agent: isHttps ? httpsAgent : httpAgent }, (res) => {
-        const chunks: Array<Buffer> = []
-        res.on("data", (c: Buffer) => chunks.push(c))
-        res.on("error", (cause) =>
-          fail(new AcmeHttpError({ kind: "network", method: upper, url, message: String(cause), cause }))
-        )
-        res.on("end", () => {
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
-          const status = res.statusCode ?? 0
-          const resHeaders = flatHeaders(res.headers)
-          const data = decode(Buffer.concat(chunks), resHeaders["content-type"] ?? "")
-          const problem =
-            status >= 400 && data && typeof data === "object" && typeof (data as any).type === "string"
-              ? (data as AcmeProblem)
-              : undefined
-          // Pool nonces of POST answers only: acme-client itself consumes the one of a HEAD
-          // newNonce and of a badNonce error, and a nonce is good for one use.
-          const nonce = resHeaders["replay-nonce"]
-          if (nonce && upper === "POST" && problem?.type !== BAD_NONCE) {
-            nonces.push(nonce)
-            if (nonces.length > 32) nonces.shift()
-          }
-          if (status < 400 || problem?.type === BAD_NONCE) {
-            resolve({ status, headers: resHeaders, data })
-            return
-          }
-          reject(
-            new AcmeHttpError({
-              kind: problem ? "problem" : "status",
-              method: upper,
-              url,
-              status,
-              ...(problem ? { problem } : {}),
-              ...(resHeaders["retry-after"] ? { retryAfter: resHeaders["retry-after"] } : {}),
-              message: problem
-                ? `${upper} ${url}: HTTP ${status} ${problem.type}${problem.detail ? `: ${problem.detail}` : ""}`
-                : `${upper} ${url}: HTTP ${status}`,
-              ...(problem
-                ? {}
-                : { bodySnippet: String(typeof data === "string" ? data : JSON.stringify(data)).slice(0, 200) })
-            })
+      const req = https.request(
+        target,
+        { method: upper, headers, agent: httpsAgent, ...(lookup ? { lookup } : {}) },
+        (res) => {
+          const chunks: Array<Buffer> = []
+          let size = 0
+          res.on("data", (c: Buffer) => {
+            size += c.length
+            if (size > maxBody)
+              fail(
+                new AcmeHttpError({
+                  kind: "status",
+                  method: upper,
+                  url,
+                  status: res.statusCode ?? 0,
+                  message: `${upper} ${url}: the response is larger than ${maxBody} bytes`
+                })
+              )
+            else chunks.push(c)
+          })
+          res.on("error", (cause) =>
+            fail(new AcmeHttpError({ kind: "network", method: upper, url, message: String(cause), cause }))
           )
-        })
-      })
+          res.on("end", () => {
+            if (settled) return
+            settled = true
+            clearTimeout(timer)
+            const status = res.statusCode ?? 0
+            const resHeaders = flatHeaders(res.headers)
+            const data = decode(Buffer.concat(chunks), resHeaders["content-type"] ?? "")
+            const problem =
+              status >= 400 && data && typeof data === "object" && typeof (data as any).type === "string"
+                ? (data as AcmeProblem)
+                : undefined
+            // Pool nonces of POST answers only: acme-client itself consumes the one of a HEAD
+            // newNonce and of a badNonce error, and a nonce is good for one use.
+            const nonce = resHeaders["replay-nonce"]
+            if (nonce && upper === "POST" && problem?.type !== BAD_NONCE) {
+              nonces.push(nonce)
+              if (nonces.length > 32) nonces.shift()
+            }
+            if (status < 400 || problem?.type === BAD_NONCE) {
+              resolve({ status, headers: resHeaders, data })
+              return
+            }
+            reject(
+              new AcmeHttpError({
+                kind: problem ? "problem" : "status",
+                method: upper,
+                url,
+                status,
+                ...(problem ? { problem } : {}),
+                ...(resHeaders["retry-after"] ? { retryAfter: resHeaders["retry-after"] } : {}),
+                message: problem
+                  ? `${upper} ${url}: HTTP ${status} ${problem.type}${problem.detail ? `: ${problem.detail}` : ""}`
+                  : `${upper} ${url}: HTTP ${status}`,
+                ...(problem
+                  ? {}
+                  : { bodySnippet: String(typeof data === "string" ? data : JSON.stringify(data)).slice(0, 200) })
+              })
+            )
+          })
+        }
+      )
       // One deadline for connect, TLS handshake and response: an unreachable or silent CA fails fast.
       const timer = setTimeout(
         () =>
@@ -166,6 +211,10 @@ export const makeTransport = (options: TransportOptions): Transport => {
       )
       req.on("error", (cause: NodeJS.ErrnoException) => {
         const code = cause.code ?? ""
+        if (code === "ECERTCTL_EGRESS") {
+          fail(new AcmeHttpError({ kind: "egress", method: upper, url, message: `${upper} ${url}: ${cause.message}` }))
+          return
+        }
         const isTls = TLS_CODES.has(code) || /certificate|SSL routines|TLS/i.test(cause.message)
         fail(
           new AcmeHttpError({
@@ -186,7 +235,6 @@ export const makeTransport = (options: TransportOptions): Transport => {
     takeNonce: () => nonces.pop(),
     close: () => {
       httpsAgent.destroy()
-      httpAgent.destroy()
     }
   }
 }
