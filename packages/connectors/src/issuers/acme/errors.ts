@@ -31,8 +31,13 @@ export class AcmeHttpError extends Data.TaggedError("AcmeHttpError")<{
 
 const PREFIX = "urn:ietf:params:acme:error:"
 
-/** What of a CA's free text reaches a message: one line, control characters dropped, 200 characters. */
+/**
+ * What of a CA's free text reaches a message: one line, control characters dropped, bounded. A
+ * problem's detail keeps up to 1000 characters (it is what an operator needs to fix a challenge);
+ * a validation answer is clipped further by the control plane.
+ */
 export const clip = (text: string, max = 200): string => clipText(text, max)
+const DETAIL_MAX = 1000
 
 /** Retry-After (delta-seconds or HTTP-date) as an absolute date, relative to `nowMs`. */
 export const parseRetryAfter = (header: string | undefined, nowMs: number): Date | undefined => {
@@ -127,7 +132,7 @@ export const toConnectorError = (error: unknown, ctx: ErrorContext): ConnectorEr
         const reason = reasonForProblem(problem.type, error.status)
         return new ConnectorError({
           reason,
-          message: `${ctx.op}: ${error.url} answered ${problem.type}${problem.detail ? `: ${clip(problem.detail)}` : ""}`,
+          message: `${ctx.op}: ${error.url} answered ${problem.type}${problem.detail ? `: ${clip(problem.detail, DETAIL_MAX)}` : ""}`,
           detail: { ...problem, url: error.url, status: error.status },
           ...base
         })
@@ -153,7 +158,7 @@ export const challengeFailed = (
   new ConnectorError({
     reason: "ChallengeFailed",
     message: `${challengeType} validation of ${identifier} failed: ${problem?.type ?? "unknown error"}${
-      problem?.detail ? `: ${clip(problem.detail)}` : ""
+      problem?.detail ? `: ${clip(problem.detail, DETAIL_MAX)}` : ""
     }`,
     detail: { identifier, challenge: challengeType, url, ...(problem ?? {}) }
   })
