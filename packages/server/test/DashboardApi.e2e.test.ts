@@ -157,7 +157,7 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
         nginx: ["ssh_key", "ssh_key_passphrase"],
         f5: ["password"],
         iis: ["password"],
-        webhook: ["secret"],
+        webhook: ["secret", "url", "headers"],
         email: ["password"]
       }
       for (const [type, fields] of Object.entries(secrets))

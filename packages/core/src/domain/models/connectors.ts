@@ -97,7 +97,8 @@ export const UpdateConnector = Schema.Struct({
   ),
   config: Schema.optional(
     Config.annotations({
-      description: 'New settings, validated whole; a secret sent as "(sealed)" keeps its stored value',
+      description:
+        'New settings, merged by top-level field and validated whole; a secret left out or sent as "(sealed)" keeps its stored value, except when the change moves where secrets go (an endpoint field such as host, port or URL, or a target\'s agent_id): then every stored secret must be sent again in the same request, or it is a 400',
       examples: [{ directory: "/etc/ssl/certctl" }]
     })
   ),
