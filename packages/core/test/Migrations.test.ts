@@ -40,7 +40,11 @@ for (const backend of backends) {
     it("creates every table of the design document, and is idempotent when run concurrently", async () => {
       // Two runs at once: the advisory lock serialises them, the second finds nothing to do.
       const results = await rt.runPromise(Effect.all([Migrations.run, Migrations.run], { concurrency: 2 }))
-      expect(results.flat().map(([id]) => id)).toEqual(Array.from({ length: Migrations.latest }, (_, i) => i + 1))
+      // Each migration ran once, in order, up to the latest (ids may have gaps).
+      const ids = results.flat().map(([id]) => id)
+      expect(ids).toEqual([...new Set(ids)].sort((a, b) => a - b))
+      expect(ids.slice(0, 3)).toEqual([1, 2, 3])
+      expect(ids.at(-1)).toBe(Migrations.latest)
       const rows = await rt.runPromise(
         Effect.flatMap(
           SqlClient.SqlClient,

@@ -5,15 +5,18 @@ import { Database } from "./Database.js"
 import init from "../internal/migrations/0001_init.js"
 import lifecycle from "../internal/migrations/0002_lifecycle.js"
 import enrollment from "../internal/migrations/0003_enrollment.js"
+import compromisedKeys from "../internal/migrations/0006_compromised_keys.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
 export const loader = Migrator.fromRecord({
   "0001_init": init,
   "0002_lifecycle": lifecycle,
-  "0003_enrollment": enrollment
+  "0003_enrollment": enrollment,
+  "0006_compromised_keys": compromisedKeys
 })
 
-export const latest = 3
+/** The highest migration id (ids may have gaps: numbers are reserved per change). */
+export const latest = 6
 const table = "certctl_migrations"
 const lockKey = 7263540
 

@@ -15,7 +15,11 @@ export type Submission = typeof M.SubmitCsr.Type
 export type Issued = typeof M.IssuedResponse.Type
 export type Pending = typeof M.PendingResponse.Type
 
-/** Why a CSR was refused; each refusal has its audit row (`csr_rejected`) with this code. */
+/**
+ * Why a CSR was refused. A refusal about a certificate the agent is assigned has its audit row
+ * (`csr_rejected`) with the code; one that names a certificate that does not exist or is not the
+ * agent's is logged, and audited at most once a minute per agent and code (see `auditThrottled`).
+ */
 export type Refusal = ApiError.NotFound | ApiError.Forbidden | ApiError.Conflict | ApiError.Unprocessable
 
 interface CertificateRow {
@@ -33,6 +37,10 @@ interface VersionRow {
   certificate_pem: string
   chain_pem: string
 }
+
+/** Refusals that reference nothing the caller owns: an agent could otherwise flood the audit log. */
+const unowned = new Set(["unknown_certificate", "not_assigned"])
+const throttleWindowMs = 60_000
 
 const pending = (jobId: string): Pending => ({
   status: "pending",
@@ -53,6 +61,31 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
     const audit = yield* AuditLog
     const signals = yield* Signals.Signals
     const engine = yield* JobEngine.JobEngine
+    // Per actor and code: when the last audited refusal was, and how many were not audited since.
+    const throttle = new Map<string, { at: number; suppressed: number }>()
+
+    /** Whether this refusal gets an audit row now; the count of refusals left unaudited before it. */
+    const auditThrottled = (key: string) =>
+      Effect.map(Clock.currentTimeMillis, (now): { audit: boolean; suppressed: number } => {
+        const entry = throttle.get(key)
+        if (entry && now - entry.at < throttleWindowMs) {
+          entry.suppressed += 1
+          return { audit: false, suppressed: 0 }
+        }
+        if (throttle.size >= 10_000)
+          for (const [k, e] of throttle) if (now - e.at >= throttleWindowMs) throttle.delete(k)
+        throttle.set(key, { at: now, suppressed: 0 })
+        return { audit: true, suppressed: entry?.suppressed ?? 0 }
+      })
+
+    /** The SPKI belongs to a certificate revoked for keyCompromise. */
+    const compromised = (spki: string) =>
+      Effect.map(
+        sql<{ certificate_id: string }>`SELECT certificate_id FROM compromised_keys WHERE spki_sha256 = ${spki}`.pipe(
+          orPersistence("check compromised keys")
+        ),
+        (rows) => rows[0]
+      )
 
     /** The job awaiting a CSR for the certificate (the caller may name it). */
     const awaitingJob = (certId: string, jobId: string | undefined) =>
@@ -114,16 +147,27 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
       wait: Duration.DurationInput
     ): Effect.Effect<Issued | Pending, Refusal | PersistenceError> =>
       Effect.gen(function* () {
+        const row = (code: string, message: string, extra: Record<string, unknown> = {}) =>
+          audit.append({
+            actor: caller.actor,
+            action: "csr_rejected",
+            resource: { type: "certificate", id: submission.cert_id },
+            status: "failure",
+            details: { code, message, ...extra }
+          })
         const refuse = <E extends Refusal>(error: E, code: string) =>
-          audit
-            .append({
-              actor: caller.actor,
-              action: "csr_rejected",
-              resource: { type: "certificate", id: submission.cert_id },
-              status: "failure",
-              details: { code, message: error.message }
-            })
-            .pipe(Effect.zipRight(Effect.fail(error)))
+          Effect.zipRight(
+            unowned.has(code)
+              ? Effect.gen(function* () {
+                  yield* Effect.logWarning(`CSR refused (${code}): ${error.message}`).pipe(
+                    Effect.annotateLogs({ actor: `${caller.actor.type}:${caller.actor.id}` })
+                  )
+                  const t = yield* auditThrottled(`${caller.actor.type}:${caller.actor.id}:${code}`)
+                  if (t.audit) yield* row(code, error.message, t.suppressed > 0 ? { suppressed: t.suppressed } : {})
+                })
+              : row(code, error.message),
+            Effect.fail(error)
+          )
 
         const [cert] = yield* sql<CertificateRow>`
             SELECT id, domain, sans, agent_id, key_algorithm FROM certificates WHERE id = ${submission.cert_id}`.pipe(
@@ -157,6 +201,15 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
           return yield* refuse(
             ApiError.unprocessable(`CSR rejected: ${check.left.message}`, { code: check.left.code }),
             check.left.code
+          )
+        const revoked = yield* compromised(parsed.right.spki_sha256)
+        if (revoked)
+          return yield* refuse(
+            ApiError.unprocessable(
+              `CSR rejected: its key belongs to certificate ${revoked.certificate_id}, revoked for keyCompromise; generate a new key`,
+              { code: "key_compromised" }
+            ),
+            "key_compromised"
           )
         const stored = yield* store(caller, cert.id, job.id, submission.csr, parsed.right)
         if (!stored) return yield* Effect.fail(ApiError.conflict(`a CSR for job ${job.id} was already accepted`))

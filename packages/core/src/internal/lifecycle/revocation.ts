@@ -1,4 +1,5 @@
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
+import * as Certificate from "../../domain/Certificate.js"
 import * as JobEngine from "../../engine/JobEngine.js"
 import * as Steps from "../../domain/Steps.js"
 import { type Context, fail, namesOf } from "./context.js"
@@ -30,7 +31,19 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
             .revoke({ certificate_pem: version.certificate_pem, reason })
             .pipe(Effect.mapError(JobEngine.fromConnectorError))
         }
+        // A compromised key must never be certified again: its SPKI is remembered for CsrIntake.
+        const compromised =
+          reason === "keyCompromise"
+            ? Option.getOrUndefined(
+                yield* Effect.option(
+                  Effect.map(Certificate.parseCertificate(version.certificate_pem), (c) => c.spki_sha256)
+                )
+              )
+            : undefined
         yield* Effect.gen(function* () {
+          if (compromised)
+            yield* sql`INSERT INTO compromised_keys (spki_sha256, certificate_id, version_id)
+                VALUES (${compromised}, ${cert.id}, ${version.id}) ON CONFLICT DO NOTHING`
           yield* sql`UPDATE certificate_versions SET revoked_at = coalesce(revoked_at, now()), revocation_reason = ${reason}
               WHERE id = ${version.id}`
           yield* sql`UPDATE certificates SET status = CASE WHEN status = 'archived' THEN status ELSE 'revoked' END,
