@@ -1,5 +1,6 @@
 import { Egress } from "@certctl/core"
 import { Config, ConfigError, Context, Duration, Either, Layer, type Option, type Redacted } from "effect"
+import * as Overload from "./http/Overload.js"
 
 /** Every server setting, from `CERTCTL_*` environment variables (listed in the README). */
 export interface ServerSettings {
@@ -23,6 +24,8 @@ export interface ServerSettings {
   readonly metricsPublic: boolean
   /** Where issuers and notifiers may connect (`CERTCTL_EGRESS_ALLOW`). */
   readonly egress: Egress.Policy
+  /** Load shedding (429/503 with Retry-After); `Overload.defaults` when absent. */
+  readonly overload?: Overload.Settings
 }
 
 export class ServerConfig extends Context.Tag("@certctl/server/Config")<ServerConfig, ServerSettings>() {}
@@ -41,6 +44,22 @@ const listenAddr = Config.string("CERTCTL_LISTEN_ADDR").pipe(
 const duration = (name: string, fallback: Duration.DurationInput) =>
   Config.duration(name).pipe(Config.withDefault(Duration.decode(fallback)))
 
+const atLeast = (name: string, min: number, fallback: number, config = Config.integer(name)) =>
+  config.pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `must be at least ${min}`, validation: (n) => n >= min })
+  )
+
+const overloadSettings = Config.all({
+  maxConcurrent: atLeast("CERTCTL_MAX_CONCURRENT_REQUESTS", 1, Overload.defaults.maxConcurrent),
+  maxQueued: atLeast("CERTCTL_MAX_QUEUED_REQUESTS", 0, Overload.defaults.maxQueued),
+  queueTimeout: duration("CERTCTL_QUEUE_TIMEOUT", Overload.defaults.queueTimeout),
+  rateLimit: atLeast("CERTCTL_RATE_LIMIT", 0, Overload.defaults.rateLimit, Config.number("CERTCTL_RATE_LIMIT")),
+  rateBurst: atLeast("CERTCTL_RATE_LIMIT_BURST", 1, Overload.defaults.rateBurst),
+  longPollsPerAgent: atLeast("CERTCTL_LONG_POLLS_PER_AGENT", 1, Overload.defaults.longPollsPerAgent),
+  retryAfter: duration("CERTCTL_RETRY_AFTER", Overload.defaults.retryAfter)
+})
+
 export const settings = Config.all({
   listen: listenAddr,
   tlsCertFile: Config.option(Config.string("CERTCTL_TLS_CERT_FILE")),
@@ -58,7 +77,8 @@ export const settings = Config.all({
   shutdownGrace: duration("CERTCTL_SHUTDOWN_GRACE", "10 seconds"),
   dataDir: Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault("./.certctl/data")),
   metricsPublic: Config.boolean("CERTCTL_METRICS_PUBLIC").pipe(Config.withDefault(false)),
-  egress: Egress.config
+  egress: Egress.config,
+  overload: overloadSettings
 }).pipe(
   Config.map(
     (c): ServerSettings => ({
@@ -79,7 +99,8 @@ export const settings = Config.all({
       shutdownGrace: c.shutdownGrace,
       dataDir: c.dataDir,
       metricsPublic: c.metricsPublic,
-      egress: c.egress
+      egress: c.egress,
+      overload: c.overload
     })
   )
 )

@@ -12,6 +12,7 @@ import { ensureAdminKey, sealingLayer } from "./Bootstrap.js"
 import { ServerConfig, type ServerSettings } from "./Config.js"
 import * as Dashboard from "./http/Dashboard.js"
 import { errorBodies } from "./http/ErrorBodies.js"
+import * as Overload from "./http/Overload.js"
 import { AgentsLive } from "./handlers/agents.js"
 import { CertificatesLive } from "./handlers/certificates.js"
 import { IssuersLive, NotifiersLive, TargetsLive } from "./handlers/connectors.js"
@@ -81,11 +82,14 @@ const httpServerLayer = (settings: ServerSettings) => {
 
 /**
  * The HTTP face: the API, `/docs` (Scalar, served locally), `/api/v1/openapi.json` and the web
- * dashboard at `/`, behind the error-body middleware. Requests are bounded to 1 MiB.
+ * dashboard at `/`, behind the error-body middleware and load shedding (`Overload`). Requests are
+ * bounded to 1 MiB.
  */
 const httpLayer = (settings: ServerSettings) =>
   HttpApiBuilder.serve((app) => errorBodies(Dashboard.middleware(app))).pipe(
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    // API-level, so it sees a request's failure before the platform has answered it with a 500.
+    Layer.provide(HttpApiBuilder.middleware(Overload.make(settings.overload ?? Overload.defaults))),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,

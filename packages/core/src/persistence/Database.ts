@@ -3,7 +3,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Worker } from "node:worker_threads"
 import { PgClient } from "@effect/sql-pg"
-import { Config, Context, Data, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { acquirePool, isPoolExhausted } from "./internal/pool.js"
 
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{
   readonly message: string
@@ -59,20 +60,35 @@ const redactUrl = (url: string) => {
   }
 }
 
+/**
+ * Whether a failure or defect means the pool had no connection to give in time: overload, which
+ * the server answers with 503 and `Retry-After`, never 500.
+ */
+export const isOverload: (failure: unknown) => boolean = isPoolExhausted
+
 /** Real PostgreSQL. */
 export const layerPg = (options: {
   readonly url: Redacted.Redacted<string>
   readonly maxConnections?: number
+  /** How long a query may wait for a free connection (and a new connection may take). Default 10 s. */
+  readonly acquireTimeout?: Duration.DurationInput
   /** Keep certctl's tables in this schema (created by the migrations). Default `public`. */
   readonly schema?: string
 }) =>
   Layer.unwrapEffect(
     Effect.map(checkSchema(options.schema), (schema) =>
       Layer.merge(
-        PgClient.layer({
-          url: Redacted.make(withSearchPath(Redacted.value(options.url), schema)),
-          maxConnections: options.maxConnections ?? 20,
-          connectTimeout: "10 seconds",
+        PgClient.layerFromPool({
+          acquire: acquirePool(
+            {
+              connectionString: withSearchPath(Redacted.value(options.url), schema),
+              max: options.maxConnections ?? 20,
+              // Also how long a query waits for a free connection: past it, `isPoolExhausted`.
+              connectionTimeoutMillis: Duration.toMillis(options.acquireTimeout ?? "10 seconds"),
+              application_name: "certctl"
+            },
+            "10 seconds"
+          ),
           applicationName: "certctl"
         }),
         Layer.succeed(Database, {
@@ -169,7 +185,20 @@ export const layerPglite = (options: { readonly dataDir: string; readonly schema
           })
       )
       return Layer.merge(
-        PgClient.layer({ host: socketDir, port: 5432, database: "postgres", username: "postgres", maxConnections: 1 }),
+        PgClient.layerFromPool({
+          acquire: acquirePool(
+            {
+              host: socketDir,
+              port: 5432,
+              database: "postgres",
+              user: "postgres",
+              max: 1,
+              application_name: "certctl"
+            },
+            "10 seconds"
+          ),
+          applicationName: "certctl"
+        }),
         Layer.succeed(Database, { backend: "pglite", location: dataDir, supportsListen: false, schema })
       )
     })
@@ -177,12 +206,16 @@ export const layerPglite = (options: { readonly dataDir: string; readonly schema
 
 /**
  * `CERTCTL_DATABASE_URL` selects PostgreSQL; otherwise PGlite in `CERTCTL_DATA_DIR`.
- * `CERTCTL_DB_SCHEMA` puts certctl's tables in a schema of their own on either backend.
+ * `CERTCTL_DB_SCHEMA` puts certctl's tables in a schema of their own on either backend;
+ * `CERTCTL_DATABASE_POOL_SIZE` and `CERTCTL_DATABASE_ACQUIRE_TIMEOUT` size PostgreSQL's pool.
  */
 export const layerConfig = Layer.unwrapEffect(
   Effect.gen(function* () {
     const url = yield* Config.option(Config.redacted("CERTCTL_DATABASE_URL"))
     const max = yield* Config.integer("CERTCTL_DATABASE_POOL_SIZE").pipe(Config.withDefault(20))
+    const acquireTimeout = yield* Config.duration("CERTCTL_DATABASE_ACQUIRE_TIMEOUT").pipe(
+      Config.withDefault(Duration.seconds(10))
+    )
     const schema = yield* Config.string("CERTCTL_DB_SCHEMA").pipe(
       Config.validate({
         message: "use lowercase letters, digits and _ (at most 63)",
@@ -191,7 +224,7 @@ export const layerConfig = Layer.unwrapEffect(
       Config.option,
       Config.map(Option.getOrUndefined)
     )
-    if (Option.isSome(url)) return layerPg({ url: url.value, maxConnections: max, schema })
+    if (Option.isSome(url)) return layerPg({ url: url.value, maxConnections: max, acquireTimeout, schema })
     const dataDir = yield* Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault(defaultDataDir))
     return layerPglite({ dataDir, schema })
   })

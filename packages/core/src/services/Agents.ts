@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, type Redacted, Schema } from "effect"
+import { Context, Duration, Effect, Option, type Redacted, Schema } from "effect"
 import { AgentRegistration, type AgentRow, toAgent } from "./AgentRegistration.js"
 import * as ApiError from "../api/ApiError.js"
 import * as ApiKeys from "../persistence/ApiKeys.js"
@@ -41,6 +41,17 @@ interface TargetConfigRow {
   type: string
   config: Record<string, unknown>
 }
+
+/**
+ * How the host runs a long poll's wait, when it wants a say. The server releases the request's
+ * admission slot while a poll waits (a waiting poll holds no database connection), takes one
+ * again to answer, and caps the polls waiting per agent. `around` gets the wait (true when woken)
+ * and may answer at once instead (false). Without this service a poll simply waits.
+ */
+export class LongPollWait extends Context.Tag("@certctl/core/Agents/LongPollWait")<
+  LongPollWait,
+  { readonly around: (agentId: string, wait: Effect.Effect<boolean>) => Effect.Effect<boolean> }
+>() {}
 
 const retired = (id: string) => ApiError.conflict(`agent ${id} is retired`)
 
@@ -226,7 +237,9 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
         let items = yield* answer(agentId, caller)
         if (items.length === 0 && Duration.toMillis(wait) > 0) {
           // Long poll: woken by NOTIFY from whichever replica created the work.
-          yield* signals.await(Signals.agentTopic(agentId), wait)
+          const waiting = signals.await(Signals.agentTopic(agentId), wait)
+          const host = yield* Effect.serviceOption(LongPollWait)
+          yield* Option.isSome(host) ? host.value.around(agentId, waiting) : waiting
           items = yield* answer(agentId, caller)
         }
         return { items }
