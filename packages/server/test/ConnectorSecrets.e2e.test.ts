@@ -4,9 +4,12 @@
  * sealed and shown to nobody; a deleted issuer's sealed state (its CA key) goes with it; and an
  * issuer checked against a CA that never answers holds no lock: another write completes meanwhile.
  */
+import "reflect-metadata"
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
+import { KeyGen } from "@certctl/agent"
 import { freePort, pgAvailable, requirePeer } from "@certctl/test-support"
+import { Effect } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { api, eventually, type ServerHandle, startServer } from "./harness.js"
@@ -19,13 +22,17 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
     let server: ServerHandle
     let db: pg.Client
     const admin = () => api(server)
+    const agentKeys: Record<string, string> = {}
 
     beforeAll(async () => {
       server = await startServer()
       db = new pg.Client({ connectionString: server.databaseUrl })
       await db.connect()
-      for (const id of ["sec-agent-a", "sec-agent-b"])
-        expect((await admin().post("/api/v1/agents", { id, name: id })).status).toBe(201)
+      for (const id of ["sec-agent-a", "sec-agent-b"]) {
+        const registered = await admin().post("/api/v1/agents", { id, name: id })
+        expect(registered.status).toBe(201)
+        agentKeys[id] = registered.body.api_key
+      }
     }, 240_000)
     afterAll(async () => {
       await db?.end()
@@ -79,6 +86,61 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
         config: { host: "203.0.113.9", password: "(sealed)" }
       })
       expect(JSON.stringify(await stored())).not.toContain("another-password")
+    })
+
+    it("stops handing a target's secrets to the agent a deploy was queued for once the target moves", async () => {
+      const asA = api(server, agentKeys["sec-agent-a"])
+      const workOfA = async () => {
+        const w = await asA.get("/api/v1/agents/sec-agent-a/work")
+        expect(w.status, JSON.stringify(w.body)).toBe(200)
+        return w.body.items as Array<any>
+      }
+      expect(
+        (await admin().post("/api/v1/issuers", { id: "sec-local", name: "CA", type: "local-ca", config: {} })).status
+      ).toBe(201)
+      const first = `f5-${randomBytes(12).toString("hex")}`
+      const second = `f5-${randomBytes(12).toString("hex")}`
+      const target = await admin().post("/api/v1/targets", {
+        id: "sec-lb2",
+        name: "lb2",
+        type: "f5",
+        agent_id: "sec-agent-a",
+        config: { host: "10.0.0.6", username: "admin", password: first, virtual_servers: ["/Common/vs"] }
+      })
+      expect(target.status, JSON.stringify(target.body)).toBe(201)
+      const cert = await admin().post("/api/v1/certificates", {
+        id: "sec-app",
+        domain: "app.secrets-move.test",
+        issuer_id: "sec-local",
+        target_ids: ["sec-lb2"]
+      })
+      expect(cert.status, JSON.stringify(cert.body)).toBe(201)
+      // Agent A (no process: the test speaks for it) sends its CSR; the deploy comes to it.
+      const csrItem = await eventually(
+        async () => (await workOfA()).find((i) => i.type === "csr" && i.certificate_id === "sec-app"),
+        60_000,
+        "the CSR request"
+      )
+      const csr = await Effect.runPromise(
+        Effect.flatMap(KeyGen.generateKey("ecdsa-p256"), (k) => KeyGen.buildCsr(k, ["app.secrets-move.test"]))
+      )
+      const sent = await asA.post("/api/v1/csr", { cert_id: "sec-app", csr, job_id: csrItem.job_id })
+      expect([200, 202], JSON.stringify(sent.body)).toContain(sent.status)
+      const deploy = await eventually(
+        async () => (await workOfA()).find((i) => i.type === "deploy" && i.certificate_id === "sec-app"),
+        60_000,
+        "the deploy work item"
+      )
+      expect(deploy.targets.map((t: any) => t.config.password)).toEqual([first])
+      // The target goes to agent B, with a new password: A's queued deploy no longer carries it.
+      const moved = await admin().patch("/api/v1/targets/sec-lb2", {
+        agent_id: "sec-agent-b",
+        config: { password: second }
+      })
+      expect(moved.status, JSON.stringify(moved.body)).toBe(200)
+      const after = await workOfA()
+      expect(JSON.stringify(after)).not.toContain(second)
+      expect(JSON.stringify(after)).not.toContain(first)
     })
 
     it("seals a webhook's URL and header values and shows them to nobody", async () => {

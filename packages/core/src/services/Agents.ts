@@ -157,14 +157,14 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
     /**
      * Target configs for deploy items. The target's own agent gets them opened; any other reader
      * (an operator looking at the queue) sees secret fields as "(sealed)". Nothing is written back:
-     * the opened config exists only in this answer.
+     * the opened config exists only in this answer. A target handed to another agent since the
+     * work was queued is left out of the answer: its secrets are that agent's now.
      */
-    const targetConfigs = (ids: ReadonlyArray<string>, opened: boolean) =>
+    const targetConfigs = (ids: ReadonlyArray<string>, opened: boolean, agentId: string) =>
       Effect.gen(function* () {
         if (ids.length === 0) return new Map<string, Record<string, unknown>>()
-        const rows = yield* sql<TargetConfigRow>`SELECT id, type, config FROM targets WHERE id IN ${sql.in(ids)}`.pipe(
-          orPersistence("target configs")
-        )
+        const rows = yield* sql<TargetConfigRow>`SELECT id, type, config FROM targets WHERE id IN ${sql.in(ids)}
+            AND agent_id = ${agentId}`.pipe(orPersistence("target configs"))
         const entries = yield* Effect.forEach(rows, (r) =>
           opened
             ? connectors.openConfig("target", r.type, r.config).pipe(
@@ -188,7 +188,8 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
         const own = caller.agentId !== null && caller.agentId === agentId
         const configs = yield* targetConfigs(
           [...new Set(deploys.flatMap((d) => d.targets.map((t) => t.target_id)))],
-          own
+          own,
+          agentId
         )
         const items: Array<Work.WorkItem> = [
           ...row.challenges.map(
