@@ -4,7 +4,8 @@
 // Prints ONE JSON object on stdout; progress goes to stderr.
 //
 // Each agent heartbeats every 60 s (phases spread uniformly over the minute) and keeps one long
-// poll GET /agents/{id}/work?wait=25 open at all times (re-polling as soon as one returns). Agents
+// poll GET /agents/{id}/work?wait=25 open at all times (re-polling as soon as one returns; after a
+// 429/503 it waits the Retry-After the server sent, as the agent does). Agents
 // are registered in bulk through SQL (agents + agent_api_keys with SHA-256 hashes of generated
 // tokens), exactly what POST /agents stores. Time is not compressed: each fleet runs for
 // CERTCTL_BENCH_FLEET_SECONDS (default 90) of real time, so every agent heartbeats at least once
@@ -88,7 +89,8 @@ const request = (agent, base, method, path, token, body, signal) =>
       },
       (res) => {
         res.resume()
-        res.on("end", () => resolve({ status: res.statusCode, ms: performance.now() - started }))
+        const retryAfter = Number(res.headers["retry-after"] ?? Number.NaN)
+        res.on("end", () => resolve({ status: res.statusCode, ms: performance.now() - started, retryAfter }))
         res.on("error", () => resolve({ status: 0, ms: performance.now() - started }))
       }
     )
@@ -162,7 +164,14 @@ const runFleet = async (server, agents, db, dbName) => {
   const pg0 = await pgTicks(db, dbName)
   const client0 = process.cpuUsage()
   let rssPeak = rssMb(server.pid)
-  const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, rssMb(server.pid) ?? 0)), 1000)
+  // Every 10 s: whether memory is flat or climbing under the open polls.
+  const rssTimeline = [rssPeak]
+  let rssTicks = 0
+  const rssTimer = setInterval(() => {
+    const now = rssMb(server.pid) ?? 0
+    rssPeak = Math.max(rssPeak, now)
+    if (++rssTicks % 10 === 0) rssTimeline.push(now)
+  }, 1000)
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
   const agentLoop = async ({ id, token }, index) => {
@@ -186,7 +195,8 @@ const runFleet = async (server, agents, db, dbName) => {
         if (r.status === 200) polls.push(r.ms)
         else {
           note(errors.poll, `${r.status}${r.error ? `:${r.error}` : ""}`)
-          await sleep(1000)
+          // Shed (429/503): come back when the server says, as the agent does; otherwise after 1 s.
+          await sleep(Number.isFinite(r.retryAfter) ? r.retryAfter * 1000 : 1000)
         }
       }
     }
@@ -242,7 +252,8 @@ const runFleet = async (server, agents, db, dbName) => {
       cpu_seconds: round(cpu, 1),
       cpu_percent_of_one_core: round((100 * cpu) / wall, 1),
       rss_mb_end: rssMb(server.pid),
-      rss_mb_peak: rssPeak
+      rss_mb_peak: rssPeak,
+      rss_mb_every_10s: rssTimeline
     },
     postgresql_backends_cpu_percent_of_one_core: round((100 * pgCpu) / TICK / wall, 1),
     bench_client_cpu_percent_of_one_core: round((100 * (client.user + client.system)) / 1e6 / wall, 1)
