@@ -1,7 +1,7 @@
 import type { Models, Work } from "@certctl/core"
 import { Client, type CertctlError, Errors } from "@certctl/sdk"
-import type { HttpClient } from "@effect/platform"
-import { Context, Data, Duration, Effect, Layer, Redacted } from "effect"
+import { HttpClient, HttpClientError } from "@effect/platform"
+import { Clock, Context, Data, Duration, Effect, Layer, Redacted } from "effect"
 
 /**
  * What the agent needs from the control plane, and nothing else: heartbeat, the work long poll,
@@ -85,22 +85,56 @@ export interface SdkOptions {
 }
 
 /** The control plane over HTTP, through `@certctl/sdk`'s client derived from core's `HttpApi`. */
+/** Longest wait a `Retry-After` can impose: a control plane cannot park its agents for days. */
+const maxRetryAfterMs = 3_600_000
+
+/** `Retry-After` as milliseconds from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
+export const parseRetryAfter = (value: string | undefined, now: number): number | undefined => {
+  if (value === undefined) return undefined
+  const v = value.trim()
+  const ms = /^\d{1,10}$/.test(v) ? Number(v) * 1000 : Date.parse(v) - now
+  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), maxRetryAfterMs) : undefined
+}
+
 export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, HttpClient.HttpClient> =>
   Effect.gen(function* () {
-    const client = yield* Client.make({ url: options.url, apiKey: options.apiKey })
+    // A 429 or 503 with Retry-After: no call goes out before that time has passed.
+    let notBefore = 0
+    // A shed or failing answer (429, 5xx) is a status error before the typed client decodes it:
+    // an endpoint need not declare it for the agent to know it may retry (see `fromCertctlError`).
+    const http = HttpClient.transform(yield* HttpClient.HttpClient, (effect, request) =>
+      Effect.flatMap(effect, (response) => {
+        if (response.status !== 429 && response.status < 500) return Effect.succeed(response)
+        return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const wait = parseRetryAfter(response.headers["retry-after"], now)
+          if (wait !== undefined && (response.status === 429 || response.status === 503))
+            notBefore = Math.max(notBefore, now + wait)
+          return Effect.fail(new HttpClientError.ResponseError({ request, response, reason: "StatusCode" }))
+        })
+      })
+    )
+    const holdOff = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      notBefore > now ? Effect.sleep(Duration.millis(notBefore - now)) : Effect.void
+    )
+    const client = yield* Client.make({ url: options.url, apiKey: options.apiKey }).pipe(
+      Effect.provideService(HttpClient.HttpClient, http)
+    )
     const base = Client.normalizeBaseUrl(options.url)
     const path = { id: options.agentId }
     const timeout = Duration.decode(options.timeout ?? "30 seconds")
     const call =
       (limit: Duration.Duration = timeout) =>
       <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, ControlPlaneError, R> =>
-        self.pipe(
-          Errors.normalize(base),
-          Effect.mapError(fromCertctlError),
-          Effect.timeoutFail({
-            duration: limit,
-            onTimeout: () => new Unreachable({ message: `no answer from ${base} within ${Duration.format(limit)}` })
-          })
+        Effect.zipRight(
+          holdOff,
+          self.pipe(
+            Errors.normalize(base),
+            Effect.mapError(fromCertctlError),
+            Effect.timeoutFail({
+              duration: limit,
+              onTimeout: () => new Unreachable({ message: `no answer from ${base} within ${Duration.format(limit)}` })
+            })
+          )
         )
     return {
       endpoint: base,
