@@ -15,6 +15,7 @@ import {
   Schema,
   type Scope
 } from "effect"
+import * as Autonomy from "./Autonomy.js"
 import type { AgentConfig } from "./Config.js"
 import { ControlPlane, type DeploymentStatus, layerSdk as controlPlaneSdk } from "./ControlPlane.js"
 import * as Health from "./Health.js"
@@ -24,6 +25,7 @@ import { makeKeyStore } from "./KeyStore.js"
 import * as Outbox from "./Outbox.js"
 import * as Policy from "./Policy.js"
 import * as FileState from "./internal/fileState.js"
+import * as Renewer from "./Renewer.js"
 
 /**
  * The agent: heartbeat, long-poll for work, keys made and kept here, deployments through the
@@ -95,10 +97,12 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     const unreported = new Map<string, number>() // work key → reports not yet delivered
     const settledAt = new Map<string, number>() // work key → when the control plane had our answer
     const retryAt = new Map<string, { at: number; failures: number }>() // failed work: not before
+    let autonomy: Autonomy.Autonomy | undefined // set once the outbox exists (it tells autonomy what it delivered)
     const outbox = yield* Effect.try({
       try: () =>
         Outbox.make(path.join(config.keyDir, ".outbox"), client, {
           onSettled: (entry) => {
+            if (autonomy) Runtime.runFork(runtime)(autonomy.settled(entry))
             if (entry.tag === undefined) return
             const left = (unreported.get(entry.tag) ?? 1) - 1
             if (left > 0) unreported.set(entry.tag, left)
@@ -125,6 +129,32 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       : config.http01?.webroot
         ? Option.some(Http01.webroot(config.http01.webroot))
         : Option.none()
+    // Autonomous renewal (see Autonomy.ts): it counts the control plane as gone when health does.
+    const renewer = yield* Renewer.make({
+      keyDir: config.keyDir,
+      ...(config.keyPassphrase ? { keyPassphrase: config.keyPassphrase } : {}),
+      ...(Option.isSome(http01) ? { http01: http01.value } : {}),
+      // A plan comes from the control plane: its deployments are bounded by the local policy too.
+      guard: { policy, state: targetState }
+    })
+    const selfRun = Autonomy.make({
+      keyDir: config.keyDir,
+      renewer,
+      outbox,
+      ...(Option.isSome(http01) ? { http01: http01.value } : {}),
+      targetOverrides: config.targets,
+      unreachable: () =>
+        Health.evaluate({
+          agentId: config.agentId,
+          heartbeatSeconds: config.heartbeatSeconds,
+          startedAt: health.startedAt,
+          lastContactAt: health.lastContactAt(),
+          outboxDepth: 0,
+          now: Date.now()
+        }).code !== 200,
+      deliver: Effect.suspend(() => drainOutbox)
+    })
+    autonomy = selfRun
     const inFlight = new Set<string>()
     /** Runs in the agent's scope: stops with it. */
     const background = <A, E>(effect: Effect.Effect<A, E>) => Effect.forkIn(effect, scope)
@@ -238,7 +268,10 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
         }
         const results = yield* Effect.forEach(work.targets, (t) => deployOne(work, t, bundle), { concurrency: 4 })
         // The previous key goes only once the new certificate is verified on every target.
-        if (results.every(Boolean)) yield* keys.commit(work.domain)
+        if (results.every(Boolean)) {
+          yield* keys.commit(work.domain)
+          yield* selfRun.remember(work)
+        }
       })
 
     const handleChallenge = (work: Work.ChallengeWork) =>
@@ -292,6 +325,8 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     const handle = (item: Work.WorkItem, listedAt: number) => {
       const key = keyOf(item)
       if (!isNew(key, listedAt)) return Effect.succeed(false)
+      // A renewal the agent ran by itself is reported first: the control plane then needs no CSR.
+      if (item.type === "csr" && selfRun.owes(item.certificate_id)) return Effect.succeed(false)
       inFlight.add(key)
       settledAt.delete(key)
       const work: Effect.Effect<void, unknown> = workOn(item)
@@ -368,7 +403,8 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           startedAt: health.startedAt,
           lastContactAt: health.lastContactAt(),
           outboxDepth: outbox.size(),
-          now: Date.now()
+          now: Date.now(),
+          atRisk: selfRun.atRisk()
         })
       ).pipe(
         Effect.mapError(
@@ -381,6 +417,9 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     if (outbox.size() > 0) yield* drainOutbox
     yield* background(heartbeat)
     yield* background(poll)
+    yield* background(
+      selfRun.tick.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(Math.min(60, config.heartbeatSeconds)))))
+    )
   }
 )
 

@@ -48,6 +48,8 @@ export type CsrOutcome = typeof Models.IssuedResponse.Type | typeof Models.Pendi
 export type ReportDeployment = typeof Models.ReportDeployment.Type
 export type DeploymentStatus = typeof Models.DeploymentStatusUpdate.Type
 export type ChallengeAck = typeof Work.ChallengeAck.Type
+export type Reconcile = typeof Models.ReconcileRenewal.Type
+export type Reconciled = typeof Models.Reconciled.Type
 
 export interface Service {
   /** Where the agent talks to, for logs: a URL, or a name for an in-process control plane. */
@@ -63,6 +65,12 @@ export interface Service {
   readonly ackChallenge: (ack: ChallengeAck) => Effect.Effect<void, ControlPlaneError>
   /** A new API key for this agent; its other keys are revoked. */
   readonly rotateKey: Effect.Effect<Redacted.Redacted<string>, ControlPlaneError>
+  /**
+   * Records a renewal the agent ran by itself while the control plane was away (autonomous
+   * renewal); idempotent. Optional so that control planes written before it still type-check: the
+   * outbox treats a missing one as a refusal.
+   */
+  readonly reconcile?: (input: Reconcile) => Effect.Effect<Reconciled, ControlPlaneError>
 }
 
 export class ControlPlane extends Context.Tag("@certctl/agent/ControlPlane")<ControlPlane, Service>() {}
@@ -154,7 +162,8 @@ export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, Http
       rotateKey: client.agents.rotateKey({ path }).pipe(
         call(),
         Effect.map((r) => Redacted.make(r.api_key))
-      )
+      ),
+      reconcile: (payload) => client.agents.reconcile({ path, payload }).pipe(call())
     }
   })
 

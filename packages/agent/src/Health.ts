@@ -19,6 +19,15 @@ export interface Report {
   readonly last_contact_at: string | null
   /** Reports queued on disk, not yet delivered. */
   readonly outbox_depth: number
+  /**
+   * Certificates in their renewal window while the control plane is unreachable that the agent
+   * cannot renew by itself, or whose autonomous renewal failed (see Autonomy.ts); absent when none.
+   */
+  readonly certificates_at_risk?: ReadonlyArray<{
+    readonly certificate_id: string
+    readonly not_after: string
+    readonly reason: string
+  }>
 }
 
 export interface Input {
@@ -28,6 +37,7 @@ export interface Input {
   readonly lastContactAt: number | undefined
   readonly outboxDepth: number
   readonly now: number
+  readonly atRisk?: Report["certificates_at_risk"]
 }
 
 /** Pure: the HTTP status and body for a state. */
@@ -40,7 +50,8 @@ export const evaluate = (input: Input): { readonly code: 200 | 503; readonly rep
       status: healthy ? "ok" : "unreachable",
       agent_id: input.agentId,
       last_contact_at: input.lastContactAt === undefined ? null : new Date(input.lastContactAt).toISOString(),
-      outbox_depth: input.outboxDepth
+      outbox_depth: input.outboxDepth,
+      ...(input.atRisk && input.atRisk.length > 0 ? { certificates_at_risk: input.atRisk } : {})
     }
   }
 }

@@ -1,5 +1,5 @@
-import { Agents, ApiError, Caller, CsrIntake, Deployments, type Persistence, Work } from "@certctl/core"
-import { Duration, Effect, Layer, Schema } from "effect"
+import { Agents, ApiError, Caller, CsrIntake, Deployments, type Persistence, Reconciliation, Work } from "@certctl/core"
+import { Duration, Effect, Layer, Option, Schema } from "effect"
 import {
   ControlPlane,
   type ControlPlaneError,
@@ -66,6 +66,8 @@ export const make = (
     const agents = yield* Agents.Agents
     const intake = yield* CsrIntake.CsrIntake
     const deployments = yield* Deployments.Deployments
+    // Optional, so an embedder's layer without it still builds; `Engine.layer` provides it.
+    const reconciliation = yield* Effect.serviceOption(Reconciliation.Reconciliation)
     const id = options.agentId
     const caller = Caller.agent(id)
     const csrWait = options.csrWait ?? "10 seconds"
@@ -97,7 +99,10 @@ export const make = (
       deploymentStatus: (deploymentId, status) =>
         asAgent(deployments.updateStatus(caller, deploymentId, status)).pipe(Effect.asVoid),
       ackChallenge: (ack) => asAgent(agents.acknowledgeChallenge(id, ack)),
-      rotateKey: asAgent(agents.rotateKey(id, caller.actor))
+      rotateKey: asAgent(agents.rotateKey(id, caller.actor)),
+      ...(Option.isSome(reconciliation)
+        ? { reconcile: (input) => asAgent(reconciliation.value.record(caller, input)) }
+        : {})
     } satisfies Service
   })
 

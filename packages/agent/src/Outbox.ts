@@ -2,7 +2,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Models } from "@certctl/core"
 import { Effect, Option, Schedule, Schema } from "effect"
-import { type ControlPlaneError, isRetryable, type Service as ControlPlane } from "./ControlPlane.js"
+import { type ControlPlaneError, isRetryable, Refused, type Service as ControlPlane } from "./ControlPlane.js"
 import { writeFileAtomic } from "./KeyStore.js"
 
 /** A report the agent owes the control plane, as the API types it. */
@@ -11,7 +11,9 @@ export const Report = Schema.Union(
     deployment_id: Schema.String.pipe(Schema.maxLength(200)),
     status: Models.DeploymentStatusUpdate
   }),
-  Schema.TaggedStruct("Deployment", { report: Models.ReportDeployment })
+  Schema.TaggedStruct("Deployment", { report: Models.ReportDeployment }),
+  /** A renewal the agent ran by itself (see Autonomy.ts). */
+  Schema.TaggedStruct("Reconcile", { report: Models.ReconcileRenewal })
 )
 export type Report = typeof Report.Type
 
@@ -64,6 +66,12 @@ export const deliver = (client: ControlPlane, report: Report): Effect.Effect<voi
       return client.deploymentStatus(report.deployment_id, report.status)
     case "Deployment":
       return client.reportDeployment(report.report)
+    case "Reconcile":
+      return client.reconcile
+        ? Effect.asVoid(client.reconcile(report.report))
+        : Effect.fail(
+            new Refused({ status: 0, code: "unsupported", message: "this control plane takes no reconciliations" })
+          )
   }
 }
 

@@ -74,6 +74,8 @@ export interface Options {
   readonly keyPassphrase?: Redacted.Redacted<string>
   /** Where http-01 answers go (the agent's responder or webroot); ACME http-01 needs one. */
   readonly http01?: Http01
+  /** The agent's local policy and target state, as its control-plane deployments use them. */
+  readonly guard?: DeployTarget.Guard
 }
 
 const decodeState = Schema.decodeUnknownOption(Schema.parseJson(State))
@@ -160,7 +162,7 @@ export const make = (options: Options) =>
         }
       : undefined
 
-    const current = (plan: Plan): Effect.Effect<Option.Option<Current>> =>
+    const current = (plan: Pick<Plan, "domain" | "renewal_days_before">): Effect.Effect<Option.Option<Current>> =>
       keys.readCurrent(plan.domain).pipe(
         Effect.flatMap((stored) =>
           Effect.map(Certificate.parseCertificate(stored.certificate_pem), (info) => ({
@@ -244,7 +246,7 @@ export const make = (options: Options) =>
         }
         const deployments = yield* Effect.forEach(
           plan.targets,
-          (t) => DeployTarget.deploy(t, bundle, connectorLog(`renewal ${plan.certificate_id} `)),
+          (t) => DeployTarget.deploy(t, bundle, connectorLog(`renewal ${plan.certificate_id} `), options.guard),
           { concurrency: 4 }
         )
         for (const d of deployments)

@@ -97,6 +97,12 @@ const endpointsMeta: Array<{ method: string; path: string; valid?: unknown; forb
     forbidden: ["viewer", "b"]
   },
   { method: "POST", path: "/api/v1/agents/bi-a/rotate-key", forbidden: ["viewer", "b"] },
+  {
+    method: "POST",
+    path: "/api/v1/agents/bi-a/reconcile",
+    valid: { certificate_id: "bi-cert", certificate_pem: "x", chain_pem: "x", deployments: [] },
+    forbidden: ["viewer", "b"]
+  },
   { method: "DELETE", path: "/api/v1/agents/bi-a", forbidden: ["viewer", "a"] },
   ...(
     [
@@ -391,6 +397,36 @@ const specific: Array<Case> = [
     [404, { challenge_id: "no-such-challenge", status: "ready" }, "unknown challenge"]
   ]),
   ...post("/api/v1/agents/bi-retired/rotate-key", "admin", [[409, undefined, "retired agent"]]),
+  ...post("/api/v1/agents/bi-a/reconcile", "a", [
+    [400, {}, "empty object"],
+    [400, { certificate_id: "bi-cert", certificate_pem: long(65537), chain_pem: "", deployments: [] }, "PEM too long"],
+    [400, { certificate_id: "bi cert", certificate_pem: "x", chain_pem: "", deployments: [] }, "bad certificate id"],
+    [
+      400,
+      {
+        certificate_id: "bi-cert",
+        certificate_pem: "x",
+        chain_pem: "",
+        deployments: [{ target_id: "bi-files-a", status: "done", verified: true }]
+      },
+      "unknown deployment status"
+    ],
+    [
+      404,
+      { certificate_id: "no-such-cert", certificate_pem: "x", chain_pem: "", deployments: [] },
+      "unknown certificate"
+    ],
+    [
+      403,
+      { certificate_id: "bi-cert-b", certificate_pem: "x", chain_pem: "", deployments: [] },
+      "another agent's certificate"
+    ],
+    [
+      403,
+      { certificate_id: "bi-cert", certificate_pem: "x", chain_pem: "", deployments: [] },
+      "issuer does not allow it"
+    ]
+  ]),
   raw("POST", "/api/v1/targets", "admin", 400, "{", "malformed JSON"),
   ...post("/api/v1/targets", "admin", [
     [400, {}, "empty object"],

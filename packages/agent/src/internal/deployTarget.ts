@@ -1,6 +1,7 @@
 import { builtins } from "@certctl/connectors"
-import { ConnectorError, type Target } from "@certctl/core"
+import { type Connector, ConnectorError, type Target } from "@certctl/core"
 import { Effect, Either, Schema } from "effect"
+import * as Policy from "../Policy.js"
 
 /**
  * One deployment through a built-in target connector, as a renewal the agent runs on its own
@@ -26,10 +27,18 @@ export interface Outcome {
   readonly at: string
 }
 
+export interface Guard {
+  /** The agent's local policy: a deployment it does not allow is refused before it starts. */
+  readonly policy?: Policy.Policy
+  /** Durable per-target state (trust-on-first-use pins). */
+  readonly state?: (targetId: string) => Connector.ConnectorState
+}
+
 export const deploy = (
   target: TargetSpec,
   bundle: Target.DeployBundle,
-  log: (message: string) => void
+  log: (message: string) => void,
+  guard: Guard = {}
 ): Effect.Effect<Outcome> =>
   Effect.gen(function* () {
     const started = Date.now()
@@ -45,7 +54,13 @@ export const deploy = (
             (e) => new ConnectorError({ reason: "InvalidConfig", message: `target ${target.id} config: ${e.message}` })
           )
         )
-        const connector = yield* def.make(config, { id: target.id, log: (m) => log(`[${target.name}] ${m}`) })
+        const refusal = guard.policy ? Policy.check(guard.policy, target.type, config) : undefined
+        if (refusal) return yield* new ConnectorError({ reason: "Rejected", message: refusal.message })
+        const connector = yield* def.make(config, {
+          id: target.id,
+          ...(guard.state ? { state: guard.state(target.id) } : {}),
+          log: (m) => log(`[${target.name}] ${m}`)
+        })
         return yield* connector.deploy(bundle)
       })
     )

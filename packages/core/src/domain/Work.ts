@@ -68,7 +68,27 @@ export const DeployTarget = Schema.Struct({
 })
 export type DeployTarget = typeof DeployTarget.Type
 
-export const DeployWork = Schema.Struct({
+/**
+ * What an agent needs to renew a certificate by itself while the control plane is unreachable
+ * (autonomous renewal): only for certificates whose issuer allows it (`acme` with
+ * `agent_autonomous: true`). The issuer's config carries opened secrets (an EAB key): like target
+ * configs it is added only to the answer to the certificate's own agent, and never stored.
+ */
+export const AutonomousRenewal = Schema.Struct({
+  key_algorithm: KeyAlgorithm.annotations({ description: "Key to generate", examples: ["ecdsa-p256"] }),
+  renewal_days_before: Schema.Number.annotations({ description: "Renew this many days before notAfter" }),
+  lifetime_seconds: Schema.Number.annotations({ description: "Requested lifetime" }),
+  issuer: Schema.Struct({
+    id: Schema.String.annotations({ description: "The issuer", examples: ["letsencrypt"] }),
+    type: Schema.Literal("acme").annotations({ description: "Issuer connector type" }),
+    config: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+      description: "The issuer's config with secrets opened; sent only to the certificate's own agent"
+    })
+  }).annotations({ description: "The issuer to renew from, with an ACME account of the agent's own" })
+})
+export type AutonomousRenewal = typeof AutonomousRenewal.Type
+
+const DeployWorkFields = {
   type: Schema.Literal(Kind.Deploy).annotations({
     description: "deploy: install a certificate on targets",
     examples: ["deploy"]
@@ -107,6 +127,13 @@ export const DeployWork = Schema.Struct({
   }),
   targets: Schema.Array(DeployTarget).annotations({
     description: "Where to deploy it"
+  })
+}
+
+export const DeployWork = Schema.Struct({
+  ...DeployWorkFields,
+  renewal: Schema.optional(AutonomousRenewal).annotations({
+    description: "Present when the agent may renew this certificate by itself while the control plane is unreachable"
   })
 })
 export type DeployWork = typeof DeployWork.Type
@@ -156,7 +183,7 @@ export type WorkItem = typeof WorkItem.Type
  * so no opened secret is ever written (security invariant 8).
  */
 export const StoredDeployWork = Schema.Struct({
-  ...DeployWork.fields,
+  ...DeployWorkFields,
   targets: Schema.Array(DeployTargetRef)
 })
 export type StoredDeployWork = typeof StoredDeployWork.Type

@@ -19,6 +19,7 @@ import * as Lifecycle from "./Lifecycle.js"
 import { Metrics } from "../services/Metrics.js"
 import * as Migrations from "../persistence/Migrations.js"
 import { Notifications } from "./Notifications.js"
+import { Reconciliation } from "../services/Reconciliation.js"
 import * as Runner from "./Runner.js"
 import * as Scheduler from "./Scheduler.js"
 import * as Signals from "./Signals.js"
@@ -74,7 +75,7 @@ export const layer = (options: EngineOptions) => {
     Metrics.Default
   )
   // The agents' side: work hand-out, CSR intake, deployment reports.
-  const agentSide = Layer.mergeAll(Agents.Default, CsrIntake.Default, Deployments.Default)
+  const agentSide = Layer.mergeAll(Agents.Default, CsrIntake.Default, Deployments.Default, Reconciliation.Default)
   return Layer.mergeAll(Lifecycle.layer(options.lifecycle), operations, agentSide).pipe(
     Layer.provideMerge(identities),
     Layer.provideMerge(Notifications.Default.pipe(Layer.provideMerge(services)))

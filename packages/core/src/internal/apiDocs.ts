@@ -192,6 +192,13 @@ export const operations: Record<string, OperationDoc> = {
     roles: ["agent", "admin"],
     agentScope: "itself"
   },
+  "agents.reconcile": {
+    summary: "Report a renewal the agent ran by itself",
+    description:
+      "Autonomous renewal: while the control plane was unreachable past the renewal window, the agent renewed the certificate from its issuer (only where the issuer has `agent_autonomous: true`), deployed and verified it. This records the version and its deployments with their audit rows in one transaction. The certificate must be assigned to the agent, carry exactly the managed names and chain to the CA of the current version. Idempotent per certificate and fingerprint: a replay answers `replayed: true` with the version recorded before. An open renewal job of the certificate is cancelled as superseded.",
+    roles: ["agent", "admin"],
+    agentScope: "itself"
+  },
   "agents.rotateKey": {
     summary: "Rotate an agent's API key",
     description:

@@ -180,6 +180,47 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
         return new Map(entries.filter((e) => e !== undefined))
       })
 
+    /**
+     * Autonomous-renewal plans for the agent's own deploy items: only for certificates whose
+     * issuer allows it (`acme` with `agent_autonomous: true`), with the issuer's config opened.
+     * Like target configs, they exist only in this answer.
+     */
+    const renewalPlans = (certIds: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        const plans = new Map<string, Work.AutonomousRenewal>()
+        if (certIds.length === 0) return plans
+        const rows = yield* sql<{
+          id: string
+          key_algorithm: Work.AutonomousRenewal["key_algorithm"]
+          renewal_days_before: number
+          lifetime_seconds: string | number
+          issuer_id: string
+          config: Record<string, unknown>
+        }>`SELECT c.id, c.key_algorithm, c.renewal_days_before, c.lifetime_seconds, i.id AS issuer_id, i.config
+            FROM certificates c JOIN issuers i ON i.id = c.issuer_id
+            WHERE c.id IN ${sql.in(certIds)} AND i.type = 'acme' AND i.enabled
+              AND i.config->>'agent_autonomous' = 'true'`.pipe(orPersistence("renewal plans"))
+        for (const r of rows) {
+          const config = yield* connectors
+            .openConfig("issuer", "acme", r.config)
+            .pipe(
+              Effect.catchAll((e) =>
+                Effect.logWarning(`issuer ${r.issuer_id}: config cannot be opened: ${e.message}`).pipe(
+                  Effect.as(undefined)
+                )
+              )
+            )
+          if (config === undefined) continue
+          plans.set(r.id, {
+            key_algorithm: r.key_algorithm,
+            renewal_days_before: Number(r.renewal_days_before),
+            lifetime_seconds: Number(r.lifetime_seconds),
+            issuer: { id: r.issuer_id, type: "acme", config }
+          })
+        }
+        return plans
+      })
+
     /** Stored work → the wire items: deploy targets get their configs (see `targetConfigs`). */
     const answer = (agentId: string, caller: Caller) =>
       Effect.gen(function* () {
@@ -191,6 +232,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
           own,
           agentId
         )
+        const plans = own ? yield* renewalPlans([...new Set(deploys.map((d) => d.certificate_id))]) : new Map()
         const items: Array<Work.WorkItem> = [
           ...row.challenges.map(
             (c): Work.ChallengeWork => ({
@@ -212,7 +254,8 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
                     targets: j.targets.flatMap((t) => {
                       const config = configs.get(t.target_id)
                       return config === undefined ? [] : [{ ...t, config }]
-                    })
+                    }),
+                    ...(plans.has(j.certificate_id) ? { renewal: plans.get(j.certificate_id) } : {})
                   }
                 : j
           )

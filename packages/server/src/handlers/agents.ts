@@ -1,4 +1,4 @@
-import { Agents, Api, ApiError, Paging } from "@certctl/core"
+import { Agents, Api, ApiError, Paging, Reconciliation } from "@certctl/core"
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Redacted } from "effect"
 import { actorOf, admin, callerOf, reader, selfOrAdmin } from "../Auth.js"
@@ -7,6 +7,7 @@ import { actorOf, admin, callerOf, reader, selfOrAdmin } from "../Auth.js"
 export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handlers) =>
   Effect.gen(function* () {
     const agents = yield* Agents.Agents
+    const reconciliation = yield* Reconciliation.Reconciliation
 
     return handlers
       .handle("register", ({ payload }) =>
@@ -59,6 +60,14 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
           const principal = yield* selfOrAdmin(path.id)
           const token = yield* agents.rotateKey(path.id, actorOf(principal))
           return { api_key: Redacted.value(token) }
+        }).pipe(Effect.catchTag("PersistenceError", Effect.die))
+      )
+      .handle("reconcile", ({ path, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* selfOrAdmin(path.id)
+          yield* agents.get(path.id)
+          // An admin reports on the agent's behalf: confined to that agent's certificates all the same.
+          return yield* reconciliation.record({ ...callerOf(principal), agentId: path.id }, payload)
         }).pipe(Effect.catchTag("PersistenceError", Effect.die))
       )
       .handle("retire", ({ path }) =>

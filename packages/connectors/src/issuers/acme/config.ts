@@ -88,6 +88,13 @@ export const AcmeIssuerConfig = Schema.Struct({
     Schema.String.pipe(Schema.filter((s) => s.includes("-----BEGIN CERTIFICATE-----") || "must be PEM certificates"))
   ),
   terms_of_service_agreed: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /**
+   * Let the certificate's agent renew by itself while the control plane is unreachable past the
+   * renewal window: its deploy work then carries this config (secrets opened, over the agent's
+   * authenticated channel only), and the agent orders with an ACME account of its own (the EAB
+   * key, when set, binds it). The server reconciles the version when the agent reports it.
+   */
+  agent_autonomous: Schema.optional(Schema.Boolean),
   /** Per HTTP request to the CA (connect + response). */
   request_timeout_ms: Schema.optionalWith(PositiveMs, { default: () => 10_000 }),
   /** Cap on the total time spent waiting for authorizations and the order (fast polling within it). */

@@ -211,6 +211,15 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
       .addError(E.Conflict)
       .middleware(AgentOrAdminAuthentication)
   )
+  .add(
+    HttpApiEndpoint.post("reconcile", "/agents/:id/reconcile")
+      .setPath(IdPath)
+      .setPayload(M.ReconcileRenewal)
+      .addSuccess(M.Reconciled)
+      .addError(E.Conflict)
+      .addError(E.Unprocessable)
+      .middleware(AgentOrAdminAuthentication)
+  )
   .add(HttpApiEndpoint.del("retire", "/agents/:id").setPath(IdPath).addSuccess(M.Agent).middleware(AdminAuthentication))
   .prefix("/api/v1") {}
 

@@ -225,3 +225,40 @@ export const PendingResponse = Schema.Struct({
     examples: ["/api/v1/jobs/job-01hx7z"]
   })
 })
+
+/** One target's outcome in a renewal the agent ran on its own (see `ReconcileRenewal`). */
+export const ReconcileDeployment = Schema.Struct({
+  target_id: Id.annotations({ description: "The target", examples: ["web-files"] }),
+  status: Schema.Literal("success", "failed").annotations({ description: "Outcome", examples: ["success"] }),
+  verified: Schema.Boolean.annotations({ description: "Whether the new serial was seen served" }),
+  verification: Schema.optional(
+    Schema.String.pipe(Schema.maxLength(9000)).annotations({ description: "How it was verified" })
+  ),
+  error: Schema.optional(Schema.String.pipe(Schema.maxLength(9000)).annotations({ description: "Why it failed" })),
+  duration_ms: Schema.optional(Schema.Int.pipe(Schema.between(0, 86_400_000))),
+  deployed_at: Schema.optional(Schema.String.pipe(Schema.maxLength(40)))
+})
+
+/**
+ * A renewal the agent ran on its own while the control plane was unreachable (autonomous
+ * renewal), reported when it returns. Recorded once per certificate and fingerprint: a replay
+ * answers the version already recorded.
+ */
+export const ReconcileRenewal = Schema.Struct({
+  certificate_id: Id.annotations({ description: "The certificate", examples: ["web-example-com"] }),
+  certificate_pem: Schema.String.pipe(Schema.maxLength(65536)).annotations({ description: "The new leaf, PEM" }),
+  chain_pem: Schema.String.pipe(Schema.maxLength(65536)).annotations({ description: "Its issuer chain, PEM" }),
+  renewed_at: Schema.optional(
+    Schema.String.pipe(Schema.maxLength(40)).annotations({ description: "When the agent obtained it" })
+  ),
+  deployments: Schema.Array(ReconcileDeployment)
+    .pipe(Schema.maxItems(50))
+    .annotations({ description: "Its deployments, one per target" })
+})
+
+export const Reconciled = Schema.Struct({
+  certificate_id: Schema.String.annotations({ description: "The certificate" }),
+  version_id: Schema.String.annotations({ description: "The version recorded for it" }),
+  serial: Schema.String.annotations({ description: "Its serial, hex" }),
+  replayed: Schema.Boolean.annotations({ description: "True when this renewal had been recorded before" })
+})
