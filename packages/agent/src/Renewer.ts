@@ -274,7 +274,7 @@ export const make = (options: Options) =>
       Effect.gen(function* () {
         let state = Option.getOrUndefined(readState(plan.certificate_id))
         if (state !== undefined)
-          yield* Effect.logInfo(`renewal ${plan.certificate_id}: resuming after step "${state.step}"`)
+          yield* Effect.logInfo(`renewal ${plan.certificate_id}: resuming after step ${state.step}`)
         else state = yield* start(plan)
         if (state.step === "key") state = yield* obtain(plan, state)
         if (state.step === "issued") state = yield* deploy(plan, state)
