@@ -185,7 +185,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
      * issuer allows it (`acme` with `agent_autonomous: true`), with the issuer's config opened.
      * Like target configs, they exist only in this answer.
      */
-    const renewalPlans = (certIds: ReadonlyArray<string>) =>
+    const renewalPlans = (certIds: ReadonlyArray<string>, agentId: string) =>
       Effect.gen(function* () {
         const plans = new Map<string, Work.AutonomousRenewal>()
         if (certIds.length === 0) return plans
@@ -198,7 +198,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
           config: Record<string, unknown>
         }>`SELECT c.id, c.key_algorithm, c.renewal_days_before, c.lifetime_seconds, i.id AS issuer_id, i.config
             FROM certificates c JOIN issuers i ON i.id = c.issuer_id
-            WHERE c.id IN ${sql.in(certIds)} AND i.type = 'acme' AND i.enabled
+            WHERE c.id IN ${sql.in(certIds)} AND c.agent_id = ${agentId} AND i.type = 'acme' AND i.enabled
               AND i.config->>'agent_autonomous' = 'true'`.pipe(orPersistence("renewal plans"))
         for (const r of rows) {
           const config = yield* connectors
@@ -232,7 +232,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
           own,
           agentId
         )
-        const plans = own ? yield* renewalPlans([...new Set(deploys.map((d) => d.certificate_id))]) : new Map()
+        const plans = own ? yield* renewalPlans([...new Set(deploys.map((d) => d.certificate_id))], agentId) : new Map()
         const items: Array<Work.WorkItem> = [
           ...row.challenges.map(
             (c): Work.ChallengeWork => ({
