@@ -21,8 +21,28 @@ export const webroot = (root: string): Http01 => {
       Effect.tryPromise({
         try: async () => {
           if (!validToken(token)) throw new Error(`refusing challenge token "${token}"`)
-          await fs.mkdir(dir, { recursive: true, mode: 0o755 })
-          await fs.writeFile(path.join(dir, token), ka, { mode: 0o644 })
+          await fs.mkdir(root, { recursive: true, mode: 0o755 })
+          // A link under the webroot would send the token (and the write) elsewhere: each level is
+          // checked before it is used, and created only when missing.
+          for (const p of [path.join(root, ".well-known"), dir]) {
+            const st = await fs.lstat(p).catch((e) => (e.code === "ENOENT" ? undefined : Promise.reject(e)))
+            if (st?.isSymbolicLink())
+              throw new Error(`${p} is a symbolic link; the http-01 webroot writes only into real directories`)
+            if (!st)
+              await fs.mkdir(p, { mode: 0o755 }).catch((e) => (e.code === "EEXIST" ? undefined : Promise.reject(e)))
+          }
+          const file = path.join(dir, token)
+          await fs.rm(file, { force: true }) // removes a link itself, never its target
+          const handle = await fs.open(
+            file,
+            fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+            0o644
+          )
+          try {
+            await handle.writeFile(ka)
+          } finally {
+            await handle.close()
+          }
         },
         catch: (e) => e as Error
       }),

@@ -59,11 +59,45 @@ const writeAtomic = (file: string, data: string, mode: number) =>
     catch: io(`writing ${file}`)
   })
 
+const symlinkRefusal = (what: string) =>
+  new ConnectorError({
+    reason: "Rejected",
+    message: `${what} is a symbolic link; the file target writes and restores only real files and directories`
+  })
+
+/** Reads a file without following a symbolic link (O_NOFOLLOW): a link is refused, never read. */
 const readIfExists = (file: string) =>
   Effect.tryPromise({
-    try: () => fs.readFile(file, "utf8").catch((e) => (e.code === "ENOENT" ? undefined : Promise.reject(e))),
-    catch: io(`reading ${file}`)
+    try: async () => {
+      let handle: fs.FileHandle
+      try {
+        handle = await fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
+        throw e
+      }
+      try {
+        return await handle.readFile("utf8")
+      } finally {
+        await handle.close()
+      }
+    },
+    catch: (e) => ((e as NodeJS.ErrnoException)?.code === "ELOOP" ? symlinkRefusal(file) : io(`reading ${file}`)(e))
   })
+
+/** Refuses `p` when it is a symbolic link (lstat); a missing path is fine. */
+const refuseSymlink = (p: string) =>
+  Effect.flatMap(
+    Effect.tryPromise({
+      try: () =>
+        fs.lstat(p).then(
+          (st) => st.isSymbolicLink(),
+          (e) => (e.code === "ENOENT" ? false : Promise.reject(e))
+        ),
+      catch: io(`checking ${p}`)
+    }),
+    (link) => (link ? Effect.fail(symlinkRefusal(p)) : Effect.void)
+  )
 
 const runCommand = (command: string, timeoutMs: number, env: Record<string, string>) =>
   Effect.async<string, ConnectorError>((resume) => {
@@ -106,10 +140,15 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
     const deploy = (bundle: Target.DeployBundle) =>
       Effect.gen(function* () {
         const dir = yield* dirOf(bundle.domain)
+        // A link as the domain's directory or one of its files would make the write, the read of
+        // the previous files and their restore act on whatever it points to.
+        yield* refuseSymlink(dir)
         yield* Effect.tryPromise({
           try: () => fs.mkdir(dir, { recursive: true, mode: 0o755 }),
           catch: io(`creating ${dir}`)
         })
+        yield* refuseSymlink(dir)
+        for (const n of names) yield* refuseSymlink(path.join(dir, n))
         const previous: Partial<Record<(typeof names)[number], string>> = {}
         for (const n of names) previous[n] = yield* readIfExists(path.join(dir, n))
         yield* writeAll(dir, {
