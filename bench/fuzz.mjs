@@ -19,7 +19,7 @@ if (!pg.ok) {
   process.stdout.write(`${JSON.stringify({ skipped: `no PostgreSQL: ${pg.why}` })}\n`)
   process.exit(0)
 }
-const server = await startServer()
+const server = await startServer({ env: { CERTCTL_RATE_LIMIT: "0" } })
 try {
   const fixture = await HostileFuzz.setup(server)
   const planned = HostileFuzz.plan(fixture, count, seed)
