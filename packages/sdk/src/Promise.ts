@@ -1,4 +1,4 @@
-import type { Models } from "@certctl/core"
+import type { ApiKeyManagement, Models } from "@certctl/core"
 import { FetchHttpClient } from "@effect/platform"
 import { Effect, Exit, Redacted } from "effect"
 import { CertctlError, fromUnknown } from "./CertctlError.js"
@@ -24,6 +24,10 @@ export type JobListParams = UrlParamsOf<Api["jobs"]["list"]>
 export type AuditQueryParams = UrlParamsOf<Api["audit"]["query"]>
 export type ConnectorListParams = UrlParamsOf<Api["issuers"]["list"]>
 export type CreateConnector = PayloadOf<Api["issuers"]["create"]>
+export type ApiKeyListParams = UrlParamsOf<Api["apiKeys"]["list"]>
+export type CreateApiKey = PayloadOf<Api["apiKeys"]["create"]>
+export type ApiKey = ApiKeyManagement.ApiKey
+export type CreatedApiKey = typeof ApiKeyManagement.CreatedApiKey.Type
 
 export type Page<A> = { readonly items: ReadonlyArray<A>; readonly next_cursor: string | null }
 export type AuditEntry = typeof Models.AuditEntryWire.Type
@@ -69,6 +73,14 @@ export interface CertctlPromiseClient {
   }
   readonly issuers: ConnectorMethods
   readonly targets: ConnectorMethods
+  /** Admin only. */
+  readonly apiKeys: {
+    list(params?: ApiKeyListParams): Promise<Page<ApiKey>>
+    get(id: string): Promise<ApiKey>
+    /** The key's token is in the result and is shown only this once. */
+    create(payload: CreateApiKey): Promise<CreatedApiKey>
+    revoke(id: string): Promise<ApiKey>
+  }
 }
 
 export interface ConnectorMethods {
@@ -133,6 +145,12 @@ export const createClient = (options: PromiseClientOptions): CertctlPromiseClien
       query: (params = {}) => run(api.audit.query({ urlParams: params }))
     },
     issuers: connector(api.issuers),
-    targets: connector(api.targets)
+    targets: connector(api.targets),
+    apiKeys: {
+      list: (params = {}) => run(api.apiKeys.list({ urlParams: params })),
+      get: (id) => run(api.apiKeys.get(path(id))),
+      create: (payload) => run(api.apiKeys.create({ payload })),
+      revoke: (id) => run(api.apiKeys.revoke(path(id)))
+    }
   }
 }

@@ -8,5 +8,5 @@ export const lookup = ApiKeys.lookup
 export type KeyRecord = ApiKeys.KeyRecord
 
 /** Stores a new key and returns its token (the only time it exists in clear). */
-export const issue = (role: KeyRecord["role"], agentId: string | null) =>
-  Effect.map(ApiKeys.issue(role, agentId), (k) => ({ id: k.id, token: Redacted.value(k.token) }))
+export const issue = (role: KeyRecord["role"], agentId: string | null, options?: ApiKeys.IssueOptions) =>
+  Effect.map(ApiKeys.issue(role, agentId, options), (k) => ({ id: k.id, token: Redacted.value(k.token) }))

@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { ApiKeys as CoreApiKeys, Database, Sealing } from "@certctl/core"
+import { ApiKeyManagement, ApiKeys as CoreApiKeys, Database, Sealing } from "@certctl/core"
 import { Config, Effect, Layer, Option, type Redacted } from "effect"
 import * as ApiKeys from "./ApiKeys.js"
 import { ServerConfig } from "./Config.js"
@@ -27,17 +27,24 @@ export const sealingLayer = Layer.unwrapEffect(
 /**
  * First start: when no admin key is configured or stored, generate one and print it once. In embedded
  * mode it is also kept in the data directory (0600) so `npm start` can drive the API across restarts.
+ * Once CERTCTL_ADMIN_API_KEY is set, that generated key is retired (revoked and audited) and its
+ * file removed: it was a bootstrap credential, and nobody should be left holding it.
  */
 export const ensureAdminKey = Effect.gen(function* () {
   const settings = yield* ServerConfig
-  if (Option.isSome(settings.adminApiKey)) return Option.none<string>()
+  const file = path.join(settings.dataDir, "admin-api-key")
+  if (Option.isSome(settings.adminApiKey)) {
+    const management = yield* ApiKeyManagement.ApiKeyManagement
+    const retired = yield* management.retireBootstrap({ type: "system", id: "certctl-server" }).pipe(Effect.orDie)
+    if (retired.length > 0)
+      yield* Effect.logInfo(`CERTCTL_ADMIN_API_KEY is set: retired the generated admin key ${retired.join(", ")}`)
+    fs.rmSync(file, { force: true })
+    return Option.none<string>()
+  }
   const db = yield* Database.Database
   if ((yield* CoreApiKeys.activeAdminCount) > 0) return Option.none<string>()
-  const key = yield* ApiKeys.issue("admin", null)
-  if (db.backend === "pglite") {
-    const file = path.join(settings.dataDir, "admin-api-key")
-    fs.writeFileSync(file, `${key.token}\n`, { mode: 0o600 })
-  }
+  const key = yield* ApiKeys.issue("admin", null, { name: "bootstrap", bootstrap: true })
+  if (db.backend === "pglite") fs.writeFileSync(file, `${key.token}\n`, { mode: 0o600 })
   return Option.some(key.token)
 })
 

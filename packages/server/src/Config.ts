@@ -1,5 +1,5 @@
 import { Egress } from "@certctl/core"
-import { Config, ConfigError, Context, Duration, Either, Layer, type Option, type Redacted } from "effect"
+import { Config, ConfigError, Context, Duration, Either, Layer, type Option, Redacted } from "effect"
 import * as Overload from "./http/Overload.js"
 
 /** Every server setting, from `CERTCTL_*` environment variables (listed in the README). */
@@ -41,6 +41,22 @@ const listenAddr = Config.string("CERTCTL_LISTEN_ADDR").pipe(
   })
 )
 
+/** Bearer keys are compared whole; a short one could be guessed, a very long one is never accepted (512). */
+export const minAdminKeyLength = 32
+const adminApiKey = Config.redacted("CERTCTL_ADMIN_API_KEY").pipe(
+  Config.mapOrFail((key) => {
+    const n = Redacted.value(key).length
+    return n >= minAdminKeyLength && n <= 512
+      ? Either.right(key)
+      : Either.left(
+          ConfigError.InvalidData(
+            ["CERTCTL_ADMIN_API_KEY"],
+            `must be ${minAdminKeyLength} to 512 characters, got ${n} (generate one with: openssl rand -base64 32)`
+          )
+        )
+  })
+)
+
 const duration = (name: string, fallback: Duration.DurationInput) =>
   Config.duration(name).pipe(Config.withDefault(Duration.decode(fallback)))
 
@@ -64,7 +80,7 @@ export const settings = Config.all({
   listen: listenAddr,
   tlsCertFile: Config.option(Config.string("CERTCTL_TLS_CERT_FILE")),
   tlsKeyFile: Config.option(Config.string("CERTCTL_TLS_KEY_FILE")),
-  adminApiKey: Config.option(Config.redacted("CERTCTL_ADMIN_API_KEY")),
+  adminApiKey: Config.option(adminApiKey),
   publicUrl: Config.option(Config.string("CERTCTL_PUBLIC_URL")),
   csrTimeout: duration("CERTCTL_CSR_TIMEOUT", "5 minutes"),
   csrWait: duration("CERTCTL_CSR_WAIT", "10 seconds"),

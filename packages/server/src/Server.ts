@@ -14,6 +14,7 @@ import * as Dashboard from "./http/Dashboard.js"
 import { errorBodies } from "./http/ErrorBodies.js"
 import * as Overload from "./http/Overload.js"
 import { AgentsLive } from "./handlers/agents.js"
+import { ApiKeysLive } from "./handlers/apiKeys.js"
 import { CertificatesLive } from "./handlers/certificates.js"
 import { IssuersLive, NotifiersLive, TargetsLive } from "./handlers/connectors.js"
 import { CsrLive } from "./handlers/csr.js"
@@ -39,6 +40,7 @@ const ApiLive = HttpApiBuilder.api(documentedApi).pipe(
       DeploymentsLive,
       AgentsLive,
       EnrollmentLive,
+      ApiKeysLive,
       IssuersLive,
       TargetsLive,
       NotifiersLive,

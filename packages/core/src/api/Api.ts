@@ -2,11 +2,13 @@ import { HttpApi, OpenApi } from "@effect/platform"
 import * as E from "./ApiError.js"
 import * as ApiDocs from "../internal/apiDocs.js"
 import * as JobEvents from "../engine/JobEvents.js"
+import * as Keys from "./internal/keyGroups.js"
 import * as Lifecycle from "./internal/lifecycleGroups.js"
 import * as Operations from "./internal/operationsGroups.js"
 import * as Operator from "./internal/operatorGroups.js"
 
 export * from "./Security.js"
+export * from "./internal/keyGroups.js"
 export * from "./internal/lifecycleGroups.js"
 export * from "./internal/operationsGroups.js"
 export * from "./internal/operatorGroups.js"
@@ -23,6 +25,7 @@ export class CertctlApi extends HttpApi.make("certctl")
   .add(DeploymentsGroup)
   .add(AgentsGroup)
   .add(EnrollmentGroup)
+  .add(Keys.ApiKeysGroup)
   .add(TargetsGroup)
   .add(IssuersGroup)
   .add(NotifiersGroup)

@@ -3,6 +3,7 @@ import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
 import { AgentRegistration } from "../services/AgentRegistration.js"
 import { Agents } from "../services/Agents.js"
+import { ApiKeyManagement } from "../services/ApiKeyManagement.js"
 import { AuditLog } from "../services/AuditLog.js"
 import { Certificates } from "../services/Certificates.js"
 import { ConnectorConfigs } from "../services/ConnectorConfigs.js"
@@ -65,7 +66,9 @@ export const layer = (options: EngineOptions) => {
     Layer.provideMerge(foundation)
   )
   // Agent identities: registration by an admin, or by an enrollment token's exchange.
-  const identities = Enrollment.Default.pipe(Layer.provideMerge(AgentRegistration.Default))
+  const identities = Layer.mergeAll(Enrollment.Default, ApiKeyManagement.Default).pipe(
+    Layer.provideMerge(AgentRegistration.Default)
+  )
   // What the HTTP API (or an embedder) calls: certificates, jobs, the directory, connector configs, metrics.
   const operations = Layer.mergeAll(
     Certificates.Default,

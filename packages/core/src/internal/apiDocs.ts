@@ -234,6 +234,25 @@ export const operations: Record<string, OperationDoc> = {
     roles: [],
     enrollment: true
   },
+  "apiKeys.create": {
+    summary: "Create an API key",
+    description:
+      "Creates an admin, viewer or agent key (an agent key needs `agent_id`, an active agent), optionally expiring after `expires_in` seconds. The token is in the answer and nowhere else; only its SHA-256 is stored. Audited.",
+    roles: admin
+  },
+  "apiKeys.list": {
+    summary: "List API keys",
+    description:
+      "API keys in id order, a page at a time: name, role, agent, display prefix, status (active, expired, revoked), creator and dates. Never the secret.",
+    roles: admin
+  },
+  "apiKeys.get": { summary: "Get an API key", description: "One API key, without its secret.", roles: admin },
+  "apiKeys.revoke": {
+    summary: "Revoke an API key",
+    description:
+      "Revokes a key at once: requests with it are 401 from then on. Refused with 409 for the last active admin key (unless an admin key is set in CERTCTL_ADMIN_API_KEY). Revoking a revoked key changes nothing. Audited.",
+    roles: admin
+  },
   ...connectorDocs(
     "targets",
     "target",
@@ -337,6 +356,7 @@ export const tagTitles: Record<string, string> = {
   deployments: "Deployments",
   agents: "Agents",
   enrollment: "Enrollment",
+  apiKeys: "API keys",
   targets: "Targets",
   issuers: "Issuers",
   notifiers: "Notifiers",
@@ -357,6 +377,7 @@ export const tags: Record<string, string> = {
   deployments: "Deployment reports from agents.",
   agents: "Agents: registration, heartbeats, the work long poll and key rotation.",
   enrollment: "Enrollment tokens, with which agents register themselves.",
+  apiKeys: "Admin, viewer and agent API keys: create with an expiry, list without secrets, revoke.",
   targets: "Where certificates are deployed (file, nginx, f5, iis).",
   issuers: "Certificate authorities (local-ca, acme).",
   notifiers: "Where lifecycle events are sent (webhook, email).",

@@ -19,16 +19,34 @@ export const hash = (token: string): Buffer => createHash("sha256").update(token
 export const constantTimeEqual = (a: Uint8Array, b: Uint8Array): boolean =>
   a.length === b.length && timingSafeEqual(a, b)
 
+/** What a new key records beside its hash. */
+export interface IssueOptions {
+  readonly name?: string
+  /** Seconds from now; absent: the key does not expire. */
+  readonly expiresIn?: number
+  /** Key id of the admin who made it (absent for keys made by the system). */
+  readonly createdBy?: string
+  /** The admin key a server generates at first start (retired once CERTCTL_ADMIN_API_KEY is set). */
+  readonly bootstrap?: boolean
+}
+
+/** How much of a token is kept for display: the kind prefix and 8 of its 43 random characters. */
+export const displayPrefix = (token: string): string => token.slice(0, 12)
+
 /**
  * Stores a new API key and returns its token, the only time it exists in clear. Joins the caller's
  * transaction, so a key never outlives a rolled-back registration.
  */
-export const issue = (role: Role, agentId: string | null) =>
+export const issue = (role: Role, agentId: string | null, options: IssueOptions = {}) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const token = generate("cct")
     const id = Ids.make("key")
-    yield* sql`INSERT INTO agent_api_keys (id, agent_id, role, key_hash) VALUES (${id}, ${agentId}, ${role}, ${hash(token)})`
+    const expires =
+      options.expiresIn === undefined ? sql`NULL` : sql`now() + ${options.expiresIn} * interval '1 second'`
+    yield* sql`INSERT INTO agent_api_keys (id, agent_id, role, key_hash, name, prefix, expires_at, created_by, bootstrap)
+      VALUES (${id}, ${agentId}, ${role}, ${hash(token)}, ${options.name ?? null}, ${displayPrefix(token)}, ${expires},
+              ${options.createdBy ?? null}, ${options.bootstrap ?? false})`
     return { id, token: Redacted.make(token) }
   })
 
@@ -44,13 +62,15 @@ const KeyRow = Schema.Struct({
   role: Schema.Literal("admin", "agent", "viewer"),
   agent_id: Schema.NullOr(Schema.String),
   key_hash: Schema.Uint8ArrayFromSelf,
-  status: Schema.NullOr(Schema.String)
+  status: Schema.NullOr(Schema.String),
+  stale: Schema.Boolean
 })
 
 /**
- * Resolves a presented token: an unrevoked key (an agent's only while the agent is active), or the
- * admin key from the environment. The lookup is by hash (an index probe, independent of the
- * secret's prefix), and the stored hash is compared again in constant time.
+ * Resolves a presented token: an unrevoked, unexpired key (an agent's only while the agent is
+ * active), or the admin key from the environment. The lookup is by hash (an index probe,
+ * independent of the secret's prefix), and the stored hash is compared again in constant time.
+ * `last_used_at` is written at most once a minute per key, so reads stay reads.
  */
 export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<string>> = Option.none()) =>
   Effect.gen(function* () {
@@ -59,20 +79,27 @@ export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<
       return Option.some<KeyRecord>({ id: "env-admin", role: "admin", agent_id: null })
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql`
-      SELECT k.id, k.role, k.agent_id, k.key_hash, a.status FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
-      WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL`.pipe(decodeRows(KeyRow))
+      SELECT k.id, k.role, k.agent_id, k.key_hash, a.status,
+             (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute') AS stale
+      FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
+      WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`.pipe(
+      decodeRows(KeyRow)
+    )
     const row = rows[0]
     if (!row || !constantTimeEqual(row.key_hash, presented)) return Option.none<KeyRecord>()
     if (row.role === "agent" && row.status !== "active") return Option.none<KeyRecord>()
+    if (row.stale)
+      yield* sql`UPDATE agent_api_keys SET last_used_at = now()
+        WHERE id = ${row.id} AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`
     return Option.some<KeyRecord>({ id: row.id, role: row.role, agent_id: row.agent_id })
   })
 
-/** Unrevoked admin keys: none at first start, when the server generates one. */
+/** Usable admin keys (unrevoked, unexpired): none at first start, when the server generates one. */
 export const activeAdminCount = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
-  const rows =
-    yield* sql`SELECT count(*)::int AS n FROM agent_api_keys WHERE role = 'admin' AND revoked_at IS NULL`.pipe(
-      decodeRows(Schema.Struct({ n: Schema.Number }))
-    )
+  const rows = yield* sql`SELECT count(*)::int AS n FROM agent_api_keys
+      WHERE role = 'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`.pipe(
+    decodeRows(Schema.Struct({ n: Schema.Number }))
+  )
   return rows[0]?.n ?? 0
 })

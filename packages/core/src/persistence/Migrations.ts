@@ -5,6 +5,7 @@ import { Database } from "./Database.js"
 import init from "../internal/migrations/0001_init.js"
 import lifecycle from "../internal/migrations/0002_lifecycle.js"
 import enrollment from "../internal/migrations/0003_enrollment.js"
+import keys from "../internal/migrations/0004_keys.js"
 import compromisedKeys from "../internal/migrations/0006_compromised_keys.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
@@ -12,6 +13,7 @@ export const loader = Migrator.fromRecord({
   "0001_init": init,
   "0002_lifecycle": lifecycle,
   "0003_enrollment": enrollment,
+  "0004_keys": keys,
   "0006_compromised_keys": compromisedKeys
 })
 

@@ -80,6 +80,22 @@ export const whenOption = (name: string, description: string) =>
     Options.optional
   )
 
+const spans = { s: 1, m: 60, h: 3_600, d: 86_400, w: 604_800 } as const
+
+/** A lifetime: seconds (`90`) or a span (`30m`, `24h`, `7d`, `2w`) → seconds; `message` when it is neither. */
+export const spanSeconds = (message: string) =>
+  Schema.String.pipe(
+    Schema.pattern(/^\d{1,9}\s*[smhdw]?$/, { message: () => message }),
+    Schema.transform(Schema.Number, {
+      strict: true,
+      decode: (s) => {
+        const m = /^(\d+)\s*([smhdw]?)$/.exec(s) as RegExpExecArray
+        return Number(m[1]) * spans[(m[2] || "s") as keyof typeof spans]
+      },
+      encode: String
+    })
+  )
+
 /** Optional CLI values as the client wants them: absent is `undefined`, which it leaves out. */
 export const u = <A>(option: Option.Option<A>): A | undefined => Option.getOrUndefined(option)
 

@@ -1,7 +1,7 @@
 import type { Enrollment } from "@certctl/core"
 import { Command, Options } from "@effect/cli"
-import { Effect, Schema } from "effect"
-import { cursor, groupHelp, idArg, json, leaf, limit, printPage, u, withEnv } from "./Common.js"
+import { Effect } from "effect"
+import { cursor, groupHelp, idArg, json, leaf, limit, printPage, spanSeconds, u, withEnv } from "./Common.js"
 import { print } from "./Env.js"
 import { type Column, formatWhen, renderFields, toJson } from "./Table.js"
 
@@ -20,22 +20,8 @@ const columns = (now: Date): ReadonlyArray<Column<Token>> => [
   { header: "expires", value: (t) => formatWhen(t.expires_at, now) }
 ]
 
-const spans = { s: 1, m: 60, h: 3_600, d: 86_400, w: 604_800 } as const
-
 /** `90`, `30m`, `24h`, `7d`, `2w` → seconds; the server bounds it (1 minute to 1 year). */
-const Seconds = Schema.String.pipe(
-  Schema.pattern(/^\d{1,9}\s*[smhdw]?$/, {
-    message: () => "--expires-in expects seconds or a span like 30m, 24h, 7d (one minute to one year)"
-  }),
-  Schema.transform(Schema.Number, {
-    strict: true,
-    decode: (s) => {
-      const m = /^(\d+)\s*([smhdw]?)$/.exec(s) as RegExpExecArray
-      return Number(m[1]) * spans[(m[2] || "s") as keyof typeof spans]
-    },
-    encode: String
-  })
-)
+const Seconds = spanSeconds("--expires-in expects seconds or a span like 30m, 24h, 7d (one minute to one year)")
 
 const create = Command.make(
   "create",

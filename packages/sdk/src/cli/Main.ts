@@ -9,6 +9,7 @@ import { enrollTokens } from "./EnrollTokens.js"
 import { groupHelp } from "./Common.js"
 import * as Env from "./Env.js"
 import { jobs } from "./Jobs.js"
+import { keys } from "./Keys.js"
 
 /** The `certctl` command tree and how its failures become messages and exit codes. */
 
@@ -20,7 +21,7 @@ const root = Command.make("certctl", {}, help).pipe(
   Command.withDescription(
     "Operate a certctl control plane. Configure with CERTCTL_URL (default http://127.0.0.1:8443) and CERTCTL_API_KEY."
   ),
-  Command.withSubcommands([certs, agents, enrollTokens, jobs, audit])
+  Command.withSubcommands([certs, agents, enrollTokens, keys, jobs, audit])
 )
 
 export const command = root
