@@ -1,3 +1,4 @@
+export * as AgentClientCerts from "./services/AgentClientCerts.js"
 export * as AgentRegistration from "./services/AgentRegistration.js"
 export * as Api from "./api/Api.js"
 export * as ApiError from "./api/ApiError.js"

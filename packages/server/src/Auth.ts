@@ -1,7 +1,8 @@
-import { Api, ApiError, type Caller, Enrollment } from "@certctl/core"
+import { type AgentClientCerts, Api, ApiError, type Caller, Enrollment } from "@certctl/core"
 import { HttpServerRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Redacted } from "effect"
+import * as AgentTls from "./AgentTls.js"
 import * as ApiKeys from "./ApiKeys.js"
 import { ServerConfig } from "./Config.js"
 import * as InputGuard from "./http/InputGuard.js"
@@ -10,6 +11,7 @@ import * as InputGuard from "./http/InputGuard.js"
 const principalOf = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const config = yield* ServerConfig
+  const clientCertificate = yield* AgentTls.makeCheck
   return (token: Redacted.Redacted<string>) =>
     Effect.gen(function* () {
       const value = Redacted.value(token)
@@ -20,6 +22,7 @@ const principalOf = Effect.gen(function* () {
         Effect.orDie
       )
       if (Option.isNone(found)) return yield* Effect.fail(ApiError.unauthorized("unknown, revoked or retired API key"))
+      if (found.value.agent_id !== null) yield* clientCertificate(found.value.agent_id)
       return { role: found.value.role, key_id: found.value.id, agent_id: found.value.agent_id } satisfies Api.Principal
     })
 })
@@ -51,26 +54,30 @@ const keyMiddleware = (roles: ReadonlyArray<Role>) =>
       Effect.zipLeft(authorize(token), Effect.flatMap(HttpServerRequest.HttpServerRequest, InputGuard.checkBody))
   }))
 
-export const AuthenticationLive = Layer.effect(Api.Authentication, keyMiddleware(Api.rolesOf[Api.Authentication.key]))
-export const AdminAuthenticationLive = Layer.effect(
+/** What building the key authentications needs (named: declaration emit cannot name it otherwise). */
+type AuthDeps = SqlClient.SqlClient | ServerConfig | AgentClientCerts.AgentClientCerts
+
+export const AuthenticationLive: Layer.Layer<Api.Authentication, never, AuthDeps> = Layer.effect(
+  Api.Authentication,
+  keyMiddleware(Api.rolesOf[Api.Authentication.key])
+)
+export const AdminAuthenticationLive: Layer.Layer<Api.AdminAuthentication, never, AuthDeps> = Layer.effect(
   Api.AdminAuthentication,
   keyMiddleware(Api.rolesOf[Api.AdminAuthentication.key])
 )
-export const ReaderAuthenticationLive = Layer.effect(
+export const ReaderAuthenticationLive: Layer.Layer<Api.ReaderAuthentication, never, AuthDeps> = Layer.effect(
   Api.ReaderAuthentication,
   keyMiddleware(Api.rolesOf[Api.ReaderAuthentication.key])
 )
-export const AgentAuthenticationLive = Layer.effect(
+export const AgentAuthenticationLive: Layer.Layer<Api.AgentAuthentication, never, AuthDeps> = Layer.effect(
   Api.AgentAuthentication,
   keyMiddleware(Api.rolesOf[Api.AgentAuthentication.key])
 )
-export const AgentOrAdminAuthenticationLive = Layer.effect(
-  Api.AgentOrAdminAuthentication,
-  keyMiddleware(Api.rolesOf[Api.AgentOrAdminAuthentication.key])
-)
+export const AgentOrAdminAuthenticationLive: Layer.Layer<Api.AgentOrAdminAuthentication, never, AuthDeps> =
+  Layer.effect(Api.AgentOrAdminAuthentication, keyMiddleware(Api.rolesOf[Api.AgentOrAdminAuthentication.key]))
 
 /** `/metrics`: a reader's key, unless CERTCTL_METRICS_PUBLIC opened it to anyone who can reach it. */
-export const MetricsAuthenticationLive = Layer.effect(
+export const MetricsAuthenticationLive: Layer.Layer<Api.MetricsAuthentication, never, AuthDeps> = Layer.effect(
   Api.MetricsAuthentication,
   Effect.gen(function* () {
     const config = yield* ServerConfig

@@ -8,6 +8,8 @@ export interface ServerSettings {
   readonly listenPort: number
   readonly tlsCertFile: Option.Option<string>
   readonly tlsKeyFile: Option.Option<string>
+  /** Agents' TLS client certificates: not asked for, checked when presented, or required. */
+  readonly agentMtls: "off" | "optional" | "required"
   readonly adminApiKey: Option.Option<Redacted.Redacted<string>>
   readonly publicUrl: Option.Option<string>
   readonly csrTimeout: Duration.Duration
@@ -80,6 +82,7 @@ export const settings = Config.all({
   listen: listenAddr,
   tlsCertFile: Config.option(Config.string("CERTCTL_TLS_CERT_FILE")),
   tlsKeyFile: Config.option(Config.string("CERTCTL_TLS_KEY_FILE")),
+  agentMtls: Config.literal("off", "optional", "required")("CERTCTL_AGENT_MTLS").pipe(Config.withDefault("off")),
   adminApiKey: Config.option(adminApiKey),
   publicUrl: Config.option(Config.string("CERTCTL_PUBLIC_URL")),
   csrTimeout: duration("CERTCTL_CSR_TIMEOUT", "5 minutes"),
@@ -96,12 +99,23 @@ export const settings = Config.all({
   egress: Egress.config,
   overload: overloadSettings
 }).pipe(
+  Config.mapOrFail((c) =>
+    c.agentMtls !== "off" && (c.tlsCertFile._tag === "None" || c.tlsKeyFile._tag === "None")
+      ? Either.left(
+          ConfigError.InvalidData(
+            ["CERTCTL_AGENT_MTLS"],
+            `is "${c.agentMtls}", which needs TLS: set CERTCTL_TLS_CERT_FILE and CERTCTL_TLS_KEY_FILE too`
+          )
+        )
+      : Either.right(c)
+  ),
   Config.map(
     (c): ServerSettings => ({
       listenHost: c.listen.host,
       listenPort: c.listen.port,
       tlsCertFile: c.tlsCertFile,
       tlsKeyFile: c.tlsKeyFile,
+      agentMtls: c.agentMtls,
       adminApiKey: c.adminApiKey,
       publicUrl: c.publicUrl,
       csrTimeout: c.csrTimeout,

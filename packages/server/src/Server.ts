@@ -2,7 +2,7 @@ import { createServer as createHttpServer } from "node:http"
 import { createServer as createHttpsServer } from "node:https"
 import * as fs from "node:fs"
 import * as os from "node:os"
-import { Api, Database, Engine, Connectors, JobEvents } from "@certctl/core"
+import { AgentClientCerts, Api, Database, Engine, Connectors, JobEvents } from "@certctl/core"
 import { builtins } from "@certctl/connectors"
 import { HttpApiBuilder, HttpApiScalar, HttpServer, OpenApi } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
@@ -14,6 +14,7 @@ import * as Dashboard from "./http/Dashboard.js"
 import { errorBodies } from "./http/ErrorBodies.js"
 import * as Overload from "./http/Overload.js"
 import { AgentsLive } from "./handlers/agents.js"
+import { AgentTlsLive } from "./handlers/agentTls.js"
 import { ApiKeysLive } from "./handlers/apiKeys.js"
 import { CertificatesLive } from "./handlers/certificates.js"
 import { IssuersLive, NotifiersLive, TargetsLive } from "./handlers/connectors.js"
@@ -41,6 +42,7 @@ const ApiLive = HttpApiBuilder.api(documentedApi).pipe(
       AgentsLive,
       EnrollmentLive,
       ApiKeysLive,
+      AgentTlsLive,
       IssuersLive,
       TargetsLive,
       NotifiersLive,
@@ -75,11 +77,23 @@ const engineLayer = (settings: ServerSettings, owner: string) =>
   })
 
 const httpServerLayer = (settings: ServerSettings) => {
+  const listen = { host: settings.listenHost, port: settings.listenPort }
   const tls = Option.all([settings.tlsCertFile, settings.tlsKeyFile])
-  const make = Option.isSome(tls)
-    ? () => createHttpsServer({ cert: fs.readFileSync(tls.value[0]), key: fs.readFileSync(tls.value[1]) })
-    : () => createHttpServer()
-  return NodeHttpServer.layer(make, { host: settings.listenHost, port: settings.listenPort })
+  if (Option.isNone(tls)) return NodeHttpServer.layer(() => createHttpServer(), listen)
+  const identity = () => ({ cert: fs.readFileSync(tls.value[0]), key: fs.readFileSync(tls.value[1]) })
+  if (settings.agentMtls === "off") return NodeHttpServer.layer(() => createHttpsServer(identity()), listen)
+  // Agent mTLS: ask for a client certificate and verify it against the agent client CA, but let the
+  // handshake finish without one; authentication decides (AgentTls.ts) and answers with a reason.
+  return Layer.unwrapEffect(
+    Effect.map(
+      Effect.flatMap(AgentClientCerts.AgentClientCerts, (certs) => Effect.orDie(certs.caCertificatePem)),
+      (ca) =>
+        NodeHttpServer.layer(
+          () => createHttpsServer({ ...identity(), ca: [ca], requestCert: true, rejectUnauthorized: false }),
+          listen
+        )
+    )
+  )
 }
 
 /**

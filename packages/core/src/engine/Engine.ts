@@ -2,6 +2,7 @@ import type { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer } from "effect"
 import { AgentRegistration } from "../services/AgentRegistration.js"
+import { AgentClientCerts } from "../services/AgentClientCerts.js"
 import { Agents } from "../services/Agents.js"
 import { ApiKeyManagement } from "../services/ApiKeyManagement.js"
 import { AuditLog } from "../services/AuditLog.js"
@@ -66,7 +67,7 @@ export const layer = (options: EngineOptions) => {
     Layer.provideMerge(foundation)
   )
   // Agent identities: registration by an admin, or by an enrollment token's exchange.
-  const identities = Layer.mergeAll(Enrollment.Default, ApiKeyManagement.Default).pipe(
+  const identities = Layer.mergeAll(Enrollment.Default, ApiKeyManagement.Default, AgentClientCerts.Default).pipe(
     Layer.provideMerge(AgentRegistration.Default)
   )
   // What the HTTP API (or an embedder) calls: certificates, jobs, the directory, connector configs, metrics.

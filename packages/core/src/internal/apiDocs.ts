@@ -253,6 +253,19 @@ export const operations: Record<string, OperationDoc> = {
       "Revokes a key at once: requests with it are 401 from then on. Refused with 409 for the last active admin key (unless an admin key is set in CERTCTL_ADMIN_API_KEY). Revoking a revoked key changes nothing. Audited.",
     roles: admin
   },
+  "agentTls.issue": {
+    summary: "Get an agent client certificate",
+    description:
+      "The agent sends a CSR (P-256/P-384 or RSA 2048+; its names are ignored) and receives a TLS client certificate from the server's internal agent client CA: CN and URI SAN `urn:certctl:agent:<id>`, clientAuth only, valid 30 days. With `CERTCTL_AGENT_MTLS=required` this is the one agent endpoint served without a client certificate, so an agent can get its first one with its API key. Audited.",
+    roles: ["agent", "admin"],
+    agentScope: "itself"
+  },
+  "agentTls.revoke": {
+    summary: "Revoke an agent's client certificates",
+    description:
+      "Revokes every client certificate of the agent at once: requests presenting one are refused (401). The agent's API key still works and can get a new certificate; retire the agent or revoke its key to lock it out. Audited.",
+    roles: admin
+  },
   ...connectorDocs(
     "targets",
     "target",
@@ -357,6 +370,7 @@ export const tagTitles: Record<string, string> = {
   agents: "Agents",
   enrollment: "Enrollment",
   apiKeys: "API keys",
+  agentTls: "Agent mTLS",
   targets: "Targets",
   issuers: "Issuers",
   notifiers: "Notifiers",
@@ -378,6 +392,7 @@ export const tags: Record<string, string> = {
   agents: "Agents: registration, heartbeats, the work long poll and key rotation.",
   enrollment: "Enrollment tokens, with which agents register themselves.",
   apiKeys: "Admin, viewer and agent API keys: create with an expiry, list without secrets, revoke.",
+  agentTls: "Agents' TLS client certificates for optional mTLS (CERTCTL_AGENT_MTLS).",
   targets: "Where certificates are deployed (file, nginx, f5, iis).",
   issuers: "Certificate authorities (local-ca, acme).",
   notifiers: "Where lifecycle events are sent (webhook, email).",

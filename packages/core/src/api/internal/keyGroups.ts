@@ -1,9 +1,10 @@
 import { HttpApiEndpoint, HttpApiGroup } from "@effect/platform"
 import { Schema } from "effect"
 import * as E from "../ApiError.js"
+import * as AgentClientCerts from "../../services/AgentClientCerts.js"
 import * as ApiKeyManagement from "../../services/ApiKeyManagement.js"
 import * as M from "../../domain/Models.js"
-import { AdminAuthentication } from "../Security.js"
+import { AdminAuthentication, AgentOrAdminAuthentication } from "../Security.js"
 import { Cursor, IdPath, Limit } from "./params.js"
 
 /**
@@ -37,4 +38,27 @@ export class ApiKeysGroup extends HttpApiGroup.make("apiKeys")
       .addError(E.Conflict)
   )
   .middleware(AdminAuthentication)
+  .prefix("/api/v1") {}
+
+/**
+ * Agents' TLS client certificates (optional mTLS): an agent asks for its own with its API key (the
+ * one agent endpoint that a server requiring mTLS still serves without a client certificate), an
+ * admin revokes an agent's.
+ */
+export class AgentTlsGroup extends HttpApiGroup.make("agentTls")
+  .add(
+    HttpApiEndpoint.post("issue", "/agents/:id/client-certificate")
+      .setPath(IdPath)
+      .setPayload(AgentClientCerts.RequestClientCertificate)
+      .addSuccess(AgentClientCerts.ClientCertificate, { status: 201 })
+      .addError(E.Conflict)
+      .addError(E.Unprocessable)
+      .middleware(AgentOrAdminAuthentication)
+  )
+  .add(
+    HttpApiEndpoint.del("revoke", "/agents/:id/client-certificates")
+      .setPath(IdPath)
+      .addSuccess(AgentClientCerts.RevokedClientCertificates)
+      .middleware(AdminAuthentication)
+  )
   .prefix("/api/v1") {}
