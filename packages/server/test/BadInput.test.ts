@@ -133,6 +133,17 @@ const endpointsMeta: Array<{ method: string; path: string; valid?: unknown; forb
   { method: "POST", path: "/api/v1/enrollment-tokens", valid: { name: "fleet" }, forbidden: ["viewer", "a"] },
   { method: "GET", path: "/api/v1/enrollment-tokens", forbidden: ["a"] },
   { method: "DELETE", path: "/api/v1/enrollment-tokens/{enrollToken}", forbidden: ["viewer", "a"] },
+  { method: "POST", path: "/api/v1/api-keys", valid: { name: "k", role: "viewer" }, forbidden: ["viewer", "a"] },
+  { method: "GET", path: "/api/v1/api-keys", forbidden: ["viewer", "a"] },
+  { method: "GET", path: "/api/v1/api-keys/key-bi", forbidden: ["viewer", "a"] },
+  { method: "DELETE", path: "/api/v1/api-keys/key-bi", forbidden: ["viewer", "a"] },
+  {
+    method: "POST",
+    path: "/api/v1/agents/bi-a/client-certificate",
+    valid: { csr: CSR_TEXT },
+    forbidden: ["viewer", "b"]
+  },
+  { method: "DELETE", path: "/api/v1/agents/bi-a/client-certificates", forbidden: ["viewer", "a"] },
   // An API key of any role is not an enrollment token: 401 (below), never 403.
   { method: "POST", path: "/api/v1/agents/enroll", valid: { id: "bi-e-new" }, forbidden: [] },
   { method: "GET", path: "/api/v1/whoami", forbidden: [] },
@@ -588,6 +599,24 @@ const specific: Array<Case> = [
   ...post("/api/v1/enrollment-tokens", "viewer", [[403, { name: 5, bogus: true }, "malformed body from a viewer"]]),
   ...post("/api/v1/enrollment-tokens", "a", [[403, { name: 5 }, "malformed body from an agent"]]),
   raw("POST", "/api/v1/enrollment-tokens", "admin", 400, "{", "malformed JSON"),
+  // API keys and agent client certificates: bad bodies write nothing.
+  ...post("/api/v1/api-keys", "admin", [
+    [400, { role: "viewer" }, "no name"],
+    [400, { name: long(201), role: "viewer" }, "name too long"],
+    [400, { name: "k", role: "root" }, "unknown role"],
+    [400, { name: "k", role: "agent" }, "agent key without agent_id"],
+    [400, { name: "k", role: "viewer", agent_id: "bi-a" }, "viewer key naming an agent"],
+    [400, { name: "k", role: "viewer", expires_in: 59 }, "expires_in below a minute"],
+    [400, { name: "k", role: "viewer", token: "cct_chosen" }, "unknown field (a chosen token)"]
+  ]),
+  ...post("/api/v1/api-keys", "viewer", [[403, { name: 5, bogus: true }, "malformed body from a viewer"]]),
+  ...listParams("/api/v1/api-keys", "admin"),
+  ...post("/api/v1/agents/bi-a/client-certificate", "a", [
+    [400, { csr: "" }, "empty CSR"],
+    [400, { csr: CSR_TEXT }, "CSR that is not DER"],
+    [400, { csr: long(16_385) }, "CSR too long"],
+    [400, { csr: CSR_TEXT, agent_id: "bi-b" }, "unknown field"]
+  ]),
   ...listParams("/api/v1/enrollment-tokens", "viewer"),
   ...post("/api/v1/agents/enroll", "enroll", [
     [400, {}, "no id"],
