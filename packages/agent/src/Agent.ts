@@ -20,12 +20,14 @@ import type { AgentConfig } from "./Config.js"
 import { ControlPlane, type DeploymentStatus, layerSdk as controlPlaneSdk } from "./ControlPlane.js"
 import * as Health from "./Health.js"
 import * as Http01 from "./Http01.js"
+import * as KeyRotation from "./KeyRotation.js"
 import { buildCsr, generateKey } from "./KeyGen.js"
 import { makeKeyStore } from "./KeyStore.js"
 import * as Outbox from "./Outbox.js"
 import * as Policy from "./Policy.js"
 import * as FileState from "./internal/fileState.js"
 import * as Renewer from "./Renewer.js"
+import * as Status from "./Status.js"
 
 /**
  * The agent: heartbeat, long-poll for work, keys made and kept here, deployments through the
@@ -49,6 +51,10 @@ export interface Options {
   readonly targets: Readonly<Record<string, Readonly<Record<string, unknown>>>>
   /** What the control plane may make this host do; `Policy.defaultPolicy(keyDir)` when absent. */
   readonly policy?: Policy.Policy
+  /** Rotate the stored API key when it is this old (seconds; 0 or unset: never). See KeyRotation.ts. */
+  readonly keyRotationSeconds?: number
+  /** Whether the agent's key is the one stored in `keyDir` (only such a key rotates). */
+  readonly keyStored?: boolean
 }
 
 export class AgentOptions extends Context.Tag("@certctl/agent/AgentOptions")<AgentOptions, Options>() {}
@@ -80,6 +86,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     const scope = yield* Effect.scope
     const runtime = yield* Effect.runtime<never>()
     const health = Health.tracker()
+    const status = Status.tracker()
     const keys = makeKeyStore({ dir: config.keyDir, passphrase: config.keyPassphrase })
     const policy = config.policy ?? Policy.defaultPolicy(config.keyDir)
     // One state file per target, <key dir>/.state/<target id>.json, and one instance of it (its lock).
@@ -330,12 +337,19 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       inFlight.add(key)
       settledAt.delete(key)
       const work: Effect.Effect<void, unknown> = workOn(item)
+      const subject = item.type === "http-01" ? item.identifier : item.certificate_id
       return Effect.logInfo(`work ${key} started`).pipe(
         Effect.zipRight(work),
-        Effect.tap(() => Effect.sync(() => retryAt.delete(key))),
+        Effect.tap(() =>
+          Effect.sync(() => {
+            retryAt.delete(key)
+            status.decide({ kind: item.type, subject, outcome: "ok" })
+          })
+        ),
         Effect.catchAll((e) =>
           Effect.zipRight(
             Effect.sync(() => {
+              status.decide({ kind: item.type, subject, outcome: "failed", detail: messageOf(e).slice(0, 2000) })
               // A failure is not retried at once (a refused CSR would otherwise loop): back off.
               const failures = (retryAt.get(key)?.failures ?? 0) + 1
               retryAt.set(key, { at: Date.now() + Math.min(60_000, 1000 * 2 ** (failures - 1)), failures })
@@ -366,7 +380,40 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
         return started
       })
 
-    const heartbeat = client.heartbeat({ version }).pipe(
+    /** The agent's report of itself, as its health endpoint shows it and its heartbeat sends it. */
+    const probeInput = (): Health.Input => ({
+      agentId: config.agentId,
+      heartbeatSeconds: config.heartbeatSeconds,
+      startedAt: health.startedAt,
+      lastContactAt: health.lastContactAt(),
+      outboxDepth: outbox.size(),
+      now: Date.now(),
+      certificates: Status.certificatesIn(config.keyDir),
+      decisions: status.decisions(),
+      targets: status.targets(),
+      counts: status.counts(),
+      atRisk: selfRun.atRisk()
+    })
+
+    const heartbeat = Effect.suspend(() => {
+      const input = probeInput()
+      return client.heartbeat({
+        version,
+        report: {
+          outbox_depth: input.outboxDepth,
+          certificates: [...(input.certificates ?? [])],
+          decisions: status.decisions().map((d) => ({ ...d, subject: d.subject.slice(0, 300) }))
+        },
+        targets: status.targets().map((t) => ({
+          target_id: t.target_id,
+          status: t.status,
+          certificate_id: t.certificate_id,
+          expected_serial: t.expected_serial,
+          ...(t.serial ? { serial: t.serial } : {}),
+          ...(t.detail ? { detail: t.detail.slice(0, 2000) } : {})
+        }))
+      })
+    }).pipe(
       Effect.zipRight(contact),
       Effect.catchAll((e) => Effect.logWarning(`heartbeat failed: ${e.message}`)),
       Effect.repeat(Schedule.spaced(Duration.seconds(config.heartbeatSeconds)))
@@ -396,23 +443,17 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       `certctl agent ${config.agentId} → ${client.endpoint}, keys in ${path.resolve(config.keyDir)}, policy: ${policy.source}`
     )
     if (config.healthListen) {
-      const address = yield* Health.serve(config.healthListen, () =>
-        Health.evaluate({
-          agentId: config.agentId,
-          heartbeatSeconds: config.heartbeatSeconds,
-          startedAt: health.startedAt,
-          lastContactAt: health.lastContactAt(),
-          outboxDepth: outbox.size(),
-          now: Date.now(),
-          atRisk: selfRun.atRisk()
-        })
+      const address = yield* Health.serve(
+        config.healthListen,
+        () => Health.evaluate(probeInput()),
+        () => Health.metrics(probeInput())
       ).pipe(
         Effect.mapError(
           (cause) =>
             new AgentStartError({ message: `health endpoint on ${config.healthListen}: ${cause.message}`, cause })
         )
       )
-      yield* Effect.logInfo(`health endpoint on http://${address}/healthz`)
+      yield* Effect.logInfo(`health endpoint on http://${address}/healthz and /metrics`)
     }
     if (outbox.size() > 0) yield* drainOutbox
     yield* background(heartbeat)
@@ -420,6 +461,10 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     yield* background(
       selfRun.tick.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(Math.min(60, config.heartbeatSeconds)))))
     )
+    if (config.keyStored && (config.keyRotationSeconds ?? 0) > 0)
+      yield* background(
+        KeyRotation.run({ keyDir: config.keyDir, everySeconds: config.keyRotationSeconds ?? 0, client })
+      )
   }
 )
 

@@ -28,6 +28,8 @@ export const AgentFileConfig = Schema.Struct({
   key_passphrase: Schema.optional(Text),
   poll_wait_seconds: Schema.optional(Schema.Int.pipe(Schema.between(0, 60))),
   heartbeat_seconds: Schema.optional(Schema.Number.pipe(Schema.between(1, 3600))),
+  /** How old the stored API key may get before the agent rotates it: "30d", "12h", "90m", "45s", or "off". */
+  key_rotation: Schema.optional(Schema.String.pipe(Schema.maxLength(20))),
   /** Serve GET /healthz on this address, e.g. "127.0.0.1:9090" (see Health.ts). */
   health_listen: Schema.optional(Schema.String.pipe(Schema.maxLength(300))),
   http01: Schema.optional(
@@ -61,6 +63,10 @@ export interface AgentConfig {
   readonly targets: Readonly<Record<string, Readonly<Record<string, unknown>>>>
   /** The local policy file's (`CERTCTL_AGENT_POLICY`); absent: `Policy.defaultPolicy(keyDir)`. */
   readonly policy?: Policy.Policy
+  /** Rotate the stored API key when it is this old (`CERTCTL_KEY_ROTATION`); 0 turns rotation off. */
+  readonly keyRotationSeconds?: number
+  /** The key is the one stored in the key directory (enrolled or rotated), so rotation can replace it. */
+  readonly keyStored?: boolean
 }
 
 /**
@@ -118,6 +124,16 @@ const number = (name: string, options: { readonly min: number; readonly max: num
           )
         )
   })
+
+/** "30d", "12h", "90m", "45s" → seconds; "off" or "0" → 0 (no rotation). */
+export const parseRotation = (value: string): number | undefined => {
+  const v = value.trim().toLowerCase()
+  if (v === "off" || v === "0") return 0
+  const m = /^(\d{1,6})(s|m|h|d)$/.exec(v)
+  if (!m) return undefined
+  const n = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as "s" | "m" | "h" | "d"]
+  return n > 0 ? n : 0
+}
 
 const listenSetting = (name: string, value: string) =>
   parseListen(value) ? Either.right(value) : Either.left(invalid(name, `must be host:port, got "${value}"`))
@@ -186,7 +202,21 @@ export const settings = (file: AgentFileConfig = {}) =>
       Config.mapOrFail((o) => (Option.isSome(o) ? Either.map(http01Listen(o.value), Option.some) : Either.right(o)))
     ),
     http01Webroot: text("CERTCTL_HTTP01_WEBROOT"),
-    policyFile: orFile(text("CERTCTL_AGENT_POLICY"), file.policy_file)
+    policyFile: orFile(text("CERTCTL_AGENT_POLICY"), file.policy_file),
+    keyRotationSeconds: orFile(text("CERTCTL_KEY_ROTATION"), file.key_rotation).pipe(
+      Config.mapOrFail((o) => {
+        if (Option.isNone(o)) return Either.right(30 * 86_400)
+        const seconds = parseRotation(o.value)
+        return seconds === undefined
+          ? Either.left(
+              invalid(
+                "CERTCTL_KEY_ROTATION",
+                `must be a duration such as 30d, 12h, 90m or 45s, or off; got "${o.value}"`
+              )
+            )
+          : Either.right(seconds)
+      })
+    )
   })
 
 /** Whether `hostname` (as `URL` gives it) is this host: 127.0.0.0/8, ::1 or localhost. */
@@ -278,6 +308,7 @@ export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effec
     http01,
     healthListen: Option.getOrUndefined(c.healthListen),
     targets: file.targets ?? {},
-    ...(policy ? { policy } : {})
+    ...(policy ? { policy } : {}),
+    keyRotationSeconds: c.keyRotationSeconds
   }
 })

@@ -63,7 +63,10 @@ export interface Service {
   readonly reportDeployment: (input: ReportDeployment) => Effect.Effect<void, ControlPlaneError>
   readonly deploymentStatus: (deploymentId: string, status: DeploymentStatus) => Effect.Effect<void, ControlPlaneError>
   readonly ackChallenge: (ack: ChallengeAck) => Effect.Effect<void, ControlPlaneError>
-  /** A new API key for this agent; its other keys are revoked. */
+  /**
+   * A new API key for this agent, pending: the current key keeps working until `confirmKey`.
+   * (An admin's rotation, by contrast, revokes the agent's keys at once.)
+   */
   readonly rotateKey: Effect.Effect<Redacted.Redacted<string>, ControlPlaneError>
   /**
    * Records a renewal the agent ran by itself while the control plane was away (autonomous
@@ -71,6 +74,11 @@ export interface Service {
    * outbox treats a missing one as a refusal.
    */
   readonly reconcile?: (input: Reconcile) => Effect.Effect<Reconciled, ControlPlaneError>
+  /**
+   * Confirms `key` by calling with it (the keys it replaces are revoked) and uses it from then on.
+   * True when it was pending; false when it was already the agent's key (nothing changed).
+   */
+  readonly confirmKey: (key: Redacted.Redacted<string>) => Effect.Effect<boolean, ControlPlaneError>
 }
 
 export class ControlPlane extends Context.Tag("@certctl/agent/ControlPlane")<ControlPlane, Service>() {}
@@ -124,9 +132,10 @@ export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, Http
     const holdOff = Effect.flatMap(Clock.currentTimeMillis, (now) =>
       notBefore > now ? Effect.sleep(Duration.millis(notBefore - now)) : Effect.void
     )
-    const client = yield* Client.make({ url: options.url, apiKey: options.apiKey }).pipe(
-      Effect.provideService(HttpClient.HttpClient, http)
-    )
+    const clientFor = (apiKey: Redacted.Redacted<string>) =>
+      Client.make({ url: options.url, apiKey }).pipe(Effect.provideService(HttpClient.HttpClient, http))
+    // Replaced when a rotated key is confirmed: every later call carries the new key.
+    let client = yield* clientFor(options.apiKey)
     const base = Client.normalizeBaseUrl(options.url)
     const path = { id: options.agentId }
     const timeout = Duration.decode(options.timeout ?? "30 seconds")
@@ -146,24 +155,34 @@ export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, Http
         )
     return {
       endpoint: base,
-      heartbeat: (payload) => client.agents.heartbeat({ path, payload }).pipe(call(), Effect.asVoid),
+      heartbeat: (payload) =>
+        Effect.suspend(() => client.agents.heartbeat({ path, payload })).pipe(call(), Effect.asVoid),
       work: ({ wait }) => {
         const seconds = Math.max(0, Math.min(60, Math.round(Duration.toSeconds(Duration.decode(wait)))))
-        return client.agents.work({ path, urlParams: { wait: seconds } }).pipe(
+        return Effect.suspend(() => client.agents.work({ path, urlParams: { wait: seconds } })).pipe(
           call(Duration.sum(timeout, Duration.seconds(seconds))),
           Effect.map((r) => r.items)
         )
       },
-      submitCsr: (payload) => client.csr.submit({ payload }).pipe(call()),
-      reportDeployment: (payload) => client.deployments.report({ payload }).pipe(call(), Effect.asVoid),
+      submitCsr: (payload) => Effect.suspend(() => client.csr.submit({ payload })).pipe(call()),
+      reportDeployment: (payload) =>
+        Effect.suspend(() => client.deployments.report({ payload })).pipe(call(), Effect.asVoid),
       deploymentStatus: (id, payload) =>
-        client.deployments.status({ path: { id }, payload }).pipe(call(), Effect.asVoid),
-      ackChallenge: (payload) => client.agents.challenge({ path, payload }).pipe(call(), Effect.asVoid),
-      rotateKey: client.agents.rotateKey({ path }).pipe(
+        Effect.suspend(() => client.deployments.status({ path: { id }, payload })).pipe(call(), Effect.asVoid),
+      ackChallenge: (payload) =>
+        Effect.suspend(() => client.agents.challenge({ path, payload })).pipe(call(), Effect.asVoid),
+      rotateKey: Effect.suspend(() => client.agents.rotateKey({ path })).pipe(
         call(),
         Effect.map((r) => Redacted.make(r.api_key))
       ),
-      reconcile: (payload) => client.agents.reconcile({ path, payload }).pipe(call())
+      reconcile: (payload) => client.agents.reconcile({ path, payload }).pipe(call()),
+      confirmKey: (key) =>
+        Effect.gen(function* () {
+          const next = yield* clientFor(key)
+          const r = yield* next.agents.confirmKey({ path }).pipe(call())
+          client = next
+          return r.confirmed
+        })
     }
   })
 

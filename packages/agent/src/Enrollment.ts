@@ -24,8 +24,12 @@ export interface Identity {
   readonly apiKey: Redacted.Redacted<string>
 }
 
-/** Writes `file` whole or not at all: a temp file at `mode`, fsync, rename, then fsync the directory. */
-const writeAtomic = (file: string, content: string, mode: number) => {
+/**
+ * Writes `file` whole or not at all: a temp file at `mode` beside it (never in /tmp: the agent
+ * writes only in its key directory), fsync, rename, then fsync the directory. `beforeRename` runs
+ * with the temp file complete and the old file still in place (a crash-test hook).
+ */
+const writeAtomic = (file: string, content: string, mode: number, beforeRename?: () => void) => {
   const dir = path.dirname(file)
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`)
   const fd = fs.openSync(tmp, "w", mode)
@@ -36,6 +40,7 @@ const writeAtomic = (file: string, content: string, mode: number) => {
     fs.closeSync(fd)
   }
   fs.chmodSync(tmp, mode)
+  beforeRename?.()
   fs.renameSync(tmp, file)
   const dfd = fs.openSync(dir, "r")
   try {
@@ -71,6 +76,30 @@ export const store = (keyDir: string, identity: Identity): Effect.Effect<void, E
     catch: (e) =>
       new EnrollmentError({ message: `cannot store the agent's key in ${stateDir(keyDir)}: ${(e as Error).message}` })
   })
+
+/**
+ * Replaces the stored key of an enrolled agent (a rotation): atomically, 0600. Its id is already
+ * stored beside it. Until the rename the old key is the stored one; after it, the new one.
+ */
+export const storeKey = (
+  keyDir: string,
+  apiKey: Redacted.Redacted<string>,
+  beforeRename?: () => void
+): Effect.Effect<void, EnrollmentError> =>
+  Effect.try({
+    try: () => writeAtomic(keyFile(keyDir), `${Redacted.value(apiKey)}\n`, 0o600, beforeRename),
+    catch: (e) =>
+      new EnrollmentError({ message: `cannot store the rotated key in ${stateDir(keyDir)}: ${(e as Error).message}` })
+  })
+
+/** When the stored key was written (enrolled or last rotated); none when no key is stored. */
+export const storedAt = (keyDir: string): Option.Option<number> => {
+  try {
+    return Option.some(fs.statSync(keyFile(keyDir)).mtimeMs)
+  } catch {
+    return Option.none()
+  }
+}
 
 /** A refusal is final; an unreachable or overloaded control plane is retried for a while. */
 const retryable = (e: CertctlError) => e.status === 0 || e.status === 429 || e.status >= 500
@@ -123,7 +152,7 @@ export const resolve = (settings: AgentSettings): Effect.Effect<AgentConfig, Enr
       yield* Effect.logInfo(
         `using the API key stored in ${stateDir(settings.keyDir)} for agent ${stored.value.agentId}`
       )
-      return { ...rest, agentId: stored.value.agentId, apiKey: stored.value.apiKey }
+      return { ...rest, agentId: stored.value.agentId, apiKey: stored.value.apiKey, keyStored: true }
     }
     if (!enrollmentToken)
       return yield* new EnrollmentError({
@@ -138,5 +167,5 @@ export const resolve = (settings: AgentSettings): Effect.Effect<AgentConfig, Enr
     // Stored before first use: a crash from here on restarts with this key, never re-enrolls.
     yield* store(settings.keyDir, identity)
     yield* Effect.logInfo(`enrolled as agent ${identity.agentId}; key stored in ${stateDir(settings.keyDir)}`)
-    return { ...rest, agentId: identity.agentId, apiKey: identity.apiKey }
+    return { ...rest, agentId: identity.agentId, apiKey: identity.apiKey, keyStored: true }
   })

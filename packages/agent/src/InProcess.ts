@@ -99,7 +99,9 @@ export const make = (
       deploymentStatus: (deploymentId, status) =>
         asAgent(deployments.updateStatus(caller, deploymentId, status)).pipe(Effect.asVoid),
       ackChallenge: (ack) => asAgent(agents.acknowledgeChallenge(id, ack)),
+      // In process no key is carried, so there is nothing to switch to (KeyRotation needs a stored key).
       rotateKey: asAgent(agents.rotateKey(id, caller.actor)),
+      confirmKey: () => Effect.succeed(false),
       ...(Option.isSome(reconciliation)
         ? { reconcile: (input) => asAgent(reconciliation.value.record(caller, input)) }
         : {})

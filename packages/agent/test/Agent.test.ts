@@ -108,7 +108,8 @@ const makeMemoryControlPlane = (targetDir: string) =>
       deploymentStatus: (id, status) =>
         Ref.update(seen, (s) => ({ ...s, statuses: [...s.statuses, { id, status }], work: [] })),
       ackChallenge: () => Effect.void,
-      rotateKey: Effect.die("not used")
+      rotateKey: Effect.die("not used"),
+      confirmKey: () => Effect.die("not used")
     }
     return { service, seen }
   })

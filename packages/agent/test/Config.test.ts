@@ -32,6 +32,16 @@ const writeJson = (value: unknown) => {
 }
 
 describe("agent Config", () => {
+  it("reads CERTCTL_KEY_ROTATION as seconds (default 30 days, off = 0) and names it when it is bad", () => {
+    expect(ok({}).keyRotationSeconds).toBe(30 * 86_400)
+    expect(ok({ CERTCTL_KEY_ROTATION: "12h" }).keyRotationSeconds).toBe(12 * 3600)
+    expect(ok({ CERTCTL_KEY_ROTATION: "90m" }).keyRotationSeconds).toBe(5400)
+    expect(ok({ CERTCTL_KEY_ROTATION: "off" }).keyRotationSeconds).toBe(0)
+    expect(ok({ CERTCTL_AGENT_CONFIG: writeJson({ key_rotation: "7d" }) }).keyRotationSeconds).toBe(7 * 86_400)
+    for (const bad of ["30", "1w", "-1d", "1.5h", "d"])
+      expect(failure({ CERTCTL_KEY_ROTATION: bad })).toMatch(/CERTCTL_KEY_ROTATION/)
+  })
+
   it("has the documented defaults", () => {
     const s = ok({})
     expect(s).toMatchObject({

@@ -17,7 +17,10 @@ describe("Health.evaluate", () => {
       status: "ok",
       agent_id: "agent-1",
       last_contact_at: new Date(contact).toISOString(),
-      outbox_depth: 2
+      outbox_depth: 2,
+      certificates: [],
+      decisions: [],
+      targets: []
     })
   })
 
@@ -36,6 +39,54 @@ describe("Health.evaluate", () => {
     const late = Health.evaluate({ ...base, lastContactAt: undefined, now: base.startedAt + minutes(4) })
     expect(late.code).toBe(503)
     expect(late.report.last_contact_at).toBeNull()
+  })
+})
+
+describe("Health.metrics", () => {
+  it("exposes health, contact, outbox, expiry, decisions and drift as Prometheus text, labels escaped", () => {
+    const now = Date.parse("2026-01-01T00:00:00Z")
+    const text = Health.metrics({
+      ...base,
+      startedAt: now - minutes(10),
+      lastContactAt: now - 30_000,
+      outboxDepth: 3,
+      now,
+      certificates: [{ domain: "www.example.com", serial: "0a1b", not_after: "2026-01-31T00:00:00.000Z" }],
+      decisions: [],
+      counts: new Map([
+        ["csr\u0000ok", 2],
+        ["deploy\u0000failed", 1]
+      ]),
+      targets: [
+        {
+          target_id: 'we"ird\\id',
+          certificate_id: "c1",
+          domain: "www.example.com",
+          status: "ok",
+          expected_serial: "0a1b",
+          serial: "ffff",
+          drift: true,
+          checked_at: "2026-01-01T00:00:00.000Z"
+        }
+      ]
+    })
+    const lines = text.split("\n")
+    expect(lines).toContain("certctl_agent_healthy 1")
+    expect(lines).toContain(`certctl_agent_last_contact_timestamp_seconds ${Math.floor((now - 30_000) / 1000)}`)
+    expect(lines).toContain("certctl_agent_outbox_depth 3")
+    expect(lines).toContain(
+      `certctl_agent_certificate_not_after_timestamp_seconds{domain="www.example.com",serial="0a1b"} ${Date.parse("2026-01-31T00:00:00Z") / 1000}`
+    )
+    expect(lines).toContain(`certctl_agent_certificate_expires_in_seconds{domain="www.example.com"} ${30 * 86_400}`)
+    expect(lines).toContain('certctl_agent_decisions_total{kind="csr",outcome="ok"} 2')
+    expect(lines).toContain('certctl_agent_decisions_total{kind="deploy",outcome="failed"} 1')
+    expect(lines).toContain('certctl_agent_target_drift{target_id="we\\"ird\\\\id",certificate_id="c1"} 1')
+    expect(lines.filter((l) => l.startsWith("# TYPE ")).length).toBe(7)
+    expect(text.endsWith("\n")).toBe(true)
+    // Unhealthy, and no contact yet: the gauge says 0 and the timestamp is absent.
+    const down = Health.metrics({ ...base, lastContactAt: undefined, now: base.startedAt + minutes(10) })
+    expect(down.split("\n")).toContain("certctl_agent_healthy 0")
+    expect(down).not.toMatch(/^certctl_agent_last_contact_timestamp_seconds /m)
   })
 })
 
@@ -82,7 +133,7 @@ describe("Health.serve", () => {
       outboxDepth = 2
       const down = yield* get("/healthz")
       expect(down.status).toBe(503)
-      expect(JSON.parse(down.text)).toEqual({
+      expect(JSON.parse(down.text)).toMatchObject({
         status: "unreachable",
         agent_id: "agent-1",
         last_contact_at: new Date(lastContactAt).toISOString(),
@@ -150,7 +201,24 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("certctl-agent CERTCT
       60_000,
       "a healthy agent"
     )
-    expect(healthy.body).toMatchObject({ status: "ok", agent_id: id, outbox_depth: 0 })
+    expect(healthy.body).toMatchObject({ status: "ok", agent_id: id, outbox_depth: 0, certificates: [] })
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`)
+    expect(metrics.status).toBe(200)
+    expect(metrics.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/)
+    expect((await metrics.text()).split("\n")).toContain("certctl_agent_healthy 1")
+    // The heartbeat carried the report: the server shows it, and the agent is not stale.
+    const shown = await eventually(
+      async () => {
+        const r = await fetch(`${server?.url}/api/v1/agents/${id}`, {
+          headers: { authorization: `Bearer ${server?.adminKey}` }
+        })
+        const body = (await r.json()) as any
+        return body.last_report_at ? body : undefined
+      },
+      30_000,
+      "the agent's last report on the server"
+    )
+    expect(shown).toMatchObject({ stale: false, last_report: { outbox_depth: 0, certificates: [] } })
 
     // The control plane goes away (its database stays until afterAll).
     await server.kill()
@@ -170,5 +238,5 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("certctl-agent CERTCT
     // SIGTERM: the agent drains and exits cleanly, closing the health endpoint.
     expect(await agent.process.stop("SIGTERM")).toBe(0)
     await expect(probe()).rejects.toThrow()
-  })
+  }, 300_000)
 })

@@ -28,7 +28,8 @@ const recorder = (answer: (id: string) => ControlPlane.ControlPlaneError | undef
         return Effect.void
       }),
     ackChallenge: () => Effect.void,
-    rotateKey: Effect.die("unused")
+    rotateKey: Effect.die("unused"),
+    confirmKey: () => Effect.die("unused")
   }
   return { service, delivered }
 }

@@ -51,7 +51,15 @@ const events: ReadonlyArray<Notifier.NotificationEvent> = [
   { id: "ev-4", type: "certificate.issued", occurred_at: at, certificate: cert },
   { id: "ev-5", type: "certificate.deployed", occurred_at: at, certificate: cert, target },
   { id: "ev-6", type: "certificate.renewed", occurred_at: at, certificate: cert, target },
-  { id: "ev-7", type: "certificate.revoked", occurred_at: at, certificate: cert, reason: "keyCompromise" }
+  { id: "ev-7", type: "certificate.revoked", occurred_at: at, certificate: cert, reason: "keyCompromise" },
+  {
+    id: "ev-8",
+    type: "certificate.drifted",
+    occurred_at: at,
+    certificate: cert,
+    target,
+    reason: "serving serial 0badc0de, expected 4f3a9c0d12"
+  }
 ]
 
 /** What each kind of message must say, beyond the facts every certificate message carries. */
@@ -62,7 +70,8 @@ const expectedContent: Record<Notifier.EventType, ReadonlyArray<string>> = {
   "certificate.issued": ["issued"],
   "certificate.deployed": ["deployed to nginx-prod-01"],
   "certificate.renewed": ["renewed", "nginx-prod-01"],
-  "certificate.revoked": ["revoked", "keyCompromise"]
+  "certificate.revoked": ["revoked", "keyCompromise"],
+  "certificate.drifted": ["another certificate served", "serving serial 0badc0de", "What to do"]
 }
 
 const baseConfig = (port: number) => ({

@@ -94,16 +94,19 @@ describe("agent rendering", () => {
         version: null,
         last_seen_at: seen,
         created_at: "2025-01-01T00:00:00Z",
-        retired_at: null
+        retired_at: null,
+        stale: seen === null,
+        last_report: null,
+        last_report_at: null
       })
     const lines = renderList("agents", agentColumns(now), [
       agent("a1", "2025-12-31T23:59:00Z"),
       agent("a2", null)
     ]).split("\n")
     expect(lines).toEqual([
-      "ID  NAME  STATUS  HOSTNAME  VERSION  LAST SEEN",
-      "a1  a1    active  -         -        1m ago",
-      "a2  a2    active  -         -        never"
+      "ID  NAME  STATUS          HOSTNAME  VERSION  LAST SEEN",
+      "a1  a1    active          -         -        1m ago",
+      "a2  a2    active (stale)  -         -        never"
     ])
   })
 })

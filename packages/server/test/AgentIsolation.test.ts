@@ -195,6 +195,12 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
       expect(rotated.body.api_key).toMatch(/^cct_/)
       expect(rotated.body.api_key).not.toBe(old)
       const oldKey = api(server, old)
+      // The agent's own rotation is two-phase: the old key works until the new one confirms.
+      expect((await oldKey.get("/api/v1/agents/iso-a/work")).status).toBe(200)
+      // Another agent cannot confirm for it.
+      expect((await as("iso-b").post("/api/v1/agents/iso-a/rotate-key/confirm")).status).toBe(403)
+      const confirmed = await api(server, rotated.body.api_key).post("/api/v1/agents/iso-a/rotate-key/confirm")
+      expect(confirmed.body).toEqual({ confirmed: true })
       expect((await oldKey.get("/api/v1/agents/iso-a/work")).status).toBe(401)
       expect((await oldKey.post("/api/v1/agents/iso-a/heartbeat", {})).status).toBe(401)
       key["iso-a"] = rotated.body.api_key

@@ -103,6 +103,7 @@ const endpointsMeta: Array<{ method: string; path: string; valid?: unknown; forb
     valid: { certificate_id: "bi-cert", certificate_pem: "x", chain_pem: "x", deployments: [] },
     forbidden: ["viewer", "b"]
   },
+  { method: "POST", path: "/api/v1/agents/bi-a/rotate-key/confirm", forbidden: ["viewer", "b"] },
   { method: "DELETE", path: "/api/v1/agents/bi-a", forbidden: ["viewer", "a"] },
   ...(
     [

@@ -98,7 +98,8 @@ export const makeMemoryControlPlane = (options: {
           return { ...s, statuses, work: done ? (more ? [deployItem()] : []) : s.work }
         }),
       ackChallenge: () => Effect.void,
-      rotateKey: Effect.die("not used")
+      rotateKey: Effect.die("not used"),
+      confirmKey: () => Effect.die("not used")
     }
     return { service, seen }
   })

@@ -131,6 +131,18 @@ const modelFor = (event: Event): Model => {
         paragraphs: ["A TLS handshake with the target confirmed that it now serves this certificate's serial."]
       }
     }
+    case "certificate.drifted": {
+      const on = event.target ? ` on ${event.target.name}` : ""
+      return {
+        subject: `Certificate for ${domain} drifted${on}`,
+        headline: `The agent found another certificate served for ${domain}${on} than the one certctl deployed.`,
+        facts: [["What the agent saw", event.reason], ...certificateFacts(event), targetFact(event)],
+        paragraphs: [
+          "Something changed the served certificate outside certctl (a manual copy, a configuration change, another tool). certctl does not overwrite it on its own.",
+          "What to do: find out what replaced it; to put certctl's certificate back, renew or redeploy the certificate from the certctl API or CLI."
+        ]
+      }
+    }
     case "certificate.revoked":
       return {
         subject: `Certificate for ${domain} revoked`,

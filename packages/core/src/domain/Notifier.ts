@@ -8,6 +8,7 @@ export const EventTypes = [
   "certificate.renewed",
   "certificate.expiring",
   "certificate.revoked",
+  "certificate.drifted",
   "job.failed",
   "job.abandoned"
 ] as const

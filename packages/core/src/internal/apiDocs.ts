@@ -202,7 +202,14 @@ export const operations: Record<string, OperationDoc> = {
   "agents.rotateKey": {
     summary: "Rotate an agent's API key",
     description:
-      "Issues a new API key for the agent and revokes its others. The new key is in the answer and nowhere else.",
+      "Issues a new API key for the agent; it is in the answer and nowhere else. Called by an admin, the agent's other keys are revoked at once. Called by the agent itself, rotation is two-phase: the new key is pending and the old one keeps working until the agent, having stored the new key, calls `POST /agents/{id}/rotate-key/confirm` with it. An earlier pending key never confirmed is revoked.",
+    roles: ["agent", "admin"],
+    agentScope: "itself"
+  },
+  "agents.confirmKey": {
+    summary: "Confirm a rotated agent key",
+    description:
+      "Called with the pending key from the agent's own rotation: that key becomes the agent's only key and the keys it replaces are revoked. Called with a key that is not pending (or an admin's key), nothing changes (`confirmed: false`), so an agent may confirm at every start.",
     roles: ["agent", "admin"],
     agentScope: "itself"
   },

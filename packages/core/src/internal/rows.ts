@@ -1,4 +1,4 @@
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { KeyAlgorithm } from "../domain/KeyAlgorithm.js"
 import * as Models from "../domain/Models.js"
 
@@ -136,16 +136,26 @@ export const AgentRow = Schema.Struct({
   version: NullableText,
   last_seen_at: NullableTimestamp,
   created_at: Timestamp,
-  retired_at: NullableTimestamp
+  retired_at: NullableTimestamp,
+  /** Computed by the agents' reads (see `Agents`); a freshly inserted row is not stale. */
+  stale: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  last_report: Schema.optionalWith(Schema.NullOr(Schema.Unknown), { default: () => null }),
+  last_report_at: Schema.optionalWith(NullableTimestamp, { default: () => null })
 })
 export type AgentRow = typeof AgentRow.Type
+
+/** The stored report as the wire model wants it; one that no longer decodes reads as none. */
+const reportOf = (raw: unknown) =>
+  raw === null ? null : Option.getOrNull(Schema.decodeUnknownOption(Models.AgentReport)(raw))
 
 export const toAgent = (r: AgentRow) =>
   new Models.Agent({
     ...r,
     last_seen_at: isoOrNull(r.last_seen_at),
     created_at: iso(r.created_at),
-    retired_at: isoOrNull(r.retired_at)
+    retired_at: isoOrNull(r.retired_at),
+    last_report: reportOf(r.last_report),
+    last_report_at: isoOrNull(r.last_report_at)
   })
 
 // ---- jobs ------------------------------------------------------------------------------------

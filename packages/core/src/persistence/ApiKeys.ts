@@ -28,6 +28,8 @@ export interface IssueOptions {
   readonly createdBy?: string
   /** The admin key a server generates at first start (retired once CERTCTL_ADMIN_API_KEY is set). */
   readonly bootstrap?: boolean
+  /** An agent's own rotation not yet confirmed: works at once (see `Agents.rotateKey`). */
+  readonly pending?: boolean
 }
 
 /** How much of a token is kept for display: the kind prefix and 8 of its 43 random characters. */
@@ -35,7 +37,8 @@ export const displayPrefix = (token: string): string => token.slice(0, 12)
 
 /**
  * Stores a new API key and returns its token, the only time it exists in clear. Joins the caller's
- * transaction, so a key never outlives a rolled-back registration.
+ * transaction, so a key never outlives a rolled-back registration. A `pending` key works at once
+ * but is marked as an agent's rotation not yet confirmed (see `Agents.rotateKey`).
  */
 export const issue = (role: Role, agentId: string | null, options: IssueOptions = {}) =>
   Effect.gen(function* () {
@@ -44,9 +47,9 @@ export const issue = (role: Role, agentId: string | null, options: IssueOptions 
     const id = Ids.make("key")
     const expires =
       options.expiresIn === undefined ? sql`NULL` : sql`now() + ${options.expiresIn} * interval '1 second'`
-    yield* sql`INSERT INTO agent_api_keys (id, agent_id, role, key_hash, name, prefix, expires_at, created_by, bootstrap)
+    yield* sql`INSERT INTO agent_api_keys (id, agent_id, role, key_hash, name, prefix, expires_at, created_by, bootstrap, pending)
       VALUES (${id}, ${agentId}, ${role}, ${hash(token)}, ${options.name ?? null}, ${displayPrefix(token)}, ${expires},
-              ${options.createdBy ?? null}, ${options.bootstrap ?? false})`
+              ${options.createdBy ?? null}, ${options.bootstrap ?? false}, ${options.pending ?? false})`
     return { id, token: Redacted.make(token) }
   })
 

@@ -7,6 +7,7 @@ import lifecycle from "../internal/migrations/0002_lifecycle.js"
 import enrollment from "../internal/migrations/0003_enrollment.js"
 import keys from "../internal/migrations/0004_keys.js"
 import compromisedKeys from "../internal/migrations/0006_compromised_keys.js"
+import agentOperations from "../internal/migrations/0007_agent_operations.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
 export const loader = Migrator.fromRecord({
@@ -14,11 +15,12 @@ export const loader = Migrator.fromRecord({
   "0002_lifecycle": lifecycle,
   "0003_enrollment": enrollment,
   "0004_keys": keys,
-  "0006_compromised_keys": compromisedKeys
+  "0006_compromised_keys": compromisedKeys,
+  "0007_agent_operations": agentOperations
 })
 
 /** The highest migration id (ids may have gaps: numbers are reserved per change). */
-export const latest = 6
+export const latest = 7
 const table = "certctl_migrations"
 const lockKey = 7263540
 

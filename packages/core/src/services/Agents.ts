@@ -1,11 +1,12 @@
 import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Option, type Redacted, Schema } from "effect"
+import { Config, Context, Duration, Effect, Option, type Redacted, Schema } from "effect"
 import { AgentRegistration, type AgentRow, toAgent } from "./AgentRegistration.js"
 import * as ApiError from "../api/ApiError.js"
 import * as ApiKeys from "../persistence/ApiKeys.js"
 import { type Actor, AuditLog } from "./AuditLog.js"
 import type { Caller } from "../api/Caller.js"
 import { Connectors } from "./Connectors.js"
+import { Notifications } from "../engine/Notifications.js"
 import type * as M from "../domain/Models.js"
 import { decodeRows, orPersistence, type PersistenceError } from "../persistence/Persistence.js"
 import * as Rows from "../internal/rows.js"
@@ -68,9 +69,18 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
     const signals = yield* Signals.Signals
     const registration = yield* AgentRegistration
     const connectors = yield* Connectors
+    const notifications = yield* Notifications
+
+    // An active agent not heard from for this long is stale (three missed heartbeats by default).
+    const staleSeconds = yield* Config.integer("CERTCTL_AGENT_STALE_SECONDS").pipe(
+      Config.withDefault(180),
+      Config.validate({ message: "must be from 1 to 31536000", validation: (n) => n >= 1 && n <= 31_536_000 }),
+      Effect.orDie
+    )
+    const columns = sql`*, (status = 'active' AND coalesce(last_seen_at, created_at) < now() - make_interval(secs => ${staleSeconds})) AS stale`
 
     const load = (id: string): Effect.Effect<AgentRow, ApiError.NotFound | PersistenceError> =>
-      sql`SELECT * FROM agents WHERE id = ${id}`.pipe(
+      sql`SELECT ${columns} FROM agents WHERE id = ${id}`.pipe(
         decodeRows(Rows.AgentRow),
         orPersistence("load agent"),
         Effect.flatMap((r) => (r[0] ? Effect.succeed(r[0]) : Effect.fail(ApiError.notFound("agent", id))))
@@ -87,7 +97,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
         q.status ? sql`status = ${q.status}` : undefined,
         q.after !== undefined ? sql`id > ${q.after}` : undefined
       ].filter((c) => c !== undefined)
-      return sql`SELECT * FROM agents WHERE ${sql.and(conds)} ORDER BY id LIMIT ${q.limit + 1}`.pipe(
+      return sql`SELECT ${columns} FROM agents WHERE ${sql.and(conds)} ORDER BY id LIMIT ${q.limit + 1}`.pipe(
         decodeRows(Rows.AgentRow),
         orPersistence("list agents"),
         Effect.map((rows) => rows.map(toAgent))
@@ -108,16 +118,82 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
             RETURNING id`.pipe(orPersistence("heartbeat"))
         // Not updated: unknown (404) or retired (409).
         if (updated.length === 0) yield* active(id)
-        for (const t of beat.targets ?? []) {
-          yield* sql`INSERT INTO target_connections (target_id, agent_id, status, detail)
-              SELECT id, ${id}, ${t.status}, ${t.detail ?? null} FROM targets WHERE id = ${t.target_id} AND agent_id = ${id}
-              ON CONFLICT (target_id) DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now()`.pipe(
-            orPersistence("heartbeat targets")
-          )
-        }
+        if (beat.report !== undefined)
+          yield* sql`UPDATE agents SET last_report = ${JSON.stringify(beat.report)}::jsonb, last_report_at = now()
+              WHERE id = ${id}`.pipe(orPersistence("heartbeat report"))
+        for (const t of beat.targets ?? []) yield* targetSeen(id, t)
         const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
         return { agent_id: id, server_time: new Date(now).toISOString() }
       })
+
+    /**
+     * What the agent saw on one of its own targets, into `target_connections`. A served serial that
+     * is not the expected one is drift: on the change into drift (not on every heartbeat) it gets an
+     * audit row and a `certificate.drifted` event, in the same transaction as the row.
+     */
+    const targetSeen = (agentId: string, t: NonNullable<typeof M.Heartbeat.Type.targets>[number]) =>
+      Effect.gen(function* () {
+        const serial = t.serial?.replace(/:/g, "").toLowerCase() ?? null
+        const expected = t.expected_serial?.replace(/:/g, "").toLowerCase() ?? null
+        const drift = serial !== null && expected !== null && serial !== expected
+        const [before] = yield* sql<{ serial: string | null; expected_serial: string | null }>`
+            SELECT serial, expected_serial FROM target_connections WHERE target_id = ${t.target_id} FOR UPDATE`
+        const wasDrift =
+          before !== undefined &&
+          before.serial !== null &&
+          before.expected_serial !== null &&
+          before.serial !== before.expected_serial
+        const written =
+          yield* sql`INSERT INTO target_connections (target_id, agent_id, status, detail, certificate_id, serial, expected_serial)
+            SELECT id, ${agentId}, ${t.status}, ${t.detail ?? null}, ${t.certificate_id ?? null}, ${serial}, ${expected}
+            FROM targets WHERE id = ${t.target_id} AND agent_id = ${agentId}
+            ON CONFLICT (target_id) DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now(),
+              certificate_id = EXCLUDED.certificate_id, serial = EXCLUDED.serial, expected_serial = EXCLUDED.expected_serial
+            RETURNING target_id`
+        if (written.length === 0) return
+        const changed = before?.serial !== serial || before?.expected_serial !== expected
+        if (drift && (!wasDrift || changed)) {
+          yield* audit.append({
+            actor: { type: "agent", id: agentId },
+            action: "target_drift_detected",
+            resource: { type: "target", id: t.target_id },
+            status: "failure",
+            details: { certificate_id: t.certificate_id, serial, expected_serial: expected, detail: t.detail }
+          })
+          const [cert] = t.certificate_id
+            ? yield* sql<{
+                id: string
+                domain: string
+                name: string
+              }>`SELECT c.id, c.domain, tg.name FROM certificates c,
+                targets tg WHERE c.id = ${t.certificate_id} AND tg.id = ${t.target_id}`
+            : []
+          yield* notifications.emit({
+            type: "certificate.drifted",
+            certificate_id: cert?.id,
+            event: {
+              ...(cert
+                ? {
+                    certificate: {
+                      id: cert.id,
+                      domain: cert.domain,
+                      names: [cert.domain],
+                      serial: expected ?? undefined
+                    }
+                  }
+                : {}),
+              target: { id: t.target_id, name: cert?.name ?? t.target_id },
+              reason: `serving serial ${serial}, expected ${expected}${t.detail ? ` (${t.detail.slice(0, 300)})` : ""}`
+            }
+          })
+        } else if (!drift && wasDrift && serial !== null)
+          yield* audit.append({
+            actor: { type: "agent", id: agentId },
+            action: "target_drift_resolved",
+            resource: { type: "target", id: t.target_id },
+            details: { certificate_id: t.certificate_id, serial }
+          })
+      }).pipe(sql.withTransaction, orPersistence("heartbeat targets"))
 
     /**
      * A poll's status check and sign of life in one round trip. `last_seen_at` moves at most every
@@ -302,25 +378,66 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
         yield* signals.notify(Signals.challengeTopic(ack.challenge_id))
       })
 
-    /** Revokes the agent's keys and issues a new one (shown once), with its audit row. */
+    /**
+     * A new key for the agent (shown once), with its audit row. An operator's rotation revokes the
+     * agent's other keys at once (a key thought compromised). The agent's own rotation is two-phase:
+     * the new key is `pending` and the old ones keep working until the agent, having stored the new
+     * key, confirms with it (`confirmKey`); a crash between the two leaves it a key that works. A
+     * pending key never confirmed (the agent died before storing it) is revoked by the next rotation,
+     * unless it is the key that rotation is asked with (the agent stored it and lost the confirm).
+     */
     const rotateKey = (
       agentId: string,
-      actor: Actor
+      actor: Actor,
+      options: { readonly twoPhase?: { readonly callerKeyId: string } } = {}
     ): Effect.Effect<Redacted.Redacted<string>, ApiError.NotFound | ApiError.Conflict | PersistenceError> =>
       Effect.gen(function* () {
         yield* active(agentId)
+        const twoPhase = options.twoPhase
         const key = yield* Effect.gen(function* () {
-          yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE agent_id = ${agentId} AND revoked_at IS NULL`
-          const k = yield* ApiKeys.issue("agent", agentId)
+          if (twoPhase)
+            yield* sql`UPDATE agent_api_keys SET revoked_at = now()
+              WHERE agent_id = ${agentId} AND revoked_at IS NULL AND pending AND id <> ${twoPhase.callerKeyId}`
+          else
+            yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE agent_id = ${agentId} AND revoked_at IS NULL`
+          const k = yield* ApiKeys.issue("agent", agentId, { pending: twoPhase !== undefined })
           yield* audit.append({
             actor,
             action: "agent_key_rotated",
             resource: { type: "agent", id: agentId },
-            details: { key_id: k.id }
+            details: { key_id: k.id, phase: twoPhase ? "pending" : "immediate" }
           })
           return k
         }).pipe(sql.withTransaction, Effect.provideService(SqlClient.SqlClient, sql), orPersistence("rotate key"))
         return key.token
+      })
+
+    /**
+     * The agent stored its pending key and calls with it: the key becomes its only one (the keys it
+     * replaces are revoked), with an audit row. Idempotent: with a key that is not pending (already
+     * confirmed, or never part of a rotation) nothing changes, so an agent may confirm at every start.
+     */
+    const confirmKey = (
+      agentId: string,
+      keyId: string,
+      actor: Actor
+    ): Effect.Effect<{ readonly confirmed: boolean }, ApiError.NotFound | ApiError.Conflict | PersistenceError> =>
+      Effect.gen(function* () {
+        yield* active(agentId)
+        return yield* Effect.gen(function* () {
+          const promoted = yield* sql`UPDATE agent_api_keys SET pending = false
+              WHERE id = ${keyId} AND agent_id = ${agentId} AND pending AND revoked_at IS NULL RETURNING id`
+          if (promoted.length === 0) return { confirmed: false }
+          const revoked = yield* sql<{ id: string }>`UPDATE agent_api_keys SET revoked_at = now()
+              WHERE agent_id = ${agentId} AND id <> ${keyId} AND revoked_at IS NULL RETURNING id`
+          yield* audit.append({
+            actor,
+            action: "agent_key_confirmed",
+            resource: { type: "agent", id: agentId },
+            details: { key_id: keyId, revoked_key_ids: revoked.map((r) => r.id) }
+          })
+          return { confirmed: true }
+        }).pipe(sql.withTransaction, orPersistence("confirm key"))
       })
 
     /** Retires the agent: its keys stop working at once; the identity is never handed out again. */
@@ -348,6 +465,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       work,
       acknowledgeChallenge,
       rotateKey,
+      confirmKey,
       retire
     }
   })

@@ -111,6 +111,24 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
         return yield* reload(id)
       })
 
+    /**
+     * `target_connections` from what the agent actually reached: a verified deployment is an ok
+     * connection serving the new serial (now the expected one); a failed one is an error with the
+     * agent's reason, the expected serial unchanged.
+     */
+    const connectionSeen = (dep: typeof Rows.DeploymentRow.Type, payload: StatusUpdate) => {
+      const ok = payload.status === "success"
+      const serial = ok ? (serialOf(payload.serial) ?? dep.serial) : null
+      const detail = (ok ? payload.verification : payload.error)?.slice(0, 2000) ?? null
+      return sql`INSERT INTO target_connections (target_id, agent_id, status, detail, certificate_id, serial, expected_serial)
+          SELECT t.id, t.agent_id, ${ok ? "ok" : "error"}, ${detail}, ${dep.certificate_id}, ${serial}, ${serial}
+          FROM targets t WHERE t.id = ${dep.target_id}
+          ON CONFLICT (target_id) DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now(),
+            certificate_id = EXCLUDED.certificate_id,
+            serial = coalesce(EXCLUDED.serial, target_connections.serial),
+            expected_serial = coalesce(EXCLUDED.expected_serial, target_connections.expected_serial)`
+    }
+
     const updateStatus = (
       caller: Caller,
       id: string,
@@ -132,6 +150,7 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
               duration_ms = ${payload.duration_ms ?? null}, updated_at = now()
             WHERE id = ${id}`
           if (payload.status === "running") return
+          if (dep.target_id) yield* connectionSeen(dep, payload)
           yield* audit.append({
             actor: caller.actor,
             action: payload.status === "success" ? "deployment_succeeded" : "deployment_failed",

@@ -28,7 +28,7 @@ export const certificateColumns = (now: Date): ReadonlyArray<Column<Certificate>
 export const agentColumns = (now: Date): ReadonlyArray<Column<Agent>> => [
   { header: "id", value: (a) => a.id },
   { header: "name", value: (a) => a.name },
-  { header: "status", value: (a) => a.status },
+  { header: "status", value: (a) => (a.stale ? `${a.status} (stale)` : a.status) },
   { header: "hostname", value: (a) => a.hostname ?? "" },
   { header: "version", value: (a) => a.version ?? "" },
   { header: "last seen", value: (a) => (a.last_seen_at ? formatRelative(a.last_seen_at, now) : "never") }
@@ -127,10 +127,13 @@ export const renderAgent = (a: Agent, now: Date): string =>
   renderFields([
     ["id", a.id],
     ["name", a.name],
-    ["status", a.status],
+    ["status", a.stale ? `${a.status} (stale: not heard from in time)` : a.status],
     ["hostname", a.hostname ?? ""],
     ["version", a.version ?? ""],
     ["last seen", a.last_seen_at ? formatWhen(a.last_seen_at, now) : "never"],
+    ["last report", a.last_report_at ? formatWhen(a.last_report_at, now) : "never"],
+    ["certificates", String(a.last_report?.certificates?.length ?? "-")],
+    ["outbox", String(a.last_report?.outbox_depth ?? "-")],
     ["created", formatTime(a.created_at)],
     ["retired", formatTime(a.retired_at)]
   ])

@@ -58,7 +58,12 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       .handle("rotateKey", ({ path }) =>
         Effect.gen(function* () {
           const principal = yield* selfOrAdmin(path.id)
-          const token = yield* agents.rotateKey(path.id, actorOf(principal))
+          // The agent's own rotation is two-phase (see Agents.rotateKey); an admin's is immediate.
+          const token = yield* agents.rotateKey(
+            path.id,
+            actorOf(principal),
+            principal.role === "agent" ? { twoPhase: { callerKeyId: principal.key_id } } : {}
+          )
           return { api_key: Redacted.value(token) }
         }).pipe(Effect.catchTag("PersistenceError", Effect.die))
       )
@@ -68,6 +73,13 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
           yield* agents.get(path.id)
           // An admin reports on the agent's behalf: confined to that agent's certificates all the same.
           return yield* reconciliation.record({ ...callerOf(principal), agentId: path.id }, payload)
+        }).pipe(Effect.catchTag("PersistenceError", Effect.die))
+      )
+      .handle("confirmKey", ({ path }) =>
+        Effect.gen(function* () {
+          // Confirms the calling key: an admin's key is never an agent's pending one, so nothing changes.
+          const principal = yield* selfOrAdmin(path.id)
+          return yield* agents.confirmKey(path.id, principal.key_id, actorOf(principal))
         }).pipe(Effect.catchTag("PersistenceError", Effect.die))
       )
       .handle("retire", ({ path }) =>

@@ -220,6 +220,13 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
       .addError(E.Unprocessable)
       .middleware(AgentOrAdminAuthentication)
   )
+  .add(
+    HttpApiEndpoint.post("confirmKey", "/agents/:id/rotate-key/confirm")
+      .setPath(IdPath)
+      .addSuccess(M.ConfirmedKey)
+      .addError(E.Conflict)
+      .middleware(AgentOrAdminAuthentication)
+  )
   .add(HttpApiEndpoint.del("retire", "/agents/:id").setPath(IdPath).addSuccess(M.Agent).middleware(AdminAuthentication))
   .prefix("/api/v1") {}
 

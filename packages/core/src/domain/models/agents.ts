@@ -1,5 +1,41 @@
 import { Schema } from "effect"
-import { Timestamp, NullableTimestamp, Id, Name, strict, Text } from "./common.js"
+import { Timestamp, NullableTimestamp, Id, Name, Serial, strict, Text } from "./common.js"
+
+/** What an agent reports of itself with its heartbeat (and serves on its own `/healthz`). */
+export const AgentReport = Schema.Struct({
+  outbox_depth: Schema.optional(
+    Schema.Int.pipe(Schema.between(0, 1_000_000_000)).annotations({
+      description: "Reports queued on the agent's disk, not yet delivered"
+    })
+  ),
+  certificates: Schema.optional(
+    Schema.Array(
+      Schema.Struct({
+        domain: Text(253).annotations({
+          description: "Its directory in the key directory",
+          examples: ["www.example.com"]
+        }),
+        serial: Text(128).annotations({ description: "Serial, hex", examples: ["4f3a9c0d12"] }),
+        not_after: Text(40).annotations({ description: "Expiry (ISO 8601)", examples: ["2026-04-30T12:00:00.000Z"] })
+      })
+    )
+      .pipe(Schema.maxItems(1000))
+      .annotations({ description: "The certificates the agent holds, read from its key directory" })
+  ),
+  decisions: Schema.optional(
+    Schema.Array(
+      Schema.Struct({
+        at: Text(40).annotations({ description: "When (ISO 8601)" }),
+        kind: Text(40).annotations({ description: "csr, deploy, remove, http-01, drift-check, …", examples: ["csr"] }),
+        subject: Text(300).annotations({ description: "The certificate, job or target it was about" }),
+        outcome: Schema.Literal("ok", "failed").annotations({ description: "How it ended", examples: ["ok"] }),
+        detail: Schema.optional(Text(2000).annotations({ description: "Why it failed" }))
+      })
+    )
+      .pipe(Schema.maxItems(50))
+      .annotations({ description: "The agent's newest decisions: work it took on, and how it ended" })
+  )
+}).annotations({ identifier: "AgentReport" })
 
 /** Agents, their keys and heartbeats, and the calling key (`whoami`). */
 export class Agent extends Schema.Class<Agent>("Agent")({
@@ -25,6 +61,18 @@ export class Agent extends Schema.Class<Agent>("Agent")({
   }),
   last_seen_at: NullableTimestamp.annotations({
     description: "Its last call to the control plane",
+    examples: ["2026-01-31T12:00:00.000Z"]
+  }),
+  stale: Schema.Boolean.annotations({
+    description:
+      "An active agent not heard from for longer than the server's CERTCTL_AGENT_STALE_SECONDS (since it was last seen, or created)",
+    examples: [false]
+  }),
+  last_report: Schema.NullOr(AgentReport).annotations({
+    description: "What the agent reported of itself with its last heartbeat"
+  }),
+  last_report_at: NullableTimestamp.annotations({
+    description: "When that report came",
     examples: ["2026-01-31T12:00:00.000Z"]
   }),
   created_at: Timestamp.annotations({
@@ -83,9 +131,19 @@ export const Heartbeat = Schema.Struct({
           description: "Whether the target looks healthy to the agent",
           examples: ["ok"]
         }),
-        detail: Schema.optional(Text(2000).annotations({ description: "What the agent saw" }))
+        detail: Schema.optional(Text(2000).annotations({ description: "What the agent saw" })),
+        certificate_id: Schema.optional(
+          Id.annotations({ description: "The certificate checked on it", examples: ["web-example-com"] })
+        ),
+        serial: Schema.optional(Serial.annotations({ description: "The serial the target serves" })),
+        expected_serial: Schema.optional(
+          Serial.annotations({ description: "The serial last deployed there; a difference is drift" })
+        )
       })
     ).pipe(Schema.maxItems(1000))
+  ),
+  report: Schema.optional(
+    AgentReport.annotations({ description: "The agent's report of itself (stored as the agent's last report)" })
   )
 })
 export const HeartbeatAck = Schema.Struct({
@@ -100,8 +158,16 @@ export const HeartbeatAck = Schema.Struct({
 })
 export const RotatedKey = Schema.Struct({
   api_key: Schema.String.annotations({
-    description: "The new API key. Shown once; the agent's other keys are revoked",
+    description:
+      "The new API key. Shown once. Asked for by an admin, the agent's other keys are revoked now; asked for by the agent itself, they are revoked when it confirms with the new key",
     examples: ["cct_9x1\u2026"]
+  })
+})
+export const ConfirmedKey = Schema.Struct({
+  confirmed: Schema.Boolean.annotations({
+    description:
+      "true when the calling key was a pending rotation and is now the agent's only key; false when it was already confirmed (nothing changed)",
+    examples: [true]
   })
 })
 
