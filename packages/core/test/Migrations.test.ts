@@ -55,7 +55,8 @@ for (const backend of backends) {
       const names = rows.map((r) => r.table_name)
       for (const t of tables) expect(names).toContain(t)
       expect(await rt.runPromise(Migrations.current)).toBe(Migrations.latest)
-    })
+      // PGlite compiles its WASM on the test thread: on a busy machine that alone can take a minute.
+    }, 180_000)
 
     it("refuses a certificate version that contains a private key", async () => {
       const exit = await rt.runPromiseExit(
