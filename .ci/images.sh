@@ -205,7 +205,8 @@ api POST /api/v1/issuers '{"id":"local-ca","name":"Built-in CA","type":"local-ca
 api POST /api/v1/targets \
   '{"id":"images-files","name":"files in a volume","type":"file","agent_id":"images-agent","config":{"directory":"/srv/certctl/deploy"}}' >/dev/null
 
-pm run -d --name "$agent_ctr" --runtime runc --ulimit host --network host \
+# A read-only root filesystem: the agent writes only in its key directory (and where its targets deploy).
+pm run -d --name "$agent_ctr" --runtime runc --ulimit host --network host --read-only \
   -e CERTCTL_SERVER_URL="$url" -e CERTCTL_AGENT_ID="$agent_id" -e CERTCTL_API_KEY \
   -e CERTCTL_HEALTH_LISTEN="127.0.0.1:$health_port" \
   -v "$work/agent-keys:/var/lib/certctl-agent" -v "$work/deploy:/srv/certctl/deploy" \
