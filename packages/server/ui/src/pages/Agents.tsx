@@ -84,10 +84,15 @@ export const Agents = () => {
                     {a.hostname ? <div class="muted">{a.hostname}</div> : null}
                   </td>
                   <td data-label="Status">
-                    <Status value={a.status} />
+                    <Status value={a.status} /> {a.stale ? <Status value="stale" /> : null}
                   </td>
                   <td data-label="Last seen">
                     <Time value={a.last_seen_at} relative />
+                    {a.last_report?.certificates ? (
+                      <div class="muted">
+                        {a.last_report.certificates.length} certificates, outbox {a.last_report.outbox_depth ?? 0}
+                      </div>
+                    ) : null}
                   </td>
                   <td data-label="Version">{a.version ?? "—"}</td>
                   <td data-label="Deploys to">
