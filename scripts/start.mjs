@@ -252,7 +252,7 @@ async function main() {
   say(`  API          ${url}/api/v1   (try: curl -H "authorization: Bearer $KEY" ${url}/api/v1/certificates)`)
   say(`  dashboard    ${url}/   (sign in with the admin key)`)
   say(`  API docs     ${url}/docs`)
-  say(`  metrics      ${url}/metrics`)
+  say(`  metrics      ${url}/metrics   (with the admin key, as the API)`)
   if (generated)
     say(`  admin key    ${generated}   ${dim("(shown on first start only; also in .certctl/data/admin-api-key)")}`)
   else say(`  admin key    ${dim("in .certctl/data/admin-api-key")}`)
