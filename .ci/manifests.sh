@@ -15,6 +15,8 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v podman-compose >/dev/null || need+=(podman-compose)
+# podman-compose runs the podman binary, which no package it depends on installs.
+command -v podman >/dev/null || need+=(podman)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
