@@ -30,8 +30,8 @@ printf '== images: tools\n'
 # Tools, and the containers.conf that works here.
 if ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v runc >/dev/null ||
   ! command -v debootstrap >/dev/null; then
-  install() { apt-get install -y -qq --no-install-recommends podman buildah runc debootstrap >/dev/null; }
-  install || { apt-get update -qq && install; }
+  install_tools() { apt-get install -y -qq --no-install-recommends podman buildah runc debootstrap >/dev/null; }
+  install_tools || { apt-get update -qq && install_tools; }
 fi
 
 work=$(mktemp -d /tmp/certctl-images.XXXXXX)
