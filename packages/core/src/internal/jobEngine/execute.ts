@@ -154,10 +154,11 @@ export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: 
     })
 
   /** Wakes a parked job now (its awaited input arrived). */
+  // A held job is touched too (its lease left as it is): the new row version makes the holder's
+  // park see that something arrived since its step looked, so the wake-up cannot be lost.
   const wake = (jobId: string) =>
-    sql`UPDATE jobs SET lease_expires_at = now() WHERE id = ${jobId} AND state = 'RUNNING' AND lease_owner IS NULL`.pipe(
-      orPersistence("wake job")
-    )
+    sql`UPDATE jobs SET lease_expires_at = CASE WHEN lease_owner IS NULL THEN now() ELSE lease_expires_at END
+        WHERE id = ${jobId} AND state = 'RUNNING'`.pipe(orPersistence("wake job"))
 
   return { execute, wake }
 }
