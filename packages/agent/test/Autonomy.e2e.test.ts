@@ -9,10 +9,13 @@
  * The control plane comes back: exactly one new version appears, with its deployment and audit
  * rows, and the renewal job its scan started on return is cancelled, not completed.
  *
+ * Pebble requires external account binding here, so the agent's own ACME account can only come
+ * from the EAB credentials its plan was handed: the path a CA such as ZeroSSL or Sectigo takes.
+ *
  * Ports 22610-22614 (Pebble 22610-22613, named 22614); server and agent take free ports.
  */
 import "reflect-metadata"
-import { createHash, createPublicKey, X509Certificate } from "node:crypto"
+import { createHash, createPublicKey, randomBytes, X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
@@ -32,6 +35,8 @@ const BASE = 22610
 const VALIDITY = 60
 /** Renew 40 s before notAfter: 20 s into a 60-second certificate. */
 const RENEW_BEFORE_DAYS = 40 / 86_400
+const KID = "kid-autonomy"
+const HMAC = randomBytes(48).toString("base64url")
 
 const pgState = await pgAvailable()
 const ok =
@@ -58,7 +63,8 @@ describe.skipIf(!ok)(
         basePort: BASE,
         dnsServer: bind.address,
         authzReusePercent: 0,
-        certificateValidityPeriod: VALIDITY
+        certificateValidityPeriod: VALIDITY,
+        eab: { [KID]: HMAC }
       })
       server = await startServer({ env: { CERTCTL_CSR_TIMEOUT: "30 seconds", CERTCTL_DEPLOY_TIMEOUT: "60 seconds" } })
     }, 240_000)
@@ -94,7 +100,12 @@ describe.skipIf(!ok)(
         id: "pebble-auto",
         name: "pebble-auto",
         type: "acme",
-        config: { directory_url: pebble.directoryUrl, ca_bundle: pebble.caBundlePem, agent_autonomous: true }
+        config: {
+          directory_url: pebble.directoryUrl,
+          ca_bundle: pebble.caBundlePem,
+          agent_autonomous: true,
+          eab: { kid: KID, hmac_key: HMAC }
+        }
       })
       expect(issuer.status, JSON.stringify(issuer.body)).toBe(201)
       const created = await a.post("/api/v1/certificates", {
@@ -188,6 +199,9 @@ describe.skipIf(!ok)(
         deployments: []
       })
       expect(replay.status, JSON.stringify(replay.body)).toBe(200)
+      // The EAB key reached the agent's plan (0600) but never a log line of either process.
+      expect(agent.process.output()).not.toContain(HMAC)
+      expect(server.process.output() + back.process.output()).not.toContain(HMAC)
       expect(replay.body).toMatchObject({ replayed: true, serial: renewedSerial })
       expect(((await a.get(`/api/v1/certificates/${id}/versions`)).body.items as any[]).length).toBe(2)
     }, 400_000)
