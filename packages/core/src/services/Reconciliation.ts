@@ -10,6 +10,7 @@ import * as Pem from "../domain/Pem.js"
 import * as RenewalPlanner from "../domain/RenewalPlanner.js"
 import * as JobEngine from "../engine/JobEngine.js"
 import { cancelJob } from "../internal/cancelJob.js"
+import { leadsTo, signedBy } from "../internal/chainAnchor.js"
 import { orPersistence, type PersistenceError } from "../persistence/Persistence.js"
 import { AuditLog } from "./AuditLog.js"
 
@@ -19,15 +20,6 @@ export type Reconciled = typeof M.Reconciled.Type
 type Refusal = ApiError.NotFound | ApiError.Forbidden | ApiError.Conflict | ApiError.Unprocessable
 
 const invalid = (message: string, path: string) => ApiError.unprocessable(message, { issues: [{ path, message }] })
-
-/** Does `child` name `parent` as its issuer and carry its signature? */
-const signedBy = (child: X509Certificate, parent: X509Certificate) => {
-  try {
-    return child.checkIssued(parent) && child.verify(parent.publicKey)
-  } catch {
-    return false
-  }
-}
 
 /**
  * Renewals an agent ran on its own while the control plane was unreachable (autonomous renewal),
@@ -86,8 +78,9 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@certctl/c
           return yield* Effect.fail(
             invalid(`its names (${have.join(", ")}) are not the certificate's (${want.join(", ")})`, "certificate_pem")
           )
-        // The chain must link by signature from the leaf, and reach a CA certificate the issuer's
-        // current version chains to (the same CA hierarchy the control plane's orders used).
+        // The chain must link by signature from the leaf, and reach the CA hierarchy the current
+        // version chains to (the one the control plane's orders used): one of its CA certificates,
+        // or a certificate signed by one of them or by the public root that issued them.
         const parse = (pem: string) => {
           try {
             return new X509Certificate(pem)
@@ -103,13 +96,8 @@ export class Reconciliation extends Effect.Service<Reconciliation>()("@certctl/c
         for (let i = 0; i + 1 < links.length; i++)
           if (!signedBy(links[i], links[i + 1]))
             return yield* Effect.fail(invalid(`certificate ${i} of the chain is not signed by the next`, "chain_pem"))
-        const known = new Set(
-          Pem.splitPem(cert.current_chain ?? "").flatMap((p) => {
-            const c = parse(p)
-            return c ? [c.fingerprint256] : []
-          })
-        )
-        const anchored = (chain as X509Certificate[]).some((c) => known.has(c.fingerprint256))
+        const current = Pem.splitPem(cert.current_chain ?? "").flatMap((p) => parse(p) ?? [])
+        const anchored = leadsTo(chain as X509Certificate[], current)
         if (!anchored)
           return yield* Effect.fail(
             invalid(`the chain does not lead to the CA of certificate ${cert.id}'s current version`, "chain_pem")
