@@ -16,8 +16,9 @@ import {
   type Scope
 } from "effect"
 import * as Autonomy from "./Autonomy.js"
-import type { AgentConfig } from "./Config.js"
+import { type AgentConfig, defaultDriftInterval } from "./Config.js"
 import { ControlPlane, type DeploymentStatus, layerSdk as controlPlaneSdk } from "./ControlPlane.js"
+import * as Drift from "./Drift.js"
 import * as Health from "./Health.js"
 import * as Http01 from "./Http01.js"
 import * as KeyRotation from "./KeyRotation.js"
@@ -45,6 +46,8 @@ export interface Options {
   readonly keyPassphrase?: Redacted.Redacted<string>
   readonly pollWaitSeconds: number
   readonly heartbeatSeconds: number
+  /** Seconds between drift checks of the targets (see Drift.ts); 0 turns them off. Default 900. */
+  readonly driftIntervalSeconds?: number
   readonly healthListen?: string
   readonly http01?: { readonly listen?: string; readonly webroot?: string }
   /** Per target id, config overrides that win over what the control plane sends. */
@@ -159,9 +162,20 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           outboxDepth: 0,
           now: Date.now()
         }).code !== 200,
-      deliver: Effect.suspend(() => drainOutbox)
+      deliver: Effect.suspend(() => drainOutbox),
+      renewed: (done, plan) => drift.renewed(done, plan)
     })
     autonomy = selfRun
+    const drift = Drift.make({
+      keyDir: config.keyDir,
+      intervalSeconds: config.driftIntervalSeconds ?? defaultDriftInterval,
+      policy,
+      state: targetState,
+      targetOverrides: config.targets,
+      tracker: status,
+      report: Effect.suspend(() => beat),
+      log: (m) => Runtime.runFork(runtime)(Effect.logInfo(m))
+    })
     const inFlight = new Set<string>()
     /** Runs in the agent's scope: stops with it. */
     const background = <A, E>(effect: Effect.Effect<A, E>) => Effect.forkIn(effect, scope)
@@ -274,6 +288,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           serial: work.serial
         }
         const results = yield* Effect.forEach(work.targets, (t) => deployOne(work, t, bundle), { concurrency: 4 })
+        yield* drift.deployed(work, results)
         // The previous key goes only once the new certificate is verified on every target.
         if (results.every(Boolean)) {
           yield* keys.commit(work.domain)
@@ -395,7 +410,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       atRisk: selfRun.atRisk()
     })
 
-    const heartbeat = Effect.suspend(() => {
+    const beat = Effect.suspend(() => {
       const input = probeInput()
       return client.heartbeat({
         version,
@@ -413,8 +428,8 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           ...(t.detail ? { detail: t.detail.slice(0, 2000) } : {})
         }))
       })
-    }).pipe(
-      Effect.zipRight(contact),
+    }).pipe(Effect.zipRight(contact))
+    const heartbeat = beat.pipe(
       Effect.catchAll((e) => Effect.logWarning(`heartbeat failed: ${e.message}`)),
       Effect.repeat(Schedule.spaced(Duration.seconds(config.heartbeatSeconds)))
     )
@@ -458,6 +473,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     if (outbox.size() > 0) yield* drainOutbox
     yield* background(heartbeat)
     yield* background(poll)
+    yield* background(drift.run)
     yield* background(
       selfRun.tick.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(Math.min(60, config.heartbeatSeconds)))))
     )

@@ -46,6 +46,8 @@ export interface Options {
   readonly unreachable: () => boolean
   /** Starts delivering the outbox. */
   readonly deliver: Effect.Effect<void>
+  /** A renewal run here is deployed: its targets now serve the renewed serial (see Drift.ts). */
+  readonly renewed?: (done: Renewer.Done, plan: Plan) => Effect.Effect<void>
 }
 
 const decodeHolding = Schema.decodeUnknownOption(Schema.parseJson(Holding))
@@ -127,9 +129,10 @@ export const make = (options: Options) => {
       }
     })
 
-  const reconcile = (done: Renewer.Done) =>
+  const reconcile = (done: Renewer.Done, plan: Plan | undefined) =>
     Effect.gen(function* () {
       reconciling.add(done.certificate_id)
+      if (plan && options.renewed) yield* options.renewed(done, plan)
       yield* options.outbox.enqueue({
         report: {
           _tag: "Reconcile",
@@ -169,7 +172,7 @@ export const make = (options: Options) => {
         return
       }
       if (Option.isSome(running) && running.value.step === "deployed") {
-        if (!reconciling.has(id)) yield* reconcile(running.value as Renewer.Done)
+        if (!reconciling.has(id)) yield* reconcile(running.value as Renewer.Done, plan)
         return
       }
       const notAfter = Option.match(current, { onNone: () => "unknown", onSome: (c) => c.info.not_after.toISOString() })
@@ -206,7 +209,7 @@ export const make = (options: Options) => {
       yield* Effect.logInfo(
         `autonomous renewal of ${id} done: serial ${result.right.serial} deployed and verified; queued for the control plane`
       )
-      yield* reconcile(result.right)
+      yield* reconcile(result.right, plan)
     }).pipe(
       Effect.catchAllCause((cause) => Effect.logError(`autonomy: ${holding.certificate_id}`, cause)),
       Effect.annotateLogs({ certificate: holding.certificate_id })

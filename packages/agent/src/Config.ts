@@ -16,6 +16,10 @@ import * as Policy from "./Policy.js"
 
 const Text = Schema.String.pipe(Schema.maxLength(4096))
 
+/** The longest drift-check interval: a week. */
+export const maxDriftInterval = 604_800
+export const defaultDriftInterval = 900
+
 export const AgentFileConfig = Schema.Struct({
   server_url: Schema.optional(Text),
   /** The agent's local policy file (see Policy.ts); the environment's CERTCTL_AGENT_POLICY wins. */
@@ -28,6 +32,8 @@ export const AgentFileConfig = Schema.Struct({
   key_passphrase: Schema.optional(Text),
   poll_wait_seconds: Schema.optional(Schema.Int.pipe(Schema.between(0, 60))),
   heartbeat_seconds: Schema.optional(Schema.Number.pipe(Schema.between(1, 3600))),
+  /** Seconds between drift checks of the targets (see Drift.ts); 0 turns them off. */
+  drift_interval: Schema.optional(Schema.Int.pipe(Schema.between(0, maxDriftInterval))),
   /** How old the stored API key may get before the agent rotates it: "30d", "12h", "90m", "45s", or "off". */
   key_rotation: Schema.optional(Schema.String.pipe(Schema.maxLength(20))),
   /** Serve GET /healthz on this address, e.g. "127.0.0.1:9090" (see Health.ts). */
@@ -58,6 +64,8 @@ export interface AgentConfig {
   readonly keyPassphrase?: Redacted.Redacted<string>
   readonly pollWaitSeconds: number
   readonly heartbeatSeconds: number
+  /** Seconds between drift checks of the targets (`CERTCTL_AGENT_DRIFT_INTERVAL`); 0: none. */
+  readonly driftIntervalSeconds?: number
   readonly healthListen?: string
   readonly http01?: { readonly listen?: string; readonly webroot?: string }
   readonly targets: Readonly<Record<string, Readonly<Record<string, unknown>>>>
@@ -191,6 +199,10 @@ export const settings = (file: AgentFileConfig = {}) =>
       number("CERTCTL_HEARTBEAT_SECONDS", { min: 1, max: 3600, integer: false }),
       file.heartbeat_seconds
     ).pipe(Config.map(Option.getOrElse(() => 60))),
+    driftIntervalSeconds: orFile(
+      number("CERTCTL_AGENT_DRIFT_INTERVAL", { min: 0, max: maxDriftInterval, integer: true }),
+      file.drift_interval
+    ).pipe(Config.map(Option.getOrElse(() => defaultDriftInterval))),
     healthListen: orFile(text("CERTCTL_HEALTH_LISTEN"), file.health_listen).pipe(
       Config.mapOrFail((o) =>
         Option.isSome(o) && o.value !== ""
@@ -305,6 +317,7 @@ export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effec
     keyPassphrase: Option.getOrUndefined(Option.map(c.keyPassphrase, Redacted.make)),
     pollWaitSeconds: c.pollWaitSeconds,
     heartbeatSeconds: c.heartbeatSeconds,
+    driftIntervalSeconds: c.driftIntervalSeconds,
     http01,
     healthListen: Option.getOrUndefined(c.healthListen),
     targets: file.targets ?? {},

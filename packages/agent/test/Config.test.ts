@@ -42,6 +42,19 @@ describe("agent Config", () => {
       expect(failure({ CERTCTL_KEY_ROTATION: bad })).toMatch(/CERTCTL_KEY_ROTATION/)
   })
 
+  it("reads CERTCTL_AGENT_DRIFT_INTERVAL as seconds (default 900, 0 = off) and names it when it is bad", () => {
+    expect(ok({}).driftIntervalSeconds).toBe(900)
+    expect(ok({ CERTCTL_AGENT_DRIFT_INTERVAL: "30" }).driftIntervalSeconds).toBe(30)
+    expect(ok({ CERTCTL_AGENT_DRIFT_INTERVAL: "0" }).driftIntervalSeconds).toBe(0)
+    expect(ok({ CERTCTL_AGENT_CONFIG: writeJson({ drift_interval: 120 }) }).driftIntervalSeconds).toBe(120)
+    expect(failure({ CERTCTL_AGENT_DRIFT_INTERVAL: "15m" })).toMatch(
+      /CERTCTL_AGENT_DRIFT_INTERVAL: "must be an integer from 0 to 604800, got "15m""/
+    )
+    for (const bad of ["-1", "1.5", "604801", "abc"])
+      expect(failure({ CERTCTL_AGENT_DRIFT_INTERVAL: bad })).toMatch(/CERTCTL_AGENT_DRIFT_INTERVAL/)
+    expect(failure({ CERTCTL_AGENT_CONFIG: writeJson({ drift_interval: -5 }) })).toMatch(/drift_interval/)
+  })
+
   it("has the documented defaults", () => {
     const s = ok({})
     expect(s).toMatchObject({

@@ -34,6 +34,37 @@ export interface Guard {
   readonly state?: (targetId: string) => Connector.ConnectorState
 }
 
+/**
+ * The target's connector, built from its config as the connector's schema decodes it, once the
+ * local policy allows that config: whatever the agent then does with it (deploy, status) reaches
+ * only what the policy allows.
+ */
+export const connect = (
+  target: TargetSpec,
+  log: (message: string) => void,
+  guard: Guard = {}
+): Effect.Effect<Target.TargetConnector, ConnectorError> =>
+  Effect.gen(function* () {
+    const def = definitions.get(target.type)
+    if (!def)
+      return yield* new ConnectorError({ reason: "InvalidConfig", message: `no "${target.type}" target connector` })
+    const config = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(target.config).pipe(
+      Effect.mapError(
+        (e) => new ConnectorError({ reason: "InvalidConfig", message: `target ${target.id} config: ${e.message}` })
+      )
+    )
+    const refusal = guard.policy ? Policy.check(guard.policy, target.type, config) : undefined
+    if (refusal) return yield* new ConnectorError({ reason: "Rejected", message: refusal.message })
+    return yield* def.make(config, {
+      id: target.id,
+      ...(guard.state ? { state: guard.state(target.id) } : {}),
+      log: (m) => log(`[${target.name}] ${m}`)
+    })
+  })
+
+/** The secret fields of a target type's config (dotted paths), as its connector declares them. */
+export const secretFields = (type: string): ReadonlyArray<string> => definitions.get(type)?.secretFields ?? []
+
 export const deploy = (
   target: TargetSpec,
   bundle: Target.DeployBundle,
@@ -43,26 +74,7 @@ export const deploy = (
   Effect.gen(function* () {
     const started = Date.now()
     const result = yield* Effect.either(
-      Effect.gen(function* () {
-        const def = definitions.get(target.type)
-        if (!def)
-          return yield* new ConnectorError({ reason: "InvalidConfig", message: `no "${target.type}" target connector` })
-        const config = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(
-          target.config
-        ).pipe(
-          Effect.mapError(
-            (e) => new ConnectorError({ reason: "InvalidConfig", message: `target ${target.id} config: ${e.message}` })
-          )
-        )
-        const refusal = guard.policy ? Policy.check(guard.policy, target.type, config) : undefined
-        if (refusal) return yield* new ConnectorError({ reason: "Rejected", message: refusal.message })
-        const connector = yield* def.make(config, {
-          id: target.id,
-          ...(guard.state ? { state: guard.state(target.id) } : {}),
-          log: (m) => log(`[${target.name}] ${m}`)
-        })
-        return yield* connector.deploy(bundle)
-      })
+      Effect.flatMap(connect(target, log, guard), (connector) => connector.deploy(bundle))
     )
     return Either.match(result, {
       onLeft: (e) => ({

@@ -5,7 +5,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Certificate, ConnectorError, type Target } from "@certctl/core"
 import { Effect, Redacted, Schedule, Schema } from "effect"
-import { verifyServedSerial } from "../internal/tlsProbe.js"
+import { probeServedCertificate, verifyServedSerial } from "../internal/tlsProbe.js"
 
 const Mode = Schema.String.pipe(
   Schema.pattern(/^0?[0-7]{3}$/, { message: () => "must be an octal file mode such as 0600" })
@@ -22,7 +22,7 @@ export const FileConfig = Schema.Struct({
   /** Run (by /bin/sh) after the files are written, e.g. "systemctl reload haproxy". */
   reload_command: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(4096))),
   reload_timeout_ms: Schema.optionalWith(Schema.Int.pipe(Schema.between(100, 600_000)), { default: () => 60_000 }),
-  /** When set, a TLS handshake here must present the new serial after the reload. */
+  /** When set, a TLS handshake here must present the new serial after the reload, and `status` reports what is served here. */
   verify_address: Schema.optional(
     Schema.Struct({ host: Schema.String.pipe(Schema.minLength(1)), port: Schema.Int.pipe(Schema.between(1, 65535)) })
   )
@@ -238,10 +238,16 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
           const info = yield* Certificate.parseCertificate(pem).pipe(
             Effect.mapError((e) => new ConnectorError({ reason: "VerificationFailed", message: e.message }))
           )
+          const stored = `${dir}/cert.pem serial ${info.serial}, expires ${info.not_after.toISOString()}`
+          if (!config.verify_address) return { deployed: true, serial: info.serial, detail: stored }
+          // With a verify address, what is served there is the answer: the files may be right while
+          // the service behind it still presents (or was made to present) another certificate.
+          const { host, port } = config.verify_address
+          const served = yield* probeServedCertificate({ host, port, servername: domain })
           return {
             deployed: true,
-            serial: info.serial,
-            detail: `${dir}/cert.pem expires ${info.not_after.toISOString()}`
+            serial: served.serial,
+            detail: `TLS ${host}:${port} (SNI ${domain}) serves serial ${served.serial}; ${stored}`
           }
         })
     }
