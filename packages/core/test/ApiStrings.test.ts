@@ -1,4 +1,4 @@
-import { Api } from "@certctl/core"
+import { Api, Models } from "@certctl/core"
 import { HttpApiSchema } from "@effect/platform"
 import { Option, Schema, SchemaAST as AST } from "effect"
 import { describe, expect, it } from "vitest"
@@ -102,5 +102,25 @@ describe("every string the API decodes has a maximum length, checked first", () 
       unbounded(Schema.Struct({ a: Schema.String.pipe(Schema.maxLength(3), Schema.pattern(/a/)) }).ast, "x")
     ).toEqual([])
     expect(unbounded(HttpApiSchema.NoContent.ast, "x")).toEqual([])
+  })
+})
+
+describe("free text is well-formed Unicode without NUL", () => {
+  it("accepts surrogate pairs and refuses lone surrogates and NUL, wherever they are", () => {
+    const cases: Array<[string, boolean]> = [
+      ["", true],
+      ["plain", true],
+      ["ü 日本 \ud83d\ude00", true],
+      ["\ud800", false],
+      ["tail\udfff", false],
+      ["\ude00\ud83d", false],
+      ["a\u0000b", false],
+      [`${"a".repeat(1_000_000)}\ud800`, false],
+      [`${"ü".repeat(100_000)}\u0000`, false]
+    ]
+    for (const [text, ok] of cases) {
+      expect(Models.isWellFormedText(text), JSON.stringify(text.slice(-8))).toBe(ok)
+      expect(Schema.is(Models.Text(2_000_000))(text), JSON.stringify(text.slice(-8))).toBe(ok)
+    }
   })
 })

@@ -11,7 +11,7 @@ import { EnrollmentAuthenticationLive, KeyAuthenticationLive } from "./Auth.js"
 import { ensureAdminKey, sealingLayer } from "./Bootstrap.js"
 import { ServerConfig, type ServerSettings } from "./Config.js"
 import * as Dashboard from "./http/Dashboard.js"
-import { errorBodies } from "./http/ErrorBodies.js"
+import { decodeErrors, errorBodies } from "./http/ErrorBodies.js"
 import * as Overload from "./http/Overload.js"
 import { AgentsLive } from "./handlers/agents.js"
 import { AgentTlsLive } from "./handlers/agentTls.js"
@@ -106,6 +106,7 @@ const httpLayer = (settings: ServerSettings) =>
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
     // API-level, so it sees a request's failure before the platform has answered it with a 500.
     Layer.provide(HttpApiBuilder.middleware(Overload.make(settings.overload ?? Overload.defaults))),
+    Layer.provide(HttpApiBuilder.middleware(decodeErrors)),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,

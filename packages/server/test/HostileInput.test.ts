@@ -112,6 +112,24 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))("hostile inpu
     expect(await counts()).toEqual(before)
   })
 
+  it("refuses a near-megabyte record key without echoing it: the 400 names the field in a few hundred bytes", async () => {
+    const before = await counts()
+    const key = "k".repeat(1_000_000)
+    const res = await send("/api/v1/issuers", {
+      method: "POST",
+      key: server.adminKey,
+      body: JSON.stringify({ name: "ca", type: "local-ca", config: { [key]: 1 } })
+    })
+    const text = await res.text()
+    expect(res.status).toBe(400)
+    // The platform's own body quoted the key whole in its message and in every issue's path: 2 MB.
+    expect(text.length).toBeLessThan(4_096)
+    const body = JSON.parse(text)
+    expect(body.error).toBe("bad_request")
+    expect(body.details.issues[0].path).toMatch(/^config\.k{100}… \(999900 more characters\)$/)
+    expect(await counts()).toEqual(before)
+  })
+
   it("refuses lone surrogates with a 400 in named fields and free-form configs", async () => {
     const before = await counts()
     const bodies: Array<[string, string]> = [

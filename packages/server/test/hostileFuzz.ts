@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto"
+import { Worker } from "node:worker_threads"
 import { Api } from "@certctl/core"
 import { tempDir } from "@certctl/test-support"
 import { Option, type SchemaAST as AST } from "effect"
@@ -28,7 +29,7 @@ export interface Planned {
   readonly path: string
   readonly headers: Record<string, string>
   /** Built when sent: the plan would otherwise hold hundreds of megabytes. */
-  readonly body?: () => string
+  readonly body?: () => string | Buffer
 }
 
 /** Registers what the base payloads refer to, and a viewer key; no certificate, so no job runs. */
@@ -104,11 +105,24 @@ export const fingerprint = async (databaseUrl: string): Promise<Record<string, s
 
 const MiB = 1024 * 1024
 
+/**
+ * The large strings, each made and encoded as JSON once: a request's body is spliced around the
+ * encoded bytes (`bodyWith`) instead of stringifying and encoding a megabyte per request, so the
+ * client, which shares the machine with the server, costs little beside it.
+ */
+const large = {
+  "1MiB": "a".repeat(MiB),
+  "near-1MiB": "a".repeat(MiB - 8_000),
+  "unicode-100k": "ü".repeat(100_000)
+}
+const largeJson = new Map(Object.values(large).map((v) => [v, Buffer.from(JSON.stringify(v))] as const))
+const marker = "\u0001hostile-fuzz-marker\u0001"
+
 /** What replaces a string: each is refused by a schema, the body guard or the size limit. */
 const stringVariants: ReadonlyArray<readonly [string, () => unknown]> = [
-  ["1MiB", () => "a".repeat(MiB)],
-  ["near-1MiB", () => "a".repeat(MiB - 8_000)],
-  ["unicode-100k", () => "ü".repeat(100_000)],
+  ["1MiB", () => large["1MiB"]],
+  ["near-1MiB", () => large["near-1MiB"]],
+  ["unicode-100k", () => large["unicode-100k"]],
   // 60 kB held the old email pattern for seconds: far past every limit, and cheap to send.
   ["backtrack-bait", () => `${"a@".repeat(30_000)}.`],
   ["dots-20k", () => `${"a.".repeat(10_000)}com`],
@@ -167,6 +181,18 @@ const bases = (f: Fixture): Record<string, Record<string, unknown>> => ({
 })
 
 type Step = string | "[]" | "{key}"
+
+/**
+ * The JSON body of `base` with `value` at `path`. A large string is spliced in as bytes encoded
+ * once (a string's JSON is the same as a value and as a record key); anything else is stringified.
+ */
+const bodyWith = (base: unknown, path: ReadonlyArray<Step>, value: unknown): string | Buffer => {
+  if (typeof value !== "string" || value.length < 50_000) return JSON.stringify(setAt(base, path, value))
+  const [before, after, ...more] = JSON.stringify(setAt(base, path, marker)).split(JSON.stringify(marker))
+  if (after === undefined || more.length > 0) throw new Error(`hostile fuzz: no single place for ${path.join(".")}`)
+  const encoded = largeJson.get(value) ?? Buffer.from(JSON.stringify(value))
+  return Buffer.concat([Buffer.from(before), encoded, Buffer.from(after)])
+}
 
 /** The paths of every string a schema decodes (property names, array items, record keys). */
 const stringPaths = (ast: AST.AST): Array<Array<Step>> => {
@@ -326,7 +352,7 @@ export const plan = (f: Fixture, count: number, seed: number): Array<Planned> =>
             method: e.method,
             path: pathFor(e, f),
             headers: json,
-            body: () => JSON.stringify(setAt(b, path, v()))
+            body: () => bodyWith(b, path, v())
           })
         }
       for (const type of badTypes)
@@ -379,24 +405,69 @@ const isShaped = (text: string, header: string | null) => {
   }
 }
 
-/** Sends the plan with `concurrency` clients while another samples `/healthz` every 20 ms. */
+/** The `/healthz` sampler's thread: one keep-alive connection, a request every 20 ms until told to stop. */
+const probeSource = `
+const { parentPort, workerData } = require("node:worker_threads")
+const http = require("node:http")
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+const samples = []
+const failures = []
+let done = false
+parentPort.on("message", () => { done = true })
+const once = () => new Promise((resolve) => {
+  const t = performance.now()
+  const req = http.get(workerData.url + "/healthz", { agent }, (res) => {
+    res.resume()
+    res.on("end", () => {
+      samples.push(performance.now() - t)
+      if (res.statusCode !== 200) failures.push("/healthz answered " + res.statusCode)
+      resolve()
+    })
+  })
+  req.setTimeout(30000, () => req.destroy(new Error("no answer in 30 s")))
+  req.on("error", (e) => {
+    samples.push(performance.now() - t)
+    failures.push("/healthz answered nothing: " + e.message)
+    resolve()
+  })
+})
+;(async () => {
+  while (!done) {
+    await once()
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  agent.destroy()
+  parentPort.postMessage({ samples, failures })
+})()
+`
+
+/**
+ * Samples `/healthz` from its own thread: on the thread that builds and sends the fuzz, a sample
+ * would also wait for the client's own work, and the figure would blame the server for it.
+ */
+const startProbe = (url: string) => {
+  const worker = new Worker(probeSource, { eval: true, workerData: { url } })
+  const result = new Promise<{ samples: Array<number>; failures: Array<string> }>((resolve, reject) => {
+    worker.once("message", resolve)
+    worker.once("error", reject)
+  })
+  return {
+    stop: async () => {
+      worker.postMessage("stop")
+      const out = await result
+      await worker.terminate()
+      return out
+    }
+  }
+}
+
+/** Sends the plan with `concurrency` clients while another thread samples `/healthz` every 20 ms. */
 export const run = async (url: string, planned: ReadonlyArray<Planned>, concurrency = 6): Promise<Outcome> => {
   const statuses: Record<string, number> = {}
   const byRole: Record<Role, number> = { admin: 0, viewer: 0, agent: 0 }
   const failures: Array<string> = []
-  const healthz: Array<number> = []
   const started = performance.now()
-  let done = false
-  const probe = (async () => {
-    while (!done) {
-      const t = performance.now()
-      const res = await fetch(`${url}/healthz`).catch(() => undefined)
-      await res?.text()
-      healthz.push(performance.now() - t)
-      if (res?.status !== 200) failures.push(`/healthz answered ${res?.status ?? "nothing"}`)
-      await new Promise((r) => setTimeout(r, 20))
-    }
-  })()
+  const probe = startProbe(url)
   let next = 0
   const worker = async () => {
     while (next < planned.length) {
@@ -428,8 +499,8 @@ export const run = async (url: string, planned: ReadonlyArray<Planned>, concurre
     }
   }
   await Promise.all(Array.from({ length: concurrency }, worker))
-  done = true
-  await probe
+  const { samples: healthz, failures: probeFailures } = await probe.stop()
+  failures.push(...probeFailures)
   return {
     requests: planned.length,
     statuses,

@@ -1,5 +1,5 @@
 import { HttpIncomingMessage, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { ApiError } from "@certctl/core"
+import { ApiError, Models } from "@certctl/core"
 import { Effect, Option } from "effect"
 
 /** Request bodies are bounded: no endpoint takes more than a CSR or a connector config. */
@@ -11,8 +11,7 @@ const refuse = (status: number, error: string, message: string) =>
 /** No payload of this API nests deeper than a connector config; deeper input is refused up front. */
 export const maxDepth = 32
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what is refused
-const illFormed = /[\u0000]|\p{Surrogate}/u
+const illFormed = (s: string) => !Models.isWellFormedText(s)
 
 /**
  * What is wrong with a parsed body, if anything: a NUL character (PostgreSQL text cannot hold it),
@@ -21,11 +20,11 @@ const illFormed = /[\u0000]|\p{Surrogate}/u
  * free-form fields (connector configs) are checked here too, not only those a schema names.
  */
 const problem = (value: unknown, depth = 0): "text" | "depth" | undefined => {
-  if (typeof value === "string") return illFormed.test(value) ? "text" : undefined
+  if (typeof value === "string") return illFormed(value) ? "text" : undefined
   if (value === null || typeof value !== "object") return undefined
   if (depth >= maxDepth) return "depth"
   for (const [k, v] of Array.isArray(value) ? value.entries() : Object.entries(value)) {
-    if (typeof k === "string" && illFormed.test(k)) return "text"
+    if (typeof k === "string" && illFormed(k)) return "text"
     const found = problem(v, depth + 1)
     if (found) return found
   }

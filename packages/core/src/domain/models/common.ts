@@ -7,8 +7,13 @@ import { Schema } from "effect"
 export const Timestamp = Schema.String
 export const NullableTimestamp = Schema.NullOr(Schema.String)
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what is refused
-const illFormed = /[\u0000]|\p{Surrogate}/u
+/**
+ * Whether a string is well-formed Unicode without NUL. `isWellFormed` (ES2024, Node 20) and
+ * `indexOf` scan at memory speed; the equivalent `/\0|\p{Surrogate}/u` took about half a
+ * millisecond per megabyte of hostile input, on the request's event loop.
+ */
+const wellFormed = (s: string) =>
+  s.indexOf("\u0000") < 0 && (s as unknown as { isWellFormed(): boolean }).isWellFormed()
 /**
  * Free text of at most `max` UTF-16 code units. The length is checked first, so a megabyte of
  * input costs one comparison; then the text must be well-formed Unicode without NUL: a lone
@@ -18,10 +23,10 @@ const illFormed = /[\u0000]|\p{Surrogate}/u
 export const Text = (max: number) =>
   Schema.String.pipe(
     Schema.maxLength(max),
-    Schema.filter((s) => !illFormed.test(s) || "must be well-formed Unicode text without NUL characters")
+    Schema.filter((s) => wellFormed(s) || "must be well-formed Unicode text without NUL characters")
   )
 /** Whether a string is well-formed Unicode without NUL (what `Text` accepts, length aside). */
-export const isWellFormedText = (s: string): boolean => !illFormed.test(s)
+export const isWellFormedText = (s: string): boolean => wellFormed(s)
 
 export const Id = Schema.String.pipe(
   Schema.maxLength(64),
