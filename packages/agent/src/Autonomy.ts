@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Work } from "@certctl/core"
@@ -16,7 +17,8 @@ import type * as Renewer from "./Renewer.js"
  * verification, each step durable), queues the whole story in its outbox as one `Reconcile`
  * report, and the control plane records it when it returns. Where the issuer does not allow it
  * (the built-in CA, or no plan), the agent warns loudly instead: an error in its log on every
- * look, and the certificate in its health report.
+ * look, the certificate in its health report, and once per certificate and risk state an
+ * `AtRisk` report in its outbox, which the control plane audits and notifies when it returns.
  */
 
 /** A certificate the agent holds, as kept in `<key dir>/.plans/<id>.json` (0600). */
@@ -54,6 +56,13 @@ const decodeHolding = Schema.decodeUnknownOption(Schema.parseJson(Holding))
 const encodeHolding = Schema.encodeSync(Schema.parseJson(Holding))
 const reconcileTag = (id: string) => `reconcile:${id}`
 
+/**
+ * The same warning gets the same id (certificate, risk state, and the expiry that names the
+ * version), so a restarted agent that queues it again is recorded once by the control plane.
+ */
+export const atRiskEventId = (certificateId: string, state: string, notAfter: string) =>
+  `risk-${createHash("sha256").update(`${certificateId}\u0000${state}\u0000${notAfter}`).digest("hex").slice(0, 40)}`
+
 /** The renewal plan a deploy item hands over, with the agent's local target overrides applied. */
 export const planOf = (work: Work.DeployWork, overrides: Options["targetOverrides"] = {}): Option.Option<Plan> => {
   const renewal = work.renewal
@@ -82,6 +91,34 @@ export const make = (options: Options) => {
   const atRisk = new Map<string, AtRisk>()
   const retryAt = new Map<string, { at: number; failures: number }>()
   const reconciling = new Set<string>()
+  const announced = new Set<string>() // event ids queued by this process
+
+  /** At risk: remembered for health, and queued once for the control plane. */
+  const warn = (risk: AtRisk & { readonly state: "cannot_renew" | "renewal_failed" }) =>
+    Effect.gen(function* () {
+      atRisk.set(risk.certificate_id, {
+        certificate_id: risk.certificate_id,
+        not_after: risk.not_after,
+        reason: risk.reason
+      })
+      const eventId = atRiskEventId(risk.certificate_id, risk.state, risk.not_after)
+      if (announced.has(eventId)) return
+      yield* options.outbox.enqueue({
+        report: {
+          _tag: "AtRisk",
+          report: {
+            event_id: eventId,
+            certificate_id: risk.certificate_id,
+            state: risk.state,
+            not_after: risk.not_after.slice(0, 40),
+            reason: risk.reason.slice(0, 2000),
+            detected_at: new Date(yield* Clock.currentTimeMillis).toISOString()
+          }
+        }
+      })
+      announced.add(eventId)
+      yield* options.deliver
+    })
 
   const holdings = (): ReadonlyArray<Holding> => {
     let names: string[] = []
@@ -177,8 +214,9 @@ export const make = (options: Options) => {
       }
       const notAfter = Option.match(current, { onNone: () => "unknown", onSome: (c) => c.info.not_after.toISOString() })
       if (plan === undefined) {
-        atRisk.set(id, {
+        yield* warn({
           certificate_id: id,
+          state: "cannot_renew",
           not_after: notAfter,
           reason: "renewal window open, control plane unreachable, and its issuer does not let the agent renew"
         })
@@ -195,8 +233,9 @@ export const make = (options: Options) => {
       if (Either.isLeft(result)) {
         const failures = (retry?.failures ?? 0) + 1
         retryAt.set(id, { at: now + Math.min(600_000, 2000 * 2 ** (failures - 1)), failures })
-        atRisk.set(id, {
+        yield* warn({
           certificate_id: id,
+          state: "renewal_failed",
           not_after: notAfter,
           reason: `autonomous renewal failed: ${result.left.message}`
         })

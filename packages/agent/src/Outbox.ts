@@ -13,7 +13,9 @@ export const Report = Schema.Union(
   }),
   Schema.TaggedStruct("Deployment", { report: Models.ReportDeployment }),
   /** A renewal the agent ran by itself (see Autonomy.ts). */
-  Schema.TaggedStruct("Reconcile", { report: Models.ReconcileRenewal })
+  Schema.TaggedStruct("Reconcile", { report: Models.ReconcileRenewal }),
+  /** A certificate the agent could not renew while the control plane was away (see Autonomy.ts). */
+  Schema.TaggedStruct("AtRisk", { report: Models.AtRiskReport })
 )
 export type Report = typeof Report.Type
 
@@ -72,6 +74,9 @@ export const deliver = (client: ControlPlane, report: Report): Effect.Effect<voi
         : Effect.fail(
             new Refused({ status: 0, code: "unsupported", message: "this control plane takes no reconciliations" })
           )
+    case "AtRisk":
+      // Carried by a heartbeat: a sign of life as well, and no endpoint of its own.
+      return client.heartbeat({ at_risk: [report.report] })
   }
 }
 

@@ -59,6 +59,13 @@ const events: ReadonlyArray<Notifier.NotificationEvent> = [
     certificate: cert,
     target,
     reason: "serving serial 0badc0de, expected 4f3a9c0d12"
+  },
+  {
+    id: "ev-9",
+    type: "certificate.at_risk",
+    occurred_at: at,
+    certificate: cert,
+    reason: "renewal window open, control plane unreachable, and its issuer does not let the agent renew"
   }
 ]
 
@@ -71,7 +78,13 @@ const expectedContent: Record<Notifier.EventType, ReadonlyArray<string>> = {
   "certificate.deployed": ["deployed to nginx-prod-01"],
   "certificate.renewed": ["renewed", "nginx-prod-01"],
   "certificate.revoked": ["revoked", "keyCompromise"],
-  "certificate.drifted": ["another certificate served", "serving serial 0badc0de", "What to do"]
+  "certificate.drifted": ["another certificate served", "serving serial 0badc0de", "What to do"],
+  "certificate.at_risk": [
+    "cannot renew it by itself",
+    "could not reach certctl",
+    "does not let the agent renew",
+    "What to do"
+  ]
 }
 
 const baseConfig = (port: number) => ({

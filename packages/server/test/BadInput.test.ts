@@ -201,6 +201,15 @@ const generic: Array<Case> = endpointsMeta.flatMap((e) => {
   return out
 })
 
+/** A well-formed at-risk warning, for the heartbeat rows that break one field of it. */
+const atRisk = {
+  event_id: "risk-1",
+  certificate_id: "bi-cert",
+  state: "cannot_renew",
+  not_after: "2026-01-31T00:00:00.000Z",
+  reason: "window open",
+  detected_at: "2026-01-30T00:00:00.000Z"
+}
 const post = (path: string, who: Who, rows: ReadonlyArray<readonly [number, unknown, string]>, method = "POST") =>
   rows.map(([status, body, note]): Case => ({ method, path, who, status, body, note }))
 const raw = (method: string, path: string, who: Who, status: number, text: string, note: string): Case => ({
@@ -392,7 +401,14 @@ const specific: Array<Case> = [
     [400, { targets: "all" }, "targets not an array"],
     [400, { targets: [{ target_id: "bi-files-a", status: "great" }] }, "unknown target status"],
     [400, { targets: [{ target_id: "bi-files-a", status: "ok", detail: long(2001) }] }, "detail too long"],
-    [400, { targets: Array.from({ length: 1001 }, () => ({ target_id: "t", status: "ok" })) }, "1001 targets"]
+    [400, { targets: Array.from({ length: 1001 }, () => ({ target_id: "t", status: "ok" })) }, "1001 targets"],
+    [400, { at_risk: "all" }, "at_risk not an array"],
+    [400, { at_risk: [{ ...atRisk, state: "doomed" }] }, "unknown at-risk state"],
+    [400, { at_risk: [{ ...atRisk, event_id: "-x" }] }, "malformed at-risk event id"],
+    [400, { at_risk: [{ ...atRisk, reason: long(2001) }] }, "at-risk reason too long"],
+    [400, { at_risk: [{ ...atRisk, not_after: long(41) }] }, "at-risk not_after too long"],
+    [400, { at_risk: [{ ...atRisk, certificate_id: undefined }] }, "at-risk without certificate"],
+    [400, { at_risk: Array.from({ length: 101 }, () => atRisk) }, "101 at-risk reports"]
   ]),
   ...post("/api/v1/agents/bi-retired/heartbeat", "admin", [[409, {}, "retired agent"]]),
   ...get("/api/v1/agents/bi-a/work", "a", [

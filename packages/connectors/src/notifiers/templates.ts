@@ -143,6 +143,16 @@ const modelFor = (event: Event): Model => {
         ]
       }
     }
+    case "certificate.at_risk":
+      return {
+        subject: `Action needed: certificate for ${domain} at risk of expiring`,
+        headline: `The agent holding ${domain} could not reach certctl during the certificate's renewal window and cannot renew it by itself.`,
+        facts: [["What the agent saw", event.reason], ...certificateFacts(event), targetFact(event)],
+        paragraphs: [
+          "The agent warned about this while the control plane was unreachable; it is delivered now that the agent reached certctl again. Its issuer does not let the agent renew on its own (the built-in CA, or an ACME issuer without agent_autonomous), or the agent's own renewal failed.",
+          "What to do: check that the certificate is renewed and deployed now that the agent is back in contact; if the agent loses contact again, restore it before the expiry date above."
+        ]
+      }
     case "certificate.revoked":
       return {
         subject: `Certificate for ${domain} revoked`,

@@ -9,6 +9,7 @@ export const EventTypes = [
   "certificate.expiring",
   "certificate.revoked",
   "certificate.drifted",
+  "certificate.at_risk",
   "job.failed",
   "job.abandoned"
 ] as const

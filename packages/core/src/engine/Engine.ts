@@ -22,6 +22,7 @@ import { Metrics } from "../services/Metrics.js"
 import * as Migrations from "../persistence/Migrations.js"
 import { Notifications } from "./Notifications.js"
 import { Reconciliation } from "../services/Reconciliation.js"
+import { CertificateRisk } from "../services/CertificateRisk.js"
 import * as Runner from "./Runner.js"
 import * as Scheduler from "./Scheduler.js"
 import * as Signals from "./Signals.js"
@@ -79,7 +80,12 @@ export const layer = (options: EngineOptions) => {
     Metrics.Default
   )
   // The agents' side: work hand-out, CSR intake, deployment reports.
-  const agentSide = Layer.mergeAll(Agents.Default, CsrIntake.Default, Deployments.Default, Reconciliation.Default)
+  const agentSide = Layer.mergeAll(
+    Agents.Default.pipe(Layer.provide(CertificateRisk.Default)),
+    CsrIntake.Default,
+    Deployments.Default,
+    Reconciliation.Default
+  )
   return Layer.mergeAll(Lifecycle.layer(options.lifecycle), operations, agentSide).pipe(
     Layer.provideMerge(identities),
     Layer.provideMerge(Notifications.Default.pipe(Layer.provideMerge(services)))

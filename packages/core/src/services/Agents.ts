@@ -4,6 +4,7 @@ import { AgentRegistration, type AgentRow, toAgent } from "./AgentRegistration.j
 import * as ApiError from "../api/ApiError.js"
 import * as ApiKeys from "../persistence/ApiKeys.js"
 import { type Actor, AuditLog } from "./AuditLog.js"
+import { CertificateRisk } from "./CertificateRisk.js"
 import type { Caller } from "../api/Caller.js"
 import { Connectors } from "./Connectors.js"
 import { Notifications } from "../engine/Notifications.js"
@@ -70,6 +71,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
     const registration = yield* AgentRegistration
     const connectors = yield* Connectors
     const notifications = yield* Notifications
+    const risk = yield* CertificateRisk
 
     // An active agent not heard from for this long is stale (three missed heartbeats by default).
     const staleSeconds = yield* Config.integer("CERTCTL_AGENT_STALE_SECONDS").pipe(
@@ -122,6 +124,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
           yield* sql`UPDATE agents SET last_report = ${JSON.stringify(beat.report)}::jsonb, last_report_at = now()
               WHERE id = ${id}`.pipe(orPersistence("heartbeat report"))
         for (const t of beat.targets ?? []) yield* targetSeen(id, t)
+        for (const r of beat.at_risk ?? []) yield* risk.report(id, r)
         const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
         return { agent_id: id, server_time: new Date(now).toISOString() }
       })

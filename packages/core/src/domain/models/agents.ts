@@ -110,6 +110,25 @@ export const RegisteredAgent = Schema.Struct({
     examples: ["cct_3q2\u2026"]
   })
 })
+/**
+ * A certificate the agent warned about while the control plane was unreachable: in its renewal
+ * window, and the agent could not renew it by itself (the issuer does not let it, e.g. the
+ * built-in CA, or its autonomous renewal failed). Queued in the agent's outbox and delivered with a
+ * heartbeat once the control plane answers; `event_id` makes a redelivery a no-op.
+ */
+export const AtRiskReport = Schema.Struct({
+  event_id: Id.annotations({ description: "The agent's id for this warning", examples: ["risk-4f3a9c0d12"] }),
+  certificate_id: Id.annotations({ description: "The certificate", examples: ["web-example-com"] }),
+  state: Schema.Literal("cannot_renew", "renewal_failed").annotations({
+    description:
+      "cannot_renew: its issuer does not let the agent renew by itself; renewal_failed: the agent's own renewal failed",
+    examples: ["cannot_renew"]
+  }),
+  not_after: Text(40).annotations({ description: "Its expiry (ISO 8601)", examples: ["2026-04-30T12:00:00.000Z"] }),
+  reason: Text(2000).annotations({ description: "What the agent saw" }),
+  detected_at: Text(40).annotations({ description: "When the agent first saw it (ISO 8601)" })
+}).annotations({ identifier: "AtRiskReport" })
+
 export const Heartbeat = Schema.Struct({
   version: Schema.optional(
     Text(100).annotations({
@@ -144,6 +163,12 @@ export const Heartbeat = Schema.Struct({
   ),
   report: Schema.optional(
     AgentReport.annotations({ description: "The agent's report of itself (stored as the agent's last report)" })
+  ),
+  at_risk: Schema.optional(
+    Schema.Array(AtRiskReport).pipe(Schema.maxItems(100)).annotations({
+      description:
+        "Certificates the agent warned about while the control plane was unreachable; each is audited (certificate_at_risk) and notified (certificate.at_risk) once"
+    })
   )
 })
 export const HeartbeatAck = Schema.Struct({
