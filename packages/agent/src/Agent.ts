@@ -29,6 +29,7 @@ import * as Policy from "./Policy.js"
 import * as FileState from "./internal/fileState.js"
 import * as Renewer from "./Renewer.js"
 import * as Status from "./Status.js"
+import * as Undeploy from "./Undeploy.js"
 
 /**
  * The agent: heartbeat, long-poll for work, keys made and kept here, deployments through the
@@ -296,6 +297,16 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
         }
       })
 
+    const undeploy = Undeploy.make({
+      policy,
+      targetOverrides: config.targets,
+      targetState,
+      log: (m) => Runtime.runFork(runtime)(Effect.logInfo(m)),
+      report,
+      status,
+      autonomy: selfRun
+    })
+
     const handleChallenge = (work: Work.ChallengeWork) =>
       Effect.gen(function* () {
         if (Option.isNone(http01)) {
@@ -338,6 +349,8 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           return handleCsr(item)
         case "deploy":
           return handleDeploy(item)
+        case "remove":
+          return undeploy.handle(item)
         case "http-01":
           return handleChallenge(item)
       }

@@ -150,6 +150,29 @@ export const make = (options: Options) => {
       yield* writeFileAtomic(file(work.certificate_id), encodeHolding(holding), 0o600)
     })
 
+  /**
+   * The certificate left targets (they are no longer in its plan: a renewal the agent runs by
+   * itself does not deploy there), or, with no targets named, the agent no longer holds it at all
+   * (archived: it is neither watched nor renewed).
+   */
+  const forget = (certificateId: string, targetIds?: ReadonlyArray<string>) =>
+    Effect.gen(function* () {
+      // The id names a file: one that is not an id names none of ours.
+      if (!Schema.is(Id)(certificateId)) return
+      const target = file(certificateId)
+      if (targetIds === undefined) {
+        yield* Effect.sync(() => fs.rmSync(target, { force: true }))
+        atRisk.delete(certificateId)
+        retryAt.delete(certificateId)
+        return
+      }
+      const holding = holdings().find((h) => h.certificate_id === certificateId)
+      if (!holding?.plan) return
+      const kept = holding.plan.targets.filter((t) => !targetIds.includes(t.id))
+      if (kept.length === holding.plan.targets.length) return
+      yield* writeFileAtomic(target, encodeHolding({ ...holding, plan: { ...holding.plan, targets: kept } }), 0o600)
+    })
+
   /** Whether the agent still owes the control plane a renewal of `id` (running, or not yet reconciled). */
   const owes = (id: string) => reconciling.has(id) || Option.isSome(renewer.inProgress(id))
 
@@ -257,7 +280,7 @@ export const make = (options: Options) => {
   /** One look at every certificate held. */
   const tick = Effect.suspend(() => Effect.forEach(holdings(), look, { discard: true }))
 
-  return { remember, owes, settled, tick, atRisk: (): ReadonlyArray<AtRisk> => [...atRisk.values()] }
+  return { remember, forget, owes, settled, tick, atRisk: (): ReadonlyArray<AtRisk> => [...atRisk.values()] }
 }
 
 export type Autonomy = ReturnType<typeof make>

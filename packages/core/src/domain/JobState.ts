@@ -11,7 +11,7 @@ export const JobState = Schema.Literal(
 )
 export type JobState = typeof JobState.Type
 
-export const JobKind = Schema.Literal("issuance", "renewal", "deployment", "revocation")
+export const JobKind = Schema.Literal("issuance", "renewal", "deployment", "revocation", "removal")
 export type JobKind = typeof JobKind.Type
 
 export const openStates: ReadonlyArray<JobState> = ["PENDING", "RUNNING", "FAILED", "RETRY_WAIT"]

@@ -21,10 +21,12 @@ export const Revoke = "revoke"
 export const issuance = [RequestCsr, AwaitCsr, Submit, Collect, CreateDeployments] as const
 export const deployment = [Dispatch, AwaitReports, Finalize] as const
 export const revocation = [Revoke] as const
+/** Removal (undeploy): wait out a deployment in flight to the same targets, hand out, await, record. */
+export const removal = [Dispatch, AwaitReports, Finalize] as const
 
 /** The ordered steps of a job kind. */
 export const of = (kind: JobKind): ReadonlyArray<string> =>
-  kind === "deployment" ? deployment : kind === "revocation" ? revocation : issuance
+  kind === "deployment" ? deployment : kind === "revocation" ? revocation : kind === "removal" ? removal : issuance
 
 /** The job kinds that wait for an agent's CSR. */
 export const csrKinds: ReadonlyArray<JobKind> = ["issuance", "renewal"]

@@ -3,7 +3,7 @@ import { KeyAlgorithm } from "./KeyAlgorithm.js"
 import { Id, Text } from "./models/common.js"
 
 /** The kinds of work item, declared once (the `type` of each item). */
-export const Kind = { Csr: "csr", Deploy: "deploy", Http01: "http-01" } as const
+export const Kind = { Csr: "csr", Deploy: "deploy", Remove: "remove", Http01: "http-01" } as const
 
 /** What the control plane asks of an agent, as returned by `GET /agents/{id}/work`. */
 export const CsrWork = Schema.Struct({
@@ -175,7 +175,46 @@ export const ChallengeWork = Schema.Struct({
 })
 export type ChallengeWork = typeof ChallengeWork.Type
 
-export const WorkItem = Schema.Union(CsrWork, DeployWork, ChallengeWork)
+const RemoveWorkFields = {
+  type: Schema.Literal(Kind.Remove).annotations({
+    description: "remove: take a certificate off targets (it was dropped from them, or archived)",
+    examples: ["remove"]
+  }),
+  job_id: Schema.String.annotations({
+    description: "The removal job that asked for it",
+    examples: ["job-01hx7z"]
+  }),
+  certificate_id: Schema.String.annotations({
+    description: "The certificate",
+    examples: ["web-example-com"]
+  }),
+  domain: Schema.String.annotations({
+    description: "Primary name: what the targets named their files and objects after",
+    examples: ["www.example.com"]
+  }),
+  archived: Schema.Boolean.annotations({
+    description: "True when the certificate was archived: the agent forgets it altogether, not only these targets"
+  })
+}
+
+/**
+ * Take a certificate off targets: each target's `remove(domain)`, reported per deployment as
+ * `removed` or `failed`. The agent checks its local policy first, as for a deployment.
+ */
+export const RemoveWork = Schema.Struct({
+  ...RemoveWorkFields,
+  targets: Schema.Array(DeployTarget).annotations({ description: "Where to remove it from" })
+})
+export type RemoveWork = typeof RemoveWork.Type
+
+/** A remove item as `jobs.agent_work` stores it: targets named, no configs (no opened secret). */
+export const StoredRemoveWork = Schema.Struct({
+  ...RemoveWorkFields,
+  targets: Schema.Array(DeployTargetRef)
+})
+export type StoredRemoveWork = typeof StoredRemoveWork.Type
+
+export const WorkItem = Schema.Union(CsrWork, DeployWork, RemoveWork, ChallengeWork)
 export type WorkItem = typeof WorkItem.Type
 
 /**
@@ -189,7 +228,7 @@ export const StoredDeployWork = Schema.Struct({
 export type StoredDeployWork = typeof StoredDeployWork.Type
 
 /** What a job hands its agent, as stored in `jobs.agent_work` (challenges live in their own table). */
-export const StoredWorkItem = Schema.Union(CsrWork, StoredDeployWork)
+export const StoredWorkItem = Schema.Union(CsrWork, StoredDeployWork, StoredRemoveWork)
 export type StoredWorkItem = typeof StoredWorkItem.Type
 
 export const WorkResponse = Schema.Struct({

@@ -2,6 +2,7 @@ import { Effect, Layer } from "effect"
 import * as Context from "../internal/lifecycle/context.js"
 import * as Deployment from "../internal/lifecycle/deployment.js"
 import * as Issuance from "../internal/lifecycle/issuance.js"
+import * as Removal from "../internal/lifecycle/removal.js"
 import * as Revocation from "../internal/lifecycle/revocation.js"
 import * as JobEngine from "./JobEngine.js"
 import type { JobKind } from "../domain/JobState.js"
@@ -9,7 +10,8 @@ import type { PersistenceError } from "../persistence/Persistence.js"
 import * as Steps from "../domain/Steps.js"
 
 /**
- * The certificate lifecycle as durable job kinds: issuance and renewal, deployment, revocation.
+ * The certificate lifecycle as durable job kinds: issuance and renewal, deployment, revocation,
+ * removal (undeploy).
  * Each kind's steps live in their own module under `internal/lifecycle/`; this module composes
  * them into the engine's `JobHandlers`. Each step is safe to run again (a replica that takes over
  * a lease resumes at the first unfinished step).
@@ -18,6 +20,7 @@ import * as Steps from "../domain/Steps.js"
 export const issuanceSteps = Steps.issuance
 export const deploymentSteps = Steps.deployment
 export const revocationSteps = Steps.revocation
+export const removalSteps = Steps.removal
 
 /** The ordered step names of a job kind (what `JobEngine.create` takes). */
 export const stepsOf = (kind: JobKind): ReadonlyArray<string> => Steps.of(kind)
@@ -40,6 +43,7 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
     const issuance = Issuance.steps(ctx)
     const deployment = Deployment.steps(ctx)
     const revocation = Revocation.steps(ctx)
+    const removal = Removal.steps(ctx)
 
     /** A failed or abandoned job is announced; an abandoned issuance marks its certificate failed. */
     const announce = (job: JobEngine.JobRow, type: "job.failed" | "job.abandoned", error: string) =>
@@ -64,7 +68,14 @@ export const make = (options: LifecycleOptions = defaultLifecycleOptions) =>
       }).pipe(persist)
 
     const handlers: JobEngine.JobHandlers["Type"] = {
-      steps: (kind) => (kind === "deployment" ? deployment : kind === "revocation" ? revocation : issuance),
+      steps: (kind) =>
+        kind === "deployment"
+          ? deployment
+          : kind === "revocation"
+            ? revocation
+            : kind === "removal"
+              ? removal
+              : issuance,
       onAbandoned: (job, error) => announce(job, "job.abandoned", error),
       onFailed: (job, error) => announce(job, "job.failed", error)
     }

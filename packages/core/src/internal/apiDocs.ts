@@ -102,13 +102,13 @@ export const operations: Record<string, OperationDoc> = {
   "certificates.update": {
     summary: "Update a certificate",
     description:
-      "Changes targets, renewal settings, owner, team or key algorithm. The new settings apply from the next issuance; a renewal window longer than the certificate's lifetime is refused.",
+      "Changes targets, renewal settings, owner, team or key algorithm. The new settings apply from the next issuance; a renewal window longer than the certificate's lifetime is refused. A target dropped from `target_ids` is cleared by the agent: a removal job (kind removal) is created with the change, and the certificate's deployments show the removal (action remove) until it ends removed or failed.",
     roles: admin
   },
   "certificates.archive": {
     summary: "Archive a certificate",
     description:
-      "Stops managing a certificate: no more renewals, open jobs are cancelled. Its versions, deployments and audit trail stay.",
+      "Stops managing a certificate: no more renewals, open jobs are cancelled, and a removal job takes it off its targets through the agent. Its versions, deployments and audit trail stay.",
     roles: admin
   },
   "certificates.renew": {
@@ -152,7 +152,8 @@ export const operations: Record<string, OperationDoc> = {
   },
   "deployments.status": {
     summary: "Update a deployment's status",
-    description: "Moves a deployment to running, success, failed or rolled_back, with details.",
+    description:
+      "Moves a deployment to running, success, failed or rolled_back, with details; a removal (action remove) to running, removed or failed.",
     roles: ["agent", "admin"],
     agentScope: "deployments of certificates assigned to the agent"
   },

@@ -109,6 +109,7 @@ export const DeploymentRow = Schema.Struct({
   target_id: NullableText,
   job_id: NullableText,
   agent_id: NullableText,
+  action: Schema.optionalWith(Schema.Literal("deploy", "remove"), { default: () => "deploy" as const }),
   status: Text,
   serial: NullableText,
   verified: Schema.Boolean,

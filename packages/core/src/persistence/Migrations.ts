@@ -8,6 +8,7 @@ import enrollment from "../internal/migrations/0003_enrollment.js"
 import keys from "../internal/migrations/0004_keys.js"
 import compromisedKeys from "../internal/migrations/0006_compromised_keys.js"
 import agentOperations from "../internal/migrations/0007_agent_operations.js"
+import removal from "../internal/migrations/0009_removal.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
 export const loader = Migrator.fromRecord({
@@ -16,11 +17,12 @@ export const loader = Migrator.fromRecord({
   "0003_enrollment": enrollment,
   "0004_keys": keys,
   "0006_compromised_keys": compromisedKeys,
-  "0007_agent_operations": agentOperations
+  "0007_agent_operations": agentOperations,
+  "0009_removal": removal
 })
 
 /** The highest migration id (ids may have gaps: numbers are reserved per change). */
-export const latest = 7
+export const latest = 9
 const table = "certctl_migrations"
 const lockKey = 7263540
 

@@ -300,17 +300,23 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
         return plans
       })
 
-    /** Stored work → the wire items: deploy targets get their configs (see `targetConfigs`). */
+    /** Stored work → the wire items: deploy and remove targets get their configs (see `targetConfigs`). */
     const answer = (agentId: string, caller: Caller) =>
       Effect.gen(function* () {
         const row = yield* pending(agentId)
         const deploys = row.jobs.filter((j): j is Work.StoredDeployWork => j.type === Work.Kind.Deploy)
+        const removals = row.jobs.filter((j): j is Work.StoredRemoveWork => j.type === Work.Kind.Remove)
         const own = caller.agentId !== null && caller.agentId === agentId
         const configs = yield* targetConfigs(
-          [...new Set(deploys.flatMap((d) => d.targets.map((t) => t.target_id)))],
+          [...new Set([...deploys, ...removals].flatMap((d) => d.targets.map((t) => t.target_id)))],
           own,
           agentId
         )
+        const withConfigs = (targets: ReadonlyArray<Work.DeployTargetRef>) =>
+          targets.flatMap((t) => {
+            const config = configs.get(t.target_id)
+            return config === undefined ? [] : [{ ...t, config }]
+          })
         const plans = own ? yield* renewalPlans([...new Set(deploys.map((d) => d.certificate_id))], agentId) : new Map()
         const items: Array<Work.WorkItem> = [
           ...row.challenges.map(
@@ -330,13 +336,12 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
               j.type === Work.Kind.Deploy
                 ? {
                     ...j,
-                    targets: j.targets.flatMap((t) => {
-                      const config = configs.get(t.target_id)
-                      return config === undefined ? [] : [{ ...t, config }]
-                    }),
+                    targets: withConfigs(j.targets),
                     ...(plans.has(j.certificate_id) ? { renewal: plans.get(j.certificate_id) } : {})
                   }
-                : j
+                : j.type === Work.Kind.Remove
+                  ? { ...j, targets: withConfigs(j.targets) }
+                  : j
           )
         ]
         return items

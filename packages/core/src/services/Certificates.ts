@@ -12,6 +12,7 @@ import type * as Models from "../domain/Models.js"
 import * as Paging from "../api/Paging.js"
 import * as RenewalPlanner from "../domain/RenewalPlanner.js"
 import * as Signals from "../engine/Signals.js"
+import * as Removals from "../internal/removals.js"
 
 const DAY = 86_400
 const DEFAULT_LIFETIME = 90 * DAY
@@ -225,7 +226,7 @@ export class Certificates extends Effect.Service<Certificates>()("@certctl/core/
               { issues: [{ path: "target_ids", message: "targets of a different agent" }] }
             )
           )
-        yield* Effect.gen(function* () {
+        const removal = yield* Effect.gen(function* () {
           yield* sql`UPDATE certificates SET
                 renewal_days_before = ${days},
                 owner_id = ${patch.owner_id === undefined ? current.owner_id : patch.owner_id},
@@ -235,29 +236,53 @@ export class Certificates extends Effect.Service<Certificates>()("@certctl/core/
                 agent_id = ${agentId ?? current.agent_id},
                 updated_at = now()
               WHERE id = ${id}`
+          let dropped: ReadonlyArray<string> = []
           if (patch.target_ids !== undefined) {
-            yield* sql`DELETE FROM certificate_targets WHERE certificate_id = ${id}`
+            const before = yield* sql<{
+              target_id: string
+            }>`DELETE FROM certificate_targets WHERE certificate_id = ${id} RETURNING target_id`
             for (const t of patch.target_ids)
               yield* sql`INSERT INTO certificate_targets (certificate_id, target_id) VALUES (${id}, ${t}) ON CONFLICT DO NOTHING`
+            dropped = before.map((b) => b.target_id).filter((t) => !patch.target_ids?.includes(t))
           }
+          // A target the certificate leaves is cleared through the agent (a removal job), unless
+          // nothing was ever issued that could be on it.
+          const job = current.current_version_id
+            ? yield* Removals.schedule(sql, engine, {
+                certificate_id: id,
+                agent_id: current.agent_id,
+                target_ids: dropped,
+                actor,
+                reason: "target_dropped"
+              })
+            : Option.none<string>()
           yield* audit.append({
             actor,
             action: "certificate_updated",
             resource: { type: "certificate", id },
-            details: { ...patch }
+            details: {
+              ...patch,
+              ...(dropped.length > 0 ? { removed_target_ids: dropped } : {}),
+              ...(Option.isSome(job) ? { removal_job_id: job.value } : {})
+            }
           })
+          return job
         }).pipe(sql.withTransaction, Effect.orDie)
+        if (Option.isSome(removal)) yield* signals.notify(Signals.runnerTopic)
         return yield* get(id)
       })
 
-    /** Archiving cancels the certificate's open jobs and stops its renewals; an archived one stays readable. */
+    /**
+     * Archiving cancels the certificate's open jobs and stops its renewals, and removes it from its
+     * targets (a removal job, which is not cancelled); an archived one stays readable.
+     */
     const archive = (id: string, actor: Actor) =>
       Effect.gen(function* () {
         const current = yield* row(id)
         if (current.status === "archived") return Rows.toCertificate(current)
         const cancelOpen = Effect.gen(function* () {
           const open = yield* sql<{ id: string }>`SELECT id FROM jobs WHERE certificate_id = ${id}
-                AND state IN ('PENDING','RUNNING','FAILED','RETRY_WAIT')`.pipe(Effect.orDie)
+                AND state IN ('PENDING','RUNNING','FAILED','RETRY_WAIT') AND kind <> 'removal'`.pipe(Effect.orDie)
           for (const j of open)
             yield* cancelJob(engine, j.id, actor, "certificate archived").pipe(
               // Still illegal after re-reading: the job finished meanwhile, nothing left to cancel.
@@ -267,16 +292,31 @@ export class Certificates extends Effect.Service<Certificates>()("@certctl/core/
           return open.map((j) => j.id)
         })
         const cancelled = yield* cancelOpen
-        yield* Effect.gen(function* () {
-          yield* sql`UPDATE certificates SET status = 'archived', archived_at = now(), renew_at = NULL, updated_at = now()
-                WHERE id = ${id}`
+        const removal = yield* Effect.gen(function* () {
+          const archived = yield* sql`UPDATE certificates SET status = 'archived', archived_at = now(), renew_at = NULL,
+                updated_at = now() WHERE id = ${id} AND status <> 'archived' RETURNING id`
+          // Archived meanwhile by another call: that one removed it from its targets.
+          if (archived.length === 0) return Option.none<string>()
+          const targets = yield* sql<{ target_id: string }>`SELECT target_id FROM certificate_targets
+                WHERE certificate_id = ${id} ORDER BY target_id`
+          const job = current.current_version_id
+            ? yield* Removals.schedule(sql, engine, {
+                certificate_id: id,
+                agent_id: current.agent_id,
+                target_ids: targets.map((t) => t.target_id),
+                actor,
+                reason: "certificate_archived"
+              })
+            : Option.none<string>()
           yield* audit.append({
             actor,
             action: "certificate_archived",
             resource: { type: "certificate", id },
-            details: { cancelled_jobs: cancelled }
+            details: { cancelled_jobs: cancelled, ...(Option.isSome(job) ? { removal_job_id: job.value } : {}) }
           })
+          return job
         }).pipe(sql.withTransaction, Effect.orDie)
+        if (Option.isSome(removal)) yield* signals.notify(Signals.runnerTopic)
         // A job created between the sweep and the archive (a racing renewal scan) goes too.
         yield* cancelOpen
         return yield* get(id)

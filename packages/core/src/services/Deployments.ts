@@ -19,7 +19,13 @@ export const toDeployment = Rows.toDeployment
 /** Serials are stored as lowercase hex without separators. */
 const serialOf = (s: string | undefined) => s?.replace(/:/g, "").toLowerCase() ?? null
 
-const finished = new Set(["success", "failed", "rolled_back"])
+const finished = new Set(["success", "failed", "rolled_back", "removed", "cancelled"])
+
+/** What a report may say, by the row's action: a removal ends removed or failed, a deployment never removed. */
+const allowed = {
+  deploy: new Set(["running", "success", "failed", "rolled_back"]),
+  remove: new Set(["running", "removed", "failed"])
+} as const
 
 /**
  * The agents' deployment reports: an ad-hoc report (`report`), and the outcome of a deployment a
@@ -60,7 +66,9 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
       })
 
     const deployedAt = (status: string, at: string | undefined) =>
-      status === "success" ? Effect.map(Clock.currentTimeMillis, (now) => new Date(at ?? now)) : Effect.succeed(null)
+      status === "success" || status === "removed"
+        ? Effect.map(Clock.currentTimeMillis, (now) => new Date(at ?? now))
+        : Effect.succeed(null)
 
     const report = (
       caller: Caller,
@@ -129,6 +137,33 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
             expected_serial = coalesce(EXCLUDED.expected_serial, target_connections.expected_serial)`
     }
 
+    /**
+     * A removal's outcome. Removed: the target no longer serves the certificate, so what
+     * `target_connections` expected of it (its serial, for drift) is cleared. Failed: the target
+     * keeps what it had, and the failure is audited.
+     */
+    const removalSeen = (caller: Caller, dep: typeof Rows.DeploymentRow.Type, payload: StatusUpdate) =>
+      Effect.gen(function* () {
+        const removed = payload.status === "removed"
+        if (removed && dep.target_id)
+          yield* sql`UPDATE target_connections SET status = 'unknown', certificate_id = NULL, serial = NULL,
+              expected_serial = NULL, detail = ${`certificate ${dep.certificate_id} removed`}, checked_at = now()
+            WHERE target_id = ${dep.target_id} AND (certificate_id = ${dep.certificate_id} OR certificate_id IS NULL)`
+        yield* audit.append({
+          actor: caller.actor,
+          action: removed ? "deployment_removed" : "deployment_removal_failed",
+          resource: { type: "deployment", id: dep.id },
+          status: removed ? "success" : "failure",
+          details: {
+            certificate_id: dep.certificate_id,
+            target_id: dep.target_id,
+            job_id: dep.job_id,
+            verification: payload.verification,
+            error: payload.error
+          }
+        })
+      })
+
     const updateStatus = (
       caller: Caller,
       id: string,
@@ -142,6 +177,14 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
           if (dep.status === payload.status) return toDeployment(dep)
           return yield* Effect.fail(ApiError.conflict(`deployment ${id} already finished as ${dep.status}`))
         }
+        if (!allowed[dep.action].has(payload.status))
+          return yield* Effect.fail(
+            ApiError.conflict(
+              dep.action === "remove"
+                ? `deployment ${id} is a removal: report running, removed or failed, not ${payload.status}`
+                : `deployment ${id} is a deployment: report running, success, failed or rolled_back, not ${payload.status}`
+            )
+          )
         const at = yield* deployedAt(payload.status, payload.deployed_at)
         yield* Effect.gen(function* () {
           yield* sql`UPDATE deployment_history SET status = ${payload.status}, deployed_at = ${at},
@@ -150,21 +193,24 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
               duration_ms = ${payload.duration_ms ?? null}, updated_at = now()
             WHERE id = ${id}`
           if (payload.status === "running") return
-          if (dep.target_id) yield* connectionSeen(dep, payload)
-          yield* audit.append({
-            actor: caller.actor,
-            action: payload.status === "success" ? "deployment_succeeded" : "deployment_failed",
-            resource: { type: "deployment", id },
-            status: payload.status === "success" ? "success" : "failure",
-            details: {
-              certificate_id: dep.certificate_id,
-              target_id: dep.target_id,
-              job_id: dep.job_id,
-              serial: payload.serial,
-              verification: payload.verification,
-              error: payload.error
-            }
-          })
+          if (dep.action === "remove") yield* removalSeen(caller, dep, payload)
+          else {
+            if (dep.target_id) yield* connectionSeen(dep, payload)
+            yield* audit.append({
+              actor: caller.actor,
+              action: payload.status === "success" ? "deployment_succeeded" : "deployment_failed",
+              resource: { type: "deployment", id },
+              status: payload.status === "success" ? "success" : "failure",
+              details: {
+                certificate_id: dep.certificate_id,
+                target_id: dep.target_id,
+                job_id: dep.job_id,
+                serial: payload.serial,
+                verification: payload.verification,
+                error: payload.error
+              }
+            })
+          }
           if (dep.job_id) {
             // Wake the deployment job so it sees the report now, not at its next poll.
             yield* engine.wake(dep.job_id)

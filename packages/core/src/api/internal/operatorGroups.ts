@@ -41,7 +41,7 @@ export class JobsGroup extends HttpApiGroup.make("jobs")
             })
           ),
           kind: Schema.optional(
-            Schema.Literal("issuance", "renewal", "deployment", "revocation").annotations({
+            Schema.Literal("issuance", "renewal", "deployment", "revocation", "removal").annotations({
               description: "Only jobs of this kind"
             })
           ),

@@ -27,8 +27,14 @@ export class Deployment extends Schema.Class<Deployment>("Deployment")({
     description: "The agent that deployed",
     examples: ["agent-web-1"]
   }),
+  action: Schema.Literal("deploy", "remove").annotations({
+    description:
+      "deploy: install the certificate on the target; remove: take it off (dropped from the target, or archived)",
+    examples: ["deploy"]
+  }),
   status: Schema.String.annotations({
-    description: "pending, running, success, failed or rolled_back",
+    description:
+      "pending, running, success, failed or rolled_back; a removal: pending, running, removed, failed or cancelled (the target was given back first)",
     examples: ["success"]
   }),
   serial: Schema.NullOr(Schema.String).annotations({
@@ -52,7 +58,7 @@ export class Deployment extends Schema.Class<Deployment>("Deployment")({
     examples: [84]
   }),
   deployed_at: NullableTimestamp.annotations({
-    description: "When it was deployed",
+    description: "When it was deployed (a removal: when it was removed)",
     examples: ["2026-01-31T12:00:00.000Z"]
   }),
   created_at: Timestamp.annotations({
@@ -121,8 +127,8 @@ export const ReportDeployment = Schema.Struct({
   )
 })
 export const DeploymentStatusUpdate = Schema.Struct({
-  status: Schema.Literal("running", "success", "failed", "rolled_back").annotations({
-    description: "running, success, failed or rolled_back",
+  status: Schema.Literal("running", "success", "failed", "rolled_back", "removed").annotations({
+    description: "running, success, failed or rolled_back; a removal reports running, removed or failed",
     examples: ["success"]
   }),
   deployed_at: Schema.optional(

@@ -7,9 +7,14 @@ import { type Context, fail, namesOf } from "./context.js"
 /**
  * Deployment: one `deployment_history` row per target, a deploy work item for the agent, then
  * wait for the agent's reports (the `Deployments` service records them and wakes the job).
+ * A target dropped from the certificate meanwhile is neither handed out again nor waited for:
+ * its removal job takes it off.
  */
 export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => {
   const { sql, connectors, notifications, engine, options, persist, certificate } = ctx
+
+  const assigned = sql`EXISTS (SELECT 1 FROM certificate_targets ct
+      WHERE ct.certificate_id = d.certificate_id AND ct.target_id = d.target_id)`
 
   const dispatch: JobEngine.StepDefinition = {
     name: Steps.Dispatch,
@@ -41,7 +46,7 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
       const rows = yield* sql<Work.DeployTargetRef & { config: Record<string, unknown> }>`
           SELECT d.id AS deployment_id, d.target_id, t.name, t.type, t.config FROM deployment_history d
           JOIN targets t ON t.id = d.target_id
-          WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running')`.pipe(persist)
+          WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running') AND ${assigned}`.pipe(persist)
       // A config whose secrets no longer open (a retired sealing key) fails the job here, with the
       // connector's reason, rather than leaving the agent a target it cannot deploy to. What is
       // opened is dropped at once.
@@ -80,14 +85,16 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
       Effect.gen(function* () {
         if (step.output.dispatched_attempt !== job.attempts) {
           // A new attempt: re-arm failed targets and hand the agent the work again.
-          yield* sql`UPDATE deployment_history SET status = 'pending', error = NULL, updated_at = now()
-              WHERE job_id = ${job.id} AND status IN ('failed', 'rolled_back')`.pipe(persist)
+          yield* sql`UPDATE deployment_history d SET status = 'pending', error = NULL, updated_at = now()
+              WHERE d.job_id = ${job.id} AND d.status IN ('failed', 'rolled_back') AND ${assigned}`.pipe(persist)
           yield* ctx.setAgentWork(job, yield* deployWork(job))
           const until = deadline ?? new Date((yield* Clock.currentTimeMillis) + 60_000)
           return JobEngine.wait(until, { dispatched_attempt: job.attempts })
         }
         const rows = yield* sql<{ target_id: string; status: string; error: string | null }>`
-            SELECT target_id, status, error FROM deployment_history WHERE job_id = ${job.id}`.pipe(persist)
+            SELECT target_id, status, error FROM deployment_history d WHERE d.job_id = ${job.id} AND ${assigned}`.pipe(
+          persist
+        )
         const failed = rows.filter((r) => r.status === "failed" || r.status === "rolled_back")
         if (failed.length > 0)
           return yield* fail(

@@ -1,0 +1,103 @@
+import { builtins } from "@certctl/connectors"
+import { type Connector, ConnectorError, type Work } from "@certctl/core"
+import { Effect, Schema } from "effect"
+import type { Autonomy } from "./Autonomy.js"
+import type { DeploymentStatus } from "./ControlPlane.js"
+import * as Policy from "./Policy.js"
+import type * as Status from "./Status.js"
+
+/**
+ * Undeploy: a `remove` work item takes a certificate off targets, because it was dropped from them
+ * or archived. Each target is checked against the agent's local policy first (the control plane
+ * cannot make this host delete what it may not deploy to), then its connector's `remove(domain)`
+ * runs, and the outcome is reported per deployment as `removed` or `failed` (through the outbox,
+ * like a deployment's). What the agent tracked for the pair is forgotten once it is removed: the
+ * drift checks stop looking there and a renewal the agent runs by itself no longer deploys there;
+ * an archived certificate is forgotten altogether.
+ *
+ * The agent's own key and certificate for the domain stay in its key directory: another
+ * certificate with the same name may use them, and a key is never deleted on the server's word.
+ */
+
+const definitions = new Map(builtins.targets.map((d) => [d.type, d]))
+
+export interface Options {
+  readonly policy: Policy.Policy
+  /** Per target id, config overrides that win over what the control plane sent. */
+  readonly targetOverrides: Readonly<Record<string, Readonly<Record<string, unknown>>>>
+  /** Durable per-target state (trust-on-first-use pins), as deployments use it. */
+  readonly targetState: (targetId: string) => Connector.ConnectorState
+  readonly log: (message: string) => void
+  /** Queues a report for the control plane (the outbox); `tag` names the work item it answers. */
+  readonly report: (tag: string, deploymentId: string, status: DeploymentStatus) => Effect.Effect<void, unknown>
+  readonly status: Status.Tracker
+  readonly autonomy: Pick<Autonomy, "forget">
+}
+
+export const make = (options: Options) => {
+  /** Policy, then the connector's `remove`; fails with the connector's reason. */
+  const removeFrom = (work: Work.RemoveWork, target: Work.DeployTarget) =>
+    Effect.gen(function* () {
+      const def = definitions.get(target.type)
+      if (!def)
+        return yield* new ConnectorError({
+          reason: "InvalidConfig",
+          message: `this agent has no "${target.type}" target connector`
+        })
+      const merged = { ...target.config, ...(options.targetOverrides[target.target_id] ?? {}) }
+      const config = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(merged).pipe(
+        Effect.mapError(
+          (e) =>
+            new ConnectorError({ reason: "InvalidConfig", message: `target ${target.target_id} config: ${e.message}` })
+        )
+      )
+      const refusal = Policy.check(options.policy, target.type, config)
+      if (refusal) return yield* new ConnectorError({ reason: "Rejected", message: refusal.message })
+      const connector = yield* def.make(config, {
+        id: target.target_id,
+        state: options.targetState(target.target_id),
+        log: (m) => options.log(`[${target.name}] ${m}`)
+      })
+      yield* connector.remove(work.domain)
+    })
+
+  const removeOne = (work: Work.RemoveWork, target: Work.DeployTarget) =>
+    Effect.gen(function* () {
+      const started = Date.now()
+      const outcome = yield* Effect.either(removeFrom(work, target))
+      const duration_ms = Date.now() - started
+      const status: DeploymentStatus =
+        outcome._tag === "Right"
+          ? {
+              status: "removed",
+              deployed_at: new Date().toISOString(),
+              verification: `${work.domain} removed from ${target.name}`.slice(0, 9000),
+              duration_ms
+            }
+          : {
+              status: "failed",
+              error: `${outcome.left.reason}: ${outcome.left.message}`.slice(0, 9000),
+              duration_ms
+            }
+      options.log(
+        `remove ${work.domain} from ${target.name}: ${status.status}${outcome._tag === "Left" ? ` (${outcome.left.message})` : ""}`
+      )
+      if (outcome._tag === "Right") options.status.forget(target.target_id, work.certificate_id)
+      yield* options.report(`remove:${work.job_id}`, target.deployment_id, status)
+      return outcome._tag === "Right"
+    })
+
+  /** Handles one `remove` item: every target, then what the agent keeps about the certificate. */
+  const handle = (work: Work.RemoveWork) =>
+    Effect.gen(function* () {
+      const results = yield* Effect.forEach(work.targets, (t) => removeOne(work, t), { concurrency: 4 })
+      const removed = work.targets.filter((_, i) => results[i]).map((t) => t.target_id)
+      // Archived: never renewed or watched by this agent again, whatever a target answered.
+      if (work.archived) yield* options.autonomy.forget(work.certificate_id)
+      else if (removed.length > 0) yield* options.autonomy.forget(work.certificate_id, removed)
+    })
+
+  return { handle }
+}
+
+export type Undeploy = ReturnType<typeof make>
