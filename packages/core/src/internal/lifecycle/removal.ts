@@ -89,7 +89,7 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
       const rows = yield* sql<Work.DeployTargetRef & { config: Record<string, unknown> }>`
           SELECT d.id AS deployment_id, d.target_id, t.name, t.type, t.config FROM deployment_history d
           JOIN targets t ON t.id = d.target_id
-          WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running') ORDER BY d.id`.pipe(persist)
+          WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running') ORDER BY d.target_id`.pipe(persist)
       // As for a deployment: a config whose secrets no longer open fails here, with its reason.
       yield* Effect.forEach(
         rows,

@@ -20,7 +20,7 @@ const cancellable = new Set(["PENDING", "RUNNING", "RETRY_WAIT"])
 const retryable = new Set(["FAILED", "ABANDONED", "CANCELLED", "RETRY_WAIT"])
 const activeStates = ["RUNNING", "PENDING", "RETRY_WAIT", "FAILED"] as const
 const allStates = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "RETRY_WAIT", "ABANDONED"]
-const kinds = ["issuance", "renewal", "deployment", "revocation"]
+const kinds = ["issuance", "renewal", "deployment", "revocation", "removal"]
 
 /** One job with its ordered steps; cancel and retry for admins. */
 export const JobCard = ({
