@@ -303,7 +303,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       targetState,
       log: (m) => Runtime.runFork(runtime)(Effect.logInfo(m)),
       report,
-      status,
+      drift,
       autonomy: selfRun
     })
 

@@ -4,7 +4,7 @@ import { Effect, Schema } from "effect"
 import type { Autonomy } from "./Autonomy.js"
 import type { DeploymentStatus } from "./ControlPlane.js"
 import * as Policy from "./Policy.js"
-import type * as Status from "./Status.js"
+import type { Drift } from "./Drift.js"
 
 /**
  * Undeploy: a `remove` work item takes a certificate off targets, because it was dropped from them
@@ -12,7 +12,8 @@ import type * as Status from "./Status.js"
  * cannot make this host delete what it may not deploy to), then its connector's `remove(domain)`
  * runs, and the outcome is reported per deployment as `removed` or `failed` (through the outbox,
  * like a deployment's). What the agent tracked for the pair is forgotten once it is removed: the
- * drift checks stop looking there and a renewal the agent runs by itself no longer deploys there;
+ * drift checks stop looking there (and its heartbeat stops reporting the pair) and a renewal the
+ * agent runs by itself no longer deploys there;
  * an archived certificate is forgotten altogether.
  *
  * The agent's own key and certificate for the domain stay in its key directory: another
@@ -20,6 +21,9 @@ import type * as Status from "./Status.js"
  */
 
 const definitions = new Map(builtins.targets.map((d) => [d.type, d]))
+
+const messageOf = (e: unknown): string =>
+  typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e)
 
 export interface Options {
   readonly policy: Policy.Policy
@@ -30,7 +34,8 @@ export interface Options {
   readonly log: (message: string) => void
   /** Queues a report for the control plane (the outbox); `tag` names the work item it answers. */
   readonly report: (tag: string, deploymentId: string, status: DeploymentStatus) => Effect.Effect<void, unknown>
-  readonly status: Status.Tracker
+  /** The drift checks: a removed pair is no longer checked or reported (`Drift.forget`). */
+  readonly drift: Pick<Drift, "forget">
   readonly autonomy: Pick<Autonomy, "forget">
 }
 
@@ -82,7 +87,10 @@ export const make = (options: Options) => {
       options.log(
         `remove ${work.domain} from ${target.name}: ${status.status}${outcome._tag === "Left" ? ` (${outcome.left.message})` : ""}`
       )
-      if (outcome._tag === "Right") options.status.forget(target.target_id, work.certificate_id)
+      if (outcome._tag === "Right")
+        yield* options.drift
+          .forget(target.target_id, work.certificate_id)
+          .pipe(Effect.catchAll((e) => Effect.logWarning(`drift state of ${target.target_id}: ${messageOf(e)}`)))
       yield* options.report(`remove:${work.job_id}`, target.deployment_id, status)
       return outcome._tag === "Right"
     })

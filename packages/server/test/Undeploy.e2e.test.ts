@@ -88,6 +88,17 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
       for (const f of certFiles(path.join(allowed, "t-b"), "drop.example.com")) expect(fs.existsSync(f)).toBe(true)
       const holding = path.join(agent.keyDir, ".plans", `${cert.id}.json`)
       await eventually(async () => (fs.existsSync(holding) ? true : undefined), 30_000, "the agent's holding")
+      // The agent's drift checks watch both targets.
+      const watched = path.join(agent.keyDir, ".drift", `${cert.id}.json`)
+      const watchedTargets = () =>
+        JSON.parse(fs.readFileSync(watched, "utf8"))
+          .targets.map((t: any) => t.id)
+          .sort()
+      await eventually(
+        async () => (fs.existsSync(watched) && watchedTargets().length === 2 ? true : undefined),
+        30_000,
+        "drift checks of both targets"
+      )
 
       const patched = await a().patch(`/api/v1/certificates/${cert.id}`, { target_ids: ["t-a"] })
       expect(patched.status).toBe(200)
@@ -121,6 +132,8 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
       const kept = JSON.parse(fs.readFileSync(holding, "utf8"))
       expect(kept.certificate_id).toBe(cert.id)
       expect((kept.plan?.targets ?? []).map((t: any) => t.id)).not.toContain("t-b")
+      // Nor do its drift checks.
+      expect(watchedTargets()).toEqual(["t-a"])
 
       // Given back and renewed: deployed there again, as any target.
       expect((await a().patch(`/api/v1/certificates/${cert.id}`, { target_ids: ["t-a", "t-b"] })).status).toBe(200)
@@ -139,6 +152,8 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
       await deployedTo(cert.id, "t-c")
       const holding = path.join(agent.keyDir, ".plans", `${cert.id}.json`)
       await eventually(async () => (fs.existsSync(holding) ? true : undefined), 30_000, "the agent's holding")
+      const watched = path.join(agent.keyDir, ".drift", `${cert.id}.json`)
+      await eventually(async () => (fs.existsSync(watched) ? true : undefined), 30_000, "drift checks of t-c")
       for (const f of certFiles(path.join(allowed, "t-c"), "archive.example.com")) expect(fs.existsSync(f)).toBe(true)
 
       const archived = await a().del(`/api/v1/certificates/${cert.id}`)
@@ -157,6 +172,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
       expect(await audit(`action=deployment_removed&resource_id=${removal.id}`)).toHaveLength(1)
       // Archived: the agent no longer holds it (no watching, no renewing by itself).
       expect(fs.existsSync(holding)).toBe(false)
+      expect(fs.existsSync(watched)).toBe(false)
     }, 300_000)
 
     it("a removal the agent's local policy refuses fails visibly and deletes nothing", async () => {
