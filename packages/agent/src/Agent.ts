@@ -288,8 +288,10 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           key_pem: installed.key_pem,
           serial: work.serial
         }
-        const results = yield* Effect.forEach(work.targets, (t) => deployOne(work, t, bundle), { concurrency: 4 })
-        yield* drift.deployed(work, results)
+        const results = yield* drift.deploying(
+          work,
+          Effect.forEach(work.targets, (t) => deployOne(work, t, bundle), { concurrency: 4 })
+        )
         // The previous key goes only once the new certificate is verified on every target.
         if (results.every(Boolean)) {
           yield* keys.commit(work.domain)

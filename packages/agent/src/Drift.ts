@@ -144,6 +144,9 @@ export const make = (options: Options) => {
   const file = (certificateId: string) => path.join(dir, `${encodeURIComponent(certificateId)}.json`)
   const watched = new Map<string, Watched>()
   let generation = 0
+  // Targets with deploy work under way, and how many: a check there would see the new serial
+  // before the deployment is recorded as expected, and report drift that is not.
+  const busy = new Map<string, number>()
 
   /** The autonomous-renewal plan's config of a target, if the agent keeps one (it holds the secrets). */
   const planConfig = (certificateId: string, targetId: string) => {
@@ -263,6 +266,28 @@ export const make = (options: Options) => {
       return persist(work.certificate_id)
     })
 
+  /**
+   * Runs deploy work (`deploy`, answering per target whether it succeeded): its targets are not
+   * checked meanwhile, and afterwards they are watched as `deployed` says.
+   */
+  const deploying = <E, R>(work: Work.DeployWork, deploy: Effect.Effect<ReadonlyArray<boolean>, E, R>) => {
+    const keys = work.targets.map((t) => keyOf(t.target_id, work.certificate_id))
+    return Effect.acquireUseRelease(
+      Effect.sync(() => {
+        for (const k of keys) busy.set(k, (busy.get(k) ?? 0) + 1)
+      }),
+      () => Effect.tap(deploy, (results) => deployed(work, results)),
+      () =>
+        Effect.sync(() => {
+          for (const k of keys) {
+            const n = (busy.get(k) ?? 1) - 1
+            if (n > 0) busy.set(k, n)
+            else busy.delete(k)
+          }
+        })
+    )
+  }
+
   /** After a renewal the agent ran by itself: its targets now serve the renewed serial. */
   const renewed = (
     done: Renewer.Done,
@@ -306,8 +331,9 @@ export const make = (options: Options) => {
               )
             )
       const result = judge(w, seen, new Date())
-      // A deployment (or removal) since this check began makes it stale: its result is not news.
-      if (watched.get(keyOf(w.target.id, w.certificate_id))?.generation !== w.generation) return false
+      // A deployment (or removal) begun or done since this check began makes it stale: not news.
+      const key = keyOf(w.target.id, w.certificate_id)
+      if (busy.has(key) || watched.get(key)?.generation !== w.generation) return false
       const before = options.tracker
         .targets()
         .find((t) => t.target_id === w.target.id && t.certificate_id === w.certificate_id)
@@ -338,7 +364,8 @@ export const make = (options: Options) => {
 
   /** One look at every watched target; a changed result is reported at once. */
   const round = Effect.gen(function* () {
-    const changed = yield* Effect.forEach([...watched.values()], check, { concurrency: 4 })
+    const idle = [...watched.entries()].filter(([k]) => !busy.has(k)).map(([, w]) => w)
+    const changed = yield* Effect.forEach(idle, check, { concurrency: 4 })
     if (changed.some(Boolean))
       yield* options.report.pipe(
         Effect.catchAll((e) =>
@@ -358,7 +385,7 @@ export const make = (options: Options) => {
       : Effect.void
 
   restore()
-  return { deployed, renewed, forget, round, run, watching: () => watched.size }
+  return { deploying, deployed, renewed, forget, round, run, watching: () => watched.size }
 }
 
 export type Drift = ReturnType<typeof make>

@@ -133,6 +133,39 @@ describe("Drift", () => {
     expect(check("files")).toBeUndefined()
   })
 
+  it("does not check a target while deploy work runs on it: the new files are not drift", async () => {
+    const keyDir = tempDir("certctl-drift-keys-")
+    const dir = tempDir("certctl-drift-files-")
+    const { drift, tracker, reports } = setup(keyDir, Policy.make({ file: { directories: [dir] } }))
+    const v1 = await makeLoopbackTls([DOMAIN])
+    const v2 = await makeLoopbackTls([DOMAIN])
+    fs.mkdirSync(path.join(dir, DOMAIN))
+    const certFile = path.join(dir, DOMAIN, "cert.pem")
+    const target = { deployment_id: "d1", target_id: "files", name: "files", type: "file", config: { directory: dir } }
+    fs.writeFileSync(certFile, v1.certPem)
+    await Effect.runPromise(drift.deployed(work([target], serialOf(v1.certPem)), [true]))
+
+    // The renewal's deployment has written the new certificate, and a round runs before it is done.
+    const results = await Effect.runPromise(
+      drift.deploying(
+        work([target], serialOf(v2.certPem)),
+        Effect.gen(function* () {
+          fs.writeFileSync(certFile, v2.certPem)
+          yield* drift.round
+          return [true]
+        })
+      )
+    )
+    expect(results).toEqual([true])
+    expect(reports()).toBe(0)
+    expect(tracker.decisions()).toEqual([])
+    const check = () => tracker.targets().find((t) => t.target_id === "files")
+    expect(check()).toMatchObject({ serial: serialOf(v2.certPem), expected_serial: serialOf(v2.certPem), drift: false })
+    await Effect.runPromise(drift.round)
+    expect(check()).toMatchObject({ status: "ok", serial: serialOf(v2.certPem), drift: false })
+    expect(reports()).toBe(0)
+  })
+
   it("keeps targets across a restart without their secrets; a target needing one is unknown until it comes back", async () => {
     const keyDir = tempDir("certctl-drift-keys-")
     const policy = Policy.make({ file: { directories: ["/nonexistent"] } })
