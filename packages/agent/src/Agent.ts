@@ -1,6 +1,5 @@
 import * as path from "node:path"
 import { builtins } from "@certctl/connectors"
-import { FetchHttpClient } from "@effect/platform"
 import { ConnectorError, Pem, type Target, type Work } from "@certctl/core"
 import {
   Context,
@@ -16,8 +15,9 @@ import {
   type Scope
 } from "effect"
 import * as Autonomy from "./Autonomy.js"
+import * as ClientCert from "./ClientCert.js"
 import { type AgentConfig, defaultDriftInterval } from "./Config.js"
-import { ControlPlane, type DeploymentStatus, layerSdk as controlPlaneSdk } from "./ControlPlane.js"
+import { ControlPlane, type DeploymentStatus } from "./ControlPlane.js"
 import * as Drift from "./Drift.js"
 import * as Health from "./Health.js"
 import * as Http01 from "./Http01.js"
@@ -505,19 +505,11 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
  */
 export const layer: Layer.Layer<never, AgentStartError, ControlPlane | AgentOptions> = Layer.scopedDiscard(start)
 
-/** The agent over HTTP: `layer` with the SDK's control plane (fetch) and its options from `config`. */
+/** The agent over HTTP: `layer` with the SDK's control plane and its options from `config`. */
 export const layerHttp = (config: AgentConfig): Layer.Layer<never, AgentStartError> => {
-  const { serverUrl, apiKey, ...options } = config
-  return layer.pipe(
-    Layer.provide(
-      Layer.merge(
-        controlPlaneSdk({ url: serverUrl, apiKey, agentId: options.agentId }).pipe(
-          Layer.provide(FetchHttpClient.layer)
-        ),
-        layerOptions(options)
-      )
-    )
-  )
+  const { serverUrl: _url, apiKey: _key, ...options } = config
+  // The control plane over fetch, or over TLS with the agent's client certificate (ClientCert.ts).
+  return layer.pipe(Layer.provide(Layer.merge(ClientCert.layerControlPlane(config), layerOptions(options))))
 }
 
 /** Runs the agent over HTTP until interrupted (what the bin does once its identity is settled). */

@@ -1,5 +1,7 @@
 import * as fs from "node:fs"
+import { X509Certificate } from "node:crypto"
 import * as os from "node:os"
+import { AgentClientCerts } from "@certctl/core"
 import { Config, ConfigError, Effect, Either, Option, Redacted, Schema } from "effect"
 import { parseListen } from "./Health.js"
 import * as Policy from "./Policy.js"
@@ -36,6 +38,12 @@ export const AgentFileConfig = Schema.Struct({
   drift_interval: Schema.optional(Schema.Int.pipe(Schema.between(0, maxDriftInterval))),
   /** How old the stored API key may get before the agent rotates it: "30d", "12h", "90m", "45s", or "off". */
   key_rotation: Schema.optional(Schema.String.pipe(Schema.maxLength(20))),
+  /** "auto": get, present and renew a TLS client certificate for mTLS (see ClientCert.ts); "off". */
+  client_cert: Schema.optional(Schema.Literal("auto", "off")),
+  /** Renew the client certificate when less than this is left: "10d", "36h", … */
+  client_cert_renew_before: Schema.optional(Schema.String.pipe(Schema.maxLength(20))),
+  /** PEM file of the CA to trust for the control plane's TLS certificate, instead of Node's roots. */
+  server_ca_file: Schema.optional(Text),
   /** Serve GET /healthz on this address, e.g. "127.0.0.1:9090" (see Health.ts). */
   health_listen: Schema.optional(Schema.String.pipe(Schema.maxLength(300))),
   http01: Schema.optional(
@@ -75,6 +83,12 @@ export interface AgentConfig {
   readonly keyRotationSeconds?: number
   /** The key is the one stored in the key directory (enrolled or rotated), so rotation can replace it. */
   readonly keyStored?: boolean
+  /** `CERTCTL_AGENT_CLIENT_CERT`: "auto" gets, presents and renews a TLS client certificate. */
+  readonly clientCert?: "auto" | "off"
+  /** Renew the client certificate when less than this many seconds are left (`CERTCTL_CLIENT_CERT_RENEW_BEFORE`). */
+  readonly clientCertRenewBeforeSeconds?: number
+  /** The PEM of `CERTCTL_SERVER_CA_FILE`: the only CA trusted for the control plane's certificate. */
+  readonly serverCa?: string
 }
 
 /**
@@ -137,10 +151,26 @@ const number = (name: string, options: { readonly min: number; readonly max: num
 export const parseRotation = (value: string): number | undefined => {
   const v = value.trim().toLowerCase()
   if (v === "off" || v === "0") return 0
-  const m = /^(\d{1,6})(s|m|h|d)$/.exec(v)
+  const m = /^(\d{1,7})(s|m|h|d)$/.exec(v)
   if (!m) return undefined
   const n = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as "s" | "m" | "h" | "d"]
   return n > 0 ? n : 0
+}
+
+/** How long the server's agent client certificates live. */
+const clientCertLifetimeSeconds = AgentClientCerts.lifetimeDays * 86_400
+
+/** Parses `CERTCTL_CLIENT_CERT_RENEW_BEFORE`: a duration shorter than the certificate's lifetime. */
+const renewBefore = (value: string) => {
+  const seconds = parseRotation(value)
+  return seconds !== undefined && seconds > 0 && seconds < clientCertLifetimeSeconds
+    ? Either.right(seconds)
+    : Either.left(
+        invalid(
+          "CERTCTL_CLIENT_CERT_RENEW_BEFORE",
+          `must be a duration such as 10d, 36h or 90m, shorter than the client certificate's 30 days; got "${value}"`
+        )
+      )
 }
 
 const listenSetting = (name: string, value: string) =>
@@ -215,6 +245,22 @@ export const settings = (file: AgentFileConfig = {}) =>
     ),
     http01Webroot: text("CERTCTL_HTTP01_WEBROOT"),
     policyFile: orFile(text("CERTCTL_AGENT_POLICY"), file.policy_file),
+    clientCert: orFile(text("CERTCTL_AGENT_CLIENT_CERT"), file.client_cert).pipe(
+      Config.mapOrFail((o) => {
+        const v = Option.getOrElse(o, () => "off")
+          .trim()
+          .toLowerCase()
+        return v === "auto" || v === "off"
+          ? Either.right<"auto" | "off">(v)
+          : Either.left(
+              invalid("CERTCTL_AGENT_CLIENT_CERT", `must be auto or off, got "${Option.getOrElse(o, () => "")}"`)
+            )
+      })
+    ),
+    clientCertRenewBefore: orFile(text("CERTCTL_CLIENT_CERT_RENEW_BEFORE"), file.client_cert_renew_before).pipe(
+      Config.mapOrFail((o) => (Option.isSome(o) ? renewBefore(o.value) : Either.right(10 * 86_400)))
+    ),
+    serverCaFile: orFile(text("CERTCTL_SERVER_CA_FILE"), file.server_ca_file),
     keyRotationSeconds: orFile(text("CERTCTL_KEY_ROTATION"), file.key_rotation).pipe(
       Config.mapOrFail((o) => {
         if (Option.isNone(o)) return Either.right(30 * 86_400)
@@ -253,6 +299,22 @@ export const insecureServerUrl = (url: string): string | undefined => {
     "the network unencrypted. Use https://, or set CERTCTL_ALLOW_INSECURE_HTTP=1 to accept that"
   )
 }
+
+/** The server CA file's PEM: readable, at most 1 MiB, and holding certificates only. */
+const readServerCa = (file: string) =>
+  Effect.try({
+    try: () => {
+      if (fs.statSync(file).size > 1_048_576) throw new Error("is larger than 1 MiB")
+      const pem = fs.readFileSync(file, "utf8")
+      const blocks = pem.match(/-----BEGIN [A-Z0-9 ]{1,40}-----/g) ?? []
+      if (blocks.length === 0 || blocks.some((b) => b !== "-----BEGIN CERTIFICATE-----"))
+        throw new Error("must hold PEM certificates (BEGIN CERTIFICATE) and nothing else")
+      for (const block of pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [])
+        new X509Certificate(block)
+      return pem
+    },
+    catch: (e) => invalid("CERTCTL_SERVER_CA_FILE", `${file}: ${(e as Error).message}`)
+  })
 
 const readTokenFile = (file: string) =>
   Effect.try({
@@ -301,6 +363,14 @@ export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effec
         `agent id "${agentId}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`
       )
     )
+  if (c.clientCert === "auto" && !c.serverUrl.startsWith("https://"))
+    return yield* Effect.fail(
+      invalid(
+        "CERTCTL_AGENT_CLIENT_CERT",
+        `auto needs an https:// CERTCTL_SERVER_URL (a client certificate is presented in the TLS handshake), got "${c.serverUrl}"`
+      )
+    )
+  const serverCa = Option.isSome(c.serverCaFile) ? yield* readServerCa(c.serverCaFile.value) : undefined
   const policy = Option.isSome(c.policyFile) ? yield* Policy.readFile(c.policyFile.value) : undefined
   const http01 = Option.isSome(c.http01Listen)
     ? { listen: c.http01Listen.value }
@@ -322,6 +392,9 @@ export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effec
     healthListen: Option.getOrUndefined(c.healthListen),
     targets: file.targets ?? {},
     ...(policy ? { policy } : {}),
-    keyRotationSeconds: c.keyRotationSeconds
+    keyRotationSeconds: c.keyRotationSeconds,
+    clientCert: c.clientCert,
+    clientCertRenewBeforeSeconds: c.clientCertRenewBefore,
+    ...(serverCa ? { serverCa } : {})
   }
 })

@@ -1,4 +1,4 @@
-import type { Models, Work } from "@certctl/core"
+import type { AgentClientCerts, Models, Work } from "@certctl/core"
 import { Client, type CertctlError, Errors } from "@certctl/sdk"
 import { HttpClient, HttpClientError } from "@effect/platform"
 import { Clock, Context, Data, Duration, Effect, Layer, Redacted } from "effect"
@@ -50,6 +50,7 @@ export type DeploymentStatus = typeof Models.DeploymentStatusUpdate.Type
 export type ChallengeAck = typeof Work.ChallengeAck.Type
 export type Reconcile = typeof Models.ReconcileRenewal.Type
 export type Reconciled = typeof Models.Reconciled.Type
+export type ClientCertificate = AgentClientCerts.ClientCertificate
 
 export interface Service {
   /** Where the agent talks to, for logs: a URL, or a name for an in-process control plane. */
@@ -79,6 +80,11 @@ export interface Service {
    * True when it was pending; false when it was already the agent's key (nothing changed).
    */
   readonly confirmKey: (key: Redacted.Redacted<string>) => Effect.Effect<boolean, ControlPlaneError>
+  /**
+   * A TLS client certificate for this agent over `csr` (PEM), asked with the agent's current key
+   * (mTLS; see ClientCert.ts). Optional: an in-process control plane has no TLS.
+   */
+  readonly clientCertificate?: (csr: string) => Effect.Effect<ClientCertificate, ControlPlaneError>
 }
 
 export class ControlPlane extends Context.Tag("@certctl/agent/ControlPlane")<ControlPlane, Service>() {}
@@ -98,6 +104,8 @@ export interface SdkOptions {
   readonly agentId: string
   /** Longest wait for an ordinary call; the long poll gets its wait on top. Default 30 seconds. */
   readonly timeout?: Duration.DurationInput
+  /** Sees every 401, before the caller does (ClientCert.ts tells a refused client certificate from a refused key). */
+  readonly onUnauthorized?: (e: Unauthorized) => Effect.Effect<void>
 }
 
 /** The control plane over HTTP, through `@certctl/sdk`'s client derived from core's `HttpApi`. */
@@ -147,6 +155,9 @@ export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, Http
           self.pipe(
             Errors.normalize(base),
             Effect.mapError(fromCertctlError),
+            Effect.tapError((e) =>
+              e._tag === "Unauthorized" && options.onUnauthorized ? options.onUnauthorized(e) : Effect.void
+            ),
             Effect.timeoutFail({
               duration: limit,
               onTimeout: () => new Unreachable({ message: `no answer from ${base} within ${Duration.format(limit)}` })
@@ -176,6 +187,8 @@ export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, Http
         Effect.map((r) => Redacted.make(r.api_key))
       ),
       reconcile: (payload) => client.agents.reconcile({ path, payload }).pipe(call()),
+      // `client` at call time: after a rotation, the current key asks (never the one from startup).
+      clientCertificate: (csr) => Effect.suspend(() => client.agentTls.issue({ path, payload: { csr } })).pipe(call()),
       confirmKey: (key) =>
         Effect.gen(function* () {
           const next = yield* clientFor(key)

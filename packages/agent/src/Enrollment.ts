@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Client, type CertctlError, Errors } from "@certctl/sdk"
+import { Client, type CertctlError, Errors, Tls } from "@certctl/sdk"
 import { FetchHttpClient } from "@effect/platform"
 import { Data, Effect, Option, Redacted, Schedule } from "effect"
 import type { AgentConfig, AgentSettings } from "./Config.js"
@@ -110,6 +110,8 @@ export const exchange = (options: {
   readonly token: Redacted.Redacted<string>
   readonly agentId: string
   readonly name?: string
+  /** The CA trusted for the control plane (`CERTCTL_SERVER_CA_FILE`); absent: Node's roots. */
+  readonly ca?: string
 }): Effect.Effect<Identity, EnrollmentError> =>
   Effect.gen(function* () {
     const client = yield* Client.make({ url: options.serverUrl, apiKey: options.token })
@@ -135,7 +137,7 @@ export const exchange = (options: {
           message: `enrollment of agent ${options.agentId} at ${options.serverUrl} refused: ${Errors.format(e)}`
         })
     ),
-    Effect.provide(FetchHttpClient.layer)
+    Effect.provide(options.ca ? Tls.layer({ ca: options.ca }) : FetchHttpClient.layer)
   )
 
 /** The agent's configuration with its identity settled: given, stored, or enrolled now (and stored). */
@@ -162,7 +164,8 @@ export const resolve = (settings: AgentSettings): Effect.Effect<AgentConfig, Enr
     const identity = yield* exchange({
       serverUrl: settings.serverUrl,
       token: enrollmentToken,
-      agentId: settings.agentId
+      agentId: settings.agentId,
+      ...(settings.serverCa ? { ca: settings.serverCa } : {})
     })
     // Stored before first use: a crash from here on restarts with this key, never re-enrolls.
     yield* store(settings.keyDir, identity)

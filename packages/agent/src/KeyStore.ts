@@ -135,8 +135,14 @@ const fsyncDir = async (dir: string): Promise<void> => {
 /**
  * Replace `path` atomically: write a temp file beside it with `mode`, fsync, rename over the
  * target, fsync the directory. On any failure the temp file is removed and `path` is untouched.
+ * `beforeRename` runs with the temp file complete and `path` unchanged (a crash-test hook).
  */
-export const writeFileAtomic = (path: string, data: string, mode: number): Effect.Effect<void, KeyStoreError> =>
+export const writeFileAtomic = (
+  path: string,
+  data: string,
+  mode: number,
+  beforeRename?: () => void
+): Effect.Effect<void, KeyStoreError> =>
   io(`cannot write ${path}`, async () => {
     const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`)
     try {
@@ -148,6 +154,7 @@ export const writeFileAtomic = (path: string, data: string, mode: number): Effec
       } finally {
         await handle.close()
       }
+      beforeRename?.()
       await fs.rename(tmp, path)
     } catch (cause) {
       await fs.rm(tmp, { force: true })

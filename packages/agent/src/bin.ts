@@ -1,11 +1,9 @@
 #!/usr/bin/env node
-import { FetchHttpClient } from "@effect/platform"
 import { NodeRuntime } from "@effect/platform-node"
 import { Logging } from "@certctl/core"
-import { Console, Effect, Layer } from "effect"
+import { Console, Effect } from "effect"
 import * as Agent from "./Agent.js"
 import * as Config from "./Config.js"
-import * as ControlPlane from "./ControlPlane.js"
 import * as Enrollment from "./Enrollment.js"
 import * as LocalMode from "./LocalMode.js"
 
@@ -28,11 +26,7 @@ usage:
 `
 
 const main = Effect.gen(function* () {
-  const { serverUrl, apiKey, ...options } = yield* Enrollment.resolve(yield* Config.load)
-  const controlPlane = ControlPlane.layerSdk({ url: serverUrl, apiKey, agentId: options.agentId }).pipe(
-    Layer.provide(FetchHttpClient.layer)
-  )
-  return yield* Layer.launch(Agent.layer.pipe(Layer.provide([controlPlane, Agent.layerOptions(options)])))
+  return yield* Agent.run(yield* Enrollment.resolve(yield* Config.load))
 })
 
 const args = process.argv.slice(2)

@@ -3,6 +3,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { ConfigProvider, Effect, Exit, Redacted } from "effect"
 import { describe, expect, it } from "vitest"
+import { selfSignedCertificate } from "@certctl/test-support/f5Simulator"
 import { defaultAgentId, load } from "../src/Config.js"
 
 /** The agent's settings as Effect Config: defaults, validation naming the setting, the JSON file. */
@@ -201,6 +202,39 @@ describe("agent Config", () => {
     // A file value is validated like the variable it stands for.
     expect(failure({ CERTCTL_AGENT_CONFIG: writeJson({ health_listen: "nope" }) })).toMatch(
       /CERTCTL_HEALTH_LISTEN: "must be host:port, got "nope""/
+    )
+  })
+
+  it("reads the client certificate settings (CERTCTL_AGENT_CLIENT_CERT, _RENEW_BEFORE, CERTCTL_SERVER_CA_FILE) and names a bad one", async () => {
+    const https = { CERTCTL_SERVER_URL: "https://cp.example:8443" }
+    expect(ok({})).toMatchObject({ clientCert: "off", clientCertRenewBeforeSeconds: 10 * 86_400 })
+    expect(ok({ ...https, CERTCTL_AGENT_CLIENT_CERT: "auto" }).clientCert).toBe("auto")
+    expect(ok({ ...https, CERTCTL_CLIENT_CERT_RENEW_BEFORE: "36h" }).clientCertRenewBeforeSeconds).toBe(36 * 3600)
+    expect(
+      ok({ ...https, CERTCTL_AGENT_CONFIG: writeJson({ client_cert: "auto", client_cert_renew_before: "5d" }) })
+    ).toMatchObject({ clientCert: "auto", clientCertRenewBeforeSeconds: 5 * 86_400 })
+    expect(failure({ ...https, CERTCTL_AGENT_CLIENT_CERT: "yes" })).toMatch(
+      /CERTCTL_AGENT_CLIENT_CERT: "must be auto or off/
+    )
+    // A client certificate is presented in a TLS handshake: plain http cannot carry it.
+    expect(failure({ CERTCTL_AGENT_CLIENT_CERT: "auto" })).toMatch(/CERTCTL_AGENT_CLIENT_CERT: "auto needs an https/)
+    // Renewing at or beyond the 30-day lifetime would renew without end.
+    for (const bad of ["30d", "31d", "0s", "soon"])
+      expect(failure({ ...https, CERTCTL_CLIENT_CERT_RENEW_BEFORE: bad })).toMatch(/CERTCTL_CLIENT_CERT_RENEW_BEFORE/)
+
+    const dir = tmp()
+    const ca = path.join(dir, "ca.pem")
+    const certPem = (await selfSignedCertificate()).cert
+    fs.writeFileSync(ca, certPem)
+    expect(ok({ ...https, CERTCTL_SERVER_CA_FILE: ca }).serverCa).toBe(certPem)
+    const withKey = path.join(dir, "key.pem")
+    fs.writeFileSync(withKey, `${certPem}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n`)
+    expect(failure({ ...https, CERTCTL_SERVER_CA_FILE: withKey })).toMatch(/CERTCTL_SERVER_CA_FILE: .*nothing else/)
+    const garbage = path.join(dir, "garbage.pem")
+    fs.writeFileSync(garbage, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    expect(failure({ ...https, CERTCTL_SERVER_CA_FILE: garbage })).toMatch(/CERTCTL_SERVER_CA_FILE: .*garbage\.pem/)
+    expect(failure({ ...https, CERTCTL_SERVER_CA_FILE: path.join(dir, "missing.pem") })).toMatch(
+      /CERTCTL_SERVER_CA_FILE: .*ENOENT/
     )
   })
 })

@@ -7,6 +7,7 @@
  * - `CertctlError` and the `Errors` module (`fromUnknown`, `normalize`, `format`): one error type
  *   for every failure of either client.
  * - `Cli`: the `certctl` command tree, to embed or test it (`Cli.run(argv)`).
+ * - `Tls`: an `HttpClient` with its own server CA and a TLS client certificate (mTLS).
  */
 export { CertctlError } from "./CertctlError.js"
 export * as Errors from "./CertctlError.js"
@@ -16,3 +17,4 @@ export { createClient } from "./Promise.js"
 export type { CertctlPromiseClient, PromiseClientOptions } from "./Promise.js"
 export * as PromiseClient from "./Promise.js"
 export * as Cli from "./cli/Main.js"
+export * as Tls from "./Tls.js"
