@@ -246,11 +246,11 @@ export const make = (options: Options): Effect.Effect<Manager> =>
       return Duration.clamp(wait, { minimum: minPause, maximum: maxPause })
     }
 
-    /** Before a renewal for a refusal: none after a quiet hour, else 5 s doubling to 10 minutes. */
+    /** Before a renewal for a refusal: none after a quiet hour, else 30 s doubling to 10 minutes. */
     const refusalBackoff = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
       if (now - lastRefusalRenewal > 3_600_000) refusalStreak = 0
-      const gap = refusalStreak === 0 ? 0 : Math.min(600_000, 5000 * 2 ** Math.min(refusalStreak - 1, 10))
+      const gap = refusalStreak === 0 ? 0 : Math.min(600_000, 30_000 * 2 ** Math.min(refusalStreak - 1, 10))
       const wait = lastRefusalRenewal + gap - now
       if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
       refusalStreak += 1
