@@ -15,8 +15,8 @@ const pg = await pgAvailable()
  * `CERTCTL_AGENT_MTLS=required`, and real certctl-agent processes with
  * `CERTCTL_AGENT_CLIENT_CERT=auto`. The agent gets its client certificate with its API key, works
  * (heartbeat, long poll, issuance and a file deployment) only through it, replaces it when an admin
- * revokes it, renews it with its rotated key, and a SIGKILL in the middle of a renewal leaves a
- * working pair.
+ * revokes it, renews it with its rotated key, gets it after enrolling (the enrollment exchange trusting
+ * `CERTCTL_SERVER_CA_FILE` too), and a SIGKILL in the middle of a renewal leaves a working pair.
  */
 describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
   "agent client certificates (real server over mTLS, real agents)",
@@ -265,6 +265,21 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
           [action, id]
         )
       ).map((r) => BigInt(r.seq))
+
+    it("an agent that enrolls with a token over TLS (trusting CERTCTL_SERVER_CA_FILE) then gets its certificate", async () => {
+      const token = (await created("/api/v1/enrollment-tokens", { name: "mtls-fleet", max_uses: 1 })).token as string
+      const keyDir = tempDir("certctl-mtls-enroll-")
+      const id = "mtls-enrolled"
+      const proc = spawnAgent(keyDir, `agent:${id}`, { CERTCTL_ENROLLMENT_TOKEN: token, CERTCTL_AGENT_ID: id })
+      await watching(proc, proc.waitFor(/certctl agent/, 180_000))
+      expect(proc.output()).toContain(`enrolled as agent ${id}`)
+      const pair = storedPair(keyDir)
+      expect(pair.matches).toBe(true)
+      expect(pair.cert.subjectAltName).toBe(`URI:urn:certctl:agent:${id}`)
+      expect(await liveSerials(id)).toEqual([pair.serial])
+      await heartbeatAfter(id, 0)
+      await proc.stop()
+    }, 300_000)
 
     it("renews its certificate with its current key after the key rotated (the startup key is revoked by then)", async () => {
       const id = "mtls-rotating"
