@@ -302,6 +302,49 @@ for (const backend of backends) {
       expect((await step(job.id, "await_reports"))._tag).toBe("Done")
     })
 
+    it("a deployment job neither hands out nor waits for a target dropped from the certificate", async () => {
+      await issued("dj", "dj.example.com", ["tgt-1", "tgt-2"])
+      const jobId = await run(
+        Effect.flatMap(JobEngine.JobEngine, (e) =>
+          e.create(
+            { kind: "deployment", certificate_id: "dj", agent_id: "agent-1", version_id: "ver-dj" },
+            Lifecycle.stepsOf("deployment")
+          )
+        )
+      ).then(Option.getOrThrow)
+      const deployStep = (name: string) =>
+        run(
+          Effect.gen(function* () {
+            const engine = yield* JobEngine.JobEngine
+            const handlers = yield* Lifecycle.make()
+            const job = Option.getOrThrow(yield* engine.get(jobId))
+            const stored = (yield* engine.steps(jobId)).find((s) => s.name === name)!
+            const outcome = yield* handlers
+              .steps("deployment")
+              .find((d) => d.name === name)!
+              .run({ job, step: stored, deadline: null })
+            if (outcome.output)
+              yield* Effect.flatMap(
+                SqlClient.SqlClient,
+                (sql) => sql`UPDATE job_steps SET output = output || ${JSON.stringify(outcome.output)}::jsonb
+                  WHERE job_id = ${jobId} AND name = ${name}`
+              )
+            return outcome
+          })
+        )
+      await deployStep("dispatch")
+      await certs((c) => c.update("dj", { target_ids: ["tgt-1"] }, admin))
+      expect((await deployStep("await_reports"))._tag).toBe("Wait")
+      const [work] = await rows((sql) => sql`SELECT agent_work FROM jobs WHERE id = ${jobId}`)
+      expect(work.agent_work.targets.map((t: any) => t.target_id)).toEqual(["tgt-1"])
+      const [kept] = await rows(
+        (sql) => sql`SELECT id FROM deployment_history WHERE job_id = ${jobId} AND target_id = 'tgt-1'`
+      )
+      await run(Effect.flatMap(Deployments, (d) => d.updateStatus(agent, kept.id, { status: "success" })))
+      // tgt-2's row was never reported: the job is done without it (its removal takes it off).
+      expect((await deployStep("await_reports"))._tag).toBe("Done")
+    })
+
     it("waits while a deployment job is handing the agent the same target", async () => {
       await issued("busy", "busy.example.com", ["tgt-3"])
       await rows(
