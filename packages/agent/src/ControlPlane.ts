@@ -89,10 +89,14 @@ export interface Service {
 
 export class ControlPlane extends Context.Tag("@certctl/agent/ControlPlane")<ControlPlane, Service>() {}
 
-/** Folds the SDK's one error type into the agent's three. */
+/**
+ * Folds the SDK's one error type into the agent's three. An answer too large to read is treated
+ * like an unreachable server (retried later, nothing dropped): a working control plane never sends
+ * one, and the outbox must not discard a report because a proxy in between misbehaved.
+ */
 export const fromCertctlError = (e: CertctlError): ControlPlaneError => {
   const message = Errors.format(e)
-  if (e.code === "unreachable" || e.status === 429 || e.status >= 500)
+  if (e.code === "unreachable" || e.code === "response_too_large" || e.status === 429 || e.status >= 500)
     return new Unreachable({ message, cause: e.cause })
   if (e.status === 401) return new Unauthorized({ message, request_id: e.request_id })
   return new Refused({ status: e.status, code: e.code, message, request_id: e.request_id })

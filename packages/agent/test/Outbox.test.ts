@@ -105,6 +105,8 @@ describe("ControlPlane errors", () => {
     expect(of(401, "unauthorized")).toMatchObject({ _tag: "Unauthorized", request_id: "req-1" })
     expect(of(409, "conflict")).toMatchObject({ _tag: "Refused", status: 409, code: "conflict", request_id: "req-1" })
     expect(of(0, "invalid_response")).toMatchObject({ _tag: "Refused", status: 0 })
+    // Too large to read: retried later, like an unreachable server, never dropped as refused.
+    expect(of(0, "response_too_large")._tag).toBe("Unreachable")
     expect(ControlPlane.isRetryable(of(502, "server_error"))).toBe(true)
     expect(ControlPlane.isRetryable(of(403, "forbidden"))).toBe(false)
   })

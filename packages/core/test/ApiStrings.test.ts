@@ -124,3 +124,35 @@ describe("free text is well-formed Unicode without NUL", () => {
     }
   })
 })
+
+/**
+ * The agent decodes what the control plane answers: a control plane (or something posing as one)
+ * must not hand it unbounded strings either. The SDK caps the whole body; these caps each field.
+ */
+describe("every string in an answer the agent decodes has a maximum length", () => {
+  const agentCalls = [
+    "agents.heartbeat",
+    "agents.work",
+    "agents.challenge",
+    "agents.rotateKey",
+    "agents.confirmKey",
+    "agents.reconcile",
+    "csr.submit",
+    "deployments.report",
+    "deployments.status",
+    "enrollment.exchange"
+  ]
+  const called = endpoints.filter(({ group, e }) => agentCalls.includes(`${group}.${e.name}`))
+  it("finds every endpoint the agent calls", () => {
+    expect(called.map(({ group, e }) => `${group}.${e.name}`).sort()).toEqual([...agentCalls].sort())
+  })
+  for (const { group, e } of called) {
+    it(`${group}.${e.name}: success and error bodies`, () => {
+      const { successSchema, errorSchema } = e as unknown as {
+        successSchema: Schema.Schema.Any
+        errorSchema: Schema.Schema.Any
+      }
+      expect([...unbounded(successSchema.ast, "success"), ...unbounded(errorSchema.ast, "error")]).toEqual([])
+    })
+  }
+})

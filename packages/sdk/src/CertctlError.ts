@@ -1,5 +1,6 @@
 import { HttpClientError } from "@effect/platform"
 import { Data, Effect, ParseResult } from "effect"
+import * as ResponseLimit from "./ResponseLimit.js"
 
 /**
  * One error type for SDK users. The derived client fails with whatever the API declares (plain
@@ -7,8 +8,9 @@ import { Data, Effect, ParseResult } from "effect"
  * `fromUnknown` folds all of them into this, so a caller reads `status` and `code` and never has
  * to know which layer failed.
  *
- * `status` is the HTTP status, or 0 when no response was received (`unreachable`) or the request
- * was refused before sending (`invalid_request`).
+ * `status` is the HTTP status, or 0 when no response was received (`unreachable`), the request
+ * was refused before sending (`invalid_request`), or the response was not read because it ran
+ * over the client's size limit (`response_too_large`).
  */
 export class CertctlError extends Data.TaggedError("CertctlError")<{
   readonly status: number
@@ -53,6 +55,9 @@ export const rootMessage = (error: unknown): string => {
   }
   return message
 }
+
+const clip = (s: string, max: number) =>
+  s.length > max ? `${s.slice(0, max)}… (${s.length - max} more characters)` : s
 
 const trimBase = (url: string): string => url.replace(/\/+$/, "")
 
@@ -116,6 +121,9 @@ export const fromUnknown = (error: unknown, baseUrl?: string): Effect.Effect<Cer
   }
   const body = fromBody(0, error)
   if (body) return Effect.succeed(body)
+  const tooLarge = ResponseLimit.refusal(error)
+  if (tooLarge)
+    return Effect.succeed(new CertctlError({ status: 0, code: "response_too_large", message: tooLarge.message }))
   if (HttpClientError.isHttpClientError(error)) {
     if (error._tag === "ResponseError") return fromResponseError(error)
     const where = baseUrl !== undefined ? trimBase(baseUrl) : originOf(error.request.url)
@@ -143,7 +151,9 @@ export const fromUnknown = (error: unknown, baseUrl?: string): Effect.Effect<Cer
     // server's answer not matching the contract; anything else is the caller's input.
     const actual = error.issue.actual
     const fromServer = actual instanceof ArrayBuffer || actual instanceof Uint8Array
-    const detail = ParseResult.TreeFormatter.formatErrorSync(error)
+    // The formatter quotes the refused value whole: bounded, since a hostile server picks it and
+    // callers (the agent) log the message.
+    const detail = clip(ParseResult.TreeFormatter.formatErrorSync(error), 2_000)
     return Effect.succeed(
       new CertctlError({
         status: 0,

@@ -1,6 +1,7 @@
 import { Api } from "@certctl/core"
 import { type HttpApi, HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Config, type ConfigError, Context, Effect, Layer, type Redacted } from "effect"
+import * as ResponseLimit from "./ResponseLimit.js"
 
 /**
  * The typed client, derived from core's `CertctlApi`: one method per endpoint, grouped as the API
@@ -13,6 +14,11 @@ export interface ClientOptions {
   readonly url: string | URL
   /** Bearer API key (admin, viewer or agent). Redacted so it cannot reach a log by accident. */
   readonly apiKey: Redacted.Redacted<string>
+  /**
+   * Largest response body the client reads, in bytes (default 8 MiB, `ResponseLimit`): a larger
+   * one fails the call with a `response_too_large` error instead of filling memory.
+   */
+  readonly maxResponseBytes?: number
 }
 
 export const defaultUrl = "http://127.0.0.1:8443"
@@ -38,7 +44,8 @@ export const make = (options: ClientOptions): Effect.Effect<Service, never, Http
     transformClient: (client) =>
       client.pipe(
         HttpClient.mapRequest(HttpClientRequest.bearerToken(options.apiKey)),
-        HttpClient.mapRequest(HttpClientRequest.setHeader("user-agent", userAgent))
+        HttpClient.mapRequest(HttpClientRequest.setHeader("user-agent", userAgent)),
+        ResponseLimit.limit(options.maxResponseBytes)
       )
   })
 

@@ -42,6 +42,8 @@ export interface PromiseClientOptions {
   readonly apiKey: string
   /** A `fetch` to use instead of the global one (proxies, custom TLS trust, tests). */
   readonly fetch?: typeof globalThis.fetch
+  /** Largest response body read, in bytes (default 8 MiB); a larger one rejects with `response_too_large`. */
+  readonly maxResponseBytes?: number
 }
 
 export interface CertctlPromiseClient {
@@ -93,7 +95,7 @@ export const createClient = (options: PromiseClientOptions): CertctlPromiseClien
   const url = Client.normalizeBaseUrl(options.url)
   // Building the client is synchronous (it only reflects over the API); no resources to release.
   const api = Effect.runSync(
-    Client.make({ url, apiKey: Redacted.make(options.apiKey) }).pipe(
+    Client.make({ url, apiKey: Redacted.make(options.apiKey), maxResponseBytes: options.maxResponseBytes }).pipe(
       options.fetch ? Effect.provideService(FetchHttpClient.Fetch, options.fetch) : (self) => self,
       Effect.provide(FetchHttpClient.layer)
     )

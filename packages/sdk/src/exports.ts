@@ -6,6 +6,7 @@
  * - `createClient`: the Promise facade for code that does not use Effect.
  * - `CertctlError` and the `Errors` module (`fromUnknown`, `normalize`, `format`): one error type
  *   for every failure of either client.
+ * - `ResponseLimit`: the bound on response bodies every client applies (`maxResponseBytes`).
  * - `Cli`: the `certctl` command tree, to embed or test it (`Cli.run(argv)`).
  * - `Tls`: an `HttpClient` with its own server CA and a TLS client certificate (mTLS).
  */
@@ -16,5 +17,6 @@ export * as Client from "./Client.js"
 export { createClient } from "./Promise.js"
 export type { CertctlPromiseClient, PromiseClientOptions } from "./Promise.js"
 export * as PromiseClient from "./Promise.js"
+export * as ResponseLimit from "./ResponseLimit.js"
 export * as Cli from "./cli/Main.js"
 export * as Tls from "./Tls.js"

@@ -12,7 +12,8 @@ const make = <const Code extends string>(code: Code, status: number) =>
       description: "A stable error code, one per HTTP status",
       examples: [code]
     }),
-    message: Schema.String.annotations({
+    // Bounded, like every string a client decodes: an error from a broken or hostile server too.
+    message: Schema.String.pipe(Schema.maxLength(65_536)).annotations({
       description: "What went wrong, for a person",
       examples: ["invalid request: domain: must be a DNS name"]
     }),
@@ -24,7 +25,7 @@ const make = <const Code extends string>(code: Code, status: number) =>
       })
     ),
     request_id: Schema.optional(
-      Schema.String.annotations({
+      Schema.String.pipe(Schema.maxLength(200)).annotations({
         description: "The request's id (also the x-request-id header), to find it in the server log",
         examples: ["req-5f2c9a0e1b7d4c3a"]
       })

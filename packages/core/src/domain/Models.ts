@@ -3,7 +3,16 @@
  * strings. Secret config fields are never present: they read "(sealed)". One module per resource
  * under models/; this is their one public face.
  */
-export { CertificateStatus, Id, IsoDate, isWellFormedText, page, Text } from "./models/common.js"
+export {
+  CertificateStatus,
+  Id,
+  IsoDate,
+  isWellFormedText,
+  page,
+  Text,
+  WireLongText,
+  WireText
+} from "./models/common.js"
 export * from "./models/agents.js"
 export * from "./models/audit.js"
 export * from "./models/certificates.js"

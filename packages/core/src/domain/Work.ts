@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import { KeyAlgorithm } from "./KeyAlgorithm.js"
-import { Id, Text } from "./models/common.js"
+import { Id, Text, WireLongText, WireText } from "./models/common.js"
 
 /** The kinds of work item, declared once (the `type` of each item). */
 export const Kind = { Csr: "csr", Deploy: "deploy", Remove: "remove", Http01: "http-01" } as const
@@ -11,19 +11,19 @@ export const CsrWork = Schema.Struct({
     description: "csr: generate a key and send a CSR",
     examples: ["csr"]
   }),
-  job_id: Schema.String.annotations({
+  job_id: WireText.annotations({
     description: "The job that asked for it",
     examples: ["job-01hx7z"]
   }),
-  certificate_id: Schema.String.annotations({
+  certificate_id: WireText.annotations({
     description: "The certificate",
     examples: ["web-example-com"]
   }),
-  domain: Schema.String.annotations({
+  domain: WireText.annotations({
     description: "Primary name",
     examples: ["www.example.com"]
   }),
-  names: Schema.Array(Schema.String).annotations({
+  names: Schema.Array(WireText).annotations({
     description: "Every name the certificate carries",
     examples: [["www.example.com", "example.com"]]
   }),
@@ -36,19 +36,19 @@ export type CsrWork = typeof CsrWork.Type
 
 /** A target of a deploy work item, by name only: what `jobs.agent_work` stores. */
 export const DeployTargetRef = Schema.Struct({
-  deployment_id: Schema.String.annotations({
+  deployment_id: WireText.annotations({
     description: "The deployment to report on",
     examples: ["dep-01hx8a"]
   }),
-  target_id: Schema.String.annotations({
+  target_id: WireText.annotations({
     description: "The target",
     examples: ["web-files"]
   }),
-  name: Schema.String.annotations({
+  name: WireText.annotations({
     description: "Target name",
     examples: ["web files"]
   }),
-  type: Schema.String.annotations({
+  type: WireText.annotations({
     description: "Target connector type",
     examples: ["file"]
   })
@@ -61,7 +61,7 @@ export const DeployTarget = Schema.Struct({
    * Connector config with secrets opened: added only while the answer to the target's own agent
    * is built (never stored); other readers see secret fields as "(sealed)".
    */
-  config: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+  config: Schema.Record({ key: WireText, value: Schema.Unknown }).annotations({
     description: "The target's config with secrets opened; sent only to the target's own agent",
     examples: [{ directory: "/etc/ssl/certctl" }]
   })
@@ -79,9 +79,9 @@ export const AutonomousRenewal = Schema.Struct({
   renewal_days_before: Schema.Number.annotations({ description: "Renew this many days before notAfter" }),
   lifetime_seconds: Schema.Number.annotations({ description: "Requested lifetime" }),
   issuer: Schema.Struct({
-    id: Schema.String.annotations({ description: "The issuer", examples: ["letsencrypt"] }),
+    id: WireText.annotations({ description: "The issuer", examples: ["letsencrypt"] }),
     type: Schema.Literal("acme").annotations({ description: "Issuer connector type" }),
-    config: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+    config: Schema.Record({ key: WireText, value: Schema.Unknown }).annotations({
       description: "The issuer's config with secrets opened; sent only to the certificate's own agent"
     })
   }).annotations({ description: "The issuer to renew from, with an ACME account of the agent's own" })
@@ -93,35 +93,35 @@ const DeployWorkFields = {
     description: "deploy: install a certificate on targets",
     examples: ["deploy"]
   }),
-  job_id: Schema.String.annotations({
+  job_id: WireText.annotations({
     description: "The job that asked for it",
     examples: ["job-01hx7z"]
   }),
-  certificate_id: Schema.String.annotations({
+  certificate_id: WireText.annotations({
     description: "The certificate",
     examples: ["web-example-com"]
   }),
-  version_id: Schema.String.annotations({
+  version_id: WireText.annotations({
     description: "The version to deploy",
     examples: ["ver-01hx7z"]
   }),
-  domain: Schema.String.annotations({
+  domain: WireText.annotations({
     description: "Primary name",
     examples: ["www.example.com"]
   }),
-  names: Schema.Array(Schema.String).annotations({
+  names: Schema.Array(WireText).annotations({
     description: "Every name the certificate carries",
     examples: [["www.example.com", "example.com"]]
   }),
-  serial: Schema.String.annotations({
+  serial: WireText.annotations({
     description: "Its serial, hex",
     examples: ["4f3a9c0d12"]
   }),
-  certificate_pem: Schema.String.annotations({
+  certificate_pem: WireLongText.annotations({
     description: "The certificate, PEM",
     examples: ["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"]
   }),
-  chain_pem: Schema.String.annotations({
+  chain_pem: WireLongText.annotations({
     description: "The issuer chain, PEM",
     examples: ["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"]
   }),
@@ -144,15 +144,15 @@ export const ChallengeWork = Schema.Struct({
     description: "http-01: serve an ACME challenge response",
     examples: ["http-01"]
   }),
-  job_id: Schema.String.annotations({
+  job_id: WireText.annotations({
     description: "The job that asked for it",
     examples: ["job-01hx7z"]
   }),
-  certificate_id: Schema.String.annotations({
+  certificate_id: WireText.annotations({
     description: "The certificate",
     examples: ["web-example-com"]
   }),
-  challenge_id: Schema.String.annotations({
+  challenge_id: WireText.annotations({
     description: "The challenge, for the acknowledgement",
     examples: ["chal-01hx9c"]
   }),
@@ -160,15 +160,15 @@ export const ChallengeWork = Schema.Struct({
     description: "present: start serving; cleanup: stop",
     examples: ["present"]
   }),
-  identifier: Schema.String.annotations({
+  identifier: WireText.annotations({
     description: "The name being validated",
     examples: ["www.example.com"]
   }),
-  token: Schema.String.annotations({
+  token: WireText.annotations({
     description: "The token in /.well-known/acme-challenge/{token}",
     examples: ["LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"]
   }),
-  key_authorization: Schema.String.annotations({
+  key_authorization: WireText.annotations({
     description: "The body to serve",
     examples: ["LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"]
   })

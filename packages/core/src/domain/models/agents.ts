@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { Timestamp, NullableTimestamp, Id, Name, Serial, strict, Text } from "./common.js"
+import { Timestamp, NullableTimestamp, Id, Name, Serial, strict, Text, WireText } from "./common.js"
 
 /** What an agent reports of itself with its heartbeat (and serves on its own `/healthz`). */
 export const AgentReport = Schema.Struct({
@@ -39,11 +39,11 @@ export const AgentReport = Schema.Struct({
 
 /** Agents, their keys and heartbeats, and the calling key (`whoami`). */
 export class Agent extends Schema.Class<Agent>("Agent")({
-  id: Schema.String.annotations({
+  id: WireText.annotations({
     description: "Agent id",
     examples: ["agent-web-1"]
   }),
-  name: Schema.String.annotations({
+  name: WireText.annotations({
     description: "Display name",
     examples: ["web-1"]
   }),
@@ -51,11 +51,11 @@ export class Agent extends Schema.Class<Agent>("Agent")({
     description: "active, or retired (its keys revoked)",
     examples: ["active"]
   }),
-  hostname: Schema.NullOr(Schema.String).annotations({
+  hostname: Schema.NullOr(WireText).annotations({
     description: "Host the agent reported",
     examples: ["web-1.internal"]
   }),
-  version: Schema.NullOr(Schema.String).annotations({
+  version: Schema.NullOr(WireText).annotations({
     description: "certctl-agent version it reported",
     examples: ["0.1.0"]
   }),
@@ -105,7 +105,7 @@ export const RegisteredAgent = Schema.Struct({
   agent: Agent.annotations({
     description: "The agent"
   }),
-  api_key: Schema.String.annotations({
+  api_key: WireText.annotations({
     description: "The agent's API key. Shown once: only its hash is stored",
     examples: ["cct_3q2\u2026"]
   })
@@ -172,7 +172,7 @@ export const Heartbeat = Schema.Struct({
   )
 })
 export const HeartbeatAck = Schema.Struct({
-  agent_id: Schema.String.annotations({
+  agent_id: WireText.annotations({
     description: "The agent, as identified by its key",
     examples: ["agent-web-1"]
   }),
@@ -182,7 +182,7 @@ export const HeartbeatAck = Schema.Struct({
   })
 })
 export const RotatedKey = Schema.Struct({
-  api_key: Schema.String.annotations({
+  api_key: WireText.annotations({
     description:
       "The new API key. Shown once. Asked for by an admin, the agent's other keys are revoked now; asked for by the agent itself, they are revoked when it confirms with the new key",
     examples: ["cct_9x1\u2026"]
@@ -202,11 +202,11 @@ export const WhoAmI = Schema.Struct({
     description: "The key's role: admin changes anything, viewer reads, agent acts for one agent",
     examples: ["viewer"]
   }),
-  agent_id: Schema.NullOr(Schema.String).annotations({
+  agent_id: Schema.NullOr(WireText).annotations({
     description: "For agent keys, the agent; null otherwise",
     examples: [null]
   }),
-  key_id: Schema.String.annotations({
+  key_id: WireText.annotations({
     description: 'The key\'s id ("env-admin" for the key from CERTCTL_ADMIN_API_KEY)',
     examples: ["key-01hx7z"]
   })

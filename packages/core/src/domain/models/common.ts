@@ -4,8 +4,15 @@ import { Schema } from "effect"
  * What every wire model shares: timestamps as ISO strings, ids, names, strict operator payloads,
  * serials, dates and the page envelope.
  */
-export const Timestamp = Schema.String
-export const NullableTimestamp = Schema.NullOr(Schema.String)
+/**
+ * Strings the control plane answers with (ids, names, statuses; PEM and free text), bounded so
+ * that a client decoding an answer (the agent, the SDK) takes no unbounded string from a broken or
+ * hostile server. Generous: what the server stores was validated tighter on the way in.
+ */
+export const WireText = Schema.String.pipe(Schema.maxLength(1024))
+export const WireLongText = Schema.String.pipe(Schema.maxLength(65_536))
+export const Timestamp = Schema.String.pipe(Schema.maxLength(64))
+export const NullableTimestamp = Schema.NullOr(Timestamp)
 
 /**
  * Whether a string is well-formed Unicode without NUL. `isWellFormed` (ES2024, Node 20) and

@@ -1,29 +1,29 @@
 import { Schema } from "effect"
-import { Timestamp, NullableTimestamp, Id, Serial, DateInput, Text } from "./common.js"
+import { Timestamp, NullableTimestamp, Id, Serial, DateInput, Text, WireLongText, WireText } from "./common.js"
 
 /** Deployments, the agents' reports, and the CSR exchange. */
 export class Deployment extends Schema.Class<Deployment>("Deployment")({
-  id: Schema.String.annotations({
+  id: WireText.annotations({
     description: "Deployment id",
     examples: ["dep-01hx8a"]
   }),
-  certificate_id: Schema.String.annotations({
+  certificate_id: WireText.annotations({
     description: "The certificate",
     examples: ["web-example-com"]
   }),
-  version_id: Schema.NullOr(Schema.String).annotations({
+  version_id: Schema.NullOr(WireText).annotations({
     description: "The version deployed",
     examples: ["ver-01hx7z"]
   }),
-  target_id: Schema.NullOr(Schema.String).annotations({
+  target_id: Schema.NullOr(WireText).annotations({
     description: "The target",
     examples: ["web-files"]
   }),
-  job_id: Schema.NullOr(Schema.String).annotations({
+  job_id: Schema.NullOr(WireText).annotations({
     description: "The deployment job",
     examples: ["job-01hx8b"]
   }),
-  agent_id: Schema.NullOr(Schema.String).annotations({
+  agent_id: Schema.NullOr(WireText).annotations({
     description: "The agent that deployed",
     examples: ["agent-web-1"]
   }),
@@ -32,12 +32,12 @@ export class Deployment extends Schema.Class<Deployment>("Deployment")({
       "deploy: install the certificate on the target; remove: take it off (dropped from the target, or archived)",
     examples: ["deploy"]
   }),
-  status: Schema.String.annotations({
+  status: WireText.annotations({
     description:
       "pending, running, success, failed or rolled_back; a removal: pending, running, removed, failed or cancelled (the target was given back first)",
     examples: ["success"]
   }),
-  serial: Schema.NullOr(Schema.String).annotations({
+  serial: Schema.NullOr(WireText).annotations({
     description: "Serial the target served afterwards",
     examples: ["4f3a9c0d12"]
   }),
@@ -45,11 +45,11 @@ export class Deployment extends Schema.Class<Deployment>("Deployment")({
     description: "Whether a TLS handshake saw the new serial",
     examples: [true]
   }),
-  verification: Schema.NullOr(Schema.String).annotations({
+  verification: Schema.NullOr(WireLongText).annotations({
     description: "How it was verified, or why not",
     examples: ["127.0.0.1:443 served serial 4f3a9c0d12"]
   }),
-  error: Schema.NullOr(Schema.String).annotations({
+  error: Schema.NullOr(WireLongText).annotations({
     description: "Why it failed",
     examples: [null]
   }),
@@ -192,15 +192,15 @@ export const IssuedResponse = Schema.Struct({
     description: "issued",
     examples: ["issued"]
   }),
-  job_id: Schema.String.annotations({
+  job_id: WireText.annotations({
     description: "The issuance job",
     examples: ["job-01hx7z"]
   }),
-  version_id: Schema.String.annotations({
+  version_id: WireText.annotations({
     description: "The new version",
     examples: ["ver-01hx7z"]
   }),
-  serial: Schema.String.annotations({
+  serial: WireText.annotations({
     description: "Its serial, hex",
     examples: ["4f3a9c0d12"]
   }),
@@ -208,11 +208,11 @@ export const IssuedResponse = Schema.Struct({
     description: "Its expiry",
     examples: ["2026-04-30T12:00:00.000Z"]
   }),
-  certificate: Schema.String.annotations({
+  certificate: WireLongText.annotations({
     description: "The certificate, PEM",
     examples: ["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"]
   }),
-  chain: Schema.String.annotations({
+  chain: WireLongText.annotations({
     description: "The issuer chain, PEM",
     examples: ["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"]
   })
@@ -222,11 +222,11 @@ export const PendingResponse = Schema.Struct({
     description: "pending: the issuer has not answered yet",
     examples: ["pending"]
   }),
-  job_id: Schema.String.annotations({
+  job_id: WireText.annotations({
     description: "The issuance job",
     examples: ["job-01hx7z"]
   }),
-  status_url: Schema.String.annotations({
+  status_url: WireText.annotations({
     description: "Where to follow it",
     examples: ["/api/v1/jobs/job-01hx7z"]
   })
@@ -263,8 +263,8 @@ export const ReconcileRenewal = Schema.Struct({
 })
 
 export const Reconciled = Schema.Struct({
-  certificate_id: Schema.String.annotations({ description: "The certificate" }),
-  version_id: Schema.String.annotations({ description: "The version recorded for it" }),
-  serial: Schema.String.annotations({ description: "Its serial, hex" }),
+  certificate_id: WireText.annotations({ description: "The certificate" }),
+  version_id: WireText.annotations({ description: "The version recorded for it" }),
+  serial: WireText.annotations({ description: "Its serial, hex" }),
   replayed: Schema.Boolean.annotations({ description: "True when this renewal had been recorded before" })
 })
