@@ -151,9 +151,16 @@ export const fromUnknown = (error: unknown, baseUrl?: string): Effect.Effect<Cer
     // server's answer not matching the contract; anything else is the caller's input.
     const actual = error.issue.actual
     const fromServer = actual instanceof ArrayBuffer || actual instanceof Uint8Array
-    // The formatter quotes the refused value whole: bounded, since a hostile server picks it and
-    // callers (the agent) log the message.
-    const detail = clip(ParseResult.TreeFormatter.formatErrorSync(error), 2_000)
+    // The formatter quotes the refused value whole, and a union's line spells out every member:
+    // each line is bounded, and so is the whole, since a hostile server picks the value and
+    // callers (the agent) log the message. The tree's lines keep the path to what was refused.
+    const detail = clip(
+      ParseResult.TreeFormatter.formatErrorSync(error)
+        .split("\n")
+        .map((line) => clip(line, 300))
+        .join("\n"),
+      4_000
+    )
     return Effect.succeed(
       new CertctlError({
         status: 0,

@@ -180,15 +180,15 @@ const RemoveWorkFields = {
     description: "remove: take a certificate off targets (it was dropped from them, or archived)",
     examples: ["remove"]
   }),
-  job_id: Schema.String.annotations({
+  job_id: WireText.annotations({
     description: "The removal job that asked for it",
     examples: ["job-01hx7z"]
   }),
-  certificate_id: Schema.String.annotations({
+  certificate_id: WireText.annotations({
     description: "The certificate",
     examples: ["web-example-com"]
   }),
-  domain: Schema.String.annotations({
+  domain: WireText.annotations({
     description: "Primary name: what the targets named their files and objects after",
     examples: ["www.example.com"]
   }),
