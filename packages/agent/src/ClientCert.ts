@@ -156,7 +156,11 @@ export const make = (options: Options): Effect.Effect<Manager> =>
     let refusalStreak = 0
     let lastRefusalRenewal = 0
 
-    const current = () => (stored !== undefined && stored.serial !== refused ? stored.identity : undefined)
+    // An expired certificate is not presented either: the server would refuse even the call asking
+    // for its successor (only a call without a certificate is served on the API key alone). Read
+    // per request by the transport, outside any Effect, hence the wall clock.
+    const current = () =>
+      stored !== undefined && stored.serial !== refused && stored.notAfter > Date.now() ? stored.identity : undefined
 
     const onUnauthorized = (e: Unauthorized) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {

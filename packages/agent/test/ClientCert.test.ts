@@ -34,7 +34,7 @@ const makeCa = async () => {
 }
 
 /** A control plane that signs each CSR for `names` (the agent's identity unless told otherwise). */
-const signingControlPlane = async (names: () => string) => {
+const signingControlPlane = async (names: () => string, notAfter = () => new Date(Date.now() + 30 * 86_400_000)) => {
   const ca = await makeCa()
   const asked = Ref.unsafeMake(0)
   const clientCertificate = (csrPem: string) =>
@@ -44,8 +44,8 @@ const signingControlPlane = async (names: () => string) => {
         serialNumber: `4${randomBytes(15).toString("hex")}`,
         subject: `CN=${names()}`,
         issuer: ca.cert.subject,
-        notBefore: new Date(Date.now() - 60_000),
-        notAfter: new Date(Date.now() + 30 * 86_400_000),
+        notBefore: new Date(Date.now() - 86_400_000),
+        notAfter: notAfter(),
         publicKey: await csr.publicKey.export(),
         signingKey: ca.keys.privateKey,
         signingAlgorithm: alg,
@@ -112,6 +112,29 @@ describe("ClientCert", () => {
       fs.writeFileSync(ClientCert.fileOf(dir), "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
       const reloaded = yield* ClientCert.make({ keyDir: dir, agentId: "web-01", renewBeforeSeconds: 86_400 })
       expect(reloaded.current()).toBeUndefined()
+    })
+  )
+
+  it.effect("an expired pair is not presented, and is replaced", () =>
+    Effect.gen(function* () {
+      // Certificates carry wall-clock dates: the test clock starts at the same time.
+      yield* TestClock.setTime(Date.now())
+      const dir = keyDir()
+      let lifetime = -1000
+      const { client, asked } = yield* Effect.promise(() =>
+        signingControlPlane(
+          () => "web-01",
+          () => new Date(Date.now() + lifetime)
+        )
+      )
+      const manager = yield* ClientCert.make({ keyDir: dir, agentId: "web-01", renewBeforeSeconds: 86_400 })
+      yield* manager.ensure(client)
+      expect(fs.existsSync(ClientCert.fileOf(dir))).toBe(true)
+      expect(manager.current()).toBeUndefined()
+      lifetime = 30 * 86_400_000
+      yield* manager.ensure(client)
+      expect(yield* Ref.get(asked)).toBe(2)
+      expect(manager.current()).toBeDefined()
     })
   )
 
