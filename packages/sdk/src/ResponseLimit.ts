@@ -38,14 +38,17 @@ const tooLarge = (response: HttpClientResponse.HttpClientResponse, limit: number
 const isEventStream = (response: HttpClientResponse.HttpClientResponse) =>
   (response.headers["content-type"] ?? "").toLowerCase().startsWith("text/event-stream")
 
-/** Without a body: its `Response` may not be given one, even an empty one. */
+/** Statuses that never have a body. */
 const nullBody = new Set([101, 103, 204, 205, 304])
 
 const bounded = (
   response: HttpClientResponse.HttpClientResponse,
   limit: number
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.ResponseError> => {
-  if (isEventStream(response)) return Effect.succeed(response)
+  // Nothing to bound: no body (204, 304, HEAD; fetch gives none, and its stream would fail), or
+  // an event stream.
+  if (isEventStream(response) || nullBody.has(response.status) || response.request.method === "HEAD")
+    return Effect.succeed(response)
   const declared = Number(response.headers["content-length"])
   if (Number.isFinite(declared) && declared > limit) return Effect.fail(tooLarge(response, limit, declared))
   let read = 0
@@ -55,10 +58,15 @@ const bounded = (
       return read > limit ? Effect.fail(tooLarge(response, limit)) : Effect.succeed(chunk)
     }),
     Stream.runCollect,
+    // A body the transport reports as absent is an empty one.
+    Effect.catchIf(
+      (e) => e.reason === "EmptyBody",
+      () => Effect.succeed(Chunk.empty<Uint8Array>())
+    ),
     Effect.map((chunks) =>
       HttpClientResponse.fromWeb(
         response.request,
-        new Response(nullBody.has(response.status) ? null : Buffer.concat(Chunk.toArray(chunks)), {
+        new Response(Buffer.concat(Chunk.toArray(chunks)), {
           status: response.status,
           headers: response.headers
         })

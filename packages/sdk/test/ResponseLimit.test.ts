@@ -52,6 +52,11 @@ describe("the SDK's response limit, against a real hostile HTTP server", () => {
         res.write('{"items":[')
         return more()
       }
+      if (req.url?.endsWith("/challenges")) {
+        req.resume()
+        res.writeHead(204)
+        return res.end()
+      }
       if (route === "long-field") {
         res.writeHead(200, { "content-type": "application/json" })
         return res.end(JSON.stringify({ items: [workItem(`${"a".repeat(100_000)}.example.com`)] }))
@@ -103,6 +108,19 @@ describe("the SDK's response limit, against a real hostile HTTP server", () => {
     const error = await poll("normal", 50)
     expect(error.code).toBe("response_too_large")
     expect(error.message).toContain("over the client's limit of 50 bytes")
+  })
+
+  it("passes an answer without a body (204) through", async () => {
+    const answer = await Effect.runPromise(
+      Effect.gen(function* () {
+        const client = yield* Client.make({ url, apiKey: Redacted.make("k") })
+        return yield* client.agents.challenge({
+          path: { id: "a" },
+          payload: { challenge_id: "chal-1", status: "ready" }
+        })
+      }).pipe(Effect.provide(FetchHttpClient.layer))
+    )
+    expect(answer).toBeUndefined()
   })
 
   it("refuses a work item whose field is longer than the contract allows", async () => {
