@@ -187,14 +187,13 @@ for (const backend of backends) {
       expect(work.agent_work).toMatchObject({ type: "remove", archived: true })
     })
 
-    it("an agent's report ends a removal row: removed clears the target's expected serial, a deploy status is refused", async () => {
+    it("an agent's report ends a removal row: removed deletes the certificate's row on the target, a deploy status is refused", async () => {
       await issued("rep", "rep.example.com", ["tgt-2"])
       await rows(
         (
           sql
         ) => sql`INSERT INTO target_connections (target_id, agent_id, status, certificate_id, serial, expected_serial)
-          VALUES ('tgt-2', 'agent-1', 'ok', 'rep', 'abcd', 'abcd')
-          ON CONFLICT (target_id) DO UPDATE SET certificate_id = 'rep', serial = 'abcd', expected_serial = 'abcd'`
+          VALUES ('tgt-2', 'agent-1', 'ok', 'rep', 'abcd', 'abcd')`
       )
       await certs((c) => c.update("rep", { target_ids: [] }, admin))
       const [row] = await removalRows("rep")
@@ -211,11 +210,10 @@ for (const backend of backends) {
       )
       expect(done).toMatchObject({ action: "remove", status: "removed", target_id: "tgt-2" })
       expect(done.deployed_at).not.toBeNull()
-      const [conn] = await rows(
-        (sql) =>
-          sql`SELECT status, certificate_id, serial, expected_serial FROM target_connections WHERE target_id = 'tgt-2'`
-      )
-      expect(conn).toEqual({ status: "unknown", certificate_id: null, serial: null, expected_serial: null })
+      // The certificate's row on the target is gone: nothing of it is expected there any more.
+      expect(
+        await rows((sql) => sql`SELECT 1 FROM target_connections WHERE target_id = 'tgt-2' AND certificate_id = 'rep'`)
+      ).toEqual([])
       const audit = await rows(
         (sql) => sql`SELECT action, status, actor_id FROM audit_logs WHERE resource_id = ${row.id}`
       )

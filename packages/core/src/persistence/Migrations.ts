@@ -8,6 +8,7 @@ import enrollment from "../internal/migrations/0003_enrollment.js"
 import keys from "../internal/migrations/0004_keys.js"
 import compromisedKeys from "../internal/migrations/0006_compromised_keys.js"
 import agentOperations from "../internal/migrations/0007_agent_operations.js"
+import targetConnectionsPerCertificate from "../internal/migrations/0008_target_connections_per_certificate.js"
 import removal from "../internal/migrations/0009_removal.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
@@ -18,6 +19,7 @@ export const loader = Migrator.fromRecord({
   "0004_keys": keys,
   "0006_compromised_keys": compromisedKeys,
   "0007_agent_operations": agentOperations,
+  "0008_target_connections_per_certificate": targetConnectionsPerCertificate,
   "0009_removal": removal
 })
 

@@ -130,30 +130,40 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       })
 
     /**
-     * What the agent saw on one of its own targets, into `target_connections`. A served serial that
-     * is not the expected one is drift: on the change into drift (not on every heartbeat) it gets an
-     * audit row and a `certificate.drifted` event, in the same transaction as the row.
+     * What the agent saw on one of its own targets, into `target_connections`: one row per
+     * (target, certificate), so the checks of two certificates on one target never overwrite each
+     * other; a report without a certificate is the target's own row. A certificate that is not
+     * (or no longer) deployed to the target is not recorded: an agent cannot grow the table with
+     * made-up ids. A served serial that is not the expected one is drift: on the pair's change into
+     * drift (not on every heartbeat) it gets an audit row and a `certificate.drifted` event, in the
+     * same transaction as the row.
      */
     const targetSeen = (agentId: string, t: NonNullable<typeof M.Heartbeat.Type.targets>[number]) =>
       Effect.gen(function* () {
         const serial = t.serial?.replace(/:/g, "").toLowerCase() ?? null
         const expected = t.expected_serial?.replace(/:/g, "").toLowerCase() ?? null
+        const certificateId = t.certificate_id ?? null
         const drift = serial !== null && expected !== null && serial !== expected
+        // The target's row lock orders concurrent reports of one target (two heartbeats racing on
+        // a new pair would both see no row before and both audit); NO KEY leaves FK checks alone.
+        const [owned] = yield* sql`SELECT 1 FROM targets t WHERE t.id = ${t.target_id} AND t.agent_id = ${agentId}
+            AND (${certificateId}::text IS NULL OR EXISTS (SELECT 1 FROM certificate_targets ct
+              WHERE ct.target_id = t.id AND ct.certificate_id = ${certificateId}))
+            FOR NO KEY UPDATE OF t`
+        if (!owned) return
         const [before] = yield* sql<{ serial: string | null; expected_serial: string | null }>`
-            SELECT serial, expected_serial FROM target_connections WHERE target_id = ${t.target_id} FOR UPDATE`
+            SELECT serial, expected_serial FROM target_connections WHERE target_id = ${t.target_id}
+              AND certificate_id IS NOT DISTINCT FROM ${certificateId}`
         const wasDrift =
           before !== undefined &&
           before.serial !== null &&
           before.expected_serial !== null &&
           before.serial !== before.expected_serial
-        const written =
-          yield* sql`INSERT INTO target_connections (target_id, agent_id, status, detail, certificate_id, serial, expected_serial)
-            SELECT id, ${agentId}, ${t.status}, ${t.detail ?? null}, ${t.certificate_id ?? null}, ${serial}, ${expected}
-            FROM targets WHERE id = ${t.target_id} AND agent_id = ${agentId}
-            ON CONFLICT (target_id) DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now(),
-              certificate_id = EXCLUDED.certificate_id, serial = EXCLUDED.serial, expected_serial = EXCLUDED.expected_serial
-            RETURNING target_id`
-        if (written.length === 0) return
+        yield* sql`INSERT INTO target_connections (target_id, agent_id, status, detail, certificate_id, serial, expected_serial)
+            VALUES (${t.target_id}, ${agentId}, ${t.status}, ${t.detail ?? null}, ${certificateId}, ${serial}, ${expected})
+            ON CONFLICT (target_id, (coalesce(certificate_id, ''))) DO UPDATE SET agent_id = EXCLUDED.agent_id,
+              status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now(),
+              serial = EXCLUDED.serial, expected_serial = EXCLUDED.expected_serial`
         const changed = before?.serial !== serial || before?.expected_serial !== expected
         if (drift && (!wasDrift || changed)) {
           yield* audit.append({

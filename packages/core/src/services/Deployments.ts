@@ -120,7 +120,8 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
       })
 
     /**
-     * `target_connections` from what the agent actually reached: a verified deployment is an ok
+     * `target_connections` from what the agent actually reached, on the row of this certificate on
+     * the target (the target's other certificates keep theirs): a verified deployment is an ok
      * connection serving the new serial (now the expected one); a failed one is an error with the
      * agent's reason, the expected serial unchanged.
      */
@@ -131,24 +132,24 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
       return sql`INSERT INTO target_connections (target_id, agent_id, status, detail, certificate_id, serial, expected_serial)
           SELECT t.id, t.agent_id, ${ok ? "ok" : "error"}, ${detail}, ${dep.certificate_id}, ${serial}, ${serial}
           FROM targets t WHERE t.id = ${dep.target_id}
-          ON CONFLICT (target_id) DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now(),
-            certificate_id = EXCLUDED.certificate_id,
+          ON CONFLICT (target_id, (coalesce(certificate_id, ''))) DO UPDATE SET agent_id = EXCLUDED.agent_id,
+            status = EXCLUDED.status, detail = EXCLUDED.detail, checked_at = now(),
             serial = coalesce(EXCLUDED.serial, target_connections.serial),
             expected_serial = coalesce(EXCLUDED.expected_serial, target_connections.expected_serial)`
     }
 
     /**
-     * A removal's outcome. Removed: the target no longer serves the certificate, so what
-     * `target_connections` expected of it (its serial, for drift) is cleared. Failed: the target
-     * keeps what it had, and the failure is audited.
+     * A removal's outcome. Removed: the target no longer serves the certificate, so the
+     * certificate's row on it in `target_connections` (its expected serial, for drift) is deleted;
+     * the target's other certificates keep theirs. Failed: the target keeps what it had, and the
+     * failure is audited.
      */
     const removalSeen = (caller: Caller, dep: typeof Rows.DeploymentRow.Type, payload: StatusUpdate) =>
       Effect.gen(function* () {
         const removed = payload.status === "removed"
         if (removed && dep.target_id)
-          yield* sql`UPDATE target_connections SET status = 'unknown', certificate_id = NULL, serial = NULL,
-              expected_serial = NULL, detail = ${`certificate ${dep.certificate_id} removed`}, checked_at = now()
-            WHERE target_id = ${dep.target_id} AND (certificate_id = ${dep.certificate_id} OR certificate_id IS NULL)`
+          yield* sql`DELETE FROM target_connections WHERE target_id = ${dep.target_id}
+              AND certificate_id = ${dep.certificate_id}`
         yield* audit.append({
           actor: caller.actor,
           action: removed ? "deployment_removed" : "deployment_removal_failed",
