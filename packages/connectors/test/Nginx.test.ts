@@ -328,6 +328,72 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
       })
   )
 
+  const asides = () => fs.readdirSync(h.certPath).filter((f) => f.includes(".certctl-removed-"))
+  /** Files for `domain` under cert_path, owned like the directory (as a deployment leaves them). */
+  const plant = (domain: string) =>
+    Effect.promise(() => selfSignedCertificate(domain)).pipe(
+      Effect.tap((cert) =>
+        Effect.sync(() => {
+          const owner = fs.statSync(h.certPath)
+          for (const [ext, content, mode] of [
+            ["crt", cert.certPem, 0o644],
+            ["key", cert.keyPem, 0o600]
+          ] as const) {
+            const file = path.join(h.certPath, `${domain}.${ext}`)
+            fs.writeFileSync(file, content, { mode })
+            fs.chownSync(file, owner.uid, owner.gid)
+          }
+        })
+      )
+    )
+
+  it.live("remove while a server block references the files: Rejected, files put back, nginx still reloads", () => {
+    const domain = "referenced.certctl.test"
+    const crt = path.join(h.certPath, `${domain}.crt`)
+    const key = path.join(h.certPath, `${domain}.key`)
+    return Effect.acquireUseRelease(
+      Effect.gen(function* () {
+        yield* plant(domain)
+        fs.writeFileSync(
+          h.extraConfPath,
+          `server {\n  listen 127.0.0.1:${h.httpsPort} ssl;\n  server_name ${domain};\n` +
+            `  ssl_certificate ${crt};\n  ssl_certificate_key ${key};\n}\n`
+        )
+      }),
+      () =>
+        Effect.gen(function* () {
+          const target = yield* connector()
+          yield* target.validate // the config with the extra server block is valid while the files exist
+          const before = { crt: fs.readFileSync(crt), key: fs.readFileSync(key) }
+          const error = yield* Effect.flip(target.remove(domain))
+          expect(error.reason).toBe("Rejected")
+          expect(error.message).toContain(`cannot remove ${crt} and ${key} from`)
+          expect(error.message).toContain("Make the server block(s) stop referencing these files")
+          expect(error.message).toContain("the files were put back")
+          expect({ crt: fs.readFileSync(crt), key: fs.readFileSync(key) }).toEqual(before)
+          expect(fs.statSync(key).mode & 0o777).toBe(0o600)
+          expect(asides()).toEqual([])
+          // nginx still tests and reloads: a deployment (test, reload, serial served) succeeds.
+          const bundle = yield* bundleFor(APP)
+          expect((yield* target.deploy(bundle)).verified).toBe(true)
+
+          // A removal that crashed after moving the files aside: the next remove puts them back first.
+          fs.renameSync(crt, `${crt}.certctl-removed-000000000000001-aaaaaaaaaaaa`)
+          fs.renameSync(key, `${key}.certctl-removed-000000000000001-aaaaaaaaaaaa`)
+          const again = yield* Effect.flip(target.remove(domain))
+          expect(again.reason).toBe("Rejected")
+          expect({ crt: fs.readFileSync(crt), key: fs.readFileSync(key) }).toEqual(before)
+          expect(asides()).toEqual([])
+          yield* target.validate
+        }),
+      () =>
+        Effect.sync(() => {
+          fs.writeFileSync(h.extraConfPath, "")
+          for (const f of [crt, key]) fs.rmSync(f, { force: true })
+        })
+    )
+  })
+
   it.live("status reports a deployed serial; remove deletes the files and is idempotent", () =>
     Effect.gen(function* () {
       const domain = "gone.certctl.test"
@@ -347,6 +413,9 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
       expect(fs.existsSync(path.join(h.certPath, `${domain}.crt`))).toBe(false)
       expect(fs.existsSync(path.join(h.certPath, `${domain}.key`))).toBe(false)
       expect(yield* target.status(domain)).toMatchObject({ deployed: false })
+      expect(asides()).toEqual([])
+      yield* target.validate // runs test_command: nginx still passes `nginx -t`
+      expect(yield* served(APP)).toMatch(/^[0-9a-f]+$/)
       yield* target.remove(domain)
       const bad = yield* Effect.flip(target.status("../etc/passwd"))
       expect(bad.reason).toBe("Rejected")

@@ -13,6 +13,7 @@ import { Duration, Effect, Redacted, Schedule, Schema, type Scope } from "effect
 import { normalizeSerial, verifyServedSerial } from "../internal/tlsProbe.js"
 import { openSftp, type Sftp } from "./internal/sftp.js"
 import { install, removeStaleTemps, restore, type Snapshot, snapshot } from "./internal/sftpInstall.js"
+import { discard, type MovedAside, moveAside, putBack, recoverAsides } from "./internal/sftpRemove.js"
 import {
   connectSsh,
   describeOutput,
@@ -264,6 +265,8 @@ export const make = (
           yield* removeStaleTemps(sftp, [paths.cert, paths.key]).pipe(
             Effect.catchAll((e) => Effect.sync(() => log("could not clean stale temp files", { error: e.message })))
           )
+          // A removal cut short by a crash left the files aside: undo it, so the rollback can restore them.
+          yield* recoverAsides(sftp, [paths.cert, paths.key])
           const before = yield* snapshot(sftp, [paths.cert, paths.key])
           const fullchain = bundle.fullchain_pem.trim()
             ? bundle.fullchain_pem
@@ -353,15 +356,50 @@ export const make = (
       })
     )
 
+    /**
+     * Move the files aside and run the test: nginx must work without them before they are deleted
+     * (a config still naming them would fail its next reload, whoever sends it). Then reload, so a
+     * running nginx started from an older config stops serving what it loaded from them; the
+     * config it reloads has just passed the test, as in a deployment. Files already gone: done.
+     */
     const remove = (domain: string): Effect.Effect<void, ConnectorError> =>
       Effect.scoped(
         Effect.gen(function* () {
           const paths = yield* filePaths(config, domain)
-          const { sftp } = yield* open
-          // nginx keeps serving what it loaded; its config must stop referencing these before a reload.
-          yield* sftp.remove(paths.key)
-          yield* sftp.remove(paths.cert)
-          log("removed", { domain, cert: paths.cert })
+          const { session, sftp } = yield* open
+          const files = [paths.cert, paths.key]
+          yield* recoverAsides(sftp, files)
+          const moved: Array<MovedAside> = []
+          let decided = false
+          const abandon = (reason: ConnectorError["reason"], message: string) =>
+            Effect.matchEffect(putBack(sftp, moved), {
+              onFailure: (e) => fail(reason, `${message}; PUTTING THE FILES BACK FAILED: ${e.message}`),
+              onSuccess: () => fail(reason, `${message}; the files were put back`)
+            })
+          const change = Effect.gen(function* () {
+            yield* moveAside(sftp, files, moved)
+            if (moved.length === 0) return log("already removed", { domain, cert: paths.cert })
+            const test = yield* run(session, config.test_command).pipe(
+              Effect.catchAll((e) => abandon(e.reason, e.message))
+            )
+            decided = true
+            if (test.code !== 0)
+              return yield* abandon(
+                "Rejected",
+                `cannot remove ${files.join(" and ")} from ${where}: nginx ${commandFailure("configuration test", config.test_command, test).slice(0, 2000)} without them. ` +
+                  "Make the server block(s) stop referencing these files (and reload nginx) first, then remove again"
+              )
+            yield* discard(sftp, moved)
+            const reload = yield* run(session, config.reload_command)
+            if (reload.code !== 0)
+              return yield* fail(
+                "Transient",
+                `${files.join(" and ")} deleted, but ${commandFailure("nginx reload", config.reload_command, reload).slice(0, 2000)}`
+              )
+            log("removed", { domain, cert: paths.cert })
+          })
+          // Interrupted before the test decided: the files go back, nginx must not be left without them.
+          yield* change.pipe(Effect.onInterrupt(() => (decided ? Effect.void : Effect.ignore(putBack(sftp, moved)))))
         })
       )
 
