@@ -49,7 +49,42 @@ export const run = Effect.gen(function* () {
       )`)
     )
   )
-  return yield* Migrator.make({})({ loader, table })
+  const filled = yield* gaps
+  const ran = yield* Migrator.make({})({ loader, table })
+  return [...filled, ...ran]
+})
+
+/**
+ * Migrations numbered below the newest applied one but never applied. Numbers are reserved per
+ * change, so a lower one can land after a higher one already ran on a database, and the Migrator
+ * only runs ids above the newest: these run here first, in order and in one transaction, each
+ * recorded as the Migrator records it.
+ */
+const gaps = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  return yield* sql.withTransaction(
+    Effect.gen(function* () {
+      yield* sql`LOCK TABLE ${sql(table)} IN ACCESS EXCLUSIVE MODE`
+      const rows = yield* sql<{ id: number }>`SELECT migration_id AS id FROM ${sql(table)}`
+      const applied = new Set(rows.map((r) => Number(r.id)))
+      if (applied.size === 0) return []
+      const newest = Math.max(...applied)
+      const missing = (yield* loader).filter(([id]) => id < newest && !applied.has(id))
+      for (const [id, name, load] of missing) {
+        yield* Effect.flatMap(
+          load,
+          (migration: Effect.Effect<unknown, unknown, SqlClient.SqlClient>) => migration
+        ).pipe(
+          Effect.mapError(
+            (cause) =>
+              new Migrator.MigrationError({ reason: "failed", message: `Migration "${id}_${name}" failed: ${cause}` })
+          )
+        )
+        yield* sql`INSERT INTO ${sql(table)} (migration_id, name) VALUES (${id}, ${name})`
+      }
+      return missing.map(([id, name]) => [id, name] as const)
+    })
+  )
 })
 
 /** The applied migration id, 0 when none: readiness compares it with `latest`. */
