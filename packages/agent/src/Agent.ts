@@ -1,19 +1,6 @@
 import * as path from "node:path"
-import { builtins } from "@certctl/connectors"
-import { ConnectorError, Pem, type Target, type Work } from "@certctl/core"
-import {
-  Context,
-  Data,
-  Duration,
-  Effect,
-  Layer,
-  Option,
-  type Redacted,
-  Runtime,
-  Schedule,
-  Schema,
-  type Scope
-} from "effect"
+import { Pem, type Target, type Work } from "@certctl/core"
+import { Context, Data, Duration, Effect, Layer, Option, type Redacted, Runtime, Schedule, type Scope } from "effect"
 import * as Autonomy from "./Autonomy.js"
 import * as ClientCert from "./ClientCert.js"
 import { type AgentConfig, defaultDriftInterval } from "./Config.js"
@@ -26,7 +13,9 @@ import { buildCsr, generateKey } from "./KeyGen.js"
 import { makeKeyStore } from "./KeyStore.js"
 import * as Outbox from "./Outbox.js"
 import * as Policy from "./Policy.js"
+import * as DeployTarget from "./internal/deployTarget.js"
 import * as FileState from "./internal/fileState.js"
+import * as WorkLedger from "./internal/workLedger.js"
 import * as Renewer from "./Renewer.js"
 import * as Status from "./Status.js"
 import * as Undeploy from "./Undeploy.js"
@@ -73,8 +62,6 @@ export class AgentStartError extends Data.TaggedError("AgentStartError")<{
 
 const version = "0.1.0"
 
-const targetDefinitions = new Map(builtins.targets.map((d) => [d.type, d]))
-
 const messageOf = (e: unknown): string =>
   typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e)
 
@@ -103,43 +90,24 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       }
       return state
     }
-    // Work the control plane still lists although this agent has done it: its reports may be queued
-    // in the outbox, or the listing may predate them. Such items are not done twice.
-    const unreported = new Map<string, number>() // work key → reports not yet delivered
-    const settledAt = new Map<string, number>() // work key → when the control plane had our answer
-    const retryAt = new Map<string, { at: number; failures: number }>() // failed work: not before
+    const ledger = WorkLedger.make()
     let autonomy: Autonomy.Autonomy | undefined // set once the outbox exists (it tells autonomy what it delivered)
     const outbox = yield* Effect.try({
       try: () =>
         Outbox.make(path.join(config.keyDir, ".outbox"), client, {
           onSettled: (entry) => {
             if (autonomy) Runtime.runFork(runtime)(autonomy.settled(entry))
-            if (entry.tag === undefined) return
-            const left = (unreported.get(entry.tag) ?? 1) - 1
-            if (left > 0) unreported.set(entry.tag, left)
-            else {
-              unreported.delete(entry.tag)
-              settledAt.set(entry.tag, Date.now())
-            }
+            if (entry.tag !== undefined) ledger.delivered(entry.tag)
           }
         }),
       catch: (cause) => new AgentStartError({ message: `outbox in ${config.keyDir}: ${messageOf(cause)}`, cause })
     })
-    const http01: Option.Option<Http01.Http01> = config.http01?.listen
-      ? Option.some(
-          yield* Http01.responder(config.http01.listen).pipe(
-            Effect.mapError(
-              (cause) =>
-                new AgentStartError({
-                  message: `http-01 responder on ${config.http01?.listen}: ${cause.message}`,
-                  cause
-                })
-            )
-          )
-        )
-      : config.http01?.webroot
-        ? Option.some(Http01.webroot(config.http01.webroot))
-        : Option.none()
+    const http01 = yield* Http01.fromSettings(config.http01).pipe(
+      Effect.mapError(
+        (cause) =>
+          new AgentStartError({ message: `http-01 responder on ${config.http01?.listen}: ${cause.message}`, cause })
+      )
+    )
     // Autonomous renewal (see Autonomy.ts): it counts the control plane as gone when health does.
     const renewer = yield* Renewer.make({
       keyDir: config.keyDir,
@@ -177,7 +145,6 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       report: Effect.suspend(() => beat),
       log: (m) => Runtime.runFork(runtime)(Effect.logInfo(m))
     })
-    const inFlight = new Set<string>()
     /** Runs in the agent's scope: stops with it. */
     const background = <A, E>(effect: Effect.Effect<A, E>) => Effect.forkIn(effect, scope)
 
@@ -194,7 +161,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
 
     const report = (tag: string, deploymentId: string, status: DeploymentStatus) =>
       Effect.suspend(() => {
-        unreported.set(tag, (unreported.get(tag) ?? 0) + 1)
+        ledger.queued(tag)
         return Effect.zipRight(
           outbox.enqueue({ report: { _tag: "DeploymentStatus", deployment_id: deploymentId, status }, tag }),
           drainOutbox
@@ -215,61 +182,38 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
 
     const deployOne = (work: Work.DeployWork, target: Work.DeployTarget, bundle: Target.DeployBundle) =>
       Effect.gen(function* () {
-        const started = Date.now()
-        const def = targetDefinitions.get(target.type)
-        const outcome = yield* Effect.either(
-          Effect.gen(function* () {
-            if (!def)
-              return yield* new ConnectorError({
-                reason: "InvalidConfig",
-                message: `this agent has no "${target.type}" target connector`
-              })
-            const merged = { ...target.config, ...(config.targets[target.target_id] ?? {}) }
-            const decoded = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(
-              merged
-            ).pipe(
-              Effect.mapError(
-                (e) =>
-                  new ConnectorError({
-                    reason: "InvalidConfig",
-                    message: `target ${target.target_id} config: ${e.message}`
-                  })
-              )
-            )
-            const refusal = Policy.check(policy, target.type, decoded)
-            if (refusal) return yield* new ConnectorError({ reason: "Rejected", message: refusal.message })
-            const connector = yield* def.make(decoded, {
-              id: target.target_id,
-              // Without durable state, trust_on_first_use would trust every key it is shown.
-              state: targetState(target.target_id),
-              log: (m) => Runtime.runFork(runtime)(Effect.logInfo(`[${target.name}] ${m}`))
-            })
-            return yield* connector.deploy(bundle)
-          })
-        )
-        const duration_ms = Date.now() - started
-        const status: DeploymentStatus =
-          outcome._tag === "Right"
-            ? {
-                status: "success",
-                deployed_at: new Date().toISOString(),
-                serial: bundle.serial,
-                verified: outcome.right.verified,
-                verification: outcome.right.verification.slice(0, 9000),
-                duration_ms
-              }
-            : {
-                status: "failed",
-                error: `${outcome.left.reason}: ${outcome.left.message}`.slice(0, 9000),
-                serial: bundle.serial,
-                verified: false,
-                duration_ms
-              }
+        const spec = {
+          id: target.target_id,
+          name: target.name,
+          type: target.type,
+          config: { ...target.config, ...(config.targets[target.target_id] ?? {}) }
+        }
+        // Without durable state, trust_on_first_use would trust every key it is shown.
+        const outcome = yield* DeployTarget.deploy(spec, bundle, (m) => Runtime.runFork(runtime)(Effect.logInfo(m)), {
+          policy,
+          state: targetState
+        })
+        const status: DeploymentStatus = outcome.ok
+          ? {
+              status: "success",
+              deployed_at: outcome.at,
+              serial: bundle.serial,
+              verified: outcome.verified,
+              verification: outcome.detail,
+              duration_ms: outcome.duration_ms
+            }
+          : {
+              status: "failed",
+              error: outcome.detail,
+              serial: bundle.serial,
+              verified: false,
+              duration_ms: outcome.duration_ms
+            }
         yield* Effect.logInfo(
-          `deploy ${work.domain} → ${target.name}: ${status.status}${outcome._tag === "Left" ? ` (${outcome.left.message})` : ""}`
+          `deploy ${work.domain} → ${target.name}: ${status.status}${outcome.ok ? "" : ` (${outcome.detail})`}`
         )
         yield* report(`deploy:${work.job_id}`, target.deployment_id, status)
-        return outcome._tag === "Right"
+        return outcome.ok
       })
 
     const handleDeploy = (work: Work.DeployWork) =>
@@ -310,40 +254,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     })
 
     const handleChallenge = (work: Work.ChallengeWork) =>
-      Effect.gen(function* () {
-        if (Option.isNone(http01)) {
-          yield* client.ackChallenge({
-            challenge_id: work.challenge_id,
-            status: "failed",
-            error:
-              "this agent has no http-01 responder or webroot configured (CERTCTL_HTTP01_LISTEN / CERTCTL_HTTP01_WEBROOT)"
-          })
-          return
-        }
-        const result = yield* Effect.either(
-          work.action === "present"
-            ? http01.value.present(work.token, work.key_authorization)
-            : http01.value.cleanup(work.token)
-        )
-        yield* client.ackChallenge({
-          challenge_id: work.challenge_id,
-          status: result._tag === "Left" ? "failed" : work.action === "present" ? "ready" : "removed",
-          ...(result._tag === "Left" ? { error: result.left.message.slice(0, 2000) } : {})
-        })
-      })
-
-    const keyOf = (item: Work.WorkItem) =>
-      item.type === "http-01" ? `${item.challenge_id}:${item.action}` : `${item.type}:${item.job_id}`
-
-    /** Should an item of a listing taken at `listedAt` be worked on now? */
-    const isNew = (key: string, listedAt: number) => {
-      if (inFlight.has(key) || (unreported.get(key) ?? 0) > 0) return false
-      const settled = settledAt.get(key)
-      if (settled !== undefined && settled >= listedAt) return false
-      const retry = retryAt.get(key)
-      if (retry !== undefined && Date.now() < retry.at) return false
-      return true
-    }
+      Effect.flatMap(Http01.answer(http01, work), client.ackChallenge)
 
     const workOn = (item: Work.WorkItem) => {
       switch (item.type) {
@@ -360,19 +271,18 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
 
     /** Starts the item in the background; returns whether it was started. */
     const handle = (item: Work.WorkItem, listedAt: number) => {
-      const key = keyOf(item)
-      if (!isNew(key, listedAt)) return Effect.succeed(false)
+      const key = ledger.keyOf(item)
+      if (!ledger.isNew(key, listedAt)) return Effect.succeed(false)
       // A renewal the agent ran by itself is reported first: the control plane then needs no CSR.
       if (item.type === "csr" && selfRun.owes(item.certificate_id)) return Effect.succeed(false)
-      inFlight.add(key)
-      settledAt.delete(key)
+      ledger.started(key)
       const work: Effect.Effect<void, unknown> = workOn(item)
       const subject = item.type === "http-01" ? item.identifier : item.certificate_id
       return Effect.logInfo(`work ${key} started`).pipe(
         Effect.zipRight(work),
         Effect.tap(() =>
           Effect.sync(() => {
-            retryAt.delete(key)
+            ledger.succeeded(key)
             status.decide({ kind: item.type, subject, outcome: "ok" })
           })
         ),
@@ -380,19 +290,12 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           Effect.zipRight(
             Effect.sync(() => {
               status.decide({ kind: item.type, subject, outcome: "failed", detail: messageOf(e).slice(0, 2000) })
-              // A failure is not retried at once (a refused CSR would otherwise loop): back off.
-              const failures = (retryAt.get(key)?.failures ?? 0) + 1
-              retryAt.set(key, { at: Date.now() + Math.min(60_000, 1000 * 2 ** (failures - 1)), failures })
+              ledger.failed(key)
             }),
             Effect.logWarning(`work ${key} failed: ${messageOf(e)}`)
           )
         ),
-        Effect.ensuring(
-          Effect.sync(() => {
-            inFlight.delete(key)
-            if ((unreported.get(key) ?? 0) === 0) settledAt.set(key, Date.now())
-          })
-        ),
+        Effect.ensuring(Effect.sync(() => ledger.ended(key))),
         Effect.annotateLogs({ work: key }),
         background,
         Effect.as(true)
@@ -402,9 +305,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     /** Handles a listing; forgets what the control plane no longer lists. Returns how many items started. */
     const handleAll = (items: ReadonlyArray<Work.WorkItem>, listedAt: number) =>
       Effect.gen(function* () {
-        const listed = new Set(items.map(keyOf))
-        for (const key of [...settledAt.keys()]) if (!listed.has(key)) settledAt.delete(key)
-        for (const key of [...retryAt.keys()]) if (!listed.has(key)) retryAt.delete(key)
+        ledger.keepOnly(new Set(items.map(ledger.keyOf)))
         let started = 0
         for (const item of items) if (yield* handle(item, listedAt)) started += 1
         return started

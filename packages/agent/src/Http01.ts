@@ -1,7 +1,8 @@
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
 import * as path from "node:path"
-import { Effect } from "effect"
+import type { Work } from "@certctl/core"
+import { Effect, Option } from "effect"
 
 /**
  * Answers ACME http-01 challenges where the name points: either an HTTP responder the agent runs,
@@ -86,3 +87,38 @@ export const responder = (listen: string) =>
     }),
     ({ server }) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
   ).pipe(Effect.map(({ http01 }) => http01))
+
+/**
+ * The agent's responder from its settings: its own HTTP server on `listen`, or files in `webroot`
+ * (a web server already on port 80), or none (the agent then refuses http-01 work, see `answer`).
+ */
+export const fromSettings = (settings: { readonly listen?: string; readonly webroot?: string } | undefined) =>
+  settings?.listen
+    ? Effect.map(responder(settings.listen), Option.some)
+    : Effect.succeed(settings?.webroot ? Option.some(webroot(settings.webroot)) : Option.none<Http01>())
+
+/** Presents or cleans up one challenge, and the acknowledgement to send the control plane. */
+export const answer = (
+  http01: Option.Option<Http01>,
+  work: Work.ChallengeWork
+): Effect.Effect<typeof Work.ChallengeAck.Type> =>
+  Option.match(http01, {
+    onNone: () =>
+      Effect.succeed({
+        challenge_id: work.challenge_id,
+        status: "failed" as const,
+        error:
+          "this agent has no http-01 responder or webroot configured (CERTCTL_HTTP01_LISTEN / CERTCTL_HTTP01_WEBROOT)"
+      }),
+    onSome: (h) =>
+      Effect.map(
+        Effect.either(
+          work.action === "present" ? h.present(work.token, work.key_authorization) : h.cleanup(work.token)
+        ),
+        (result) => ({
+          challenge_id: work.challenge_id,
+          status: result._tag === "Left" ? ("failed" as const) : work.action === "present" ? "ready" : "removed",
+          ...(result._tag === "Left" ? { error: result.left.message.slice(0, 2000) } : {})
+        })
+      )
+  })
