@@ -9,108 +9,21 @@ import { isIP } from "node:net"
 import * as posixPath from "node:path/posix"
 import { type Connector, ConnectorError, type Target } from "@certctl/core"
 import * as x509 from "@peculiar/x509"
-import { Duration, Effect, Redacted, Schedule, Schema, type Scope } from "effect"
+import { Duration, Effect, Redacted, Schedule, type Scope } from "effect"
 import { normalizeSerial, verifyServedSerial } from "../internal/tlsProbe.js"
 import { openSftp, type Sftp } from "./internal/sftp.js"
 import { install, removeStaleTemps, restore, type Snapshot, snapshot } from "./internal/sftpInstall.js"
-import { discard, type MovedAside, moveAside, putBack, recoverAsides } from "./internal/sftpRemove.js"
+import { certTemplate, keyIssue, keyTemplate, label, NginxConfig, quote } from "./internal/nginxConfig.js"
+import { recoverAsides, removeTested } from "./internal/sftpRemove.js"
 import {
   connectSsh,
   describeOutput,
   type ExecResult,
   normalizeFingerprint,
-  privateKeyProblem,
   type SshSession
 } from "./internal/sshClient.js"
 
-// ---------------------------------------------------------------------------------------------
-// Config
-
-const quote = (s: string) => JSON.stringify(s.length > 80 ? s.slice(0, 80) + "…" : s)
-const label = "[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-const hostnameRe = new RegExp(`^(?=.{1,253}$)${label}(?:\\.${label})*$`)
-
-const Host = Schema.String.pipe(
-  Schema.filter((s) => isIP(s) !== 0 || hostnameRe.test(s) || `must be a hostname or IP address, got ${quote(s)}`)
-)
-const Port = Schema.Int.pipe(
-  Schema.filter((n) => (n >= 1 && n <= 65535) || `must be a port number between 1 and 65535, got ${n}`)
-)
-const Millis = (min: number, max: number) =>
-  Schema.Int.pipe(Schema.filter((n) => (n >= min && n <= max) || `must be between ${min} and ${max} ms, got ${n}`))
-const Command = Schema.String.pipe(Schema.filter((s) => s.trim().length > 0 || "must be a non-empty command"))
-const AbsoluteDir = Schema.String.pipe(
-  Schema.filter((s) => {
-    if (!s.startsWith("/")) return `must be an absolute directory path on the host, got ${quote(s)}`
-    if (s.includes("\0") || s.split("/").includes("..")) return `must not contain NUL or ".." segments`
-    return true
-  })
-)
-/** A file name (no directories) in which `{domain}` is replaced by the certificate's domain. */
-const FileNameTemplate = Schema.String.pipe(
-  Schema.filter(
-    (s) =>
-      (/^[A-Za-z0-9._{}-]+$/.test(s) && s !== "." && s !== "..") ||
-      `must be a plain file name (letters, digits, ".", "_", "-", "{domain}"), got ${quote(s)}`
-  )
-)
-const Fingerprint = Schema.String.pipe(
-  Schema.filter(
-    (s) =>
-      normalizeFingerprint(s) !== undefined ||
-      `must be an OpenSSH SHA256 fingerprint like "SHA256:<43 base64 chars>" (see ssh-keygen -l -E sha256), got ${quote(s)}`
-  )
-)
-
-const NginxConfigFields = Schema.Struct({
-  host: Host,
-  port: Schema.optionalWith(Port, { default: () => 22 }),
-  ssh_user: Schema.String.pipe(Schema.filter((s) => /^[A-Za-z0-9._-]{1,64}$/.test(s) || "must be a user name")),
-  /** Private key text (OpenSSH, PEM or PPK), not a path: the agent/server hands it over sealed. */
-  ssh_key: Schema.Redacted(Schema.String),
-  ssh_key_passphrase: Schema.optional(Schema.Redacted(Schema.String)),
-  host_key_sha256: Schema.optional(Fingerprint),
-  trust_on_first_use: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  cert_path: AbsoluteDir,
-  file_names: Schema.optional(
-    Schema.Struct({
-      certificate: Schema.optional(FileNameTemplate),
-      key: Schema.optional(FileNameTemplate)
-    })
-  ),
-  test_command: Schema.optionalWith(Command, { default: () => "nginx -t" }),
-  reload_command: Schema.optionalWith(Command, { default: () => "nginx -s reload" }),
-  verify_host: Schema.optional(Host),
-  verify_port: Schema.optionalWith(Port, { default: () => 443 }),
-  connect_timeout_ms: Schema.optionalWith(Millis(100, 300_000), { default: () => 10_000 }),
-  command_timeout_ms: Schema.optionalWith(Millis(100, 600_000), { default: () => 60_000 }),
-  /** nginx reloads asynchronously: keep probing this long for the new serial. */
-  verify_timeout_ms: Schema.optionalWith(Millis(0, 300_000), { default: () => 10_000 })
-})
-
-/** Key problems need the passphrase too, so they are checked on the whole struct. */
-const keyIssue = (c: typeof NginxConfigFields.Type) => {
-  const problem = privateKeyProblem(
-    Redacted.value(c.ssh_key),
-    c.ssh_key_passphrase ? Redacted.value(c.ssh_key_passphrase) : undefined
-  )
-  return problem ? { path: ["ssh_key"], message: problem } : undefined
-}
-
-const distinctNames = (c: typeof NginxConfigFields.Type) =>
-  certTemplate(c) !== keyTemplate(c) || {
-    path: ["file_names"],
-    message: "file_names.certificate and file_names.key must differ"
-  }
-
-export const NginxConfig = NginxConfigFields.pipe(
-  Schema.filter((c) => keyIssue(c) ?? distinctNames(c)),
-  Schema.annotations({ identifier: "NginxConfig" })
-)
-export type NginxConfig = typeof NginxConfig.Type
-
-const certTemplate = (c: typeof NginxConfigFields.Type) => c.file_names?.certificate ?? "{domain}.crt"
-const keyTemplate = (c: typeof NginxConfigFields.Type) => c.file_names?.key ?? "{domain}.key"
+export { NginxConfig }
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -367,39 +280,30 @@ export const make = (
         Effect.gen(function* () {
           const paths = yield* filePaths(config, domain)
           const { session, sftp } = yield* open
-          const files = [paths.cert, paths.key]
-          yield* recoverAsides(sftp, files)
-          const moved: Array<MovedAside> = []
-          let decided = false
-          const abandon = (reason: ConnectorError["reason"], message: string) =>
-            Effect.matchEffect(putBack(sftp, moved), {
-              onFailure: (e) => fail(reason, `${message}; PUTTING THE FILES BACK FAILED: ${e.message}`),
-              onSuccess: () => fail(reason, `${message}; the files were put back`)
-            })
-          const change = Effect.gen(function* () {
-            yield* moveAside(sftp, files, moved)
-            if (moved.length === 0) return log("already removed", { domain, cert: paths.cert })
-            const test = yield* run(session, config.test_command).pipe(
-              Effect.catchAll((e) => abandon(e.reason, e.message))
-            )
-            decided = true
-            if (test.code !== 0)
-              return yield* abandon(
-                "Rejected",
-                `cannot remove ${files.join(" and ")} from ${where}: nginx ${commandFailure("configuration test", config.test_command, test).slice(0, 2000)} without them. ` +
+          const files = `${paths.cert} and ${paths.key}`
+          const outcome = yield* removeTested({
+            sftp,
+            files: [paths.cert, paths.key],
+            test: Effect.map(run(session, config.test_command), (r) =>
+              r.code === 0 ? undefined : commandFailure("configuration test", config.test_command, r).slice(0, 2000)
+            ),
+            refused: (why) =>
+              new ConnectorError({
+                reason: "Rejected",
+                message:
+                  `cannot remove ${files} from ${where}: nginx ${why} without them. ` +
                   "Make the server block(s) stop referencing these files (and reload nginx) first, then remove again"
-              )
-            yield* discard(sftp, moved)
-            const reload = yield* run(session, config.reload_command)
-            if (reload.code !== 0)
-              return yield* fail(
-                "Transient",
-                `${files.join(" and ")} deleted, but ${commandFailure("nginx reload", config.reload_command, reload).slice(0, 2000)}`
-              )
-            log("removed", { domain, cert: paths.cert })
+              }),
+            after: Effect.flatMap(run(session, config.reload_command), (r) =>
+              r.code === 0
+                ? Effect.void
+                : fail(
+                    "Transient",
+                    `${files} deleted, but ${commandFailure("nginx reload", config.reload_command, r).slice(0, 2000)}`
+                  )
+            )
           })
-          // Interrupted before the test decided: the files go back, nginx must not be left without them.
-          yield* change.pipe(Effect.onInterrupt(() => (decided ? Effect.void : Effect.ignore(putBack(sftp, moved)))))
+          log(outcome, { domain, cert: paths.cert })
         })
       )
 

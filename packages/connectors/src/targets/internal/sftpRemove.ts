@@ -75,6 +75,46 @@ export const moveAside = (
     )
   )
 
+/**
+ * Remove `files` only if the host still passes `test` without them: recover what a crash left
+ * aside, move the files aside, run `test` (undefined = passed, else why not). Failed or interrupted
+ * before the test decided: the files go back and `refused(why)` is the error. Passed: the aside
+ * copies are deleted and `after` runs. Nothing to move: succeeds without running anything.
+ */
+export const removeTested = <E, R>(options: {
+  readonly sftp: Sftp
+  readonly files: ReadonlyArray<string>
+  readonly test: Effect.Effect<string | undefined, ConnectorError, R>
+  readonly refused: (why: string) => ConnectorError
+  readonly after: Effect.Effect<void, E, R>
+}): Effect.Effect<"removed" | "already removed", ConnectorError | E, R> => {
+  const { sftp, files } = options
+  const moved: Array<MovedAside> = []
+  let decided = false
+  const abandon = (e: ConnectorError) =>
+    Effect.matchEffect(putBack(sftp, moved), {
+      onFailure: (back) =>
+        Effect.fail(
+          new ConnectorError({ ...e, message: `${e.message}; PUTTING THE FILES BACK FAILED: ${back.message}` })
+        ),
+      onSuccess: () => Effect.fail(new ConnectorError({ ...e, message: `${e.message}; the files were put back` }))
+    })
+  return Effect.gen(function* () {
+    yield* recoverAsides(sftp, files)
+    yield* moveAside(sftp, files, moved)
+    if (moved.length === 0) return "already removed" as const
+    const why = yield* options.test.pipe(Effect.catchAll(abandon))
+    decided = true
+    if (why !== undefined) return yield* abandon(options.refused(why))
+    yield* discard(sftp, moved)
+    yield* options.after
+    return "removed" as const
+  }).pipe(
+    // A crash here instead is undone by the next recoverAsides.
+    Effect.onInterrupt(() => (decided ? Effect.void : Effect.ignore(putBack(sftp, moved))))
+  )
+}
+
 /** Rename the aside copies back over their paths (the removal is abandoned). */
 export const putBack = (sftp: Sftp, moved: ReadonlyArray<MovedAside>): Effect.Effect<void, ConnectorError> =>
   Effect.forEach(moved, (m) => sftp.replace(m.aside, m.path), { discard: true })
