@@ -385,6 +385,18 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
           expect({ crt: fs.readFileSync(crt), key: fs.readFileSync(key) }).toEqual(before)
           expect(asides()).toEqual([])
           yield* target.validate
+
+          // Crash leftovers of a removal of a deployed domain: the next deploy puts them back, then replaces them.
+          const app = path.join(h.certPath, `${APP}.crt`)
+          fs.renameSync(app, `${app}.certctl-removed-000000000000001-bbbbbbbbbbbb`)
+          fs.copyFileSync(
+            path.join(h.certPath, `${APP}.key`),
+            `${path.join(h.certPath, `${APP}.key`)}.certctl-removed-000000000000001-bbbbbbbbbbbb`
+          )
+          const next = yield* bundleFor(APP)
+          expect((yield* target.deploy(next)).verified).toBe(true)
+          expect(onDisk(APP).cert).toBe(next.fullchain_pem)
+          expect(asides()).toEqual([])
         }),
       () =>
         Effect.sync(() => {
