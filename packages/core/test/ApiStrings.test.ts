@@ -135,6 +135,7 @@ describe("every string in an answer the agent decodes has a maximum length", () 
     "agents.work",
     "agents.challenge",
     "agents.rotateKey",
+    "agentTls.issue",
     "agents.confirmKey",
     "agents.reconcile",
     "csr.submit",

@@ -32,14 +32,25 @@ export const RequestClientCertificate = Schema.Struct({
 }).annotations({ parseOptions: { onExcessProperty: "error" } })
 
 export const ClientCertificate = Schema.Struct({
-  certificate_pem: Schema.String.annotations({ description: "The agent's client certificate (PEM)" }),
-  ca_pem: Schema.String.annotations({ description: "The client CA that signed it (PEM)" }),
-  serial: Schema.String.annotations({ description: "Serial number, lowercase hex", examples: ["5f1c…"] }),
-  identity: Schema.String.annotations({
+  // Bounded because the agent decodes this answer (a control plane, or one posing as it, must not
+  // hand it unbounded strings): a PEM certificate of a few KiB, a hex serial, a URN, a timestamp.
+  certificate_pem: Schema.String.pipe(Schema.maxLength(65_536)).annotations({
+    description: "The agent's client certificate (PEM)"
+  }),
+  ca_pem: Schema.String.pipe(Schema.maxLength(65_536)).annotations({
+    description: "The client CA that signed it (PEM)"
+  }),
+  serial: Schema.String.pipe(Schema.maxLength(128)).annotations({
+    description: "Serial number, lowercase hex",
+    examples: ["5f1c…"]
+  }),
+  identity: Schema.String.pipe(Schema.maxLength(300)).annotations({
     description: "The identity it carries (URI SAN)",
     examples: ["urn:certctl:agent:web-01"]
   }),
-  not_after: Schema.String.annotations({ description: "When it expires (30 days from issue)" })
+  not_after: Schema.String.pipe(Schema.maxLength(64)).annotations({
+    description: "When it expires (30 days from issue)"
+  })
 })
 export type ClientCertificate = typeof ClientCertificate.Type
 
