@@ -13,6 +13,7 @@ import {
 } from "@certctl/core"
 import * as x509 from "@peculiar/x509"
 import { Clock, Effect, Redacted, Schema } from "effect"
+import { Bounded, Limits, NonEmptyTrimmed } from "../internal/bounded.js"
 import {
   BACKDATE_MS,
   type CaMaterial,
@@ -41,15 +42,15 @@ import {
 const DAY = 86_400_000
 
 export const LocalCaConfig = Schema.Struct({
-  common_name: Schema.optionalWith(Schema.NonEmptyTrimmedString.pipe(Schema.maxLength(64)), {
+  common_name: Schema.optionalWith(NonEmptyTrimmed(64), {
     default: () => "certctl Local CA"
   }),
   key_algorithm: Schema.optionalWith(KeyAlgorithm.KeyAlgorithm, { default: () => KeyAlgorithm.defaultKeyAlgorithm }),
   max_lifetime_days: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 3650)), { default: () => 397 }),
   default_lifetime_days: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 3650)), { default: () => 90 }),
   /** With parent_key_pem: make this CA an intermediate under the user's root. */
-  parent_certificate_pem: Schema.optional(Schema.String),
-  parent_key_pem: Schema.optional(Schema.Redacted(Schema.String))
+  parent_certificate_pem: Schema.optional(Bounded(Limits.pem)),
+  parent_key_pem: Schema.optional(Schema.Redacted(Bounded(Limits.pem)))
 }).pipe(
   Schema.filter((c) => {
     if (c.default_lifetime_days > c.max_lifetime_days)

@@ -5,6 +5,7 @@ import { Effect, Redacted, Schema } from "effect"
 import nodemailer from "nodemailer"
 import type SMTPTransport from "nodemailer/lib/smtp-transport/index.js"
 import { render } from "./templates.js"
+import { Bounded, Limits } from "../internal/bounded.js"
 
 /**
  * The `email` notifier: renders each lifecycle event (see templates.ts) into a text and an HTML
@@ -21,7 +22,7 @@ import { render } from "./templates.js"
 const EMAIL_RE =
   /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/
 
-export const EmailAddress = Schema.String.pipe(
+export const EmailAddress = Bounded(Limits.email).pipe(
   Schema.filter((s) => (s.length <= 254 && EMAIL_RE.test(s)) || `"${s}" is not a valid email address`, {
     identifier: "EmailAddress"
   })
@@ -32,7 +33,7 @@ const Port = Schema.Number.pipe(
 )
 
 /** PEM certificates that node can parse; a typo here would otherwise surface as a trust error. */
-const CaBundle = Schema.String.pipe(
+const CaBundle = Bounded(Limits.bundle).pipe(
   Schema.filter((pem) => {
     const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
     if (!blocks) return "ca_bundle must contain at least one PEM certificate (-----BEGIN CERTIFICATE-----)"
@@ -45,7 +46,7 @@ const CaBundle = Schema.String.pipe(
   })
 )
 
-const Host = Schema.String.pipe(
+const Host = Bounded(Limits.host).pipe(
   Schema.filter((s) => /^[A-Za-z0-9.:[\]_-]+$/.test(s) || `smtp_host "${s}" is not a host name or IP address`)
 )
 
@@ -58,16 +59,17 @@ export const EmailConfig = Schema.Struct({
     }),
     { default: () => "starttls" as const }
   ),
-  username: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
-  password: Schema.optional(Schema.Redacted(Schema.String)),
+  username: Schema.optional(Bounded(Limits.user).pipe(Schema.minLength(1))),
+  password: Schema.optional(Schema.Redacted(Bounded(Limits.secret))),
   from_address: EmailAddress,
   recipients: Schema.Array(EmailAddress).pipe(
+    Schema.maxItems(100),
     Schema.filter((a) => a.length > 0 || "recipients must list at least one email address")
   ),
   ca_bundle: Schema.optional(CaBundle),
   reject_unauthorized: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   subject_prefix: Schema.optionalWith(
-    Schema.String.pipe(Schema.filter((s) => !/[\r\n]/.test(s) || "subject_prefix must be a single line")),
+    Bounded(200).pipe(Schema.filter((s) => !/[\r\n]/.test(s) || "subject_prefix must be a single line")),
     { default: () => "[certctl]" }
   ),
   /** Connection, greeting and socket-idle timeout (an addition to the design's example). */

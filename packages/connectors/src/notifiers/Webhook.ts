@@ -5,6 +5,7 @@ import * as net from "node:net"
 import * as tls from "node:tls"
 import { ConnectorError, Egress, type Notifier } from "@certctl/core"
 import { Clock, Data, Duration, Effect, Redacted, Ref, Schedule, Schema } from "effect"
+import { Bounded, Limits } from "../internal/bounded.js"
 
 /**
  * The `webhook` notifier: POSTs each lifecycle event as JSON, signed, with retries.
@@ -54,7 +55,7 @@ export const verifySignature = (secret: string, timestamp: string, body: string,
 export const MAX_INLINE_RETRY_AFTER_MS = 60_000
 const MAX_BACKOFF_MS = 60_000
 
-const HttpUrl = Schema.String.pipe(
+const HttpUrl = Bounded(Limits.url).pipe(
   Schema.filter((s) => {
     let url: URL
     try {
@@ -75,11 +76,11 @@ const headerNameProblem = (name: string): string | undefined => {
     return `header "${name}" is set by certctl and cannot be overridden`
   return undefined
 }
-const HeaderValue = Schema.String.pipe(
+const HeaderValue = Bounded(Limits.header).pipe(
   Schema.filter((v) => !/[\r\n\0]/.test(v) || "header values must not contain CR, LF or NUL")
 )
 // Checked on the whole record: a refined Record key would silently drop bad names instead.
-const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(
+const Headers = Schema.Record({ key: Bounded(Limits.user), value: HeaderValue }).pipe(
   Schema.filter(
     (headers) =>
       Object.keys(headers)
@@ -93,7 +94,7 @@ const PositiveInt = (name: string, max: number) =>
     Schema.filter((n) => (Number.isInteger(n) && n >= 1 && n <= max) || `${name} must be an integer in 1..${max}`)
   )
 
-const CaBundle = Schema.String.pipe(
+const CaBundle = Bounded(Limits.bundle).pipe(
   Schema.filter((pem) => {
     const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
     if (!blocks) return "ca_bundle must contain at least one PEM certificate (-----BEGIN CERTIFICATE-----)"
@@ -109,7 +110,7 @@ const CaBundle = Schema.String.pipe(
 export const WebhookConfig = Schema.Struct({
   url: HttpUrl,
   secret: Schema.Redacted(
-    Schema.String.pipe(Schema.filter((s) => s.length >= 16 || "secret must be at least 16 characters long"))
+    Bounded(Limits.secret).pipe(Schema.filter((s) => s.length >= 16 || "secret must be at least 16 characters long"))
   ),
   headers: Schema.optional(Headers),
   timeout_ms: Schema.optionalWith(PositiveInt("timeout_ms", 300_000), { default: () => 5000 }),

@@ -6,6 +6,7 @@ import { deploy, saveConfig } from "./internal/icontrolDeploy.js"
 import { defaultProfileName, f5SerialToHex, fullPath, tilde } from "./internal/icontrolNames.js"
 import { deleteObject, managedObjects } from "./internal/icontrolObjects.js"
 import { type Session, withSession } from "./internal/icontrolSession.js"
+import { Bounded, Limits } from "../internal/bounded.js"
 
 /**
  * Target `f5`: an F5 BIG-IP, through iControl REST with token authentication.
@@ -32,7 +33,7 @@ const HOSTNAME =
 const nameRule = 'letters, digits, "_", "." and "-", starting with a letter or "_"'
 
 const Host = (field: string) =>
-  Schema.String.pipe(
+  Bounded(Limits.host).pipe(
     Schema.filter(
       (s) =>
         isIP(s) !== 0 ||
@@ -47,13 +48,13 @@ const Port = (field: string) =>
     )
   )
 const ObjectName = (field: string) =>
-  Schema.String.pipe(
+  Bounded(Limits.name).pipe(
     Schema.filter(
       (s) => NAME.test(s) || `${field} must be a BIG-IP object name (${nameRule}), got ${JSON.stringify(s)}`
     )
   )
 
-const CaBundle = Schema.String.pipe(
+const CaBundle = Bounded(Limits.bundle).pipe(
   Schema.filter((pem) => {
     const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
     if (blocks.length === 0) return "ca_bundle must hold at least one PEM certificate"
@@ -69,10 +70,12 @@ const CaBundle = Schema.String.pipe(
 export const F5Config = Schema.Struct({
   host: Host("host"),
   port: Schema.optionalWith(Port("port"), { default: () => 443 }),
-  username: Schema.String.pipe(Schema.filter((s) => s.trim() !== "" || "username must not be empty")),
-  password: Schema.Redacted(Schema.String.pipe(Schema.filter((s) => s !== "" || "password must not be empty"))),
+  username: Bounded(Limits.user).pipe(Schema.filter((s) => s.trim() !== "" || "username must not be empty")),
+  password: Schema.Redacted(
+    Bounded(Limits.secret).pipe(Schema.filter((s) => s !== "" || "password must not be empty"))
+  ),
   partition: Schema.optionalWith(
-    Schema.String.pipe(
+    Bounded(Limits.name).pipe(
       Schema.filter(
         (s) =>
           NAME.test(s) ||
@@ -83,7 +86,7 @@ export const F5Config = Schema.Struct({
   ),
   virtual_servers: Schema.optionalWith(
     Schema.Array(
-      Schema.String.pipe(
+      Bounded(Limits.name).pipe(
         Schema.filter(
           (s) =>
             NAME.test(s) ||
@@ -96,7 +99,7 @@ export const F5Config = Schema.Struct({
   ),
   profile_name: Schema.optional(ObjectName("profile_name")),
   parent_profile: Schema.optionalWith(
-    Schema.String.pipe(
+    Bounded(Limits.name).pipe(
       Schema.filter(
         (s) =>
           FULL_PATH.test(s) || `parent_profile must be a full path like "/Common/clientssl", got ${JSON.stringify(s)}`

@@ -5,26 +5,30 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Certificate, ConnectorError, type Target } from "@certctl/core"
 import { Effect, Redacted, Schedule, Schema } from "effect"
+import { Bounded, Limits } from "../internal/bounded.js"
 import { probeServedCertificate, verifyServedSerial } from "../internal/tlsProbe.js"
 
-const Mode = Schema.String.pipe(
+const Mode = Bounded(4).pipe(
   Schema.pattern(/^0?[0-7]{3}$/, { message: () => "must be an octal file mode such as 0600" })
 )
 
 export const FileConfig = Schema.Struct({
   /** Where the files go: <directory>/<domain>/{cert,key,chain,fullchain}.pem */
-  directory: Schema.String.pipe(
+  directory: Bounded(Limits.path).pipe(
     Schema.minLength(1),
     Schema.filter((s) => !s.split(/[\\/]/).includes("..") || "must not contain '..'")
   ),
   key_mode: Schema.optionalWith(Mode, { default: () => "0600" }),
   cert_mode: Schema.optionalWith(Mode, { default: () => "0644" }),
   /** Run (by /bin/sh) after the files are written, e.g. "systemctl reload haproxy". */
-  reload_command: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(4096))),
+  reload_command: Schema.optional(Bounded(Limits.command).pipe(Schema.minLength(1))),
   reload_timeout_ms: Schema.optionalWith(Schema.Int.pipe(Schema.between(100, 600_000)), { default: () => 60_000 }),
   /** When set, a TLS handshake here must present the new serial after the reload, and `status` reports what is served here. */
   verify_address: Schema.optional(
-    Schema.Struct({ host: Schema.String.pipe(Schema.minLength(1)), port: Schema.Int.pipe(Schema.between(1, 65535)) })
+    Schema.Struct({
+      host: Bounded(Limits.host).pipe(Schema.minLength(1)),
+      port: Schema.Int.pipe(Schema.between(1, 65535))
+    })
   )
 })
 export type FileConfig = typeof FileConfig.Type

@@ -7,6 +7,7 @@ import { buildPfx, pemCertificates, randomPassword, thumbprint } from "./interna
 import * as Scripts from "./internal/winrmIisScripts.js"
 import { runScript, withShell } from "./internal/winrmIisSession.js"
 import type { Shell } from "./internal/winrmShell.js"
+import { Bounded, Limits } from "../internal/bounded.js"
 
 /**
  * IIS target over WinRM (WS-Management): uploads a PKCS#12 file in base64 chunks, imports it
@@ -29,11 +30,11 @@ import type { Shell } from "./internal/winrmShell.js"
 const Port = Schema.Int.pipe(Schema.between(1, 65535))
 const DNS_NAME =
   /^(?=.{1,253}$)(\*\.)?([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
-const HostName = Schema.String.pipe(
+const HostName = Bounded(Limits.host).pipe(
   Schema.filter((s) => isIP(s) !== 0 || DNS_NAME.test(s) || "must be a DNS name or an IP address")
 )
 // Characters IIS refuses in site names, plus quotes and control characters.
-const SiteName = Schema.String.pipe(
+const SiteName = Bounded(Limits.name).pipe(
   Schema.filter(
     (s) =>
       (s.trim() !== "" &&
@@ -45,7 +46,7 @@ const SiteName = Schema.String.pipe(
 
 export const IisBinding = Schema.Struct({
   ip: Schema.optionalWith(
-    Schema.String.pipe(Schema.filter((s) => s === "*" || isIP(s) !== 0 || 'must be "*" or an IP address')),
+    Bounded(45).pipe(Schema.filter((s) => s === "*" || isIP(s) !== 0 || 'must be "*" or an IP address')),
     { default: () => "*" }
   ),
   port: Schema.optionalWith(Port, { default: () => 443 }),
@@ -61,14 +62,16 @@ export const IisConfig = Schema.Struct({
   use_https: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   allow_unencrypted: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   auth: Schema.optionalWith(Schema.Literal("basic", "ntlm"), { default: () => "ntlm" as const }),
-  username: Schema.String.pipe(Schema.filter((s) => s.trim() !== "" || "must not be empty")),
-  password: Schema.Redacted(Schema.String),
-  domain: Schema.optional(Schema.String),
+  username: Bounded(Limits.user).pipe(Schema.filter((s) => s.trim() !== "" || "must not be empty")),
+  password: Schema.Redacted(Bounded(Limits.secret)),
+  domain: Schema.optional(Bounded(Limits.host)),
   site_name: SiteName,
   binding: Schema.optionalWith(IisBinding, { default: () => ({ ip: "*", port: 443, sni: true }) }),
   verify_tls: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   ca_bundle: Schema.optional(
-    Schema.String.pipe(Schema.filter((s) => s.includes("-----BEGIN CERTIFICATE-----") || "must be PEM certificates"))
+    Bounded(Limits.bundle).pipe(
+      Schema.filter((s) => s.includes("-----BEGIN CERTIFICATE-----") || "must be PEM certificates")
+    )
   ),
   verify_address: Schema.optional(Schema.Struct({ host: HostName, port: Port }))
 }).pipe(

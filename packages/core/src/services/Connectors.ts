@@ -29,11 +29,14 @@ export const makeRegistry = (defs: {
   notifier: new Map((defs.notifiers ?? []).map((d) => [d.type, d]))
 })
 
-/** Schema failures as `{ path, message }` rows, for 400 details. */
+/**
+ * Schema failures as `{ path, message }` rows, for 400 details. A message may quote the refused
+ * value (a connector's own schema); it is cut, so a huge value is not sent back whole.
+ */
 export const issuesOf = (error: ParseResult.ParseError) =>
   ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => ({
-    path: i.path.map(String).join("."),
-    message: i.message
+    path: i.path.map(String).join(".").slice(0, 500),
+    message: i.message.length > 500 ? `${i.message.slice(0, 500)}…` : i.message
   }))
 
 const tableOf: Record<ConnectorKind, string> = { issuer: "issuers", target: "targets", notifier: "notifiers" }

@@ -3,6 +3,7 @@
  * `Redacted` and listed in `secretFields`, so they are sealed at rest and never echoed.
  */
 import { Schema } from "effect"
+import { Bounded, Limits, NonEmptyTrimmed } from "../../internal/bounded.js"
 
 const isHttpsUrl = (s: string): boolean => {
   try {
@@ -12,12 +13,12 @@ const isHttpsUrl = (s: string): boolean => {
   }
 }
 
-const HttpsUrl = Schema.String.pipe(
+const HttpsUrl = Bounded(Limits.url).pipe(
   Schema.filter((s) => isHttpsUrl(s) || `must be an https:// URL, got ${JSON.stringify(s)}`)
 )
 
 /** A DNS name without trailing dot requirements (a trailing dot is allowed and ignored). */
-const DnsName = Schema.String.pipe(
+const DnsName = Bounded(Limits.host).pipe(
   Schema.filter(
     (s) =>
       /^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i.test(
@@ -26,12 +27,12 @@ const DnsName = Schema.String.pipe(
   )
 )
 
-const Base64 = Schema.String.pipe(
+const Base64 = Bounded(Limits.secret).pipe(
   Schema.filter(
     (s) => (/^[A-Za-z0-9+/]+={0,2}$/.test(s) && Buffer.from(s, "base64").length >= 16) || "must be base64 (≥ 16 bytes)"
   )
 )
-const Base64Url = Schema.String.pipe(
+const Base64Url = Bounded(Limits.secret).pipe(
   Schema.filter(
     (s) =>
       (/^[A-Za-z0-9_-]+={0,2}$/.test(s) && Buffer.from(s, "base64url").length >= 16) || "must be base64url (≥ 16 bytes)"
@@ -42,13 +43,13 @@ const Port = Schema.Int.pipe(Schema.between(1, 65535))
 const PositiveMs = Schema.Int.pipe(Schema.between(1, 3_600_000))
 
 /** `host` or `host:port` (port defaults to 53). */
-const Resolver = Schema.String.pipe(
+const Resolver = Bounded(Limits.host + 6).pipe(
   Schema.filter((s) => /^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(s) || `must be host or host:port, got ${JSON.stringify(s)}`)
 )
 
 export const Rfc2136Provider = Schema.Struct({
   type: Schema.Literal("rfc2136"),
-  server: Schema.NonEmptyTrimmedString,
+  server: NonEmptyTrimmed(Limits.host),
   port: Schema.optionalWith(Port, { default: () => 53 }),
   zone: DnsName,
   tsig_key_name: DnsName,
@@ -58,7 +59,7 @@ export const Rfc2136Provider = Schema.Struct({
   tsig_secret: Schema.Redacted(Base64),
   propagation_timeout_ms: Schema.optionalWith(PositiveMs, { default: () => 60_000 }),
   /** Where to check that the TXT record is visible; default: the update server itself. */
-  resolvers: Schema.optional(Schema.Array(Resolver))
+  resolvers: Schema.optional(Schema.Array(Resolver).pipe(Schema.maxItems(10)))
 })
 export type Rfc2136Provider = typeof Rfc2136Provider.Type
 
@@ -68,11 +69,11 @@ export const Dns01Challenge = Schema.Struct({ type: Schema.Literal("dns-01"), pr
 export const AcmeIssuerConfig = Schema.Struct({
   directory_url: HttpsUrl,
   email: Schema.optional(
-    Schema.String.pipe(Schema.filter((s) => /^[^\s@]+@[^\s@]+$/.test(s) || "must be an e-mail address"))
+    Bounded(Limits.email).pipe(Schema.filter((s) => /^[^\s@]+@[^\s@]+$/.test(s) || "must be an e-mail address"))
   ),
   eab: Schema.optional(
     Schema.Struct({
-      kid: Schema.NonEmptyTrimmedString,
+      kid: NonEmptyTrimmed(Limits.user),
       hmac_key: Schema.Redacted(Base64Url)
     })
   ),
@@ -80,12 +81,14 @@ export const AcmeIssuerConfig = Schema.Struct({
     default: () => ({ type: "http-01" as const })
   }),
   /** Common name of the top issuer of the chain to prefer among the CA's alternates. */
-  preferred_chain: Schema.optional(Schema.NonEmptyTrimmedString),
+  preferred_chain: Schema.optional(NonEmptyTrimmed(Limits.name)),
   /** ACME profile to request; must be listed in the directory's meta.profiles. */
-  profile: Schema.optional(Schema.NonEmptyTrimmedString),
+  profile: Schema.optional(NonEmptyTrimmed(Limits.name)),
   /** PEM certificates trusted (in addition to the system roots) for the CA's TLS. */
   ca_bundle: Schema.optional(
-    Schema.String.pipe(Schema.filter((s) => s.includes("-----BEGIN CERTIFICATE-----") || "must be PEM certificates"))
+    Bounded(Limits.bundle).pipe(
+      Schema.filter((s) => s.includes("-----BEGIN CERTIFICATE-----") || "must be PEM certificates")
+    )
   ),
   terms_of_service_agreed: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   /**

@@ -4,13 +4,14 @@
  */
 import { isIP } from "node:net"
 import { Redacted, Schema } from "effect"
+import { Bounded, Limits } from "../../internal/bounded.js"
 import { normalizeFingerprint, privateKeyProblem } from "./sshClient.js"
 
 export const quote = (s: string) => JSON.stringify(s.length > 80 ? s.slice(0, 80) + "…" : s)
 export const label = "[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 const hostnameRe = new RegExp(`^(?=.{1,253}$)${label}(?:\\.${label})*$`)
 
-const Host = Schema.String.pipe(
+const Host = Bounded(Limits.host).pipe(
   Schema.filter((s) => isIP(s) !== 0 || hostnameRe.test(s) || `must be a hostname or IP address, got ${quote(s)}`)
 )
 const Port = Schema.Int.pipe(
@@ -18,8 +19,8 @@ const Port = Schema.Int.pipe(
 )
 const Millis = (min: number, max: number) =>
   Schema.Int.pipe(Schema.filter((n) => (n >= min && n <= max) || `must be between ${min} and ${max} ms, got ${n}`))
-const Command = Schema.String.pipe(Schema.filter((s) => s.trim().length > 0 || "must be a non-empty command"))
-const AbsoluteDir = Schema.String.pipe(
+const Command = Bounded(Limits.command).pipe(Schema.filter((s) => s.trim().length > 0 || "must be a non-empty command"))
+const AbsoluteDir = Bounded(Limits.path).pipe(
   Schema.filter((s) => {
     if (!s.startsWith("/")) return `must be an absolute directory path on the host, got ${quote(s)}`
     if (s.includes("\0") || s.split("/").includes("..")) return `must not contain NUL or ".." segments`
@@ -27,14 +28,14 @@ const AbsoluteDir = Schema.String.pipe(
   })
 )
 /** A file name (no directories) in which `{domain}` is replaced by the certificate's domain. */
-const FileNameTemplate = Schema.String.pipe(
+const FileNameTemplate = Bounded(Limits.name).pipe(
   Schema.filter(
     (s) =>
       (/^[A-Za-z0-9._{}-]+$/.test(s) && s !== "." && s !== "..") ||
       `must be a plain file name (letters, digits, ".", "_", "-", "{domain}"), got ${quote(s)}`
   )
 )
-const Fingerprint = Schema.String.pipe(
+const Fingerprint = Bounded(100).pipe(
   Schema.filter(
     (s) =>
       normalizeFingerprint(s) !== undefined ||
@@ -45,10 +46,10 @@ const Fingerprint = Schema.String.pipe(
 const NginxConfigFields = Schema.Struct({
   host: Host,
   port: Schema.optionalWith(Port, { default: () => 22 }),
-  ssh_user: Schema.String.pipe(Schema.filter((s) => /^[A-Za-z0-9._-]{1,64}$/.test(s) || "must be a user name")),
+  ssh_user: Bounded(64).pipe(Schema.filter((s) => /^[A-Za-z0-9._-]{1,64}$/.test(s) || "must be a user name")),
   /** Private key text (OpenSSH, PEM or PPK), not a path: the agent/server hands it over sealed. */
-  ssh_key: Schema.Redacted(Schema.String),
-  ssh_key_passphrase: Schema.optional(Schema.Redacted(Schema.String)),
+  ssh_key: Schema.Redacted(Bounded(Limits.sshKey)),
+  ssh_key_passphrase: Schema.optional(Schema.Redacted(Bounded(Limits.secret))),
   host_key_sha256: Schema.optional(Fingerprint),
   trust_on_first_use: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   cert_path: AbsoluteDir,
