@@ -8,6 +8,7 @@ import { AgentRegistration } from "../src/services/AgentRegistration.js"
 import { Agents } from "../src/services/Agents.js"
 import type { Actor } from "../src/services/AuditLog.js"
 import { CertificateRisk } from "../src/services/CertificateRisk.js"
+import { TargetConnections } from "../src/services/TargetConnections.js"
 import { Certificates } from "../src/services/Certificates.js"
 import { Deployments } from "../src/services/Deployments.js"
 import { backends } from "./backends.js"
@@ -50,7 +51,7 @@ for (const backend of backends) {
       const services = operatorServices(made.layer)
       const notifications = Notifications.Default.pipe(Layer.provideMerge(services))
       const agents = Agents.Default.pipe(
-        Layer.provide(CertificateRisk.Default),
+        Layer.provide([CertificateRisk.Default, TargetConnections.Default]),
         Layer.provide(AgentRegistration.Default),
         Layer.provideMerge(notifications)
       )

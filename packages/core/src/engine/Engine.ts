@@ -23,6 +23,7 @@ import * as Migrations from "../persistence/Migrations.js"
 import { Notifications } from "./Notifications.js"
 import { Reconciliation } from "../services/Reconciliation.js"
 import { CertificateRisk } from "../services/CertificateRisk.js"
+import { TargetConnections } from "../services/TargetConnections.js"
 import * as Runner from "./Runner.js"
 import * as Scheduler from "./Scheduler.js"
 import * as Signals from "./Signals.js"
@@ -81,7 +82,7 @@ export const layer = (options: EngineOptions) => {
   )
   // The agents' side: work hand-out, CSR intake, deployment reports.
   const agentSide = Layer.mergeAll(
-    Agents.Default.pipe(Layer.provide(CertificateRisk.Default)),
+    Agents.Default.pipe(Layer.provide([CertificateRisk.Default, TargetConnections.Default])),
     CsrIntake.Default,
     Deployments.Default,
     Reconciliation.Default
