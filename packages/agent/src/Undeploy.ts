@@ -1,10 +1,10 @@
-import { builtins } from "@certctl/connectors"
-import { type Connector, ConnectorError, type Work } from "@certctl/core"
-import { Effect, Schema } from "effect"
+import type { Connector, Work } from "@certctl/core"
+import { Effect } from "effect"
 import type { Autonomy } from "./Autonomy.js"
 import type { DeploymentStatus } from "./ControlPlane.js"
-import * as Policy from "./Policy.js"
+import type * as Policy from "./Policy.js"
 import type { Drift } from "./Drift.js"
+import * as DeployTarget from "./internal/deployTarget.js"
 
 /**
  * Undeploy: a `remove` work item takes a certificate off targets, because it was dropped from them
@@ -19,8 +19,6 @@ import type { Drift } from "./Drift.js"
  * The agent's own key and certificate for the domain stay in its key directory: another
  * certificate with the same name may use them, and a key is never deleted on the server's word.
  */
-
-const definitions = new Map(builtins.targets.map((d) => [d.type, d]))
 
 const messageOf = (e: unknown): string =>
   typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e)
@@ -42,29 +40,19 @@ export interface Options {
 export const make = (options: Options) => {
   /** Policy, then the connector's `remove`; fails with the connector's reason. */
   const removeFrom = (work: Work.RemoveWork, target: Work.DeployTarget) =>
-    Effect.gen(function* () {
-      const def = definitions.get(target.type)
-      if (!def)
-        return yield* new ConnectorError({
-          reason: "InvalidConfig",
-          message: `this agent has no "${target.type}" target connector`
-        })
-      const merged = { ...target.config, ...(options.targetOverrides[target.target_id] ?? {}) }
-      const config = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(merged).pipe(
-        Effect.mapError(
-          (e) =>
-            new ConnectorError({ reason: "InvalidConfig", message: `target ${target.target_id} config: ${e.message}` })
-        )
-      )
-      const refusal = Policy.check(options.policy, target.type, config)
-      if (refusal) return yield* new ConnectorError({ reason: "Rejected", message: refusal.message })
-      const connector = yield* def.make(config, {
-        id: target.target_id,
-        state: options.targetState(target.target_id),
-        log: (m) => options.log(`[${target.name}] ${m}`)
-      })
-      yield* connector.remove(work.domain)
-    })
+    Effect.flatMap(
+      DeployTarget.connect(
+        {
+          id: target.target_id,
+          name: target.name,
+          type: target.type,
+          config: { ...target.config, ...(options.targetOverrides[target.target_id] ?? {}) }
+        },
+        options.log,
+        { policy: options.policy, state: options.targetState }
+      ),
+      (connector) => connector.remove(work.domain)
+    )
 
   const removeOne = (work: Work.RemoveWork, target: Work.DeployTarget) =>
     Effect.gen(function* () {
