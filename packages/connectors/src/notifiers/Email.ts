@@ -1,4 +1,3 @@
-import { X509Certificate } from "node:crypto"
 import { isIP } from "node:net"
 import { ConnectorError, clipText, Egress, type Notifier } from "@certctl/core"
 import { Effect, Redacted, Schema } from "effect"
@@ -6,6 +5,7 @@ import nodemailer from "nodemailer"
 import type SMTPTransport from "nodemailer/lib/smtp-transport/index.js"
 import { render } from "./templates.js"
 import { Bounded, Limits } from "../internal/bounded.js"
+import { CaBundle } from "../internal/caBundle.js"
 
 /**
  * The `email` notifier: renders each lifecycle event (see templates.ts) into a text and an HTML
@@ -30,20 +30,6 @@ export const EmailAddress = Bounded(Limits.email).pipe(
 
 const Port = Schema.Number.pipe(
   Schema.filter((n) => (Number.isInteger(n) && n >= 1 && n <= 65535) || `port ${n} is not an integer in 1..65535`)
-)
-
-/** PEM certificates that node can parse; a typo here would otherwise surface as a trust error. */
-const CaBundle = Bounded(Limits.bundle).pipe(
-  Schema.filter((pem) => {
-    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
-    if (!blocks) return "ca_bundle must contain at least one PEM certificate (-----BEGIN CERTIFICATE-----)"
-    try {
-      for (const block of blocks) new X509Certificate(block)
-      return true
-    } catch (e) {
-      return `ca_bundle contains a certificate that cannot be parsed: ${(e as Error).message}`
-    }
-  })
 )
 
 const Host = Bounded(Limits.host).pipe(

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual, X509Certificate } from "node:crypto"
+import { createHmac, timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import * as https from "node:https"
 import * as net from "node:net"
@@ -6,6 +6,7 @@ import * as tls from "node:tls"
 import { ConnectorError, Egress, type Notifier } from "@certctl/core"
 import { Clock, Data, Duration, Effect, Redacted, Ref, Schedule, Schema } from "effect"
 import { Bounded, Limits } from "../internal/bounded.js"
+import { CaBundle } from "../internal/caBundle.js"
 
 /**
  * The `webhook` notifier: POSTs each lifecycle event as JSON, signed, with retries.
@@ -93,19 +94,6 @@ const PositiveInt = (name: string, max: number) =>
   Schema.Number.pipe(
     Schema.filter((n) => (Number.isInteger(n) && n >= 1 && n <= max) || `${name} must be an integer in 1..${max}`)
   )
-
-const CaBundle = Bounded(Limits.bundle).pipe(
-  Schema.filter((pem) => {
-    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
-    if (!blocks) return "ca_bundle must contain at least one PEM certificate (-----BEGIN CERTIFICATE-----)"
-    try {
-      for (const block of blocks) new X509Certificate(block)
-      return true
-    } catch (e) {
-      return `ca_bundle contains a certificate that cannot be parsed: ${(e as Error).message}`
-    }
-  })
-)
 
 export const WebhookConfig = Schema.Struct({
   url: HttpUrl,
