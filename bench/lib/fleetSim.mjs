@@ -1,0 +1,217 @@
+// Simulated agents and process accounting shared by the fleet-shaped benches (bench/capacity.mjs):
+// agents registered in bulk the way POST /agents stores them, each keeping one long poll open and
+// heartbeating every minute over pooled keep-alive connections, and the CPU/RSS of real processes
+// read from /proc. Nothing here asserts a time.
+import { createHash, randomBytes } from "node:crypto"
+import { setMaxListeners } from "node:events"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import { freePort, spawnTs, tempDir } from "@certctl/test-support"
+import { round } from "./measure.mjs"
+
+const TICK = 100 // USER_HZ of /proc/<pid>/stat; `getconf CLK_TCK` is 100 on Linux
+
+/**
+ * A real certctl-server process (sources via tsx) at log level warn: per-request info logs would be
+ * most of the work at fleet rates. Ready when /readyz answers (warn hides the "Listening" line).
+ * Another process with the same `keys` on the same database is a replica.
+ */
+export const startServerProcess = async (databaseUrl, keys, env = {}) => {
+  const port = await freePort()
+  const proc = spawnTs(
+    "packages/server/src/bin.ts",
+    {
+      CERTCTL_DATABASE_URL: databaseUrl,
+      CERTCTL_ADMIN_API_KEY: keys.adminKey,
+      CERTCTL_ENCRYPTION_KEY: keys.encryptionKey,
+      CERTCTL_LISTEN_ADDR: `127.0.0.1:${port}`,
+      CERTCTL_DATA_DIR: tempDir("certctl-bench-server-"),
+      CERTCTL_LOG_LEVEL: "warn",
+      ...env
+    },
+    `server:${port}`
+  )
+  const url = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 180_000
+  for (;;) {
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false
+    )
+    if (ok) break
+    if (proc.child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`server did not start:\n${proc.output().slice(-3000)}`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  return { url, adminKey: keys.adminKey, proc, pid: proc.child.pid }
+}
+
+/** Fresh admin and encryption keys for `startServerProcess`. */
+export const serverKeys = () => ({
+  adminKey: `cct_bench_${randomBytes(24).toString("base64url")}`,
+  encryptionKey: randomBytes(32).toString("base64")
+})
+
+/** CPU seconds (user + system) a process has used so far. */
+export const cpuSeconds = (pid) => {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / TICK
+}
+
+export const rssMb = (pid) => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))
+  return m ? round(Number(m[1]) / 1024, 1) : null
+}
+
+/** CPU seconds of the PostgreSQL backends now serving `database` (a lower bound: exited ones are missed). */
+export const pgBackendCpuSeconds = async (db, database) => {
+  const pids = (await db.query("SELECT pid FROM pg_stat_activity WHERE datname = $1", [database])).rows.map(
+    (r) => r.pid
+  )
+  let total = 0
+  for (const pid of pids) {
+    try {
+      total += cpuSeconds(pid)
+    } catch {
+      // The backend exited meanwhile.
+    }
+  }
+  return total
+}
+
+/** One request on a keep-alive agent; resolves with status and elapsed ms, never rejects. */
+export const request = (agent, base, method, path, token, body, signal) =>
+  new Promise((resolve) => {
+    const started = performance.now()
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    const req = http.request(
+      `${base}${path}`,
+      {
+        method,
+        agent,
+        signal,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {})
+        }
+      },
+      (res) => {
+        res.resume()
+        const retryAfter = Number(res.headers["retry-after"] ?? Number.NaN)
+        res.on("end", () => resolve({ status: res.statusCode, ms: performance.now() - started, retryAfter }))
+        res.on("error", () => resolve({ status: 0, ms: performance.now() - started }))
+      }
+    )
+    req.on("error", (e) =>
+      resolve({ status: e.name === "AbortError" ? -1 : 0, ms: performance.now() - started, error: e.code ?? e.message })
+    )
+    req.end(payload)
+  })
+
+/** Registers `n` agents the way POST /agents does, in one statement per table. */
+export const registerAgents = async (db, n, prefix = "fleet") => {
+  const ids = Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(6, "0")}`)
+  const tokens = ids.map(() => `cct_${randomBytes(32).toString("base64url")}`)
+  const hashes = tokens.map((t) => createHash("sha256").update(t).digest())
+  await db.query("INSERT INTO agents (id, name) SELECT id, id FROM unnest($1::text[]) AS id", [ids])
+  await db.query(
+    `INSERT INTO agent_api_keys (id, agent_id, role, key_hash)
+     SELECT 'key-' || a, a, 'agent', h FROM unnest($1::text[], $2::bytea[]) AS t(a, h)`,
+    [ids, hashes]
+  )
+  return ids.map((id, i) => ({ id, token: tokens[i] }))
+}
+
+const percentile = (xs, p) => {
+  if (xs.length === 0) return null
+  const s = [...xs].sort((a, b) => a - b)
+  return round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))], 1)
+}
+export const summary = (xs) => ({
+  count: xs.length,
+  p50_ms: percentile(xs, 50),
+  p99_ms: percentile(xs, 99),
+  max_ms: percentile(xs, 100)
+})
+
+/**
+ * Runs `agents` against the servers at `urls` (agent i talks to urls[i % urls.length], as behind a
+ * sticky load balancer) for `seconds` of real time: one long poll `?wait=waitSeconds` always open,
+ * a heartbeat every `heartbeatMs` (phases spread), Retry-After honoured after 429/503.
+ */
+export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartbeatMs = 60_000 }) => {
+  const n = agents.length
+  const pollAgent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY })
+  const beatAgent = new http.Agent({ keepAlive: true, maxSockets: 512 })
+  const stop = new AbortController()
+  // Every open request listens on this one signal.
+  setMaxListeners(0, stop.signal)
+  const beats = []
+  const polls = []
+  const errors = { heartbeat: {}, poll: {} }
+  const note = (bucket, status) => (bucket[status] = (bucket[status] ?? 0) + 1)
+  const started = Date.now()
+  const endAt = started + seconds * 1000
+  const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
+  const agentLoop = async ({ id, token }, index) => {
+    const url = urls[index % urls.length]
+    const pollLoop = async () => {
+      await sleep((index / n) * waitSeconds * 1000)
+      while (Date.now() < endAt) {
+        const r = await request(
+          pollAgent,
+          url,
+          "GET",
+          `/api/v1/agents/${id}/work?wait=${waitSeconds}`,
+          token,
+          undefined,
+          stop.signal
+        )
+        if (r.status === -1) return
+        if (r.status === 200) polls.push(r.ms)
+        else {
+          note(errors.poll, `${r.status}${r.error ? `:${r.error}` : ""}`)
+          await sleep(Number.isFinite(r.retryAfter) ? r.retryAfter * 1000 : 1000)
+        }
+      }
+    }
+    const beatLoop = async () => {
+      let next = started + Math.random() * heartbeatMs
+      while (next < endAt) {
+        await sleep(next - Date.now())
+        const r = await request(
+          beatAgent,
+          url,
+          "POST",
+          `/api/v1/agents/${id}/heartbeat`,
+          token,
+          { version: "bench" },
+          stop.signal
+        )
+        if (r.status === 200) beats.push(r.ms)
+        else if (r.status !== -1) note(errors.heartbeat, `${r.status}${r.error ? `:${r.error}` : ""}`)
+        next += heartbeatMs
+      }
+    }
+    await Promise.all([pollLoop(), beatLoop()])
+  }
+  const client0 = process.cpuUsage()
+  const loops = Promise.all(agents.map(agentLoop))
+  await sleep(endAt - Date.now())
+  const wall = (Date.now() - started) / 1000
+  const client = process.cpuUsage(client0)
+  stop.abort()
+  await loops
+  pollAgent.destroy()
+  beatAgent.destroy()
+  return {
+    seconds: round(wall, 1),
+    heartbeat: { ...summary(beats), per_second: round(beats.length / wall, 1), errors: errors.heartbeat },
+    work_poll: {
+      completed: polls.length,
+      overhead_beyond_wait: summary(polls.map((ms) => Math.max(0, ms - waitSeconds * 1000))),
+      errors: errors.poll
+    },
+    client_cpu_percent_of_one_core: round((100 * (client.user + client.system)) / 1e6 / wall, 1)
+  }
+}
