@@ -33,8 +33,15 @@ const walk = (q: AuditQuery) =>
 
 describe("AuditLog cursors", () => {
   it("round-trip, and garbage decodes to nothing", () => {
-    expect(decodeCursor(encodeCursor(12345))).toEqual(Option.some(12345))
-    for (const bad of ["", "!!!", Buffer.from("a:").toString("base64url"), Buffer.from("b:12").toString("base64url")])
+    const cursor = { at_us: 1_767_225_600_123_456, seq: 12345 }
+    expect(decodeCursor(encodeCursor(cursor))).toEqual(Option.some(cursor))
+    for (const bad of [
+      "",
+      "!!!",
+      Buffer.from("t:").toString("base64url"),
+      Buffer.from("t:12").toString("base64url"),
+      Buffer.from("a:12").toString("base64url")
+    ])
       expect(decodeCursor(bad)).toEqual(Option.none())
   })
 })
@@ -75,10 +82,12 @@ for (const backend of backends) {
         )
       )
       expect(new Set(ids).size).toBe(80)
+      // Rows commit unlinked; the sequencer links them in commit order (flush: now).
+      await run(Effect.flatMap(AuditLog, (a) => a.flush))
       const chain = await sqlDo(
         (sql) =>
           sql<{ prev: string | null; hash: string }>`
-          SELECT encode(prev_hash, 'hex') AS prev, encode(hash, 'hex') AS hash FROM audit_logs ORDER BY seq`
+          SELECT encode(prev_hash, 'hex') AS prev, encode(hash, 'hex') AS hash FROM audit_logs ORDER BY chain_pos`
       )
       expect(Exit.isSuccess(chain)).toBe(true)
       if (Exit.isSuccess(chain)) {
@@ -86,7 +95,7 @@ for (const backend of backends) {
         for (let i = 1; i < chain.value.length; i++) expect(chain.value[i].prev).toEqual(chain.value[i - 1].hash)
         for (const r of chain.value) expect(r.hash).toMatch(/^[0-9a-f]{64}$/)
       }
-      expect(await run(Effect.flatMap(AuditLog, (a) => a.verify))).toEqual({ ok: true, rows: 80 })
+      expect(await run(Effect.flatMap(AuditLog, (a) => a.verify))).toEqual({ ok: true, rows: 80, unlinked: 0 })
     })
 
     it("a row appended in an aborted transaction leaves nothing behind", async () => {
@@ -133,12 +142,12 @@ for (const backend of backends) {
         const r = await sqlDo(
           (sql) =>
             sql<{ seq: string; id: string; details: unknown }>`
-            SELECT seq::text AS seq, id, details FROM audit_logs ORDER BY audit_logs.seq OFFSET ${offset} LIMIT 1`
+            SELECT seq::text AS seq, id, details FROM audit_logs ORDER BY audit_logs.chain_pos OFFSET ${offset} LIMIT 1`
         )
         if (!Exit.isSuccess(r)) throw new Error("cannot read audit_logs")
         return r.value[0]
       }
-      // Rows 41 and 9: in text order "41" < "9", so the report must use numeric chain order.
+      // Chain rows 41 and 9: in text order "41" < "9", so the report must use numeric chain order.
       const late = await pick(40)
       const early = await pick(8)
       const tamper = (row: { seq: string }, details: unknown) =>
@@ -153,6 +162,7 @@ for (const backend of backends) {
       const brokenAt = (row: { seq: string; id: string }) => ({
         ok: false,
         rows: 80,
+        unlinked: 0,
         broken_at: { seq: Number(row.seq), id: row.id, problem: "row content does not match its hash" }
       })
       expect(Exit.isSuccess(await tamper(late, { i: 999 }))).toBe(true)
@@ -163,7 +173,7 @@ for (const backend of backends) {
       expect(Exit.isSuccess(await tamper(early, early.details))).toBe(true)
       expect(await verify()).toEqual(brokenAt(late))
       expect(Exit.isSuccess(await tamper(late, late.details))).toBe(true)
-      expect(await verify()).toEqual({ ok: true, rows: 80 })
+      expect(await verify()).toEqual({ ok: true, rows: 80, unlinked: 0 })
     })
 
     it("verify reports the successor of a row deleted behind the triggers", async () => {
@@ -172,6 +182,8 @@ for (const backend of backends) {
           append({ actor: { type: "system", id: "deleter" }, action: "probe", resource: { type: "probe", id: `${i}` } })
         )
       )
+      // Deleting a row the sequencer has not linked yet would leave no trace in the chain: link first.
+      await run(Effect.flatMap(AuditLog, (a) => a.flush))
       const deleted = await sqlDo((sql) =>
         Effect.all([
           sql`ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_no_update`,
@@ -185,6 +197,7 @@ for (const backend of backends) {
       expect(result).toEqual({
         ok: false,
         rows: 82,
+        unlinked: 0,
         broken_at: { seq: third.items[0].seq, id: ids[2], problem: "row does not link to its predecessor's hash" }
       })
     })

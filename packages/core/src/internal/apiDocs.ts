@@ -324,7 +324,7 @@ export const operations: Record<string, OperationDoc> = {
   "audit.query": {
     summary: "Query the audit log",
     description:
-      "Audit rows, oldest first, a page at a time; filter by actor, action, resource and time. Every state change has a row.",
+      "Audit rows, newest first (by time, then seq), a page at a time; filter by actor, action, resource and time. Every state change has a row.",
     roles: reader
   },
   "audit.queryUnprefixed": {
@@ -335,7 +335,7 @@ export const operations: Record<string, OperationDoc> = {
   "audit.verify": {
     summary: "Verify the audit chain",
     description:
-      "Walks the hash chain of the audit log and reports whether every row's hash matches its content and its predecessor, or where the chain breaks.",
+      "Walks the hash chain of the audit log in chain order and reports whether every row's hash matches its content and its predecessor, or where the chain breaks. Rows are linked into the chain shortly after they commit: `unlinked` counts those not linked yet, and one left unlinked for more than 60 s is reported as a break.",
     roles: admin
   },
   "session.whoami": {

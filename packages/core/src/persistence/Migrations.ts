@@ -10,6 +10,7 @@ import compromisedKeys from "../internal/migrations/0006_compromised_keys.js"
 import agentOperations from "../internal/migrations/0007_agent_operations.js"
 import targetConnectionsPerCertificate from "../internal/migrations/0008_target_connections_per_certificate.js"
 import removal from "../internal/migrations/0009_removal.js"
+import auditSequencer from "../internal/migrations/0010_audit_sequencer.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
 export const loader = Migrator.fromRecord({
@@ -20,11 +21,12 @@ export const loader = Migrator.fromRecord({
   "0006_compromised_keys": compromisedKeys,
   "0007_agent_operations": agentOperations,
   "0008_target_connections_per_certificate": targetConnectionsPerCertificate,
-  "0009_removal": removal
+  "0009_removal": removal,
+  "0010_audit_sequencer": auditSequencer
 })
 
 /** The highest migration id (ids may have gaps: numbers are reserved per change). */
-export const latest = 9
+export const latest = 10
 const table = "certctl_migrations"
 const lockKey = 7263540
 

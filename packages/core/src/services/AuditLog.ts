@@ -1,7 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import type * as Statement from "@effect/sql/Statement"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Option, Queue, Schema } from "effect"
 import * as Ids from "../domain/Ids.js"
+import * as Sequencer from "../internal/auditSequencer.js"
 import { decodeRows, orPersistence, type PersistenceError } from "../persistence/Persistence.js"
 
 export const ActorType = Schema.Literal("user", "agent", "system")
@@ -23,14 +24,14 @@ export interface AppendInput {
 }
 
 /**
- * The one INSERT of an audit row. `hash` is filled by the chain trigger (it takes the chain lock
- * and hashes over the previous row), so every writer must leave it empty, which is why the
- * statement lives here and nowhere else. It joins the caller's transaction.
+ * The one INSERT of an audit row. It joins the caller's transaction and takes no lock: the insert
+ * trigger numbers and stamps the row and leaves it unlinked, and the sequencer links it into the
+ * hash chain after it commits (see `AuditLog.flush`).
  */
 export const insertRow = (sql: SqlClient.SqlClient, id: string, input: AppendInput) =>
-  sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details, hash)
+  sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details)
     VALUES (${id}, ${input.actor.type}, ${input.actor.id}, ${input.action}, ${input.resource.type}, ${input.resource.id},
-            ${input.status ?? "success"}, ${JSON.stringify(input.details ?? {})}::jsonb, '\\x'::bytea)`
+            ${input.status ?? "success"}, ${JSON.stringify(input.details ?? {})}::jsonb)`
 
 /**
  * The set-based form, for statements that change many rows and must log each in the same
@@ -49,9 +50,9 @@ export const insertSelect = (
     readonly from: Statement.Fragment
   }
 ) =>
-  sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, details, hash)
+  sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, details)
     SELECT 'audit-' || replace(gen_random_uuid()::text, '-', ''), ${rows.actor.type}, ${rows.actor.id}, ${rows.action},
-           ${rows.resourceType}, ${rows.resourceId}, ${rows.details}, '\\x'::bytea
+           ${rows.resourceType}, ${rows.resourceId}, ${rows.details}
     FROM ${rows.from}`
 
 /** The design document's audit JSON shape. */
@@ -83,17 +84,30 @@ export interface AuditPage {
   readonly next_cursor: string | null
 }
 
+/**
+ * `rows` counts every row; `unlinked` those committed but not yet linked by the sequencer (they
+ * are linked within about a second; older than `unlinkedBound` is reported as a break).
+ */
 export type VerifyResult =
-  | { readonly ok: true; readonly rows: number }
+  | { readonly ok: true; readonly rows: number; readonly unlinked: number }
   | {
       readonly ok: false
       readonly rows: number
+      readonly unlinked: number
       readonly broken_at: { readonly seq: number; readonly id: string; readonly problem: string }
     }
 
-/** An `audit_logs` row as `query` reads it (seq as text: it is a bigint). */
+/**
+ * How long a committed row may stay unlinked before `verify` calls it a break: the sequencer runs
+ * at least every 250 ms on every replica, so a row this old means linking has stopped (or a row
+ * was inserted behind the triggers with an old time).
+ */
+export const unlinkedBound = "60 seconds"
+
+/** An `audit_logs` row as `query` reads it (seq and the time in microseconds as text: bigints). */
 const Row = Schema.Struct({
   seq: Schema.String,
+  at_us: Schema.String,
   id: Schema.String,
   occurred_at: Schema.DateFromSelf,
   actor_type: ActorType,
@@ -105,16 +119,17 @@ const Row = Schema.Struct({
   details: Schema.Record({ key: Schema.String, value: Schema.Unknown })
 })
 
-/** The first broken link `verify` finds, with the row count. */
+/** The first broken link `verify` finds, in chain order. */
 const BrokenRow = Schema.Struct({
   seq: Schema.String,
   id: Schema.String,
   bad_hash: Schema.Boolean,
-  bad_link: Schema.Boolean,
-  total: Schema.String
+  bad_link: Schema.Boolean
 })
 
-const CountRow = Schema.Struct({ n: Schema.String })
+const StaleRow = Schema.Struct({ seq: Schema.String, id: Schema.String })
+
+const CountRow = Schema.Struct({ n: Schema.String, unlinked: Schema.String })
 
 const toEntry = (r: typeof Row.Type) =>
   new AuditEntry({
@@ -128,29 +143,54 @@ const toEntry = (r: typeof Row.Type) =>
     details: r.details
   })
 
-export const encodeCursor = (seq: number) => Buffer.from(`a:${seq}`).toString("base64url")
-export const decodeCursor = (cursor: string): Option.Option<number> => {
-  const m = /^a:(\d{1,18})$/.exec(Buffer.from(cursor, "base64url").toString())
-  return m ? Option.some(Number(m[1])) : Option.none()
+/**
+ * A page ends at a row; the next page starts after it in (occurred_at, seq) order, newest first.
+ * The time is kept in microseconds, PostgreSQL's precision (a JS Date has milliseconds only).
+ */
+export interface Cursor {
+  readonly at_us: number
+  readonly seq: number
+}
+
+export const encodeCursor = (c: Cursor) => Buffer.from(`t:${c.at_us}:${c.seq}`).toString("base64url")
+export const decodeCursor = (cursor: string): Option.Option<Cursor> => {
+  const m = /^t:(\d{1,16}):(\d{1,18})$/.exec(Buffer.from(cursor, "base64url").toString())
+  return m ? Option.some({ at_us: Number(m[1]), seq: Number(m[2]) }) : Option.none()
 }
 
 /**
  * Append-only, hash-chained audit trail. `append` joins the caller's transaction, so a state
- * change and its audit row commit together or not at all.
+ * change and its audit row commit together or not at all; it takes no lock shared with other
+ * writers. The service runs the sequencer that links committed rows into the chain (on every
+ * replica: they take turns through an advisory lock).
  */
 export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog", {
-  effect: Effect.gen(function* () {
+  scoped: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const wake = yield* Queue.sliding<void>(1)
+    yield* Effect.forkScoped(Sequencer.run(sql, wake))
 
     const append = (input: AppendInput): Effect.Effect<string, PersistenceError> => {
       const id = Ids.make("audit")
-      return insertRow(sql, id, input).pipe(Effect.as(id), orPersistence("audit append"))
+      return insertRow(sql, id, input).pipe(
+        Effect.zipLeft(Queue.offer(wake, undefined)),
+        Effect.as(id),
+        orPersistence("audit append")
+      )
     }
+
+    /**
+     * Links every row committed before the call and returns how many it linked; waits for another
+     * replica's sequencer if one is linking. The background sequencer does this on its own within
+     * about a second: flush is for callers that need the chain complete now (tests, benches,
+     * an operator's check before verify).
+     */
+    const flush: Effect.Effect<number, PersistenceError> = Sequencer.flush(sql)
 
     const query = (q: AuditQuery): Effect.Effect<AuditPage, PersistenceError> =>
       Effect.gen(function* () {
         const limit = Math.min(Math.max(q.limit ?? 100, 1), 1000)
-        const before = q.cursor ? Option.getOrUndefined(decodeCursor(q.cursor)) : undefined
+        const after = q.cursor ? Option.getOrUndefined(decodeCursor(q.cursor)) : undefined
         const conds = [
           q.actor_type !== undefined ? sql`actor_type = ${q.actor_type}` : undefined,
           q.actor_id !== undefined ? sql`actor_id = ${q.actor_id}` : undefined,
@@ -159,53 +199,80 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
           q.resource_id !== undefined ? sql`resource_id = ${q.resource_id}` : undefined,
           q.from !== undefined ? sql`occurred_at >= ${q.from}` : undefined,
           q.to !== undefined ? sql`occurred_at < ${q.to}` : undefined,
-          before !== undefined ? sql`seq < ${before}` : undefined
+          // A row comparison, so the index on (…, occurred_at, seq) starts the page at the cursor.
+          after !== undefined
+            ? sql`(occurred_at, seq) < (timestamptz 'epoch' + ${after.at_us}::bigint * interval '1 microsecond', ${after.seq}::bigint)`
+            : undefined
         ].filter((c) => c !== undefined)
-        const rows =
-          yield* sql`SELECT seq::text, id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, status, details
-          FROM audit_logs WHERE ${sql.and(conds)} ORDER BY audit_logs.seq DESC LIMIT ${limit + 1}`.pipe(
-            decodeRows(Row),
-            orPersistence("audit query")
-          )
-        const items = rows.slice(0, limit).map(toEntry)
+        // Newest first by time, then seq: every filter's index ends in (occurred_at, seq), so a
+        // page is one ordered index range, with or without a window (ORDER BY seq alone made a
+        // window query walk the primary key backwards through every newer row).
+        const rows = yield* sql`SELECT seq::text, (extract(epoch FROM occurred_at) * 1000000)::bigint::text AS at_us,
+            id, occurred_at, actor_type, actor_id, action, resource_type, resource_id, status, details
+          FROM audit_logs WHERE ${sql.and(conds)}
+          ORDER BY audit_logs.occurred_at DESC, audit_logs.seq DESC LIMIT ${limit + 1}`.pipe(
+          decodeRows(Row),
+          orPersistence("audit query")
+        )
+        const page = rows.slice(0, limit)
+        const last = page[page.length - 1]
         return {
-          items,
-          next_cursor: rows.length > limit ? encodeCursor(items[items.length - 1].seq) : null
+          items: page.map(toEntry),
+          next_cursor:
+            rows.length > limit && last ? encodeCursor({ at_us: Number(last.at_us), seq: Number(last.seq) }) : null
         }
       })
 
-    /** Recomputes every link; reports the first row whose hash or predecessor link is wrong. */
+    /**
+     * Walks the linked rows in chain order and recomputes every link; reports the first row whose
+     * hash or predecessor link is wrong (an edited row breaks its own hash; a deleted or moved row
+     * breaks its successor's link). Then reports a row left unlinked longer than `unlinkedBound`.
+     * Read-only: it links nothing (call `flush` first for a complete chain).
+     */
     const verify: Effect.Effect<VerifyResult, PersistenceError> = Effect.gen(function* () {
-      const rows = yield* sql`
+      const [{ n, unlinked }] =
+        yield* sql`SELECT count(*)::text AS n, count(*) FILTER (WHERE chain_pos IS NULL)::text AS unlinked
+        FROM audit_logs`.pipe(decodeRows(CountRow), orPersistence("audit verify"))
+      const counts = { rows: Number(n), unlinked: Number(unlinked) }
+      const broken = yield* sql`
         WITH chain AS (
-          SELECT a.seq, a.id, a.hash, a.prev_hash, lag(a.hash) OVER (ORDER BY a.seq) AS expected_prev,
-                 audit_row_hash(lag(a.hash) OVER (ORDER BY a.seq), a) AS expected_hash
-          FROM audit_logs a
+          SELECT a.chain_pos, a.seq, a.id, a.hash, a.prev_hash, lag(a.hash) OVER (ORDER BY a.chain_pos) AS expected_prev,
+                 audit_row_hash(lag(a.hash) OVER (ORDER BY a.chain_pos), a) AS expected_hash
+          FROM audit_logs a WHERE a.chain_pos IS NOT NULL
         )
         SELECT seq::text, id, hash IS DISTINCT FROM expected_hash AS bad_hash,
-               prev_hash IS DISTINCT FROM expected_prev AS bad_link, (SELECT count(*) FROM audit_logs)::text AS total
+               prev_hash IS DISTINCT FROM expected_prev AS bad_link
         FROM chain WHERE hash IS DISTINCT FROM expected_hash OR prev_hash IS DISTINCT FROM expected_prev
-        ORDER BY chain.seq LIMIT 1`.pipe(decodeRows(BrokenRow), orPersistence("audit verify"))
-      if (rows.length === 0) {
-        const [{ n }] = yield* sql`SELECT count(*)::text AS n FROM audit_logs`.pipe(
-          decodeRows(CountRow),
-          orPersistence("audit verify")
-        )
-        return { ok: true, rows: Number(n) } as const
+        ORDER BY chain.chain_pos LIMIT 1`.pipe(decodeRows(BrokenRow), orPersistence("audit verify"))
+      if (broken.length > 0) {
+        const r = broken[0]
+        return {
+          ok: false,
+          ...counts,
+          broken_at: {
+            seq: Number(r.seq),
+            id: r.id,
+            // A broken link also breaks the hash (it covers the predecessor's hash): name the cause.
+            problem: r.bad_link ? "row does not link to its predecessor's hash" : "row content does not match its hash"
+          }
+        } as const
       }
-      const r = rows[0]
-      return {
-        ok: false,
-        rows: Number(r.total),
-        broken_at: {
-          seq: Number(r.seq),
-          id: r.id,
-          // A broken link also breaks the hash (it covers the predecessor's hash): name the cause.
-          problem: r.bad_link ? "row does not link to its predecessor's hash" : "row content does not match its hash"
-        }
-      } as const
+      const stale = yield* sql`SELECT seq::text, id FROM audit_logs
+        WHERE chain_pos IS NULL AND occurred_at < now() - ${unlinkedBound}::interval
+        ORDER BY seq LIMIT 1`.pipe(decodeRows(StaleRow), orPersistence("audit verify"))
+      if (stale.length > 0)
+        return {
+          ok: false,
+          ...counts,
+          broken_at: {
+            seq: Number(stale[0].seq),
+            id: stale[0].id,
+            problem: `row left unlinked for more than ${unlinkedBound}`
+          }
+        } as const
+      return { ok: true, ...counts } as const
     })
 
-    return { append, query, verify }
+    return { append, flush, query, verify }
   })
 }) {}

@@ -31,8 +31,8 @@ export const AuditLive = HttpApiBuilder.group(Api.CertctlApi, "audit", (handlers
         if (p.role === "agent") return yield* Effect.fail(ApiError.forbidden("agents may not read the audit log"))
         // AuditLog.query ignores a cursor it cannot read; over HTTP that is the caller's mistake.
         if (q.cursor !== undefined) {
-          const seq = AuditLog.decodeCursor(q.cursor)
-          if (Option.isNone(seq) || AuditLog.encodeCursor(seq.value) !== q.cursor)
+          const at = AuditLog.decodeCursor(q.cursor)
+          if (Option.isNone(at) || AuditLog.encodeCursor(at.value) !== q.cursor)
             return yield* Effect.fail(Paging.badCursor)
         }
         const page = yield* audit

@@ -108,9 +108,16 @@ export class AuditGroup extends HttpApiGroup.make("audit")
         Schema.Struct({
           ok: Schema.Boolean.annotations({ description: "Whether the whole chain verifies", examples: [true] }),
           rows: Schema.Number.annotations({ description: "Rows checked", examples: [10452] }),
+          unlinked: Schema.optional(
+            Schema.Number.annotations({
+              description:
+                "Rows committed but not yet linked into the chain (the sequencer links them within about a second; one older than 60 s is reported as a break)",
+              examples: [0]
+            })
+          ),
           broken_at: Schema.optional(
             Schema.Struct({
-              seq: Schema.Number.annotations({ description: "Chain position of the first bad row" }),
+              seq: Schema.Number.annotations({ description: "Row number (seq) of the first bad row, in chain order" }),
               id: Schema.String.annotations({ description: "Its id" }),
               problem: Schema.String.annotations({ description: "What is wrong with it" })
             }).annotations({ description: "The first row where the chain breaks, when it does" })

@@ -8,7 +8,7 @@ export const AuditEntryWire = Schema.Struct({
     examples: ["audit-7d1e"]
   }),
   seq: Schema.Number.annotations({
-    description: "Position in the hash chain",
+    description: "Row number, assigned when the row is written (the hash chain links rows in commit order)",
     examples: [1042]
   }),
   timestamp: Timestamp.annotations({
