@@ -1,7 +1,10 @@
 // Core foundation benchmark: renewal due-scan, job claiming, audit log. Run with
 //   node --import tsx --conditions=source bench/core.mjs
 // Prints one JSON object to stdout; progress goes to stderr. Sizes can be scaled down with
-// CERTCTL_BENCH_SCALE (e.g. 0.1 for a quick run).
+// CERTCTL_BENCH_SCALE (e.g. 0.1 for a quick run); CERTCTL_BENCH_CORE_SECTIONS (comma list of
+// renewal, claims, audit; default all) picks sections, and CERTCTL_BENCH_AUDIT_ROWS sets the audit
+// table's size on PostgreSQL (default 1,000,000; e.g. 10000000 for the 10M query figures);
+// CERTCTL_BENCH_CORE_BACKENDS (postgresql, pglite; default both) picks the databases.
 import * as os from "node:os"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer } from "effect"
@@ -18,8 +21,15 @@ import { log, openBackend } from "./lib/backend.mjs"
 import { latency, perSecond, round, time } from "./lib/measure.mjs"
 
 const scale = Number(process.env.CERTCTL_BENCH_SCALE ?? 1)
+const backendsChosen = new Set((process.env.CERTCTL_BENCH_CORE_BACKENDS ?? "postgresql,pglite").split(","))
+const sections = new Set((process.env.CERTCTL_BENCH_CORE_SECTIONS ?? "renewal,claims,audit").split(","))
 const sizes = {
-  postgresql: { certificates: 100_000, jobs: 2_000, appends: 2_000, auditRows: 1_000_000 },
+  postgresql: {
+    certificates: 100_000,
+    jobs: 2_000,
+    appends: 2_000,
+    auditRows: Number(process.env.CERTCTL_BENCH_AUDIT_ROWS ?? 1_000_000)
+  },
   pglite: { certificates: 20_000, jobs: 300, appends: 500, auditRows: 100_000 }
 }
 const scaled = (n) => Math.max(10, Math.round(n * scale))
@@ -135,9 +145,20 @@ const audit = async (rt, appends, total) => {
       })
     )
   const indices = Array.from({ length: appends }, (_, i) => i)
-  log(`audit: ${appends} appends by 1 writer, then by 4`)
+  log(`audit: ${appends} appends by 1 writer, then by 4; ${appends * 2} by 16 and by 32`)
   const one = await time(() => rt.runPromise(Effect.forEach(indices, append)))
   const four = await time(() => rt.runPromise(Effect.forEach(indices, append, { concurrency: 4 })))
+  // One commit per row: with no lock shared between writers, more writers share each WAL flush.
+  const more = {}
+  for (const writers of [16, 32]) {
+    const many = Array.from({ length: appends * 2 }, (_, i) => i)
+    const t = await time(() => rt.runPromise(Effect.forEach(many, append, { concurrency: writers })))
+    more[`writers_${writers}`] = { rows: many.length, ms: round(t.ms), rows_per_s: perSecond(many.length, t.ms) }
+  }
+  // Rows commit unlinked; the sequencer links them shortly after. How long until every appended
+  // row is linked (the background sequencer may already have linked some or all).
+  const flush = (a) => (a.flush ? a.flush : Effect.succeed(0))
+  const linked = await time(() => rt.runPromise(Effect.flatMap(AuditLog, flush)))
   const [{ n: existing }] = await rt.runPromise(withSql((sql) => sql`SELECT count(*)::int AS n FROM audit_logs`))
   const fill = Math.max(0, total - existing)
   log(`audit: bulk-inserting ${fill} rows (chained by the trigger)`)
@@ -160,6 +181,8 @@ const audit = async (rt, appends, total) => {
       )
     )
   )
+  log("audit: linking the bulk rows")
+  const bulkLinked = await time(() => rt.runPromise(Effect.flatMap(AuditLog, flush)))
   const [mid] = await rt.runPromise(
     withSql(
       (sql) => sql`SELECT
@@ -191,13 +214,26 @@ const audit = async (rt, appends, total) => {
   const result = {
     append_single_writer: { rows: appends, ms: round(one.ms), rows_per_s: perSecond(appends, one.ms) },
     append_four_writers: { rows: appends, ms: round(four.ms), rows_per_s: perSecond(appends, four.ms) },
+    append_more_writers: more,
+    link_after_appends: { linked_now: linked.value, ms: round(linked.ms) },
     bulk_fill: { rows: fill, ms: round(bulk.ms), rows_per_s: perSecond(fill, bulk.ms) },
+    bulk_link: {
+      linked: bulkLinked.value,
+      ms: round(bulkLinked.ms),
+      rows_per_s: perSecond(bulkLinked.value, bulkLinked.ms)
+    },
+    loadavg_at_queries: os.loadavg().map((n) => round(n, 2)),
     rows_total: total,
     query_first_page_of_100: {
       actor_type_actor_id: await latency(query(actor)),
       resource_type_resource_id: await latency(query(resource)),
       from_to_window_1pct: await latency(query(window)),
-      window_and_actor: await latency(query({ ...window, actor_id: "actor-7" }))
+      window_and_actor: await latency(query({ ...window, actor_id: "actor-7" })),
+      window_and_resource: await latency(query({ ...window, resource_type: "certificate", resource_id: "res-123" })),
+      action: await latency(query({ action: "job_started" })),
+      actor_type_only: await latency(query({ actor_type: "system" })),
+      from_only_recent_half: await latency(query({ from: mid.from })),
+      no_filter: await latency(query({}))
     },
     query_walk_all_pages: {}
   }
@@ -213,7 +249,8 @@ const audit = async (rt, appends, total) => {
 
 const runBackend = async (name) => {
   const size = Object.fromEntries(Object.entries(sizes[name]).map(([k, v]) => [k, scaled(v)]))
-  const backend = await openBackend(name, { services: AuditLog.Default })
+  // 32 concurrent audit writers, plus the sequencer and a spare.
+  const backend = await openBackend(name, { services: AuditLog.Default, maxConnections: 34 })
   if ("skipped" in backend) {
     log(`${name}: skipped (${backend.skipped})`)
     return { skipped: backend.skipped }
@@ -226,20 +263,21 @@ const runBackend = async (name) => {
           sql`SELECT current_setting('server_version') AS version, current_setting('synchronous_commit') AS synchronous_commit`
       )
     )
-    const scan = await renewalScan(rt, size.certificates)
-    // Renewal jobs would be claimed too; the claim runs use their own job kind and certificates.
-    await rt.runPromise(withSql((sql) => sql`DELETE FROM jobs WHERE kind = 'renewal'`))
-    log(`claims: ${size.jobs} jobs, 1 claimer`)
-    const one = await claimAndComplete(rt, "one", size.jobs, 1, 1)
-    log(`claims: ${size.jobs} jobs, 4 claimers`)
-    const four = await claimAndComplete(rt, "four", size.jobs, 4, size.jobs + 1)
-    const auditFigures = await audit(rt, size.appends, size.auditRows)
-    return {
-      server,
-      renewal_scan: scan,
-      claim_and_complete: { one_claimer: one, four_claimers: four },
-      audit: auditFigures
+    // The claim runs need the certificates the renewal section inserts.
+    const scan =
+      sections.has("renewal") || sections.has("claims") ? await renewalScan(rt, size.certificates) : undefined
+    let claims
+    if (sections.has("claims")) {
+      // Renewal jobs would be claimed too; the claim runs use their own job kind and certificates.
+      await rt.runPromise(withSql((sql) => sql`DELETE FROM jobs WHERE kind = 'renewal'`))
+      log(`claims: ${size.jobs} jobs, 1 claimer`)
+      const one = await claimAndComplete(rt, "one", size.jobs, 1, 1)
+      log(`claims: ${size.jobs} jobs, 4 claimers`)
+      const four = await claimAndComplete(rt, "four", size.jobs, 4, size.jobs + 1)
+      claims = { one_claimer: one, four_claimers: four }
     }
+    const auditFigures = sections.has("audit") ? await audit(rt, size.appends, size.auditRows) : undefined
+    return { server, renewal_scan: scan, claim_and_complete: claims, audit: auditFigures }
   } finally {
     await backend.close()
   }
@@ -250,10 +288,12 @@ const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && b !==
 const main = async () => {
   const started = performance.now()
   const loadBefore = os.loadavg().map((n) => round(n, 2))
-  const postgresql = await runBackend("postgresql")
-  const pglite = await runBackend("pglite")
+  const postgresql = backendsChosen.has("postgresql")
+    ? await runBackend("postgresql")
+    : { skipped: "CERTCTL_BENCH_CORE_BACKENDS" }
+  const pglite = backendsChosen.has("pglite") ? await runBackend("pglite") : { skipped: "CERTCTL_BENCH_CORE_BACKENDS" }
   const compare =
-    postgresql.skipped || pglite.skipped
+    postgresql.skipped || pglite.skipped || sections.size < 3
       ? null
       : {
           note: "PGlite figure divided by the PostgreSQL figure (rates: <1 is slower; latencies: >1 is slower); sizes differ, see each section",
@@ -291,6 +331,7 @@ const main = async () => {
   const out = {
     bench: "core",
     scale,
+    sections: [...sections],
     machine: {
       cpus: os.cpus().length,
       cpu: os.cpus()[0]?.model,
