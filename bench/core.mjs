@@ -161,18 +161,18 @@ const audit = async (rt, appends, total) => {
   const linked = await time(() => rt.runPromise(Effect.flatMap(AuditLog, flush)))
   const [{ n: existing }] = await rt.runPromise(withSql((sql) => sql`SELECT count(*)::int AS n FROM audit_logs`))
   const fill = Math.max(0, total - existing)
-  log(`audit: bulk-inserting ${fill} rows (chained by the trigger)`)
+  log(`audit: bulk-inserting ${fill} rows (unlinked; the sequencer links them)`)
   const bulk = await time(() =>
     rt.runPromise(
       withSql((sql) =>
         Effect.gen(function* () {
           for (let from = 1; from <= fill; from += 100_000) {
             const to = Math.min(fill, from + 99_999)
-            yield* sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details, hash)
+            yield* sql`INSERT INTO audit_logs (id, actor_type, actor_id, action, resource_type, resource_id, status, details)
               SELECT 'bulk-' || g, (ARRAY['user','agent','system'])[1 + g % 3], 'actor-' || (g % 1000),
                 (ARRAY['certificate_created','job_started','job_completed','deployment_succeeded','agent_heartbeat'])[1 + g % 5],
                 (ARRAY['certificate','job','agent','target'])[1 + (g / 7) % 4], 'res-' || (g % 20000),
-                CASE WHEN g % 50 = 0 THEN 'failure' ELSE 'success' END, jsonb_build_object('n', g), '\\x'::bytea
+                CASE WHEN g % 50 = 0 THEN 'failure' ELSE 'success' END, jsonb_build_object('n', g)
               FROM generate_series(${from}::int, ${to}::int) g`
             log(`audit: ${to} / ${fill}`)
           }
