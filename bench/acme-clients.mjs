@@ -9,8 +9,8 @@
  *
  * Env: ACME_BENCH_N (default 200), ACME_BENCH_CLIENTS (comma list of contender ids, default all),
  * ACME_BENCH_OUT (also write the JSON there), ACME_BENCH_NONCE_REJECT (Pebble's badNonce %,
- * default Pebble's own 5). Ports 20490-20494 (Pebble 20490-20493 with http-01 on 20492, named
- * 20494). Needs the Debian packages pebble, bind9, bind9-dnsutils, lego, certbot.
+ * default Pebble's own 5), ACME_BENCH_PORT_BASE (default 20490: Pebble on base..base+3 with
+ * http-01 on base+2, named on base+4). Needs the Debian packages pebble, bind9, bind9-dnsutils, lego, certbot.
  *
  * Each contender is one entry of `contenders` ({ id, level, setup, issue, teardown }); every
  * contender first issues one untimed warm-up certificate (account registration, JIT), then N timed
@@ -18,8 +18,10 @@
  * process on PostgreSQL and a real certctl-agent process (its own http-01 responder on Pebble's
  * httpPort, a file target); one certificate is timed from `POST /api/v1/certificates` until its
  * deployment reports success (agent key + CSR, ACME order with real http-01, file deployment),
- * polled every 20 ms. It needs PostgreSQL (skipped with a reason when unreachable). The JSON
- * reports each contender and the ratios of every contender to `acme-connector` and to `pipeline`.
+ * polled every 20 ms. It needs PostgreSQL (skipped with a reason when unreachable). `acme-client`
+ * and `acme-client-100ms` are the acme-client library's `auto()` at its default back-off and
+ * polling every 100 ms. The JSON reports each contender and the ratios of every contender to
+ * `acme-connector`, `acme-client`, `acme-client-100ms` and `pipeline`.
  */
 import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -30,15 +32,17 @@ import { pgAvailable, tempDir } from "@certctl/test-support"
 import { startBind9 } from "@certctl/test-support/bind9"
 import { http01Solver, startHttp01Responder } from "@certctl/test-support/http01Responder"
 import { startPebble } from "@certctl/test-support/pebble"
-import { crypto as acmeCrypto } from "acme-client"
+import { Agent as HttpsAgent } from "node:https"
+import acme, { crypto as acmeCrypto } from "acme-client"
 import { Effect, Schema } from "effect"
 import { AcmeIssuerConfig, make } from "../packages/connectors/src/issuers/acme/AcmeIssuer.ts"
+import { openDb } from "../packages/server/test/e2eSupport.ts"
 import { api, startAgent, startServer } from "../packages/server/test/harness.ts"
 
 const N = Number(process.env.ACME_BENCH_N ?? 200)
 const ONLY = process.env.ACME_BENCH_CLIENTS?.split(",").map((s) => s.trim())
-const PEBBLE_BASE = 20490
-const NAMED_PORT = 20494
+const PEBBLE_BASE = Number(process.env.ACME_BENCH_PORT_BASE ?? 20490)
+const NAMED_PORT = PEBBLE_BASE + 4
 
 const run = (cmd, args, env) =>
   new Promise((resolve) =>
@@ -79,6 +83,48 @@ const connectorContender = {
     await this.responder?.close()
   }
 }
+
+/**
+ * The `acme-client` npm library (5.4) used directly, as a Node user would: `client.auto()` with
+ * its own http-01 responder. `backoffMs` unset keeps the library's defaults (polls back off from
+ * 5 s); set, every poll of a challenge or order waits that long (backoffMin = backoffMax; the
+ * attempts are raised so the total budget stays about the default's). Its local pre-check of the
+ * challenge is skipped: the bench names resolve only through the bench's bind9, which Pebble uses
+ * and this process does not; Pebble validates every challenge for real either way.
+ */
+const acmeClientContender = (id, backoffMs) => ({
+  id,
+  level: "library",
+  async setup(env) {
+    this.responder = await startHttp01Responder(env.pebble.httpPort)
+    // Trust Pebble's TLS CA for this library's own axios instance only.
+    acme.axios.defaults.httpsAgent = new HttpsAgent({ ca: env.pebble.caBundlePem, keepAlive: true })
+    this.client = new acme.Client({
+      directoryUrl: env.pebble.directoryUrl,
+      accountKey: await acmeCrypto.createPrivateEcdsaKey(),
+      ...(backoffMs === undefined ? {} : { backoffMin: backoffMs, backoffMax: backoffMs, backoffAttempts: 1000 })
+    })
+  },
+  async issue(name) {
+    const key = await acmeCrypto.createPrivateEcdsaKey()
+    const [, csr] = await acmeCrypto.createCsr({ commonName: name, altNames: [name] }, key)
+    const pem = await this.client.auto({
+      csr,
+      termsOfServiceAgreed: true,
+      challengePriority: ["http-01"],
+      skipChallengeVerification: true,
+      challengeCreateFn: async (_authz, challenge, keyAuthorization) =>
+        this.responder.set(challenge.token, keyAuthorization),
+      challengeRemoveFn: async (_authz, challenge) => this.responder.remove(challenge.token)
+    })
+    return { ok: String(pem).includes("BEGIN CERTIFICATE") }
+  },
+  async teardown() {
+    await this.responder?.close()
+    acme.axios.defaults.httpsAgent?.destroy?.()
+    acme.axios.defaults.httpsAgent = undefined
+  }
+})
 
 /** lego 4.9 (Debian `lego`), one process per certificate, its own http-01 server. */
 const legoContender = {
@@ -201,13 +247,95 @@ const pipelineContender = {
     }
     return { ok: false, output: `no deployment of ${name} within 90 s` }
   },
+  /** Where each certificate's time went, from the rows' own timestamps (see `stageQuery`). */
+  async stages(names) {
+    const db = openDb(this.server.databaseUrl)
+    try {
+      const rows = await db.query(stageQuery, [names])
+      const out = {}
+      for (const key of stageKeys) {
+        const values = rows.map((r) => Number(r[key])).filter((v) => Number.isFinite(v))
+        if (values.length === 0) continue
+        values.sort((a, b) => a - b)
+        out[key] = { p50: Math.round(percentile(values, 50)), max: Math.round(values[values.length - 1]) }
+      }
+      return out
+    } finally {
+      await db.end()
+    }
+  },
   async teardown() {
     await this.agent?.stop()
     await this.server?.stop()
   }
 }
 
-export const contenders = [connectorContender, legoContender, certbotContender, pipelineContender]
+/**
+ * One certificate's lifecycle as its rows record it (each time is the committing transaction's
+ * now(), in ms, each stage from the end of the one before): created → issuance job claimed →
+ * CSR asked → CSR accepted (agent woken, key, CSR, POST) → await_csr done (job woken, claimed
+ * again) → challenge handed to the agent (ACME account, order, authorization) → submit done
+ * (agent serves the token and acknowledges, Pebble validates, finalize, download) → collect
+ * done (version stored) → deployment job created → claimed → dispatched → reported (agent woken,
+ * files written, TLS verified, report POSTed) → deployment job finished.
+ */
+const stageKeys = [
+  "claim_issuance",
+  "request_csr",
+  "agent_csr",
+  "csr_wake",
+  "acme_order",
+  "acme_validate_finalize",
+  "collect",
+  "create_deployments",
+  "claim_deployment",
+  "dispatch",
+  "agent_deploy",
+  "deploy_finish",
+  "total"
+]
+const stageQuery = `
+  WITH t AS (
+    SELECT c.created_at AS created,
+      i.started_at AS i_started,
+      (SELECT finished_at FROM job_steps WHERE job_id = i.id AND name = 'request_csr') AS csr_asked,
+      (SELECT min(occurred_at) FROM audit_logs WHERE action = 'csr_accepted' AND details->>'job_id' = i.id) AS csr_in,
+      (SELECT finished_at FROM job_steps WHERE job_id = i.id AND name = 'await_csr') AS csr_done,
+      (SELECT min(created_at) FROM acme_challenges WHERE job_id = i.id) AS chl,
+      (SELECT finished_at FROM job_steps WHERE job_id = i.id AND name = 'submit') AS submitted,
+      (SELECT finished_at FROM job_steps WHERE job_id = i.id AND name = 'collect') AS collected,
+      d.created_at AS d_created, d.started_at AS d_started,
+      (SELECT finished_at FROM job_steps WHERE job_id = d.id AND name = 'dispatch') AS dispatched,
+      (SELECT min(updated_at) FROM deployment_history WHERE job_id = d.id AND status = 'success') AS reported,
+      d.finished_at AS d_finished
+    FROM certificates c
+    JOIN jobs i ON i.certificate_id = c.id AND i.kind = 'issuance'
+    JOIN jobs d ON d.certificate_id = c.id AND d.kind = 'deployment'
+    WHERE c.domain = ANY($1::text[]))
+  SELECT
+    1000 * extract(epoch FROM i_started - created) AS claim_issuance,
+    1000 * extract(epoch FROM csr_asked - i_started) AS request_csr,
+    1000 * extract(epoch FROM csr_in - csr_asked) AS agent_csr,
+    1000 * extract(epoch FROM csr_done - csr_in) AS csr_wake,
+    1000 * extract(epoch FROM chl - csr_done) AS acme_order,
+    1000 * extract(epoch FROM submitted - chl) AS acme_validate_finalize,
+    1000 * extract(epoch FROM collected - submitted) AS collect,
+    1000 * extract(epoch FROM d_created - collected) AS create_deployments,
+    1000 * extract(epoch FROM d_started - d_created) AS claim_deployment,
+    1000 * extract(epoch FROM dispatched - d_started) AS dispatch,
+    1000 * extract(epoch FROM reported - dispatched) AS agent_deploy,
+    1000 * extract(epoch FROM d_finished - reported) AS deploy_finish,
+    1000 * extract(epoch FROM d_finished - created) AS total
+  FROM t`
+
+export const contenders = [
+  connectorContender,
+  acmeClientContender("acme-client"),
+  acmeClientContender("acme-client-100ms", 100),
+  legoContender,
+  certbotContender,
+  pipelineContender
+]
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
 
@@ -229,6 +357,7 @@ const measure = async (contender, env, names) => {
     }
     const wall = performance.now() - start
     const sorted = [...times].sort((a, b) => a - b)
+    const stages = await contender.stages?.(names)
     return {
       id: contender.id,
       level: contender.level,
@@ -239,6 +368,7 @@ const measure = async (contender, env, names) => {
       p50_ms: Math.round(percentile(sorted, 50)),
       p95_ms: Math.round(percentile(sorted, 95)),
       max_ms: Math.round(sorted[sorted.length - 1]),
+      ...(stages ? { stages_ms: stages } : {}),
       ...(failures.length ? { first_failures: failures.slice(0, 3) } : {})
     }
   } finally {
@@ -249,10 +379,14 @@ const measure = async (contender, env, names) => {
 const main = async () => {
   const work = mkdtempSync(join(tmpdir(), "certctl-acme-bench-"))
   const bind = await startBind9({ port: NAMED_PORT, zone: "bench.example.test" })
+  // A Pebble that cannot start (its ports taken) must not leave this bench's named running.
   const pebble = await startPebble({
     basePort: PEBBLE_BASE,
     dnsServer: bind.address,
     ...(process.env.ACME_BENCH_NONCE_REJECT ? { nonceRejectPercent: Number(process.env.ACME_BENCH_NONCE_REJECT) } : {})
+  }).catch(async (e) => {
+    await bind.stop()
+    throw e
   })
   const caPath = join(work, "pebble-tls-ca.pem")
   writeFileSync(caPath, pebble.caBundlePem)
@@ -270,7 +404,7 @@ const main = async () => {
     rmSync(work, { recursive: true, force: true })
   }
   const ratios = {}
-  for (const baseId of ["acme-connector", "pipeline"]) {
+  for (const baseId of ["acme-connector", "acme-client", "acme-client-100ms", "pipeline"]) {
     const base = results.find((r) => r.id === baseId && r.per_cert_ms)
     if (!base) continue
     for (const r of results)

@@ -16,6 +16,7 @@ import * as Policy from "./Policy.js"
 import * as DeployTarget from "./internal/deployTarget.js"
 import * as FileState from "./internal/fileState.js"
 import * as WorkLedger from "./internal/workLedger.js"
+import * as WorkPoll from "./internal/workPoll.js"
 import * as Renewer from "./Renewer.js"
 import * as Status from "./Status.js"
 import * as Undeploy from "./Undeploy.js"
@@ -291,6 +292,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
             Effect.sync(() => {
               status.decide({ kind: item.type, subject, outcome: "failed", detail: messageOf(e).slice(0, 2000) })
               ledger.failed(key)
+              poll.failed()
             }),
             Effect.logWarning(`work ${key} failed: ${messageOf(e)}`)
           )
@@ -350,25 +352,13 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       Effect.repeat(Schedule.spaced(Duration.seconds(config.heartbeatSeconds)))
     )
 
-    // Long poll; when the control plane is away, back off with jitter and keep everything deployed.
-    // The listing returns at once while it holds items, even ones already being worked on; poll
-    // those slowly instead of spinning.
-    const poll = Effect.suspend(() => {
-      const listedAt = Date.now()
-      return client.work({ wait: Duration.seconds(config.pollWaitSeconds) }).pipe(
-        Effect.tap(() => contact),
-        Effect.flatMap((items) =>
-          Effect.map(handleAll(items, listedAt), (started) => (started === 0 && items.length > 0 ? 1000 : 50))
-        )
-      )
-    }).pipe(
-      Effect.tapError((e) => Effect.logWarning(`work poll failed: ${e.message}`)),
-      Effect.retry(
-        Schedule.exponential("500 millis").pipe(Schedule.jittered, Schedule.union(Schedule.spaced("30 seconds")))
-      ),
-      Effect.flatMap((pause) => Effect.sleep(pause)),
-      Effect.forever
-    )
+    const poll = yield* WorkPoll.make({
+      client,
+      ledger,
+      waitSeconds: config.pollWaitSeconds,
+      handle: handleAll,
+      contact
+    })
 
     yield* Effect.logInfo(
       `certctl agent ${config.agentId} → ${client.endpoint}, keys in ${path.resolve(config.keyDir)}, policy: ${policy.source}`
@@ -388,7 +378,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
     }
     if (outbox.size() > 0) yield* drainOutbox
     yield* background(heartbeat)
-    yield* background(poll)
+    yield* background(poll.run)
     yield* background(drift.run)
     yield* background(
       selfRun.tick.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(Math.min(60, config.heartbeatSeconds)))))

@@ -56,9 +56,14 @@ export interface Service {
   /** Where the agent talks to, for logs: a URL, or a name for an in-process control plane. */
   readonly endpoint: string
   readonly heartbeat: (input: Heartbeat) => Effect.Effect<void, ControlPlaneError>
-  /** Work assigned to this agent, oldest first; waits up to `wait` for some to arrive. */
+  /**
+   * Work assigned to this agent, oldest first; waits up to `wait` for some to arrive, or, given
+   * `seen` (a `Work.listingTag`), while the listing is still exactly that one. A control plane
+   * that ignores `seen` answers at once, as before.
+   */
   readonly work: (options: {
     readonly wait: Duration.DurationInput
+    readonly seen?: string
   }) => Effect.Effect<ReadonlyArray<Work.WorkItem>, ControlPlaneError>
   readonly submitCsr: (input: SubmitCsr) => Effect.Effect<CsrOutcome, ControlPlaneError>
   readonly reportDeployment: (input: ReportDeployment) => Effect.Effect<void, ControlPlaneError>
@@ -172,9 +177,10 @@ export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, Http
       endpoint: base,
       heartbeat: (payload) =>
         Effect.suspend(() => client.agents.heartbeat({ path, payload })).pipe(call(), Effect.asVoid),
-      work: ({ wait }) => {
+      work: ({ wait, seen }) => {
         const seconds = Math.max(0, Math.min(60, Math.round(Duration.toSeconds(Duration.decode(wait)))))
-        return Effect.suspend(() => client.agents.work({ path, urlParams: { wait: seconds } })).pipe(
+        const urlParams = seen === undefined ? { wait: seconds } : { wait: seconds, seen }
+        return Effect.suspend(() => client.agents.work({ path, urlParams })).pipe(
           call(Duration.sum(timeout, Duration.seconds(seconds))),
           Effect.map((r) => r.items)
         )

@@ -90,8 +90,8 @@ export const make = (
     return {
       endpoint: `in-process (agent ${id})`,
       heartbeat: (beat) => asAgent(agents.heartbeat(id, beat)).pipe(Effect.asVoid),
-      work: ({ wait }) =>
-        asAgent(agents.work(id, caller, Duration.min(Duration.decode(wait), Duration.seconds(60)))).pipe(
+      work: ({ wait, seen }) =>
+        asAgent(agents.work(id, caller, Duration.min(Duration.decode(wait), Duration.seconds(60)), seen)).pipe(
           Effect.flatMap((r) => asDecodedByTheApi(r.items))
         ),
       submitCsr: (submission) => asAgent(intake.accept(caller, submission, csrWait)),

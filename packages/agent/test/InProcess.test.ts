@@ -4,7 +4,7 @@ import { Agents, Caller, Certificates, Connectors, Database, Engine, Sealing, Wo
 import { tempDir } from "@certctl/test-support"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Layer, Redacted, Schema } from "effect"
+import { Effect, Either, Fiber, Layer, Option, Redacted, Schema } from "effect"
 import type * as ControlPlane from "../src/ControlPlane.js"
 import * as InProcess from "../src/InProcess.js"
 
@@ -83,6 +83,55 @@ describe("InProcess.layer", () => {
         expect(yield* failureOf(other.work({ wait: 0 }))).toMatchObject({ _tag: "Unauthorized" })
         // The owner is unaffected.
         yield* owner.heartbeat({ version: "test" })
+      }).pipe(Effect.scoped, Effect.provide(engine)),
+    120_000
+  )
+
+  it.live(
+    "a poll that has seen the listing waits for a change instead of answering it again",
+    () =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const connectors = yield* Connectors.Connectors
+        const agents = yield* Agents.Agents
+        const certificates = yield* Certificates.Certificates
+        yield* agents.register({ id: "seer", name: "seer" }, operator)
+        const seer = yield* InProcess.make({ agentId: "seer" })
+        const issuer = yield* connectors.prepare("issuer", "local-ca", {})
+        yield* sql`INSERT INTO issuers (id, name, type, config) VALUES ('ca2', 'CA', 'local-ca', ${JSON.stringify(issuer.stored)}::jsonb)`
+        const target = yield* connectors.prepare("target", "file", { directory: tempDir("certctl-inprocess-target-") })
+        yield* sql`INSERT INTO targets (id, name, type, agent_id, config)
+          VALUES ('files2', 'files', 'file', 'seer', ${JSON.stringify(target.stored)}::jsonb)`
+        const first = yield* certificates.create(
+          { domain: "seen-1.example.test", issuer_id: "ca2", target_ids: ["files2"] },
+          operator
+        )
+        yield* Effect.forkScoped(Engine.background({ owner: "inprocess-test", concurrency: 2, scanInterval: "1 hour" }))
+        const listed = yield* seer.work({ wait: "5 seconds" }).pipe(
+          Effect.filterOrFail((i) => i.length > 0),
+          Effect.retry({ times: 20 })
+        )
+        expect(listed.map((i) => i.job_id)).toEqual([first.job_id])
+        const tag = Work.listingTag(listed)
+
+        // Without `seen`, or with the tag of another listing, the same work is answered at once.
+        expect((yield* seer.work({ wait: 0 })).map((i) => i.job_id)).toEqual([first.job_id])
+        expect((yield* seer.work({ wait: "30 seconds", seen: "another-listing" })).map((i) => i.job_id)).toEqual([
+          first.job_id
+        ])
+
+        // With it, the poll is still waiting while nothing changed (it may wait 30 s) ...
+        const waiting = yield* Effect.fork(seer.work({ wait: "30 seconds", seen: tag }))
+        yield* Effect.sleep("500 millis")
+        expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+        // ... and answers once new work for the agent arrives.
+        const second = yield* certificates.create(
+          { domain: "seen-2.example.test", issuer_id: "ca2", target_ids: ["files2"] },
+          operator
+        )
+        const answered = yield* Fiber.join(waiting)
+        expect(answered.map((i) => i.job_id)).toContain(second.job_id)
+        expect(Work.listingTag(answered)).not.toBe(tag)
       }).pipe(Effect.scoped, Effect.provide(engine)),
     120_000
   )

@@ -1,4 +1,4 @@
-import type { Work } from "@certctl/core"
+import { Work } from "@certctl/core"
 
 /**
  * What the agent remembers of the work items the control plane lists, so that none is done twice
@@ -13,6 +13,11 @@ export interface WorkLedger {
   readonly keyOf: (item: Work.WorkItem) => string
   /** Should an item of a listing taken at `listedAt` be worked on now? */
   readonly isNew: (key: string, listedAt: number) => boolean
+  /**
+   * Is the item's next move the control plane's? True while it runs, owes a report, or was
+   * answered; false while it backs off from a failure (the agent must look again when that ends).
+   */
+  readonly waiting: (key: string) => boolean
   readonly started: (key: string) => void
   readonly succeeded: (key: string) => void
   readonly failed: (key: string) => void
@@ -32,7 +37,7 @@ export const make = (now: () => number = Date.now): WorkLedger => {
   const settledAt = new Map<string, number>() // key → when the control plane had our answer
   const retryAt = new Map<string, { at: number; failures: number }>() // failed work: not before
   return {
-    keyOf: (item) => (item.type === "http-01" ? `${item.challenge_id}:${item.action}` : `${item.type}:${item.job_id}`),
+    keyOf: Work.itemKey,
     isNew: (key, listedAt) => {
       if (inFlight.has(key) || (unreported.get(key) ?? 0) > 0) return false
       const settled = settledAt.get(key)
@@ -40,6 +45,7 @@ export const make = (now: () => number = Date.now): WorkLedger => {
       const retry = retryAt.get(key)
       return retry === undefined || now() >= retry.at
     },
+    waiting: (key) => inFlight.has(key) || (unreported.get(key) ?? 0) > 0 || settledAt.has(key),
     started: (key) => {
       inFlight.add(key)
       settledAt.delete(key)

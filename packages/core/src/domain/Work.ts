@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import { Schema } from "effect"
 import { KeyAlgorithm } from "./KeyAlgorithm.js"
 import { Id, Text, WireLongText, WireText } from "./models/common.js"
@@ -233,6 +234,26 @@ export type StoredWorkItem = typeof StoredWorkItem.Type
 
 export const WorkResponse = Schema.Struct({
   items: Schema.Array(WorkItem).annotations({ description: "Work items, oldest first; empty when there is none" })
+})
+
+/** The identity of a work item in a listing: one per challenge action, one per job and kind otherwise. */
+export const itemKey = (item: WorkItem): string =>
+  item.type === Kind.Http01 ? `${item.challenge_id}:${item.action}` : `${item.type}:${item.job_id}`
+
+/**
+ * A short digest of which items a listing holds (their `itemKey`s, in any order). An agent that
+ * already works on every item listed sends it back as `seen`: the long poll then waits for new
+ * work instead of answering the same listing at once, which an agent could only meet by polling
+ * on a timer (a fixed pause that each CSR, challenge and deployment waited out).
+ */
+export const listingTag = (items: ReadonlyArray<WorkItem>): string =>
+  createHash("sha256").update(items.map(itemKey).sort().join("\n")).digest("base64url").slice(0, 22)
+
+/** A `listingTag` as a query parameter (22 base64url characters; at most 64 accepted). */
+export const ListingTag = Schema.String.pipe(Schema.maxLength(64), Schema.pattern(/^[A-Za-z0-9_-]+$/)).annotations({
+  description:
+    "The listing tag of the items this agent already works on (see the agent's work loop): while the listing is still exactly those items, the long poll waits for a change",
+  examples: ["q3J0bS1hZ2VudC13b3Jr"]
 })
 
 export const ChallengeAck = Schema.Struct({

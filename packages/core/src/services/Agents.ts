@@ -286,12 +286,15 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
     /**
      * The agent's work, as a long poll of up to `wait`. Only the agent's own poll is a sign of
      * life (an operator looking at its queue is not), and only its own answer carries opened
-     * target secrets.
+     * target secrets. The poll waits while there is no work, or while the work listed is exactly
+     * the listing the agent says it has `seen` (`Work.listingTag`); any wake-up of the agent then
+     * answers, even with the same items (a job handing out its work again after a retry).
      */
     const work = (
       agentId: string,
       caller: Caller,
-      wait: Duration.DurationInput = Duration.zero
+      wait: Duration.DurationInput = Duration.zero,
+      seen?: string
     ): Effect.Effect<
       { items: ReadonlyArray<Work.WorkItem> },
       ApiError.NotFound | ApiError.Conflict | PersistenceError
@@ -299,7 +302,8 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       Effect.gen(function* () {
         yield* touch(agentId, caller.agentId === agentId)
         let items = yield* answer(agentId, caller)
-        if (items.length === 0 && Duration.toMillis(wait) > 0) {
+        const unchanged = items.length === 0 || (seen !== undefined && Work.listingTag(items) === seen)
+        if (unchanged && Duration.toMillis(wait) > 0) {
           // Long poll: woken by NOTIFY from whichever replica created the work.
           const waiting = signals.await(Signals.agentTopic(agentId), wait)
           const host = yield* Effect.serviceOption(LongPollWait)

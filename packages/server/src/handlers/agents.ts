@@ -46,7 +46,7 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       .handle("work", ({ path, urlParams }) =>
         Effect.gen(function* () {
           const principal = yield* selfOrAdmin(path.id)
-          return yield* agents.work(path.id, callerOf(principal), `${urlParams.wait ?? 0} seconds`)
+          return yield* agents.work(path.id, callerOf(principal), `${urlParams.wait ?? 0} seconds`, urlParams.seen)
         }).pipe(Effect.catchTag("PersistenceError", Effect.die))
       )
       .handle("challenge", ({ path, payload }) =>

@@ -189,7 +189,8 @@ export class AgentsGroup extends HttpApiGroup.make("agents")
             NumberText.pipe(Schema.compose(Schema.NumberFromString), Schema.int(), Schema.between(0, 60)).annotations({
               description: "Long poll: wait up to this many seconds (0 to 60) for work to arrive"
             })
-          )
+          ),
+          seen: Schema.optional(Work.ListingTag)
         })
       )
       .addSuccess(Work.WorkResponse)
