@@ -3,7 +3,7 @@ import { Pem, type Target, type Work } from "@certctl/core"
 import { Context, Data, Duration, Effect, Layer, Option, type Redacted, Runtime, Schedule, type Scope } from "effect"
 import * as Autonomy from "./Autonomy.js"
 import * as ClientCert from "./ClientCert.js"
-import { type AgentConfig, defaultDriftInterval } from "./Config.js"
+import { type AgentConfig, defaultDriftInterval, defaultWorkConcurrency } from "./Config.js"
 import { ControlPlane, type DeploymentStatus } from "./ControlPlane.js"
 import * as Drift from "./Drift.js"
 import * as Health from "./Health.js"
@@ -37,6 +37,8 @@ export interface Options {
   readonly keyPassphrase?: Redacted.Redacted<string>
   readonly pollWaitSeconds: number
   readonly heartbeatSeconds: number
+  /** Work items (CSRs, deployments, removals) run at once; default `defaultWorkConcurrency` (8). Challenges never wait. */
+  readonly workConcurrency?: number
   /** Seconds between drift checks of the targets (see Drift.ts); 0 turns them off. Default 900. */
   readonly driftIntervalSeconds?: number
   readonly healthListen?: string
@@ -92,6 +94,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       return state
     }
     const ledger = WorkLedger.make()
+    const workSlots = yield* Effect.makeSemaphore(config.workConcurrency ?? defaultWorkConcurrency)
     let autonomy: Autonomy.Autonomy | undefined // set once the outbox exists (it tells autonomy what it delivered)
     const outbox = yield* Effect.try({
       try: () =>
@@ -174,7 +177,9 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
         const key = yield* generateKey(work.key_algorithm)
         yield* keys.savePending(work.domain, work.job_id, key.private_key_pem)
         const csr = yield* buildCsr(key, work.names)
-        const res = yield* client.submitCsr({ cert_id: work.certificate_id, csr, job_id: work.job_id })
+        // No waiting for the certificate: the deployment brings it, and a CSR request held open
+        // per certificate would hold the control plane's request slots through a burst.
+        const res = yield* client.submitCsr({ cert_id: work.certificate_id, csr, job_id: work.job_id, wait: 0 })
         if (res.status === "issued") {
           yield* keys.install(work.domain, { certificate_pem: res.certificate, chain_pem: res.chain })
           yield* Effect.logInfo(`issued ${work.domain} serial ${res.serial}`)
@@ -277,7 +282,9 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       // A renewal the agent ran by itself is reported first: the control plane then needs no CSR.
       if (item.type === "csr" && selfRun.owes(item.certificate_id)) return Effect.succeed(false)
       ledger.started(key)
-      const work: Effect.Effect<void, unknown> = workOn(item)
+      // An http-01 answer never queues: an ACME validation in progress waits on it.
+      const work: Effect.Effect<void, unknown> =
+        item.type === "http-01" ? workOn(item) : workSlots.withPermits(1)(workOn(item))
       const subject = item.type === "http-01" ? item.identifier : item.certificate_id
       return Effect.logInfo(`work ${key} started`).pipe(
         Effect.zipRight(work),

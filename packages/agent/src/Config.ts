@@ -21,6 +21,12 @@ const Text = Schema.String.pipe(Schema.maxLength(4096))
 /** The longest drift-check interval: a week. */
 export const maxDriftInterval = 604_800
 export const defaultDriftInterval = 900
+/**
+ * Work items one agent runs at once. A burst of certificates lists up to 100 items per poll; run
+ * all at once, their requests overflowed the control plane's admission (503s, then each item's
+ * back-off of up to a minute) and their key generation and fsyncs competed for the same core.
+ */
+export const defaultWorkConcurrency = 8
 
 export const AgentFileConfig = Schema.Struct({
   server_url: Schema.optional(Text),
@@ -72,6 +78,8 @@ export interface AgentConfig {
   readonly keyPassphrase?: Redacted.Redacted<string>
   readonly pollWaitSeconds: number
   readonly heartbeatSeconds: number
+  /** Work items (CSRs, deployments, removals) run at once (`CERTCTL_AGENT_WORK_CONCURRENCY`). */
+  readonly workConcurrency?: number
   /** Seconds between drift checks of the targets (`CERTCTL_AGENT_DRIFT_INTERVAL`); 0: none. */
   readonly driftIntervalSeconds?: number
   readonly healthListen?: string
@@ -225,6 +233,9 @@ export const settings = (file: AgentFileConfig = {}) =>
       number("CERTCTL_POLL_WAIT_SECONDS", { min: 0, max: 60, integer: true }),
       file.poll_wait_seconds
     ).pipe(Config.map(Option.getOrElse(() => 25))),
+    workConcurrency: number("CERTCTL_AGENT_WORK_CONCURRENCY", { min: 1, max: 256, integer: true }).pipe(
+      Config.map(Option.getOrElse(() => defaultWorkConcurrency))
+    ),
     heartbeatSeconds: orFile(
       number("CERTCTL_HEARTBEAT_SECONDS", { min: 1, max: 3600, integer: false }),
       file.heartbeat_seconds
@@ -387,6 +398,7 @@ export const load: Effect.Effect<AgentSettings, ConfigError.ConfigError> = Effec
     keyPassphrase: Option.getOrUndefined(Option.map(c.keyPassphrase, Redacted.make)),
     pollWaitSeconds: c.pollWaitSeconds,
     heartbeatSeconds: c.heartbeatSeconds,
+    workConcurrency: c.workConcurrency,
     driftIntervalSeconds: c.driftIntervalSeconds,
     http01,
     healthListen: Option.getOrUndefined(c.healthListen),

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { type Duration, Effect, Ref } from "effect"
+import { type Duration, Effect, Queue, Ref } from "effect"
 import * as JobEngine from "./JobEngine.js"
 import { orPersistence } from "../persistence/Persistence.js"
 import * as Signals from "./Signals.js"
@@ -52,8 +52,12 @@ export const run = (options: RunnerOptions) =>
       Effect.catchAll((e) => Effect.as(Effect.logWarning("job runner tick failed", e), 0))
     )
 
+    // Wake-ups queue while a tick runs: one that arrived between the claim and the wait (a job
+    // woken by a CSR or a report just then) was lost before, and its job waited for the poll.
+    const wakeups = yield* signals.subscribe(Signals.runnerTopic)
     while (true) {
+      yield* Queue.takeAll(wakeups)
       const claimed = yield* tick
-      if (claimed === 0) yield* signals.await(Signals.runnerTopic, options.pollInterval)
+      if (claimed === 0) yield* Queue.take(wakeups).pipe(Effect.timeoutOption(options.pollInterval))
     }
   })

@@ -12,6 +12,15 @@ export interface SignalBus {
   /** Resolves true when `topic` is notified, false after `timeout`. */
   readonly await: (topic: string, timeout: Duration.DurationInput) => Effect.Effect<boolean>
   /**
+   * Starts listening for `topic` now and returns the wait (true when notified, false after its
+   * timeout). A notification that arrives between this call and the wait is kept: a caller that
+   * looks at the database in between (a long poll checking for work) cannot miss one that lands
+   * meanwhile. Stops listening when the scope closes.
+   */
+  readonly listen: (
+    topic: string
+  ) => Effect.Effect<(timeout: Duration.DurationInput) => Effect.Effect<boolean>, never, Scope.Scope>
+  /**
    * Every topic starting with `prefix` delivered to this process from now until the scope closes
    * (change feeds such as the jobs event stream). A slow reader loses the oldest topics first.
    */
@@ -61,6 +70,28 @@ const makeLocal = () => {
         )
       )
     })
+  const listen = (topic: string) =>
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.map(Deferred.make<boolean>(), (d) => {
+          let set = waiters.get(topic)
+          if (!set) {
+            set = new Set()
+            waiters.set(topic, set)
+          }
+          set.add(d)
+          return d
+        }),
+        (d) =>
+          Effect.sync(() => {
+            const s = waiters.get(topic)
+            s?.delete(d)
+            if (s && s.size === 0) waiters.delete(topic)
+          })
+      ),
+      (d) => (timeout: Duration.DurationInput) =>
+        Deferred.await(d).pipe(Effect.timeoutTo({ duration: timeout, onTimeout: () => false, onSuccess: (b) => b }))
+    )
   const subscribe = (prefix: string) =>
     Effect.acquireRelease(
       Effect.map(Queue.sliding<string>(4096), (queue) => {
@@ -74,12 +105,12 @@ const makeLocal = () => {
           Queue.shutdown(tap.queue)
         )
     ).pipe(Effect.map((tap) => tap.queue as Queue.Dequeue<string>))
-  return { deliver, wait, subscribe }
+  return { deliver, wait, listen, subscribe }
 }
 
 export const layerMemory = Layer.sync(Signals, () => {
   const local = makeLocal()
-  return { notify: local.deliver, await: local.wait, subscribe: local.subscribe }
+  return { notify: local.deliver, await: local.wait, listen: local.listen, subscribe: local.subscribe }
 })
 
 /** LISTEN/NOTIFY across replicas; NOTIFY is also delivered to this process's own listener. */
@@ -113,6 +144,7 @@ export const layerPg = Layer.scoped(
           )
         ),
       await: local.wait,
+      listen: local.listen,
       subscribe: local.subscribe
     }
   })

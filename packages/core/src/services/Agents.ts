@@ -301,17 +301,20 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
     > =>
       Effect.gen(function* () {
         yield* touch(agentId, caller.agentId === agentId)
+        // Listening starts before the work is read: work handed out while it is read wakes the
+        // wait below instead of being missed until the poll times out.
+        const woken = yield* signals.listen(Signals.agentTopic(agentId))
         let items = yield* answer(agentId, caller)
         const unchanged = items.length === 0 || (seen !== undefined && Work.listingTag(items) === seen)
         if (unchanged && Duration.toMillis(wait) > 0) {
           // Long poll: woken by NOTIFY from whichever replica created the work.
-          const waiting = signals.await(Signals.agentTopic(agentId), wait)
+          const waiting = woken(wait)
           const host = yield* Effect.serviceOption(LongPollWait)
           yield* Option.isSome(host) ? host.value.around(agentId, waiting) : waiting
           items = yield* answer(agentId, caller)
         }
         return { items }
-      })
+      }).pipe(Effect.scoped)
 
     /** The agent serves (or failed to serve, or removed) an http-01 challenge; wakes the issuing step. */
     const acknowledgeChallenge = (

@@ -214,7 +214,10 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
         const stored = yield* store(caller, cert.id, job.id, submission.csr, parsed.right)
         if (!stored) return yield* Effect.fail(ApiError.conflict(`a CSR for job ${job.id} was already accepted`))
         yield* signals.notify(Signals.runnerTopic)
-        return yield* answer(job.id, wait)
+        // The caller may ask to wait less than the host allows (an agent that gets the
+        // certificate with its deployment anyway), never more.
+        const asked = submission.wait === undefined ? wait : Duration.min(wait, Duration.seconds(submission.wait))
+        return yield* answer(job.id, asked)
       })
 
     return { accept }

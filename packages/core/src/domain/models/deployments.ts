@@ -185,6 +185,13 @@ export const SubmitCsr = Schema.Struct({
       description: "The issuance job that asked for it",
       examples: ["job-01hx7z"]
     })
+  ),
+  wait: Schema.optional(
+    Schema.Int.pipe(Schema.between(0, 60)).annotations({
+      description:
+        "Seconds to wait for the certificate before answering pending (0 to 60; the server's own limit, CERTCTL_CSR_WAIT, caps it, and is the default)",
+      examples: [0]
+    })
   )
 })
 export const IssuedResponse = Schema.Struct({
