@@ -4,8 +4,11 @@
 // CERTCTL_BENCH_SCALE (e.g. 0.1 for a quick run); CERTCTL_BENCH_CORE_SECTIONS (comma list of
 // renewal, claims, audit; default all) picks sections, and CERTCTL_BENCH_AUDIT_ROWS sets the audit
 // table's size on PostgreSQL (default 1,000,000; e.g. 10000000 for the 10M query figures);
-// CERTCTL_BENCH_CORE_BACKENDS (postgresql, pglite; default both) picks the databases.
+// CERTCTL_BENCH_CORE_BACKENDS (postgresql, pglite; default both) picks the databases;
+// CERTCTL_BENCH_CERTIFICATES sets the renewal scan's certificates on PostgreSQL (default 100,000;
+// 1000000 for the issue-12 figure).
 import * as os from "node:os"
+import * as path from "node:path"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer } from "effect"
 import { AuditLog } from "../packages/core/src/services/AuditLog.ts"
@@ -18,6 +21,7 @@ import {
 } from "../packages/core/src/engine/JobEngine.ts"
 import { scanDue } from "../packages/core/src/engine/RenewalScan.ts"
 import { log, openBackend } from "./lib/backend.mjs"
+import { pgTestFsync } from "./lib/fsync.mjs"
 import { latency, perSecond, round, time } from "./lib/measure.mjs"
 
 const scale = Number(process.env.CERTCTL_BENCH_SCALE ?? 1)
@@ -33,6 +37,11 @@ const sizes = {
   pglite: { certificates: 20_000, jobs: 300, appends: 500, auditRows: 100_000 }
 }
 const scaled = (n) => Math.max(10, Math.round(n * scale))
+if (process.env.CERTCTL_BENCH_CERTIFICATES) {
+  const n = Number(process.env.CERTCTL_BENCH_CERTIFICATES)
+  if (!Number.isInteger(n) || n < 10) throw new Error("CERTCTL_BENCH_CERTIFICATES must be an integer >= 10")
+  sizes.postgresql.certificates = n / scale
+}
 
 const withSql = (f) => Effect.flatMap(SqlClient.SqlClient, f)
 
@@ -85,8 +94,24 @@ const renewalScan = async (rt, n) => {
   }
 }
 
-/** (2) Trivial one-step jobs, claimed (10 at a time) and executed to COMPLETED by `claimers` engines. */
-const claimAndComplete = async (rt, tag, jobs, claimers, firstCert) => {
+/**
+ * Transactions the bench's database committed so far (read-only ones included). Backends report
+ * their counters when idle, at most every 10 s, so the figure is read after a pause.
+ */
+const committed = async (rt) => {
+  await new Promise((r) => setTimeout(r, 11_000))
+  const [row] = await rt.runPromise(
+    withSql((sql) => sql`SELECT xact_commit::int AS commits FROM pg_stat_database WHERE datname = current_database()`)
+  )
+  return row?.commits ?? null
+}
+
+/**
+ * (2) Trivial one-step jobs, claimed (10 at a time) and executed to COMPLETED by `claimers` engines.
+ * `together`: the jobs of one claim run concurrently, as the Runner runs them (it forks each
+ * claimed job); otherwise one after another.
+ */
+const claimAndComplete = async (rt, tag, jobs, claimers, firstCert, together, countCommits) => {
   await rt.runPromise(
     withSql((sql) =>
       Effect.gen(function* () {
@@ -109,9 +134,13 @@ const claimAndComplete = async (rt, tag, jobs, claimers, firstCert) => {
           if (n === 0) return completed
           continue
         }
-        for (const row of rows) if ((yield* engine.execute(row)) === "completed") completed++
+        const outcomes = yield* Effect.forEach(rows, (row) => engine.execute(row), {
+          concurrency: together ? "unbounded" : 1
+        })
+        completed += outcomes.filter((o) => o === "completed").length
       }
     }).pipe(Effect.provideService(JobHandlers, noopHandlers))
+  const commitsBefore = countCommits ? await committed(rt) : null
   const run = await time(() =>
     rt.runPromise(
       Effect.all(
@@ -123,10 +152,14 @@ const claimAndComplete = async (rt, tag, jobs, claimers, firstCert) => {
   const [{ n: done }] = await rt.runPromise(
     withSql((sql) => sql`SELECT count(*)::int AS n FROM jobs WHERE id LIKE ${`bj-${tag}-%`} AND state = 'COMPLETED'`)
   )
+  const commitsAfter = countCommits ? await committed(rt) : null
   return {
     claimers,
+    execution: together ? "claimed jobs run concurrently (as the Runner does)" : "claimed jobs run one at a time",
     jobs,
     completed: done,
+    transactions_per_job:
+      commitsBefore === null || commitsAfter === null ? null : round((commitsAfter - commitsBefore) / done, 2),
     per_claimer: run.value,
     ms: round(run.ms),
     jobs_per_s: perSecond(done, run.ms)
@@ -270,11 +303,21 @@ const runBackend = async (name) => {
     if (sections.has("claims")) {
       // Renewal jobs would be claimed too; the claim runs use their own job kind and certificates.
       await rt.runPromise(withSql((sql) => sql`DELETE FROM jobs WHERE kind = 'renewal'`))
+      const count = name === "postgresql"
       log(`claims: ${size.jobs} jobs, 1 claimer`)
-      const one = await claimAndComplete(rt, "one", size.jobs, 1, 1)
-      log(`claims: ${size.jobs} jobs, 4 claimers`)
-      const four = await claimAndComplete(rt, "four", size.jobs, 4, size.jobs + 1)
-      claims = { one_claimer: one, four_claimers: four }
+      const one = await claimAndComplete(rt, "one", size.jobs, 1, 1, true, count)
+      log(`claims: ${size.jobs} jobs, 4 claimers, claimed jobs run concurrently`)
+      const four = await claimAndComplete(rt, "four", size.jobs, 4, size.jobs + 1, true, count)
+      log(`claims: ${size.jobs} jobs, 4 claimers, claimed jobs run one at a time`)
+      const serial = await claimAndComplete(rt, "serial", size.jobs, 4, 2 * size.jobs + 1, false, count)
+      claims = { one_claimer: one, four_claimers: four, four_claimers_one_at_a_time: serial }
+      if (name === "postgresql") {
+        // The peer: how many durable commits per second the disk under PostgreSQL allows.
+        const [{ dir }] = await rt.runPromise(withSql((sql) => sql`SELECT current_setting('data_directory') AS dir`))
+        log("claims: commit floor (pg_test_fsync)")
+        claims.commit_floor = pgTestFsync(path.dirname(dir))
+        claims.jobs_per_fsync = ratio(four.jobs_per_s, claims.commit_floor.ops_per_s)
+      }
     }
     const auditFigures = sections.has("audit") ? await audit(rt, size.appends, size.auditRows) : undefined
     return { server, renewal_scan: scan, claim_and_complete: claims, audit: auditFigures }

@@ -3,6 +3,7 @@ import { Context, Effect } from "effect"
 import type { ConnectorError } from "../domain/ConnectorError.js"
 import * as Claim from "../internal/jobEngine/claim.js"
 import * as Execute from "../internal/jobEngine/execute.js"
+import * as Finish from "../internal/jobEngine/finish.js"
 import * as Model from "../internal/jobEngine/model.js"
 import * as Retry from "../internal/jobEngine/retry.js"
 import * as Store from "../internal/jobEngine/store.js"
@@ -86,14 +87,15 @@ export interface CreateJob {
 
 /**
  * Wires the parts: the shared store (rows, audit, change feed, guarded transitions), claiming and
- * leases, step execution and parking, failure and retry (internal/jobEngine/*).
+ * leases, step execution and parking, finishing (grouped commits), failure and retry
+ * (internal/jobEngine/*).
  */
 export const make = Effect.gen(function* () {
   const options = yield* EngineOptionsTag
   const store = yield* Store.make(options)
   const lease = Claim.make(store)
   const retry = Retry.make(store)
-  const run = Execute.make(store, lease, retry)
+  const run = Execute.make(store, lease, retry, Finish.make(store))
   return {
     create: store.create,
     claim: lease.claim,

@@ -47,7 +47,8 @@ export const make = (store: Store) => {
 
   /**
    * Claims up to `limit` runnable jobs: PENDING and due, or RUNNING with an expired lease (a
-   * crashed or parked owner). SKIP LOCKED lets any number of claimers run at once.
+   * crashed or parked owner), and starts the first unfinished step of each. SKIP LOCKED lets any
+   * number of claimers run at once.
    */
   const claim = (limit: number) =>
     Effect.flatMap(now, (at) =>
@@ -64,6 +65,16 @@ export const make = (store: Store) => {
             started_at = coalesce(j.started_at, now())
           FROM cand WHERE j.id = cand.id
           RETURNING j.*, cand.old_state
+        ), started AS (
+          -- Each claimed job's first unfinished step starts in the claim's own commit, not in one
+          -- of its own. A step already RUNNING (a takeover or a wake-up) keeps its start and deadline.
+          UPDATE job_steps s SET state = 'RUNNING', started_at = coalesce(s.started_at, now()), error = NULL
+          FROM (
+            SELECT DISTINCT ON (st.job_id) st.job_id, st.seq, st.state FROM job_steps st JOIN claimed c ON c.id = st.job_id
+            WHERE st.state NOT IN ('COMPLETED', 'SKIPPED') ORDER BY st.job_id, st.seq
+          ) f
+          WHERE s.job_id = f.job_id AND s.seq = f.seq AND f.state <> 'RUNNING'
+          RETURNING 1
         ), logged AS (
           ${AuditLog.insertSelect(sql, {
             actor: system,

@@ -2,19 +2,28 @@ import { Cause, Duration, Effect, Exit, Option } from "effect"
 import type { JobRow, StepRow } from "../../engine/JobEngine.js"
 import { decodeRows, orPersistence } from "../../persistence/Persistence.js"
 import type * as Claim from "./claim.js"
+import type * as Finish from "./finish.js"
 import type * as Retry from "./retry.js"
 import * as Model from "./model.js"
 import { now, type Store } from "./store.js"
 
-/** What ended a run of steps without a StepFailed: the job completed, parked, or left our hands. */
-type Stopped = "completed" | "parked"
+/**
+ * What ended a run of steps without a StepFailed: the last step finished (its output not yet
+ * written: it is stored with the job's completion, in one commit), or the job parked.
+ */
+type Stopped = { readonly _tag: "finished"; readonly seq: number; readonly output: Record<string, unknown> } | "parked"
 
 /**
  * Step execution and parking. A step either finishes, or parks the job: it stays RUNNING without a
  * lease, and the lease expiry is its wake-up time (or `wake` brings it forward).
  */
-export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: ReturnType<typeof Retry.make>) => {
-  const { sql, options, changed, get, steps } = store
+export const make = (
+  store: Store,
+  lease: ReturnType<typeof Claim.make>,
+  retry: ReturnType<typeof Retry.make>,
+  finisher: ReturnType<typeof Finish.make>
+) => {
+  const { sql, options, changed, steps } = store
 
   const loadVersioned = (jobId: string) =>
     sql`SELECT ${sql.unsafe(Model.jobColumns)}, xmin::text AS row_version FROM jobs WHERE id = ${jobId}`.pipe(
@@ -30,14 +39,19 @@ export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: 
       orPersistence("load step")
     )
 
-  /** Runs one step to completion or parks the job; loops while something touched the job meanwhile. */
-  const runStep = (job: JobRow, first: StepRow) =>
+  /**
+   * Runs one step to completion or parks the job; loops while something touched the job meanwhile.
+   * The last step's completion is not written here: it is returned, to commit with the job's.
+   */
+  const runStep = (job: JobRow, first: StepRow, last: boolean) =>
     Effect.gen(function* () {
       const handlers = yield* Model.JobHandlers
       const def = handlers.steps(job.kind).find((d) => d.name === first.name)
       if (!def) return yield* new Model.StepFailed({ reason: "InvalidConfig", message: `unknown step ${first.name}` })
       let deadline = first.deadline_at
-      if (first.state !== "RUNNING" || deadline === null) {
+      // The claim has already started the first unfinished step (claim.ts); a later step starts
+      // here. Only a step with a timeout needs its deadline written, from the engine's clock.
+      if (first.state !== "RUNNING" || (deadline === null && def.timeout !== undefined)) {
         const d = def.timeout ? new Date((yield* now).getTime() + Duration.toMillis(def.timeout)) : null
         yield* sql`UPDATE job_steps SET state = 'RUNNING', started_at = coalesce(started_at, now()),
             deadline_at = ${d}, error = NULL WHERE job_id = ${job.id} AND seq = ${first.seq}`.pipe(
@@ -51,6 +65,7 @@ export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: 
         const current = yield* loadVersioned(job.id)
         const outcome = yield* def.run({ job: current ?? job, step: { ...row, deadline_at: deadline }, deadline })
         if (outcome._tag === "Done") {
+          if (last) return { _tag: "finished", seq: row.seq, output: outcome.output ?? {} } satisfies Stopped
           yield* sql`UPDATE job_steps SET state = 'COMPLETED', finished_at = now(),
               output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
               WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("complete step"))
@@ -91,30 +106,21 @@ export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: 
   /** Runs the steps from the first unfinished one; parks on the first that waits. */
   const runSteps = (job: JobRow) =>
     Effect.gen(function* () {
-      for (const step of yield* steps(job.id)) {
-        if (step.state === "COMPLETED" || step.state === "SKIPPED") continue
-        if ((yield* runStep(job, step)) === "parked") return "parked" satisfies Stopped
+      const open = (yield* steps(job.id)).filter((s) => s.state !== "COMPLETED" && s.state !== "SKIPPED")
+      for (const [i, step] of open.entries()) {
+        const stopped = yield* runStep(job, step, i === open.length - 1)
+        if (stopped !== "done") return stopped
       }
-      return "completed" satisfies Stopped
+      // No step left to run (none declared, or all finished before a crash): complete the job alone.
+      return { _tag: "finished", seq: 0, output: {} } satisfies Stopped
     })
 
-  /** Marks the job COMPLETED and tells its handlers. */
-  const complete = (job: JobRow) =>
+  /** Marks the last step and the job COMPLETED in one commit (grouped with others), then tells its handlers. */
+  const complete = (job: JobRow, seq: number, output: Record<string, unknown>) =>
     Effect.gen(function* () {
       const handlers = yield* Model.JobHandlers
-      yield* store
-        .transition(
-          job,
-          "RUNNING",
-          { _tag: "Succeed" },
-          sql`lease_owner = NULL, lease_expires_at = NULL, agent_work = NULL, finished_at = now(), error_reason = NULL, last_error = NULL`,
-          "job_completed",
-          {}
-        )
-        .pipe(sql.withTransaction, orPersistence("complete job"))
-      yield* changed([job.id])
-      const after = yield* get(job.id)
-      if (handlers.onCompleted && Option.isSome(after)) yield* handlers.onCompleted(after.value)
+      const after = yield* finisher.finish({ job, seq, output })
+      if (handlers.onCompleted) yield* handlers.onCompleted(after)
     })
 
   /** Runs the job's steps from the first unfinished one. Assumes we hold its lease. */
@@ -129,8 +135,11 @@ export const make = (store: Store, lease: ReturnType<typeof Claim.make>, retry: 
         .pipe(Effect.delay(Duration.millis(options.leaseMs / 3)), Effect.forever)
       const result = yield* Effect.exit(runSteps(job).pipe(Effect.raceFirst(keepLease)))
       if (Exit.isSuccess(result)) {
-        if (result.value === "completed") yield* complete(job)
-        return result.value
+        const stopped = result.value
+        if (stopped === "parked") return stopped
+        // After the race: the lease keeper is stopped, and the completion is not cut short by it.
+        yield* complete(job, stopped.seq, stopped.output)
+        return "completed" as const
       }
       const failure = Cause.failureOption(result.cause)
       if (Option.isNone(failure))
