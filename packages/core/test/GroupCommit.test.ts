@@ -10,7 +10,7 @@ import { backends, migrated } from "./backends.js"
  * write; a shared transaction that fails leaves nothing behind and each write is retried alone.
  */
 for (const backend of backends) {
-  describe.skipIf(!backend.available)(`GroupCommit on ${backend.name}`, { timeout: 30_000 }, () => {
+  describe.skipIf(!backend.available)(`GroupCommit on ${backend.name}`, { timeout: 180_000 }, () => {
     let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, any>
     let cleanup: () => Promise<void>
     let table = 0
@@ -19,7 +19,9 @@ for (const backend of backends) {
       const made = await backend.make()
       cleanup = made.cleanup
       rt = ManagedRuntime.make(migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
-    })
+      // Migrate here, not inside the first test: a slow machine must not time out a test for it.
+      await rt.runPromise(Effect.void)
+    }, 180_000)
     afterAll(async () => {
       await rt?.dispose()
       await cleanup?.()

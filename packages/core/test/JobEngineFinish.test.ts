@@ -10,7 +10,7 @@ import { backends, migrated } from "./backends.js"
  * audit row commit together, grouped with other jobs finishing at the same moment.
  */
 for (const backend of backends) {
-  describe.skipIf(!backend.available)(`JobEngine finishing on ${backend.name}`, { timeout: 60_000 }, () => {
+  describe.skipIf(!backend.available)(`JobEngine finishing on ${backend.name}`, { timeout: 180_000 }, () => {
     let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient | AuditLog, any>
     let cleanup: () => Promise<void>
 
@@ -20,7 +20,9 @@ for (const backend of backends) {
       rt = ManagedRuntime.make(
         Layer.provideMerge(AuditLog.Default, migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
       )
-    })
+      // Migrate here, not inside the first test: a slow machine must not time out a test for it.
+      await rt.runPromise(Effect.void)
+    }, 180_000)
     afterAll(async () => {
       await rt?.dispose()
       await cleanup?.()

@@ -31,7 +31,7 @@ interface BatchRow {
 }
 
 /**
- * The renewal due-scan: walks the `certificates_renew_due` index in (renew_at, id) order, one
+ * The renewal due-scan: walks the `certificates_renew_due_keyset` index in (renew_at, id) order, one
  * statement per batch that creates the renewal jobs, their steps and their audit rows together.
  * Certificates with an open renewal job are skipped, and the partial unique index on jobs makes a
  * concurrent scan on another replica harmless (ON CONFLICT DO NOTHING), so no leader is needed.

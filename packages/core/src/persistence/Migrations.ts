@@ -11,6 +11,7 @@ import agentOperations from "../internal/migrations/0007_agent_operations.js"
 import targetConnectionsPerCertificate from "../internal/migrations/0008_target_connections_per_certificate.js"
 import removal from "../internal/migrations/0009_removal.js"
 import auditSequencer from "../internal/migrations/0010_audit_sequencer.js"
+import renewDueKeyset from "../internal/migrations/0011_renew_due_keyset.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
 export const loader = Migrator.fromRecord({
@@ -22,11 +23,12 @@ export const loader = Migrator.fromRecord({
   "0007_agent_operations": agentOperations,
   "0008_target_connections_per_certificate": targetConnectionsPerCertificate,
   "0009_removal": removal,
-  "0010_audit_sequencer": auditSequencer
+  "0010_audit_sequencer": auditSequencer,
+  "0011_renew_due_keyset": renewDueKeyset
 })
 
 /** The highest migration id (ids may have gaps: numbers are reserved per change). */
-export const latest = 10
+export const latest = 11
 const table = "certctl_migrations"
 const lockKey = 7263540
 
