@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const all = ["core", "pglite-responsiveness", "fleet", "pipeline", "acme-clients", "fuzz", "capacity"]
+const all = ["core", "pglite-responsiveness", "fleet", "pipeline", "acme-clients", "fuzz", "capacity", "memory"]
 const chosen = process.argv.slice(2).length > 0 ? process.argv.slice(2) : all
 const results = {}
 fs.mkdirSync(path.join(here, "results"), { recursive: true })

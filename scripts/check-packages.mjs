@@ -35,12 +35,16 @@ const specifierPatterns = [
   /\b(?:import|export)\s[^'"`;]*?\sfrom\s*["']([^"'\n]+)["']/g,
   /\bimport\s*["']([^"'\n]+)["']/g,
   /\bimport\s*\(\s*["']([^"'\n]+)["']\s*\)/g,
-  /\brequire\s*\(\s*["']([^"'\n]+)["']\s*\)/g
+  // require2(…) too: a bundler renames a local `require` (createRequire's) that a banner shadows.
+  /\brequire\d*\s*\(\s*["']([^"'\n]+)["']\s*\)/g
 ]
 
 const packageOf = (specifier) => {
   if (specifier.startsWith(".") || specifier.startsWith("/") || specifier.startsWith("node:")) return undefined
   if (specifier.startsWith("#")) return undefined
+  // Not a package name: text the patterns caught inside a string, such as a bundled dependency's
+  // own package.json ("eslint-plugin-import":"…" in the agent's bundled bin).
+  if (!/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*(\/|$)/i.test(specifier)) return undefined
   const parts = specifier.split("/")
   const name = specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]
   return builtins.has(name) ? undefined : name

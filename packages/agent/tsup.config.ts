@@ -1,10 +1,72 @@
+import * as path from "node:path"
+import type { Plugin } from "esbuild"
 import { defineConfig } from "tsup"
 
-export default defineConfig({
-  entry: ["src/index.ts", "src/bin.ts"],
-  format: ["esm"],
-  dts: false,
-  clean: true,
-  sourcemap: true,
-  target: "node20"
-})
+/**
+ * Our own packages' modules have no import-time side effects the bin relies on, but their
+ * package.json files do not say so: marking them here lets esbuild drop every module of core,
+ * connectors and the SDK that the agent does not use (the server's persistence, the operator CLI, …).
+ */
+const ownModulesPure: Plugin = {
+  name: "certctl-own-modules-pure",
+  setup(build) {
+    const own = `${path.sep}packages${path.sep}`
+    build.onResolve({ filter: /^(@certctl\/|\.{1,2}\/)/ }, async (args) => {
+      if (args.pluginData === "certctl-pure" || !(args.path.startsWith("@certctl/") || args.resolveDir.includes(own)))
+        return undefined
+      const resolved = await build.resolve(args.path, {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        pluginData: "certctl-pure"
+      })
+      if (resolved.errors.length > 0 || !resolved.path.includes(own) || resolved.path.includes(`${path.sep}node_modules${path.sep}`))
+        return resolved
+      return { ...resolved, sideEffects: false }
+    })
+  }
+}
+
+export default defineConfig([
+  // The library (`@certctl/agent`): its dependencies stay imports, shared with the embedder's.
+  {
+    entry: ["src/index.ts"],
+    format: ["esm"],
+    dts: false,
+    clean: false,
+    sourcemap: true,
+    target: "node20"
+  },
+  // The `certctl-agent` bin, which runs on every managed host: one tree-shaken bundle (plus chunks
+  // loaded on demand: local mode, the issuers, pkijs), so the process loads only the code it runs.
+  // Measured in bench/memory.mjs (bench/README.md "Memory").
+  {
+    entry: { bin: "src/bin.ts" },
+    format: ["esm"],
+    dts: false,
+    clean: false,
+    sourcemap: true,
+    target: "node20",
+    platform: "node",
+    splitting: true,
+    bundle: true,
+    noExternal: [/.*/],
+    // ssh2 has optional native parts and is loaded only when an nginx target is used
+    // (connectors' sshClient.ts requires it on first use); it stays a dependency of the package.
+    external: ["ssh2"],
+    // The bundled CommonJS dependencies call require(); an ES module has none of its own.
+    banner: {
+      js: 'import { createRequire as __certctlCreateRequire } from "node:module"; const require = __certctlCreateRequire(import.meta.url);'
+    },
+    // No comments: a few non-ASCII characters in dependencies' comments made V8 keep the whole
+    // source as a two-byte string, twice its size in memory. Names are kept as they are.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    // Our packages from their sources: module by module, so that tree shaking can drop whole
+    // modules (their built dist is one file each).
+    esbuildOptions(options) {
+      options.conditions = ["source"]
+    },
+    esbuildPlugins: [ownModulesPure]
+  }
+])

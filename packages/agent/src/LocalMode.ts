@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { AcmeIssuer } from "@certctl/connectors"
+import { AcmeIssuer } from "@certctl/connectors/issuers"
 import { Certificate, KeyAlgorithm } from "@certctl/core"
 import { Clock, Data, Duration, Effect, Either, Option, Redacted, Schema } from "effect"
 import * as Http01 from "./Http01.js"

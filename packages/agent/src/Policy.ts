@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { F5Config, FileConfig, IisConfig, NginxConfig } from "@certctl/connectors"
+import type { F5Config, FileConfig, IisConfig, NginxConfig } from "@certctl/connectors/targets"
 import { ConfigError, Effect, Either, Schema } from "effect"
 import {
   addressAllowed,

@@ -1,7 +1,6 @@
 import { createHash, createPublicKey, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { builtins } from "@certctl/connectors"
 import { Certificate, ConnectorError, type Issuer, Pem, RenewalPlanner, type Target } from "@certctl/core"
 import { Data, Effect, Option, Redacted, Runtime, Schema } from "effect"
 import type { Http01 } from "./Http01.js"
@@ -80,7 +79,15 @@ export interface Options {
 
 const decodeState = Schema.decodeUnknownOption(Schema.parseJson(State))
 const encodeState = Schema.encodeSync(Schema.parseJson(State))
-const issuerDefinitions = new Map(builtins.issuers.map((d) => [d.type, d]))
+// The issuer connectors (acme-client and its HTTP and crypto libraries) are loaded when the agent
+// first renews on its own, not at start: an agent that the control plane serves never needs them.
+let loadingIssuers: Promise<ReadonlyMap<string, Issuer.IssuerDefinition>> | undefined
+const issuerDefinitions = Effect.promise(() => {
+  loadingIssuers ??= import("@certctl/connectors/issuers").then(
+    ({ issuers }) => new Map(issuers.map((d) => [d.type, d]))
+  )
+  return loadingIssuers
+})
 
 const sha256 = (data: string | Uint8Array) => createHash("sha256").update(data).digest("hex")
 const messageOf = (e: unknown) =>
@@ -131,7 +138,7 @@ export const make = (options: Options) =>
         const cacheKey = `${plan.issuer.id}:${sha256(JSON.stringify(plan.issuer))}`
         const cached = issuers.get(cacheKey)
         if (cached) return cached
-        const def = issuerDefinitions.get(plan.issuer.type)
+        const def = (yield* issuerDefinitions).get(plan.issuer.type)
         if (!def) return yield* fail(plan, `this agent has no "${plan.issuer.type}" issuer connector`)
         const config = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(
           plan.issuer.config

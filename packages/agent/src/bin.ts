@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-import { NodeRuntime } from "@effect/platform-node"
+// The module, not the package's barrel: the barrel also loads undici (its HTTP client), which this
+// bin never uses. This file is bundled (tsup.config.ts), so every import here is what it loads.
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Logging } from "@certctl/core"
 import { Console, Effect } from "effect"
 import * as Agent from "./Agent.js"
 import * as Config from "./Config.js"
 import * as Enrollment from "./Enrollment.js"
-import * as LocalMode from "./LocalMode.js"
 
 /**
  * certctl-agent: reads its settings (CERTCTL_SERVER_URL, CERTCTL_API_KEY or
@@ -44,9 +45,14 @@ const program: Effect.Effect<unknown, unknown> = (() => {
   const unknown = args.filter((a, i) => i !== at && i !== at + 1 && a !== "--once")
   if (at < 0 || file === undefined || file.startsWith("--") || unknown.length > 0)
     return usage(`certctl-agent: unexpected arguments: ${args.join(" ")}`)
-  return LocalMode.load(file).pipe(
-    Effect.flatMap((config) => LocalMode.run(config, { once: args.includes("--once") })),
-    Effect.scoped
+  // Local mode (and the ACME client it brings) is loaded only when asked for.
+  return Effect.promise(() => import("./LocalMode.js")).pipe(
+    Effect.flatMap((LocalMode) =>
+      LocalMode.load(file).pipe(
+        Effect.flatMap((config) => LocalMode.run(config, { once: args.includes("--once") })),
+        Effect.scoped
+      )
+    )
   )
 })()
 

@@ -1,6 +1,7 @@
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import { type ManagedProcess, spawnTs, tempDir } from "@certctl/test-support"
+import { type ManagedProcess, tempDir } from "@certctl/test-support"
+import { spawnAgentProcess } from "../../server/test/harness.js"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 /**
@@ -51,8 +52,7 @@ describe("agent against a hostile control plane (real agent process)", () => {
     })
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-    agent = spawnTs(
-      "packages/agent/src/bin.ts",
+    agent = spawnAgentProcess(
       {
         CERTCTL_SERVER_URL: url,
         CERTCTL_API_KEY: "cct_hostile_test_key",

@@ -1,12 +1,8 @@
 import type { Issuer, Notifier, Target } from "@certctl/core"
-import { definition as Acme } from "./issuers/acme/AcmeIssuer.js"
-import { LocalCa } from "./issuers/LocalCa.js"
+import { issuers } from "./issuers.js"
 import { Email } from "./notifiers/Email.js"
 import { Webhook } from "./notifiers/Webhook.js"
-import { F5 } from "./targets/F5.js"
-import { File } from "./targets/File.js"
-import { Iis } from "./targets/Iis.js"
-import { Nginx } from "./targets/Nginx.js"
+import { targets } from "./targets.js"
 
 export * as AcmeIssuer from "./issuers/acme/AcmeIssuer.js"
 export { LocalCa, type LocalCaConfig, type LocalCaInstance } from "./issuers/LocalCa.js"
@@ -30,7 +26,7 @@ export const builtins: {
   readonly targets: ReadonlyArray<Target.TargetDefinition>
   readonly notifiers: ReadonlyArray<Notifier.NotifierDefinition>
 } = {
-  issuers: [LocalCa, Acme],
-  targets: [File, Nginx, F5, Iis],
+  issuers,
+  targets,
   notifiers: [Webhook, Email]
 }

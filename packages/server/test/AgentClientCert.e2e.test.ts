@@ -2,11 +2,11 @@ import { createPrivateKey, X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as https from "node:https"
 import * as path from "node:path"
-import { type ManagedProcess, pgAvailable, requirePeer, spawnTs, tempDir } from "@certctl/test-support"
+import { type ManagedProcess, pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
 import { selfSignedCertificate } from "@certctl/test-support/f5Simulator"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Db, openDb } from "./e2eSupport.js"
-import { eventually, type ServerHandle, startAgent, startServer, writePolicy } from "./harness.js"
+import { eventually, type ServerHandle, startAgent, startServer, writePolicy, spawnAgentProcess } from "./harness.js"
 
 const pg = await pgAvailable()
 
@@ -242,8 +242,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))(
       return { apiKey, keyDir }
     }
     const spawnAgent = (keyDir: string, name: string, extra: Record<string, string | undefined> = {}) => {
-      const proc = spawnTs(
-        "packages/agent/src/bin.ts",
+      const proc = spawnAgentProcess(
         {
           CERTCTL_SERVER_URL: url,
           CERTCTL_API_KEY: undefined,

@@ -2,10 +2,10 @@ import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Api } from "@certctl/core"
-import { type ManagedProcess, pgAvailable, requirePeer, spawnTs, tempDir } from "@certctl/test-support"
+import { type ManagedProcess, pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createCertificate, createFileTarget, createLocalCa, type Db, filesUnder, openDb } from "./e2eSupport.js"
-import { api, eventually, type ServerHandle, startServer } from "./harness.js"
+import { api, eventually, type ServerHandle, startServer, spawnAgentProcess } from "./harness.js"
 
 const pg = await pgAvailable()
 
@@ -211,7 +211,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent enrollment tok
       CERTCTL_POLL_WAIT_SECONDS: "5"
     }
     const agentId = "k8s-worker-1.example"
-    const first = spawnTs("packages/agent/src/bin.ts", env, "agent:enroll-1")
+    const first = spawnAgentProcess(env, "agent:enroll-1")
     agents.push(first)
     await first.waitFor(/certctl agent/, 180_000)
     expect(first.output()).toContain(`enrolled as agent ${agentId}`)
@@ -248,7 +248,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent enrollment tok
     expect(filesUnder(out).some((f) => f.endsWith("cert.pem") || f.endsWith("fullchain.pem"))).toBe(true)
 
     await first.stop()
-    const second = spawnTs("packages/agent/src/bin.ts", env, "agent:enroll-2")
+    const second = spawnAgentProcess(env, "agent:enroll-2")
     agents.push(second)
     await second.waitFor(/certctl agent/, 180_000)
     expect(second.output()).toContain("using the API key stored")
@@ -281,8 +281,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent enrollment tok
   }, 400_000)
 
   it("an agent with no key, no stored key and no token stops with a clear message", async () => {
-    const p = spawnTs(
-      "packages/agent/src/bin.ts",
+    const p = spawnAgentProcess(
       {
         CERTCTL_SERVER_URL: server.url,
         CERTCTL_API_KEY: undefined,
@@ -296,8 +295,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent enrollment tok
     expect(await p.exited).not.toBe(0)
     expect(p.output()).toMatch(/no agent identity: set CERTCTL_API_KEY/)
 
-    const refused = spawnTs(
-      "packages/agent/src/bin.ts",
+    const refused = spawnAgentProcess(
       {
         CERTCTL_SERVER_URL: server.url,
         CERTCTL_API_KEY: undefined,

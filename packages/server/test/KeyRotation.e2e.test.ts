@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { type ManagedProcess, pgAvailable, requirePeer, spawnTs, tempDir } from "@certctl/test-support"
+import { type ManagedProcess, pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Db, openDb, registerAgent } from "./e2eSupport.js"
-import { api, eventually, type ServerHandle, startServer } from "./harness.js"
+import { api, eventually, type ServerHandle, startServer, spawnAgentProcess } from "./harness.js"
 
 const pg = await pgAvailable()
 
@@ -70,7 +70,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent key rotation (
     const agentId = `rot-${point}`
     const { key: oldKey, keyDir } = await enrolled(agentId)
 
-    const crashing = spawnTs("packages/agent/src/bin.ts", agentEnv(keyDir, point), `agent:${agentId}:crash`)
+    const crashing = spawnAgentProcess(agentEnv(keyDir, point), `agent:${agentId}:crash`)
     procs.push(crashing)
     await crashing.exited
     expect(crashing.child.signalCode, crashing.output()).toBe("SIGKILL")
@@ -92,7 +92,7 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("agent key rotation (
     }
 
     // Restarted without the fault, the agent finishes the rotation: one key, the stored one.
-    const restarted = spawnTs("packages/agent/src/bin.ts", agentEnv(keyDir), `agent:${agentId}:restart`)
+    const restarted = spawnAgentProcess(agentEnv(keyDir), `agent:${agentId}:restart`)
     procs.push(restarted)
     const final = await eventually(
       async () => {

@@ -1,7 +1,9 @@
+import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { freePort, freshDatabase, type ManagedProcess, spawnTs, tempDir } from "@certctl/test-support"
+import { fileURLToPath } from "node:url"
+import { freePort, freshDatabase, type ManagedProcess, manage, spawnTs, tempDir } from "@certctl/test-support"
 
 export interface ServerHandle {
   readonly url: string
@@ -121,6 +123,54 @@ export const writePolicy = (policy: unknown = permissiveTestPolicy): string => {
   return file
 }
 
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
+const agentBin = path.join(repoRoot, "packages/agent/bin/certctl-agent.js")
+const agentBundle = path.join(repoRoot, "packages/agent/dist/bin.js")
+
+/** The newest modification time of a file under `dir`, in ms. */
+const newestUnder = (dir: string): number =>
+  fs.readdirSync(dir, { withFileTypes: true }).reduce((newest, e) => {
+    const p = path.join(dir, e.name)
+    return Math.max(newest, e.isDirectory() ? newestUnder(p) : fs.statSync(p).mtimeMs)
+  }, 0)
+
+/**
+ * How test agents run. What ships is the bundled bin (`packages/agent/bin/certctl-agent.js` →
+ * `dist/bin.js`, one tree-shaken bundle with chunks it loads on demand), so that is what the tests
+ * start whenever it is built from the current sources (CI builds before it tests). A bundle older
+ * than any source it is built from would test stale code: then the agent runs from its sources
+ * (tsx), as before a build. `CERTCTL_TEST_AGENT=dist` insists on the bundle (failing when it is
+ * missing or stale), `CERTCTL_TEST_AGENT=source` forces the sources.
+ */
+let agentMode: "dist" | "source" | undefined
+const agentRunsFrom = (): "dist" | "source" => {
+  if (agentMode === undefined) {
+    const wanted = process.env.CERTCTL_TEST_AGENT
+    const sources = ["agent", "connectors", "core", "sdk"].map((p) => path.join(repoRoot, "packages", p, "src"))
+    const current =
+      wanted !== "source" &&
+      fs.existsSync(agentBundle) &&
+      fs.statSync(agentBundle).mtimeMs >= Math.max(...sources.map(newestUnder))
+    if (wanted === "dist" && !current)
+      throw new Error(`CERTCTL_TEST_AGENT=dist: ${agentBundle} is missing or older than its sources; run npm run build`)
+    agentMode = current ? "dist" : "source"
+  }
+  return agentMode
+}
+
+/** Starts a `certctl-agent` process (see agentRunsFrom) with these variables over the test's own. */
+export const spawnAgentProcess = (env: Record<string, string | undefined>, name: string): ManagedProcess =>
+  agentRunsFrom() === "dist"
+    ? manage(
+        spawn(process.execPath, [agentBin], {
+          cwd: repoRoot,
+          env: { ...process.env, ...env },
+          stdio: ["ignore", "pipe", "pipe"]
+        }),
+        name
+      )
+    : spawnTs("packages/agent/src/bin.ts", env, name)
+
 /** Registers an agent through the API and starts a real `certctl-agent` process for it. */
 export const startAgent = async (
   server: { url: string; adminKey: string },
@@ -138,8 +188,7 @@ export const startAgent = async (
     apiKey = ((await res.json()) as any).api_key as string
   }
   const keyDir = options.keyDir ?? tempDir("certctl-agent-")
-  const proc = spawnTs(
-    "packages/agent/src/bin.ts",
+  const proc = spawnAgentProcess(
     {
       CERTCTL_SERVER_URL: server.url,
       CERTCTL_API_KEY: apiKey,

@@ -1,4 +1,4 @@
-import { builtins } from "@certctl/connectors"
+import { targets } from "@certctl/connectors/targets"
 import { type Connector, ConnectorError, type Target } from "@certctl/core"
 import { Effect, Either, Schema } from "effect"
 import * as Policy from "../Policy.js"
@@ -9,7 +9,9 @@ import * as Policy from "../Policy.js"
  * build it, deploy and verify. The target itself rolls back on a failed verification.
  */
 
-const definitions = new Map(builtins.targets.map((d) => [d.type, d]))
+// The targets entry, not the package's main one (`builtins`): the bundled agent bin then leaves the
+// issuers and notifiers (acme-client, nodemailer, …) out of what it loads at start (tsup.config.ts).
+const definitions = new Map(targets.map((d) => [d.type, d]))
 
 export interface TargetSpec {
   readonly id: string

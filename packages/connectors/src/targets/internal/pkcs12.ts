@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, randomBytes, webcrypto } from "node:crypto"
-import * as asn1js from "asn1js"
-import * as pkijs from "pkijs"
+import type * as Asn1js from "asn1js"
+import type * as Pkijs from "pkijs"
 
 /**
  * PKCS#12 (RFC 7292) built with pkijs, in the shape Windows' Import-PfxCertificate and OpenSSL
@@ -42,21 +42,32 @@ export const thumbprint = (der: Uint8Array): string => createHash("sha1").update
 /** A one-time PFX password: 192 random bits, in characters that need no quoting anywhere. */
 export const randomPassword = (): string => randomBytes(24).toString("base64url")
 
-type EngineCrypto = ConstructorParameters<typeof pkijs.CryptoEngine>[0]["crypto"]
-const engine = new pkijs.CryptoEngine({ name: "node-webcrypto", crypto: webcrypto as unknown as EngineCrypto })
+type EngineCrypto = ConstructorParameters<typeof Pkijs.CryptoEngine>[0]["crypto"]
+
+// pkijs and asn1js (about 800 KB of code) are loaded when the first PFX is built, not at import:
+// only IIS targets build one, and an agent that has none should not hold them in memory.
+let libraries: Promise<{ asn1js: typeof Asn1js; pkijs: typeof Pkijs; engine: Pkijs.CryptoEngine }> | undefined
+const load = () => {
+  libraries ??= Promise.all([import("asn1js"), import("pkijs")]).then(([asn1js, pkijs]) => ({
+    asn1js,
+    pkijs,
+    engine: new pkijs.CryptoEngine({ name: "node-webcrypto", crypto: webcrypto as unknown as EngineCrypto })
+  }))
+  return libraries
+}
 
 const toArrayBuffer = (b: Uint8Array): ArrayBuffer =>
   b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer
 
-const bagAttributes = (localKeyId: Buffer, friendlyName: string) => [
-  new pkijs.Attribute({
-    type: OID.localKeyId,
-    values: [new asn1js.OctetString({ valueHex: toArrayBuffer(localKeyId) })]
-  }),
-  new pkijs.Attribute({ type: OID.friendlyName, values: [new asn1js.BmpString({ value: friendlyName })] })
-]
-
 export const buildPfx = async (input: PfxInput): Promise<Buffer> => {
+  const { asn1js, pkijs, engine } = await load()
+  const bagAttributes = (localKeyId: Buffer, friendlyName: string) => [
+    new pkijs.Attribute({
+      type: OID.localKeyId,
+      values: [new asn1js.OctetString({ valueHex: toArrayBuffer(localKeyId) })]
+    }),
+    new pkijs.Attribute({ type: OID.friendlyName, values: [new asn1js.BmpString({ value: friendlyName })] })
+  ]
   const leaf = pemCertificates(input.certificatePem)[0]
   if (!leaf) throw new Error("certificate_pem holds no CERTIFICATE block")
   const leafPrint = thumbprint(leaf)

@@ -3,9 +3,21 @@
  * checked against a pinned OpenSSH-style SHA256 fingerprint, and `exec` with captured output.
  */
 import { createHash } from "node:crypto"
+import { createRequire } from "node:module"
 import { ConnectorError } from "@certctl/core"
 import { Duration, Effect, Redacted, type Scope } from "effect"
-import ssh2 from "ssh2"
+import type ssh2 from "ssh2"
+
+// ssh2 (with its optional native parts) is loaded on first use, not at import: a process that
+// never meets an nginx target (most agents, bundled into one file with ssh2 left outside) does
+// not pay its memory. `require` keeps the use synchronous (privateKeyProblem runs in a schema
+// filter); ssh2 is CommonJS, so this is the same module object a static import would give.
+const require = createRequire(import.meta.url)
+let loaded: typeof ssh2 | undefined
+const ssh = (): typeof ssh2 => {
+  loaded ??= require("ssh2") as typeof ssh2
+  return loaded
+}
 
 export interface SshConnectOptions {
   readonly host: string
@@ -49,7 +61,7 @@ export const normalizeFingerprint = (input: string): string | undefined => {
 
 /** Returns an error message when `key` is not a usable private key, else undefined. */
 export const privateKeyProblem = (key: string, passphrase?: string): string | undefined => {
-  const parsed = ssh2.utils.parseKey(key, passphrase)
+  const parsed = ssh().utils.parseKey(key, passphrase)
   if (parsed instanceof Error) {
     const encrypted = /encrypted/i.test(parsed.message)
     return encrypted && passphrase === undefined
@@ -72,7 +84,7 @@ export const connectSsh = (options: SshConnectOptions): Effect.Effect<SshSession
   const where = `${options.host}:${options.port}`
   return Effect.acquireRelease(
     Effect.async<SshSession, ConnectorError>((resume) => {
-      const client = new ssh2.Client()
+      const client = new (ssh().Client)()
       let seen: string | undefined
       let hostKeyRefusal: string | undefined
       let settled = false
