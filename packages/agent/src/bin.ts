@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The module, not the package's barrel: the barrel also loads undici (its HTTP client), which this
-// bin never uses. This file is bundled (tsup.config.ts), so every import here is what it loads.
+// The module, not the package's barrel, which would bring all of @effect/platform-node (HTTP
+// server, sockets, workers) into the bundle (tsup.config.ts): what this file imports is what it loads.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Logging } from "@certctl/core"
 import { Console, Effect } from "effect"
