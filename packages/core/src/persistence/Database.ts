@@ -137,35 +137,6 @@ const workerUrl = () => {
 }
 
 /**
- * initdb for a new data directory, in a worker of its own that then ends: PGlite's WASM memory
- * only grows, and initdb grows it by several hundred MB that the serving worker would otherwise
- * keep for the life of the process (an idle server on a new directory held about 900 MB).
- */
-const initDataDir = (pgdata: string) =>
-  Effect.async<void, DatabaseError>((resume) => {
-    const worker = new Worker(workerUrl(), { workerData: { dataDir: pgdata, initOnly: true } })
-    const done = (result: Effect.Effect<void, DatabaseError>) =>
-      void worker.terminate().then(
-        () => resume(result),
-        () => resume(result)
-      )
-    worker.once("message", (msg: any) =>
-      done(
-        msg?.ready
-          ? Effect.void
-          : Effect.fail(new DatabaseError({ message: `embedded database initialisation failed: ${msg?.error}` }))
-      )
-    )
-    worker.once("error", (err) =>
-      done(
-        Effect.fail(
-          new DatabaseError({ message: `embedded database initialisation failed: ${err.message}`, cause: err })
-        )
-      )
-    )
-  })
-
-/**
  * Embedded PostgreSQL (PGlite) in a worker thread, reached over a private unix socket by the same
  * @effect/sql-pg client as production, so every query and migration is shared.
  */
@@ -190,7 +161,6 @@ export const layerPglite = (options: { readonly dataDir: string; readonly schema
       const socketPath = path.join(socketDir, ".s.PGSQL.5432")
       fs.rmSync(socketPath, { force: true })
       const pgdata = path.join(dataDir, "pgdata")
-      if (!fs.existsSync(path.join(pgdata, "PG_VERSION"))) yield* initDataDir(pgdata)
       yield* Effect.acquireRelease(
         Effect.async<Worker, DatabaseError>((resume) => {
           const worker = new Worker(workerUrl(), {

@@ -10,13 +10,7 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
 const startParams = [...PGlite.defaultStartParams, "-c", "shared_buffers=16MB"]
 
 try {
-  const db = await PGlite.create(workerData.dataDir, { startParams })
-  if (workerData.initOnly) {
-    // A new data directory: initdb has run (create does it); the caller ends this worker, and the
-    // several hundred MB of WASM memory initdb grew with it, before the database is opened to serve.
-    await db.close()
-    parentPort.postMessage({ ready: true })
-  } else await serve(db)
+  await serve(await PGlite.create(workerData.dataDir, { startParams }))
 } catch (error) {
   parentPort.postMessage({ error: String(error?.stack ?? error) })
 }
