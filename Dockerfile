@@ -30,6 +30,8 @@ COPY examples/package.json examples/
 # No install scripts are needed to build (esbuild runs from its platform package without one).
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY packages packages
+# The staged workspace build that npm run build runs.
+COPY scripts/build.mjs scripts/
 RUN npm run build
 # Pack, then list for each image the tarballs it needs: its own and the @certctl packages it
 # depends on, transitively. Anything else comes from the registry through the lockfile-free
