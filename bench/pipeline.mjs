@@ -4,6 +4,7 @@
 // Prints one JSON object to stdout; progress goes to stderr. Sizes:
 //   CERTCTL_BENCH_AGENTS (default 10) × CERTCTL_BENCH_CERTS_PER_AGENT (default 100),
 //   or CERTCTL_BENCH_SCALE (e.g. 0.2) to scale the per-agent count.
+import * as fs from "node:fs"
 import * as os from "node:os"
 import { pgAvailable, tempDir } from "@certctl/test-support"
 import { api, startAgent, startServer } from "../packages/server/test/harness.ts"
@@ -80,6 +81,25 @@ const dispatchFigures = async (db, agents, only) => {
   }
 }
 
+/** CPU time (user + system) a process has used so far, in ms: a figure the machine's load does not change. */
+const cpuMs = (pid) => {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 // utime, stime in clock ticks (100/s)
+  } catch {
+    return null
+  }
+}
+const sumCpuMs = (pids) => pids.map(cpuMs).reduce((a, b) => (a === null || b === null ? null : a + b), 0)
+/** Transactions committed in the bench's database; backends report them when idle, hence the pause. */
+const commits = async (db) => {
+  await new Promise((r) => setTimeout(r, 11_000))
+  const [row] = await db.query(
+    "SELECT xact_commit::bigint AS n FROM pg_stat_database WHERE datname = current_database()"
+  )
+  return Number(row.n)
+}
+
 const main = async () => {
   const pg = await pgAvailable()
   if (!pg.ok) return { benchmark: "pipeline", skipped: pg.why }
@@ -96,6 +116,10 @@ const main = async () => {
     for (const [i, agent] of agents.entries())
       await createFileTarget(a, { id: `t-${i}`, agentId: agent.id, directory: tempDir("certctl-bench-files-") })
 
+    const serverPid = server.process.child.pid
+    const agentPids = agents.map((x) => x.process.child.pid)
+    const commitsBefore = await commits(db)
+    const cpuBefore = { server: cpuMs(serverPid), agents: sumCpuMs(agentPids) }
     const started = performance.now()
     let next = 0
     await Promise.all(
@@ -123,6 +147,14 @@ const main = async () => {
       if (done < total) await new Promise((r) => setTimeout(r, 250))
     }
     const wallMs = performance.now() - started
+    const cpuAfter = { server: cpuMs(serverPid), agents: sumCpuMs(agentPids) }
+    const perCertCpu = (before, after) => (before === null || after === null ? null : round((after - before) / done, 1))
+    const cost = {
+      note: "per deployed certificate over the burst: CPU time of the server and of all agents (/proc/<pid>/stat), and transactions committed in the database (pg_stat_database, the bench's own polling included)",
+      server_cpu_ms: perCertCpu(cpuBefore.server, cpuAfter.server),
+      agents_cpu_ms: perCertCpu(cpuBefore.agents, cpuAfter.agents),
+      transactions: round(((await commits(db)) - commitsBefore) / done, 1)
+    }
 
     // Per certificate: created → its deployment reported successful.
     const perCert = (
@@ -169,6 +201,7 @@ const main = async () => {
         wall_ms: round(wallMs, 0),
         throughput_certs_per_s: round((done * 1000) / wallMs, 2),
         per_certificate_wall: summary(perCert),
+        per_certificate_cost: cost,
         ...burst
       },
       idle: {
