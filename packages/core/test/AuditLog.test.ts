@@ -328,3 +328,61 @@ for (const backend of backends) {
     })
   })
 }
+
+/**
+ * Appends made outside a transaction share one commit when they arrive together (a group commit);
+ * a row the database refuses must fail its own caller only, and every other row is stored once.
+ */
+for (const backend of backends) {
+  describe.skipIf(!backend.available)(`AuditLog standalone appends on ${backend.name}`, () => {
+    let rt: ManagedRuntime.ManagedRuntime<Services, any>
+    let cleanup: () => Promise<void>
+    beforeAll(async () => {
+      const made = await backend.make()
+      cleanup = made.cleanup
+      rt = ManagedRuntime.make(
+        Layer.provideMerge(AuditLog.Default, migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
+      )
+    })
+    afterAll(async () => {
+      await rt?.dispose()
+      await cleanup?.()
+    })
+
+    it("concurrent appends with one bad row: that caller fails, the others are stored once and the chain verifies", async () => {
+      const inputs: Array<AppendInput> = Array.from({ length: 40 }, (_, i) => ({
+        // The database's CHECK refuses this actor type (the type system would too).
+        actor: { type: (i === 17 ? "robot" : "system") as AppendInput["actor"]["type"], id: `w-${i}` },
+        action: "burst",
+        resource: { type: "certificate", id: `c-${i}` }
+      }))
+      const exits = await rt.runPromise(
+        Effect.forEach(inputs, (input) => Effect.exit(Effect.flatMap(AuditLog, (a) => a.append(input))), {
+          concurrency: "unbounded"
+        })
+      )
+      expect(exits.map(Exit.isSuccess)).toEqual(inputs.map((_, i) => i !== 17))
+      expect(failure(exits[17])?._tag).toBe("PersistenceError")
+      const stored = await rt.runPromise(
+        Effect.flatMap(
+          SqlClient.SqlClient,
+          (sql) => sql<{ actor_id: string; n: number }>`SELECT actor_id, count(*)::int AS n FROM audit_logs
+            WHERE action = 'burst' GROUP BY actor_id ORDER BY actor_id`
+        )
+      )
+      expect(stored).toEqual(
+        inputs
+          .map((_, i) => `w-${i}`)
+          .filter((id) => id !== "w-17")
+          .sort()
+          .map((actor_id) => ({ actor_id, n: 1 }))
+      )
+      await rt.runPromise(Effect.flatMap(AuditLog, (a) => a.flush))
+      expect(await rt.runPromise(Effect.flatMap(AuditLog, (a) => a.verify))).toEqual({
+        ok: true,
+        rows: 39,
+        unlinked: 0
+      })
+    })
+  })
+}

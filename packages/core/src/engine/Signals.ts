@@ -1,3 +1,4 @@
+import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Deferred, type Duration, Effect, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
 import * as GroupCommit from "../internal/jobEngine/groupCommit.js"
@@ -138,23 +139,30 @@ export const layerPg = Layer.scoped(
     // that arrive together go out as one statement, in one transaction, each distinct topic once
     // (PostgreSQL would fold repeats within a transaction anyway); each caller still returns only
     // once its NOTIFY has committed, so no wake-up is sent later than before.
+    // pg_notify, not `pg.notify`: @effect/sql-pg sends `NOTIFY chan, $1`, which PostgreSQL rejects
+    // (NOTIFY takes no bind parameters), so no wake-up ever crossed processes.
+    const send = (topics: ReadonlyArray<string>) =>
+      pg`SELECT pg_notify(${channel}, t) FROM unnest(${[...new Set(topics)]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`.pipe(
+        Effect.asVoid,
+        Effect.catchAll((e) => Effect.logWarning("NOTIFY failed", e))
+      )
     const outbound = GroupCommit.make<string, void, never>({
       write: (topics) =>
-        // pg_notify, not `pg.notify`: @effect/sql-pg sends `NOTIFY chan, $1`, which PostgreSQL
-        // rejects (NOTIFY takes no bind parameters), so no wake-up ever crossed processes.
-        pg`SELECT pg_notify(${channel}, t) FROM unnest(${[...new Set(topics)]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`.pipe(
-          Effect.as(topics.map(() => undefined)),
-          Effect.catchAll((e) =>
-            Effect.as(
-              Effect.logWarning("NOTIFY failed", e),
-              topics.map(() => undefined)
-            )
-          )
+        Effect.as(
+          send(topics),
+          topics.map(() => undefined)
         ),
       maxBatch: 500
     })
     return {
-      notify: (topic) => Effect.zipRight(local.deliver(topic), outbound.submit(topic)),
+      // Inside a caller's transaction the NOTIFY stays in it, and PostgreSQL sends it at that commit.
+      notify: (topic) =>
+        Effect.zipRight(
+          local.deliver(topic),
+          Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) =>
+            Option.isSome(tx) ? send([topic]) : outbound.submit(topic)
+          )
+        ),
       await: local.wait,
       listen: local.listen,
       subscribe: local.subscribe

@@ -1,8 +1,10 @@
 import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import { Effect, Option, Queue, Schema } from "effect"
 import * as Ids from "../domain/Ids.js"
 import * as Sequencer from "../internal/auditSequencer.js"
+import * as GroupCommit from "../internal/jobEngine/groupCommit.js"
 import { decodeRows, orPersistence, type PersistenceError } from "../persistence/Persistence.js"
 
 export const ActorType = Schema.Literal("user", "agent", "system")
@@ -170,9 +172,32 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
     const wake = yield* Queue.sliding<void>(1)
     yield* Effect.forkScoped(Sequencer.run(sql, wake))
 
+    // An append outside any transaction used to be a commit (a WAL flush) of its own. Those made
+    // at the same moment now share one: one INSERT of all their rows in one transaction. Each
+    // caller is still answered only after that commit, and a failed batch is retried row by row
+    // (GroupCommit), so one bad row fails only its own caller.
+    const standalone = GroupCommit.make<{ readonly id: string; readonly input: AppendInput }, void, SqlError>({
+      write: (batch) =>
+        sql`INSERT INTO audit_logs ${sql.insert(
+          batch.map(({ id, input }) => ({
+            id,
+            actor_type: input.actor.type,
+            actor_id: input.actor.id,
+            action: input.action,
+            resource_type: input.resource.type,
+            resource_id: input.resource.id,
+            status: input.status ?? "success",
+            details: JSON.stringify(input.details ?? {})
+          }))
+        )}`.pipe(sql.withTransaction, Effect.as(batch.map(() => undefined))),
+      maxBatch: 500
+    })
+
     const append = (input: AppendInput): Effect.Effect<string, PersistenceError> => {
       const id = Ids.make("audit")
-      return insertRow(sql, id, input).pipe(
+      return Effect.serviceOption(SqlClient.TransactionConnection).pipe(
+        // Inside the caller's transaction the row commits (or rolls back) with the change it records.
+        Effect.flatMap((tx) => (Option.isSome(tx) ? insertRow(sql, id, input) : standalone.submit({ id, input }))),
         Effect.zipLeft(Queue.offer(wake, undefined)),
         Effect.as(id),
         orPersistence("audit append")
