@@ -167,7 +167,7 @@ const claimAndComplete = async (rt, tag, jobs, claimers, firstCert, together, co
 }
 
 /** (3) Audit appends (1 and 4 writers), then a bulk fill and filtered queries at `total` rows. */
-const audit = async (rt, appends, total) => {
+const audit = async (rt, appends, total, pg) => {
   const append = (i) =>
     Effect.flatMap(AuditLog, (a) =>
       a.append({
@@ -180,7 +180,17 @@ const audit = async (rt, appends, total) => {
   const indices = Array.from({ length: appends }, (_, i) => i)
   log(`audit: ${appends} appends by 1 writer, then by 4; ${appends * 2} by 16 and by 32`)
   const one = await time(() => rt.runPromise(Effect.forEach(indices, append)))
+  // The four-writer figure also reports the cost per row that the load does not change: this
+  // process's CPU time, and the transactions committed (PostgreSQL only; the sequencer's included).
+  const commitsBefore = pg ? await committed(rt) : null
+  const cpuBefore = process.cpuUsage()
   const four = await time(() => rt.runPromise(Effect.forEach(indices, append, { concurrency: 4 })))
+  const cpu = process.cpuUsage(cpuBefore)
+  four.cost = {
+    node_cpu_us_per_row: round((cpu.user + cpu.system) / appends, 1),
+    transactions_per_row:
+      pg && commitsBefore !== null ? round(((await committed(rt)) - commitsBefore) / appends, 3) : null
+  }
   // One commit per row: with no lock shared between writers, more writers share each WAL flush.
   const more = {}
   for (const writers of [16, 32]) {
@@ -246,7 +256,7 @@ const audit = async (rt, appends, total) => {
   log("audit: queries")
   const result = {
     append_single_writer: { rows: appends, ms: round(one.ms), rows_per_s: perSecond(appends, one.ms) },
-    append_four_writers: { rows: appends, ms: round(four.ms), rows_per_s: perSecond(appends, four.ms) },
+    append_four_writers: { rows: appends, ms: round(four.ms), rows_per_s: perSecond(appends, four.ms), ...four.cost },
     append_more_writers: more,
     link_after_appends: { linked_now: linked.value, ms: round(linked.ms) },
     bulk_fill: { rows: fill, ms: round(bulk.ms), rows_per_s: perSecond(fill, bulk.ms) },
@@ -319,7 +329,9 @@ const runBackend = async (name) => {
         claims.jobs_per_fsync = ratio(four.jobs_per_s, claims.commit_floor.ops_per_s)
       }
     }
-    const auditFigures = sections.has("audit") ? await audit(rt, size.appends, size.auditRows) : undefined
+    const auditFigures = sections.has("audit")
+      ? await audit(rt, size.appends, size.auditRows, name === "postgresql")
+      : undefined
     return { server, renewal_scan: scan, claim_and_complete: claims, audit: auditFigures }
   } finally {
     await backend.close()

@@ -173,7 +173,8 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
     yield* Effect.forkScoped(Sequencer.run(sql, wake))
 
     // An append outside any transaction used to be a commit (a WAL flush) of its own. Those made
-    // at the same moment now share one: one INSERT of all their rows in one transaction. Each
+    // at the same moment now share one: one INSERT of all their rows (a single statement is its own
+    // transaction, all or nothing, so it needs no BEGIN and COMMIT round trips). Each
     // caller is still answered only after that commit, and a failed batch is retried row by row
     // (GroupCommit), so one bad row fails only its own caller.
     const standalone = GroupCommit.make<{ readonly id: string; readonly input: AppendInput }, void, SqlError>({
@@ -189,7 +190,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
             status: input.status ?? "success",
             details: JSON.stringify(input.details ?? {})
           }))
-        )}`.pipe(sql.withTransaction, Effect.as(batch.map(() => undefined))),
+        )}`.pipe(Effect.as(batch.map(() => undefined))),
       maxBatch: 500
     })
 

@@ -87,11 +87,10 @@ export const make = (options: EngineOptions) =>
         ON CONFLICT (certificate_id, kind) WHERE state IN ('PENDING','RUNNING','FAILED','RETRY_WAIT') DO NOTHING
         RETURNING id`
         if (inserted.length === 0) return Option.none<string>()
-        yield* Effect.forEach(
-          stepNames,
-          (name, i) => sql`INSERT INTO job_steps (job_id, seq, name) VALUES (${id}, ${i + 1}, ${name})`,
-          { discard: true }
-        )
+        // All steps in one statement: a round trip per step was a third of a job's creation.
+        if (stepNames.length > 0)
+          yield* sql`INSERT INTO job_steps (job_id, seq, name)
+            SELECT ${id}, s.seq, s.name FROM unnest(${stepNames}::text[]) WITH ORDINALITY AS s(name, seq)`
         yield* audit(
           id,
           "job_created",
