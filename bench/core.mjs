@@ -21,6 +21,7 @@ import {
 } from "../packages/core/src/engine/JobEngine.ts"
 import { scanDue } from "../packages/core/src/engine/RenewalScan.ts"
 import { log, openBackend } from "./lib/backend.mjs"
+import { cpuBetween, cpuSnapshot } from "./lib/cpu.mjs"
 import { pgTestFsync } from "./lib/fsync.mjs"
 import { latency, perSecond, round, time } from "./lib/measure.mjs"
 
@@ -48,6 +49,24 @@ const withSql = (f) => Effect.flatMap(SqlClient.SqlClient, f)
 const engineFor = (owner) =>
   Effect.provide(JobEngine, Layer.provide(JobEngine.Default, Layer.succeed(EngineOptionsTag, defaultOptions(owner))))
 
+/** The PostgreSQL backends serving the bench's database (PGlite has none: an empty list). */
+const backendPids = (rt) =>
+  rt
+    .runPromise(
+      withSql((sql) => sql`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`).pipe(
+        Effect.catchAll(() => Effect.succeed([]))
+      )
+    )
+    .then((rows) => rows.map((r) => r.pid))
+
+/** Runs `fn`, timing it and measuring the CPU it cost this process and the database's backends. */
+const timeCpu = async (rt, fn) => {
+  const before = await cpuSnapshot(() => backendPids(rt))
+  const t = await time(fn)
+  const after = await cpuSnapshot(() => backendPids(rt))
+  return { ...t, cpu: cpuBetween(before, after) }
+}
+
 const noopHandlers = { steps: () => [{ name: "noop", run: () => Effect.succeed(done()) }] }
 
 /** (1) 100k certificates, 10% due: one scan enqueues their renewal jobs; a second finds nothing new. */
@@ -71,8 +90,8 @@ const renewalScan = async (rt, n) => {
     )
   )
   log("renewal scan: scanning")
-  const first = await time(() => rt.runPromise(scanDue({ batchSize: 1000, owner: "bench" })))
-  const second = await time(() => rt.runPromise(scanDue({ batchSize: 1000, owner: "bench" })))
+  const first = await timeCpu(rt, () => rt.runPromise(scanDue({ batchSize: 1000, owner: "bench" })))
+  const second = await timeCpu(rt, () => rt.runPromise(scanDue({ batchSize: 1000, owner: "bench" })))
   const [check] = await rt.runPromise(
     withSql(
       (sql) => sql`SELECT (SELECT count(*)::int FROM jobs WHERE kind = 'renewal') AS jobs,
@@ -87,9 +106,15 @@ const renewalScan = async (rt, n) => {
       ms: round(first.ms),
       enqueued: first.value.enqueued,
       due_certs_per_s: perSecond(first.value.scanned, first.ms),
-      fleet_certs_per_s: perSecond(n, first.ms)
+      fleet_certs_per_s: perSecond(n, first.ms),
+      cpu: first.cpu
     },
-    rescan_with_open_jobs: { ms: round(second.ms), scanned: second.value.scanned, enqueued: second.value.enqueued },
+    rescan_with_open_jobs: {
+      ms: round(second.ms),
+      scanned: second.value.scanned,
+      enqueued: second.value.enqueued,
+      cpu: second.cpu
+    },
     rows_written: check
   }
 }
@@ -141,7 +166,7 @@ const claimAndComplete = async (rt, tag, jobs, claimers, firstCert, together, co
       }
     }).pipe(Effect.provideService(JobHandlers, noopHandlers))
   const commitsBefore = countCommits ? await committed(rt) : null
-  const run = await time(() =>
+  const run = await timeCpu(rt, () =>
     rt.runPromise(
       Effect.all(
         Array.from({ length: claimers }, (_, i) => worker(`bench-${tag}-${i}`)),
@@ -162,6 +187,11 @@ const claimAndComplete = async (rt, tag, jobs, claimers, firstCert, together, co
       commitsBefore === null || commitsAfter === null ? null : round((commitsAfter - commitsBefore) / done, 2),
     per_claimer: run.value,
     ms: round(run.ms),
+    cpu: run.cpu,
+    cpu_ms_per_job: {
+      node: round(run.cpu.node_ms / done, 3),
+      postgresql: round(run.cpu.postgresql_ms / done, 3)
+    },
     jobs_per_s: perSecond(done, run.ms)
   }
 }
