@@ -64,7 +64,7 @@ export const make = (store: Store) => {
             attempts = j.attempts + CASE WHEN cand.old_state = 'PENDING' THEN 1 ELSE 0 END,
             started_at = coalesce(j.started_at, now())
           FROM cand WHERE j.id = cand.id
-          RETURNING j.*, cand.old_state
+          RETURNING j.*, j.xmin::text AS row_version, cand.old_state
         ), started AS (
           -- Each claimed job's first unfinished step starts in the claim's own commit, not in one
           -- of its own. A step already RUNNING (a takeover or a wake-up) keeps its start and deadline.
@@ -74,7 +74,7 @@ export const make = (store: Store) => {
             WHERE st.state NOT IN ('COMPLETED', 'SKIPPED') ORDER BY st.job_id, st.seq
           ) f
           WHERE s.job_id = f.job_id AND s.seq = f.seq AND f.state <> 'RUNNING'
-          RETURNING 1
+          RETURNING s.job_id, s.seq, s.state, s.started_at, s.error
         ), logged AS (
           ${AuditLog.insertSelect(sql, {
             actor: system,
@@ -86,7 +86,16 @@ export const make = (store: Store) => {
           })}
           RETURNING 1
         )
-        SELECT ${sql.unsafe(Model.jobColumns)}, old_state FROM claimed`.pipe(decodeRows(Model.ClaimedRow))
+        SELECT ${sql.unsafe(Model.jobColumns)}, old_state, row_version, (
+          -- The statement's own step update is not visible to its other parts: merge it in.
+          SELECT coalesce(jsonb_agg(jsonb_build_object('job_id', st.job_id, 'seq', st.seq, 'name', st.name,
+              'state', coalesce(u.state, st.state), 'started_at', coalesce(u.started_at, st.started_at),
+              'finished_at', st.finished_at, 'deadline_at', st.deadline_at, 'output', st.output,
+              'error', CASE WHEN u.job_id IS NULL THEN st.error END) ORDER BY st.seq), '[]'::jsonb)
+          FROM job_steps st LEFT JOIN started u ON u.job_id = st.job_id AND u.seq = st.seq
+          WHERE st.job_id = claimed.id AND st.state NOT IN ('COMPLETED', 'SKIPPED')
+        ) AS open_steps
+        FROM claimed`.pipe(decodeRows(Model.ClaimedRow))
     ).pipe(
       orPersistence("claim jobs"),
       Effect.tap((rows) => changed(rows.map((r) => r.id)))

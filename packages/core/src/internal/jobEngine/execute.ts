@@ -14,6 +14,15 @@ import { now, type Store } from "./store.js"
 type Stopped = { readonly _tag: "finished"; readonly seq: number; readonly output: Record<string, unknown> } | "parked"
 
 /**
+ * A job to run. A claimed one (claim.ts) also carries its row version and its unfinished steps as
+ * the claim left them, which saves the two reads a job otherwise starts with.
+ */
+export type Runnable = JobRow & {
+  readonly row_version?: string
+  readonly open_steps?: ReadonlyArray<StepRow>
+}
+
+/**
  * Step execution and parking. A step either finishes, or parks the job: it stays RUNNING without a
  * lease, and the lease expiry is its wake-up time (or `wake` brings it forward).
  */
@@ -43,7 +52,7 @@ export const make = (
    * Runs one step to completion or parks the job; loops while something touched the job meanwhile.
    * The last step's completion is not written here: it is returned, to commit with the job's.
    */
-  const runStep = (job: JobRow, first: StepRow, last: boolean) =>
+  const runStep = (job: Runnable, first: StepRow, last: boolean, claimed: boolean) =>
     Effect.gen(function* () {
       const handlers = yield* Model.JobHandlers
       const def = handlers.steps(job.kind).find((d) => d.name === first.name)
@@ -62,7 +71,12 @@ export const make = (
       }
       let row = first
       for (let rerun = 0; ; rerun++) {
-        const current = yield* loadVersioned(job.id)
+        // Straight after the claim, the claimed row is current enough: if anything touched the
+        // job since, its row version differs and parking below runs the step again on a fresh read.
+        const current =
+          rerun === 0 && claimed && job.row_version !== undefined
+            ? { ...job, row_version: job.row_version }
+            : yield* loadVersioned(job.id)
         const outcome = yield* def.run({ job: current ?? job, step: { ...row, deadline_at: deadline }, deadline })
         if (outcome._tag === "Done") {
           if (last) return { _tag: "finished", seq: row.seq, output: outcome.output ?? {} } satisfies Stopped
@@ -104,11 +118,12 @@ export const make = (
     })
 
   /** Runs the steps from the first unfinished one; parks on the first that waits. */
-  const runSteps = (job: JobRow) =>
+  const runSteps = (job: Runnable) =>
     Effect.gen(function* () {
-      const open = (yield* steps(job.id)).filter((s) => s.state !== "COMPLETED" && s.state !== "SKIPPED")
+      const open =
+        job.open_steps ?? (yield* steps(job.id)).filter((s) => s.state !== "COMPLETED" && s.state !== "SKIPPED")
       for (const [i, step] of open.entries()) {
-        const stopped = yield* runStep(job, step, i === open.length - 1)
+        const stopped = yield* runStep(job, step, i === open.length - 1, i === 0)
         if (stopped !== "done") return stopped
       }
       // No step left to run (none declared, or all finished before a crash): complete the job alone.
@@ -124,7 +139,7 @@ export const make = (
     })
 
   /** Runs the job's steps from the first unfinished one. Assumes we hold its lease. */
-  const execute = (job: JobRow) =>
+  const execute = (job: Runnable) =>
     Effect.gen(function* () {
       // Renews the lease until it is lost; losing it stops the steps (another claimer owns the job).
       // The claim has just set a full lease, so the first renewal waits a third of it: renewing at

@@ -61,7 +61,8 @@ export const make = (store: Store) => {
         const byId = new Map(rows.map((r) => [r.id, r]))
         return batch.map((f) => Option.fromNullable(byId.get(f.job.id)))
       }),
-      sql.withTransaction,
+      // One statement is one transaction already, all or nothing; BEGIN and COMMIT around it
+      // would be two more round trips per group commit.
       orPersistence("complete job")
     )
 

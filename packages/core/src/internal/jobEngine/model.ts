@@ -36,25 +36,46 @@ export const JobRow = Schema.Struct({
   finished_at: Schema.NullOr(Schema.DateFromSelf)
 })
 
-/** A claimed job, with the state it was claimed from (PENDING: a new attempt; RUNNING: a takeover or wake-up). */
-export const ClaimedRow = Schema.Struct({ ...JobRow.fields, old_state: JobState.JobState })
-
 /** A job with its row version (`xmin`), so parking can tell whether anything touched it meanwhile. */
 export const VersionedRow = Schema.Struct({ ...JobRow.fields, row_version: Schema.String })
 
 export const StepState = Schema.Literal("PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED")
 
-/** A `job_steps` row. */
-export const StepRow = Schema.Struct({
+const stepFields = {
   job_id: Schema.String,
   seq: Schema.Number,
   name: Schema.String,
   state: StepState,
+  output: Json,
+  error: Schema.NullOr(Schema.String)
+}
+
+/** A `job_steps` row. */
+export const StepRow = Schema.Struct({
+  ...stepFields,
   started_at: Schema.NullOr(Schema.DateFromSelf),
   finished_at: Schema.NullOr(Schema.DateFromSelf),
   deadline_at: Schema.NullOr(Schema.DateFromSelf),
-  output: Json,
-  error: Schema.NullOr(Schema.String)
+})
+
+/** A `job_steps` row as jsonb renders it (timestamps as ISO strings). */
+const StepJson = Schema.Struct({
+  ...stepFields,
+  started_at: Schema.NullOr(Schema.Date),
+  finished_at: Schema.NullOr(Schema.Date),
+  deadline_at: Schema.NullOr(Schema.Date)
+})
+
+/**
+ * A claimed job, with the state it was claimed from (PENDING: a new attempt; RUNNING: a takeover
+ * or wake-up), its row version after the claim, and its unfinished steps in order as the claim
+ * left them, so running it needs no read of its own.
+ */
+export const ClaimedRow = Schema.Struct({
+  ...JobRow.fields,
+  old_state: JobState.JobState,
+  row_version: Schema.String,
+  open_steps: Schema.Array(StepJson)
 })
 
 export const IdRow = Schema.Struct({ id: Schema.String })
