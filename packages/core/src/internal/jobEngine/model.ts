@@ -55,7 +55,7 @@ export const StepRow = Schema.Struct({
   ...stepFields,
   started_at: Schema.NullOr(Schema.DateFromSelf),
   finished_at: Schema.NullOr(Schema.DateFromSelf),
-  deadline_at: Schema.NullOr(Schema.DateFromSelf),
+  deadline_at: Schema.NullOr(Schema.DateFromSelf)
 })
 
 /** A `job_steps` row as jsonb renders it (timestamps as ISO strings). */
