@@ -7,6 +7,6 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: "node20",
-  // The PGlite worker runs as its own module file next to the bundle.
-  onSuccess: "mkdir -p dist/internal && cp src/persistence/internal/pgliteWorker.mjs dist/internal/"
+  // The PGlite worker and initdb process run as module files of their own next to the bundle.
+  onSuccess: "mkdir -p dist/internal && cp src/persistence/internal/pglite*.mjs dist/internal/"
 })

@@ -1,9 +1,19 @@
 #!/usr/bin/env node
+import * as v8 from "node:v8"
 import { NodeRuntime } from "@effect/platform-node"
 import { Logging } from "@certctl/core"
 import { Effect, Layer } from "effect"
 import * as Config from "./Config.js"
 import { serverLayer } from "./Server.js"
+
+// Embedded PGlite (no CERTCTL_DATABASE_URL) is PostgreSQL compiled to WebAssembly, 8.7 MB of it.
+// V8's optimizing tier compiles its hot functions a second time and leaves the compiler threads'
+// malloc arenas resident: an idle server held about 60 MB more (bench/README.md "Memory"). Queries
+// cost about a third more CPU with baseline code only; NODE_OPTIONS naming a wasm or liftoff flag
+// (e.g. --no-liftoff-only) keeps V8's own choice. V8 reads the flag when it compiles the module,
+// which happens later, in the database's worker thread.
+const nodeOptions = `${process.env.NODE_OPTIONS ?? ""} ${process.execArgv.join(" ")}`
+if (!process.env.CERTCTL_DATABASE_URL && !/liftoff|wasm/.test(nodeOptions)) v8.setFlagsFromString("--liftoff-only")
 
 /** certctl-server: every setting comes from CERTCTL_* environment variables (see the README). */
 const main = Effect.gen(function* () {

@@ -1,6 +1,8 @@
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
 import { PgClient } from "@effect/sql-pg"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
@@ -131,10 +133,53 @@ const isAlive = (pid: number) => {
   }
 }
 
-const workerUrl = () => {
-  // src/persistence/Database.ts and dist/index.js both sit next to an internal/ holding the worker.
-  return new URL("./internal/pgliteWorker.mjs", import.meta.url)
-}
+// src/persistence/Database.ts and dist/index.js both sit next to an internal/ holding these files.
+const pgliteUrl = (file: "pgliteWorker.mjs" | "pgliteInit.mjs") => new URL(`./internal/${file}`, import.meta.url)
+
+/**
+ * initdb for a new data directory, in a child process (internal/pgliteInit.mjs says why), into a
+ * sibling directory that is renamed to `pgdata` once initdb has finished: `pgdata` is never half
+ * made, and a child left running by a killed server writes only to its own directory, which a
+ * later start removes once that child is gone. The caller holds the data directory's lock.
+ */
+const initDataDir = (pgdata: string) =>
+  Effect.gen(function* () {
+    const parent = path.dirname(pgdata)
+    const prefix = `${path.basename(pgdata)}.init-`
+    for (const name of fs.readdirSync(parent)) {
+      const pid = Number(name.slice(prefix.length))
+      if (name.startsWith(prefix) && !(pid && isAlive(pid)))
+        fs.rmSync(path.join(parent, name), { recursive: true, force: true })
+    }
+    const child = spawn(process.execPath, ["--liftoff-only", fileURLToPath(pgliteUrl("pgliteInit.mjs")), pgdata], {
+      stdio: ["pipe", "ignore", "pipe"]
+    })
+    const scratch = `${pgdata}.init-${child.pid}`
+    yield* Effect.async<void, DatabaseError>((resume) => {
+      let stderr = ""
+      child.stderr.setEncoding("utf8").on("data", (s: string) => {
+        stderr = (stderr + s).slice(-4000)
+      })
+      child.once("error", (err) => resume(initFailed(err.message, err)))
+      child.once("close", (code, signal) =>
+        resume(code === 0 ? Effect.void : initFailed(`${stderr.trim() || `the process ended (${signal ?? code})`}`))
+      )
+      return Effect.sync(() => child.kill("SIGKILL"))
+    })
+    yield* Effect.try({
+      try: () => {
+        // An empty pgdata (PGlite's own, before this) would stop the rename; a non-empty one is
+        // reported rather than removed.
+        if (fs.existsSync(pgdata)) fs.rmdirSync(pgdata)
+        fs.renameSync(scratch, pgdata)
+      },
+      catch: (e) =>
+        new DatabaseError({ message: `cannot move the new database into ${pgdata}: ${String(e)}`, cause: e })
+    })
+  })
+
+const initFailed = (message: string, cause?: unknown) =>
+  Effect.fail(new DatabaseError({ message: `embedded database initialisation failed: ${message}`, cause }))
 
 /**
  * Embedded PostgreSQL (PGlite) in a worker thread, reached over a private unix socket by the same
@@ -161,9 +206,10 @@ export const layerPglite = (options: { readonly dataDir: string; readonly schema
       const socketPath = path.join(socketDir, ".s.PGSQL.5432")
       fs.rmSync(socketPath, { force: true })
       const pgdata = path.join(dataDir, "pgdata")
+      if (!fs.existsSync(path.join(pgdata, "PG_VERSION"))) yield* initDataDir(pgdata)
       yield* Effect.acquireRelease(
         Effect.async<Worker, DatabaseError>((resume) => {
-          const worker = new Worker(workerUrl(), {
+          const worker = new Worker(pgliteUrl("pgliteWorker.mjs"), {
             // PGlite has one session shared by every socket, so the worker sets its search path once.
             workerData: { dataDir: pgdata, socketPath, schema }
           })
