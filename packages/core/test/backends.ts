@@ -1,5 +1,5 @@
 import { freshDatabase, pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import * as Database from "../src/persistence/Database.js"
 import * as Migrations from "../src/persistence/Migrations.js"
 
@@ -25,9 +25,15 @@ export const backends: ReadonlyArray<Backend> = [
   {
     name: "pglite",
     available: true,
+    // Opened here, in the caller's beforeAll (hook timeout), not in its first test: a new data
+    // directory's initdb (a child process) takes tens of seconds on a loaded machine.
     make: async () => {
-      const dir = tempDir()
-      return { layer: Database.layerPglite({ dataDir: dir }), cleanup: async () => {} }
+      const scope = Effect.runSync(Scope.make())
+      const context = await Effect.runPromise(Layer.buildWithScope(Database.layerPglite({ dataDir: tempDir() }), scope))
+      return {
+        layer: Layer.succeedContext(context),
+        cleanup: () => Effect.runPromise(Scope.close(scope, Exit.void))
+      }
     }
   }
 ]
