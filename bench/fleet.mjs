@@ -11,16 +11,28 @@
 // CERTCTL_BENCH_FLEET_SECONDS (default 90) of real time, so every agent heartbeats at least once
 // and completes about three polls. Then 100,000 certificates are inserted and GET
 // /api/v1/certificates?limit=100 is timed on the first page and on a deep cursor page.
-// Sizes scale with CERTCTL_BENCH_SCALE (e.g. 0.1); CERTCTL_BENCH_FLEETS lists the fleet sizes and
-// CERTCTL_BENCH_POOL_SIZE sets the server's PostgreSQL pool. Client and server share this machine's
-// cores, and other processes on a shared machine show in the load averages reported.
+// Sizes scale with CERTCTL_BENCH_SCALE (e.g. 0.1); CERTCTL_BENCH_FLEETS lists the fleet sizes,
+// CERTCTL_BENCH_POOL_SIZE sets the server's PostgreSQL pool and CERTCTL_BENCH_SERVER_NODE_ARGS adds
+// node flags to the server (profiling). For a soak, set CERTCTL_BENCH_FLEET_SECONDS=1800: RSS is
+// sampled every 10 s and the slope of the second half says whether it is flat. The agents and the
+// server process come from lib/fleetSim.mjs (shared with the capacity bench). Client and server
+// share this machine's cores, and other processes on a shared machine show in the load averages.
 import { execSync } from "node:child_process"
-import { createHash, randomBytes } from "node:crypto"
-import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
-import { freePort, freshDatabase, pgAvailable, spawnTs, tempDir } from "@certctl/test-support"
+import { freshDatabase, pgAvailable } from "@certctl/test-support"
 import pg from "pg"
+import {
+  cpuSeconds,
+  pgBackendCpuSeconds,
+  registerAgents,
+  request,
+  rssMb,
+  serverKeys,
+  simulate,
+  startServerProcess,
+  summary
+} from "./lib/fleetSim.mjs"
 import { round } from "./lib/measure.mjs"
 
 const log = (...args) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...args)
@@ -33,230 +45,71 @@ const fleets = (process.env.CERTCTL_BENCH_FLEETS ?? "1000,10000")
 const certificates = Math.max(1000, Math.round(100_000 * scale))
 /** The server's PostgreSQL pool (CERTCTL_DATABASE_POOL_SIZE); unset means the server default, 20. */
 const poolSize = process.env.CERTCTL_BENCH_POOL_SIZE
-const HEARTBEAT_EVERY_MS = 60_000
-const WAIT_S = 25
-const TICK = 100 // USER_HZ of /proc/<pid>/stat; `getconf CLK_TCK` is 100 on Linux
+/** Extra node flags for the server process, e.g. `--cpu-prof --cpu-prof-dir=/tmp` to profile it. */
+const serverNodeArgs = (process.env.CERTCTL_BENCH_SERVER_NODE_ARGS ?? "").split(" ").filter(Boolean)
+const RSS_EVERY_MS = 10_000
 
-const percentile = (xs, p) => {
-  if (xs.length === 0) return null
-  const s = [...xs].sort((a, b) => a - b)
-  return round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))], 1)
-}
-const summary = (xs) => ({
-  count: xs.length,
-  p50_ms: percentile(xs, 50),
-  p99_ms: percentile(xs, 99),
-  max_ms: percentile(xs, 100)
-})
+const startServer = (databaseUrl) =>
+  startServerProcess(databaseUrl, serverKeys(), poolSize ? { CERTCTL_DATABASE_POOL_SIZE: poolSize } : {}, serverNodeArgs)
 
-const cpuTicks = (pid) => {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")
-  return Number(fields[11]) + Number(fields[12]) // utime + stime (fields 14 and 15)
-}
-/** CPU ticks of the PostgreSQL backends serving the bench database (they come and go with the pool). */
-const pgTicks = async (db, name) => {
-  const pids = (await db.query("SELECT pid FROM pg_stat_activity WHERE datname = $1", [name])).rows.map((r) => r.pid)
-  let total = 0
-  for (const pid of pids) {
-    try {
-      total += cpuTicks(pid)
-    } catch {
-      // The backend exited meanwhile.
-    }
-  }
-  return total
-}
-const rssMb = (pid) => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))
-  return m ? round(Number(m[1]) / 1024, 1) : null
+/** Least-squares slope, in MB per minute, of the RSS samples of the run's second half. */
+const rssSlope = (samples) => {
+  const half = samples.slice(Math.floor(samples.length / 2))
+  if (half.length < 3) return null
+  const xs = half.map((_, i) => (i * RSS_EVERY_MS) / 60_000)
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length
+  const my = half.reduce((a, b) => a + b, 0) / half.length
+  const num = xs.reduce((a, x, i) => a + (x - mx) * (half[i] - my), 0)
+  const den = xs.reduce((a, x) => a + (x - mx) ** 2, 0)
+  return round(num / den, 1)
 }
 
-/** One request on a keep-alive agent; resolves with status and elapsed ms, never rejects. */
-const request = (agent, base, method, path, token, body, signal) =>
-  new Promise((resolve) => {
-    const started = performance.now()
-    const payload = body === undefined ? undefined : JSON.stringify(body)
-    const req = http.request(
-      `${base}${path}`,
-      {
-        method,
-        agent,
-        signal,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {})
-        }
-      },
-      (res) => {
-        res.resume()
-        const retryAfter = Number(res.headers["retry-after"] ?? Number.NaN)
-        res.on("end", () => resolve({ status: res.statusCode, ms: performance.now() - started, retryAfter }))
-        res.on("error", () => resolve({ status: 0, ms: performance.now() - started }))
-      }
-    )
-    req.on("error", (e) =>
-      resolve({ status: e.name === "AbortError" ? -1 : 0, ms: performance.now() - started, error: e.code ?? e.message })
-    )
-    req.end(payload)
-  })
-
-const startServer = async (databaseUrl) => {
-  const port = await freePort()
-  const adminKey = `cct_bench_${randomBytes(24).toString("base64url")}`
-  const proc = spawnTs(
-    "packages/server/src/bin.ts",
-    {
-      CERTCTL_DATABASE_URL: databaseUrl,
-      CERTCTL_ADMIN_API_KEY: adminKey,
-      CERTCTL_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-      CERTCTL_LISTEN_ADDR: `127.0.0.1:${port}`,
-      CERTCTL_DATA_DIR: tempDir("certctl-fleet-"),
-      // Per-request info logs would be most of the work at this rate; a fleet runs at warn.
-      CERTCTL_LOG_LEVEL: "warn",
-      ...(poolSize ? { CERTCTL_DATABASE_POOL_SIZE: poolSize } : {})
-    },
-    "server"
-  )
-  const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 180_000
-  for (;;) {
-    const ok = await fetch(`${url}/readyz`).then(
-      (r) => r.ok,
-      () => false
-    )
-    if (ok) break
-    if (proc.child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`server did not start:\n${proc.output().slice(-3000)}`)
-    await new Promise((r) => setTimeout(r, 500))
-  }
-  return { url, adminKey, proc, pid: proc.child.pid }
-}
-
-/** Registers `n` agents the way POST /agents does, in one statement per table. */
-const registerAgents = async (db, n) => {
-  const ids = Array.from({ length: n }, (_, i) => `fleet-${String(i).padStart(6, "0")}`)
-  const tokens = ids.map(() => `cct_${randomBytes(32).toString("base64url")}`)
-  const hashes = tokens.map((t) => createHash("sha256").update(t).digest())
-  await db.query("INSERT INTO agents (id, name) SELECT id, id FROM unnest($1::text[]) AS id", [ids])
-  await db.query(
-    `INSERT INTO agent_api_keys (id, agent_id, role, key_hash)
-     SELECT 'key-' || a, a, 'agent', h FROM unnest($1::text[], $2::bytea[]) AS t(a, h)`,
-    [ids, hashes]
-  )
-  return ids.map((id, i) => ({ id, token: tokens[i] }))
-}
+const commits = async (db, name) =>
+  Number((await db.query("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", [name])).rows[0].xact_commit)
 
 const runFleet = async (server, agents, db, dbName) => {
   const n = agents.length
   log(`fleet ${n}: running for ${seconds} s`)
-  const pollAgent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY })
-  const beatAgent = new http.Agent({ keepAlive: true, maxSockets: 512 })
-  const stop = new AbortController()
-  const beats = []
-  const polls = []
-  const errors = { heartbeat: {}, poll: {} }
-  let maxOpenPolls = 0
-  let openPolls = 0
-  const note = (bucket, status) => (bucket[status] = (bucket[status] ?? 0) + 1)
-  const started = Date.now()
-  const endAt = started + seconds * 1000
-  const cpu0 = cpuTicks(server.pid)
-  const pg0 = await pgTicks(db, dbName)
-  const client0 = process.cpuUsage()
-  let rssPeak = rssMb(server.pid)
+  const cpu0 = cpuSeconds(server.pid)
+  const pg0 = await pgBackendCpuSeconds(db, dbName)
+  const commits0 = await commits(db, dbName)
   // Every 10 s: whether memory is flat or climbing under the open polls.
-  const rssTimeline = [rssPeak]
-  let rssTicks = 0
-  const rssTimer = setInterval(() => {
-    const now = rssMb(server.pid) ?? 0
-    rssPeak = Math.max(rssPeak, now)
-    if (++rssTicks % 10 === 0) rssTimeline.push(now)
-  }, 1000)
-
-  const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
-  const agentLoop = async ({ id, token }, index) => {
-    // Long polls start spread over the first wait period, heartbeats over the first minute.
-    const pollLoop = async () => {
-      await sleep((index / n) * WAIT_S * 1000)
-      while (Date.now() < endAt) {
-        openPolls++
-        maxOpenPolls = Math.max(maxOpenPolls, openPolls)
-        const r = await request(
-          pollAgent,
-          server.url,
-          "GET",
-          `/api/v1/agents/${id}/work?wait=${WAIT_S}`,
-          token,
-          undefined,
-          stop.signal
-        )
-        openPolls--
-        if (r.status === -1) return
-        if (r.status === 200) polls.push(r.ms)
-        else {
-          note(errors.poll, `${r.status}${r.error ? `:${r.error}` : ""}`)
-          // Shed (429/503): come back when the server says, as the agent does; otherwise after 1 s.
-          await sleep(Number.isFinite(r.retryAfter) ? r.retryAfter * 1000 : 1000)
-        }
-      }
-    }
-    const beatLoop = async () => {
-      let next = started + Math.random() * HEARTBEAT_EVERY_MS
-      while (next < endAt) {
-        await sleep(next - Date.now())
-        const r = await request(
-          beatAgent,
-          server.url,
-          "POST",
-          `/api/v1/agents/${id}/heartbeat`,
-          token,
-          { version: "bench" },
-          stop.signal
-        )
-        if (r.status === 200) beats.push(r.ms)
-        else if (r.status !== -1) note(errors.heartbeat, `${r.status}${r.error ? `:${r.error}` : ""}`)
-        next += HEARTBEAT_EVERY_MS
-      }
-    }
-    await Promise.all([pollLoop(), beatLoop()])
-  }
-  const loops = Promise.all(agents.map(agentLoop))
-  await sleep(endAt - Date.now())
-  const wall = (Date.now() - started) / 1000
-  const cpu = (cpuTicks(server.pid) - cpu0) / TICK
-  // Backends that exited during the run are missed, so this is a lower bound (the pool keeps them).
-  const pgCpu = (await pgTicks(db, dbName)) - pg0
-  const client = process.cpuUsage(client0)
+  const rssTimeline = [rssMb(server.pid)]
+  const rssTimer = setInterval(() => rssTimeline.push(rssMb(server.pid)), RSS_EVERY_MS)
+  const run = await simulate({ agents, urls: [server.url], seconds })
   clearInterval(rssTimer)
-  // Polls still open at the end are cut off; only completed ones were measured.
-  stop.abort()
-  await loops
-  pollAgent.destroy()
-  beatAgent.destroy()
-  // Completed long polls: held ~25 s by design; the overhead beyond the wait is the server's cost.
-  const overhead = polls.map((ms) => Math.max(0, ms - WAIT_S * 1000))
+  const cpu = cpuSeconds(server.pid) - cpu0
+  // Backends that exited during the run are missed, so this is a lower bound (the pool keeps them).
+  const pgCpu = (await pgBackendCpuSeconds(db, dbName)) - pg0
+  const transactions = (await commits(db, dbName)) - commits0
+  const answered = (bucket) => Object.entries(bucket).reduce((a, [k, v]) => (k.startsWith("0") ? a : a + v), 0)
+  const requests =
+    run.heartbeat.count + run.work_poll.completed + answered(run.heartbeat.errors) + answered(run.work_poll.errors)
+  const slope = rssSlope(rssTimeline)
   return {
     agents: n,
-    seconds: round(wall, 1),
+    seconds: run.seconds,
     machine_load_average_1m: round(os.loadavg()[0], 2),
-    heartbeat: { ...summary(beats), per_second: round(beats.length / wall, 1), errors: errors.heartbeat },
-    work_poll: {
-      wait_seconds: WAIT_S,
-      completed: polls.length,
-      held_p50_ms: percentile(polls, 50),
-      overhead_beyond_wait: summary(overhead),
-      max_open_polls: maxOpenPolls,
-      errors: errors.poll
-    },
+    heartbeat: run.heartbeat,
+    work_poll: run.work_poll,
     server: {
       cpu_seconds: round(cpu, 1),
-      cpu_percent_of_one_core: round((100 * cpu) / wall, 1),
+      cpu_percent_of_one_core: round((100 * cpu) / run.seconds, 1),
+      // Load-independent: CPU the server spent per request it answered (any status).
+      cpu_ms_per_answered_request: round((1000 * cpu) / Math.max(1, requests), 2),
       rss_mb_end: rssMb(server.pid),
-      rss_mb_peak: rssPeak,
-      rss_mb_every_10s: rssTimeline
+      rss_mb_peak: Math.max(...rssTimeline),
+      rss_mb_every_10s: rssTimeline,
+      // Flat means the second half rises less than 1 MB a minute; meaningful for soaks of minutes.
+      rss_slope_last_half_mb_per_min: slope,
+      rss_flat: slope === null ? null : slope < 1
     },
-    postgresql_backends_cpu_percent_of_one_core: round((100 * pgCpu) / TICK / wall, 1),
-    bench_client_cpu_percent_of_one_core: round((100 * (client.user + client.system)) / 1e6 / wall, 1)
+    postgresql: {
+      backends_cpu_percent_of_one_core: round((100 * pgCpu) / run.seconds, 1),
+      commits: transactions,
+      commits_per_answered_request: round(transactions / Math.max(1, requests), 2)
+    },
+    bench_client_cpu_percent_of_one_core: run.client_cpu_percent_of_one_core
   }
 }
 
@@ -344,10 +197,11 @@ const main = async () => {
         ulimit_n: limit
       },
       method: {
-        server: `one certctl-server process (CERTCTL_LOG_LEVEL=warn, PostgreSQL pool ${poolSize ?? "20 (default)"}), fresh PostgreSQL database`,
+        server: `one certctl-server process (packages/server/dist/bin.js when built, else sources; CERTCTL_LOG_LEVEL=warn, PostgreSQL pool ${poolSize ?? "20 (default)"}), fresh PostgreSQL database`,
+        server_node_args: serverNodeArgs,
         agents: "registered in bulk via SQL; simulated in this process over keep-alive node:http agents",
-        heartbeat_every_seconds: HEARTBEAT_EVERY_MS / 1000,
-        long_poll_wait_seconds: WAIT_S,
+        heartbeat_every_seconds: 60,
+        long_poll_wait_seconds: 25,
         run_seconds_per_fleet: seconds,
         time_compression: "none (real 60 s heartbeat period; phases spread uniformly)",
         shared_machine: "client and server share the same cores, so latencies include client contention",

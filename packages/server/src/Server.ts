@@ -76,8 +76,16 @@ const engineLayer = (settings: ServerSettings, owner: string) =>
     egress: settings.egress
   })
 
+/**
+ * Connections the kernel may hold for us before we accept them (it caps this at
+ * net.core.somaxconn, 4096 on current kernels). Node's default, 511, overflowed when a fleet
+ * reconnected at once: the kernel then dropped or reset the connections it could not queue, which
+ * the fleet bench counted as ECONNRESET (bench/README.md "Fleet").
+ */
+export const listenBacklog = 4096
+
 const httpServerLayer = (settings: ServerSettings) => {
-  const listen = { host: settings.listenHost, port: settings.listenPort }
+  const listen = { host: settings.listenHost, port: settings.listenPort, backlog: listenBacklog }
   const tls = Option.all([settings.tlsCertFile, settings.tlsKeyFile])
   if (Option.isNone(tls)) return NodeHttpServer.layer(() => createHttpServer(), listen)
   const identity = () => ({ cert: fs.readFileSync(tls.value[0]), key: fs.readFileSync(tls.value[1]) })

@@ -1,4 +1,6 @@
+import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
+import * as fs from "node:fs"
 import { pgAvailable, requirePeer } from "@certctl/test-support"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -196,4 +198,15 @@ describe.skipIf(!available)("overload (real server, PostgreSQL pool of 2, budget
       await first.promise.catch(() => {})
     }
   }, 60_000)
+
+  it("listens with a backlog of 4096 (or the kernel's cap), not Node's 511: a fleet reconnecting at once is queued, not reset", async () => {
+    const port = new URL(server.url).port
+    // `ss` shows a listening socket's backlog as its Send-Q.
+    const ss = spawnSync("ss", ["-ltnH", `sport = :${port}`], { encoding: "utf8" })
+    expect(ss.error).toBeUndefined()
+    const somaxconn = Number(fs.readFileSync("/proc/sys/net/core/somaxconn", "utf8"))
+    const backlog = Number(ss.stdout.trim().split(/\s+/)[2])
+    // Server.listenBacklog; the kernel caps what it keeps at net.core.somaxconn.
+    expect(backlog).toBe(Math.min(4096, somaxconn))
+  })
 })

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, type Duration, Effect, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
 import * as GroupCommit from "../internal/jobEngine/groupCommit.js"
 import { Database } from "../persistence/Database.js"
 
@@ -27,6 +27,8 @@ export interface SignalBus {
    * (change feeds such as the jobs event stream). A slow reader loses the oldest topics first.
    */
   readonly subscribe: (prefix: string) => Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
+  /** Listens and awaits registered in this process now: each ends with its scope or its wait. */
+  readonly registered: () => number
 }
 
 export class Signals extends Context.Tag("@certctl/core/Signals")<Signals, SignalBus>() {}
@@ -41,12 +43,27 @@ export const jobChangedPrefix = "job-changed:"
 export const jobChangedTopic = (jobId: string) => `${jobChangedPrefix}${jobId}`
 const baseChannel = "certctl_signals"
 
+/** One `listen`: woken once notified; `resume` is set while its wait is under way. */
+interface Listener {
+  woken: boolean
+  resume: (() => void) | undefined
+}
+
 const makeLocal = () => {
   const waiters = new Map<string, Set<Deferred.Deferred<boolean>>>()
+  const listeners = new Map<string, Set<Listener>>()
   const taps = new Set<{ readonly prefix: string; readonly queue: Queue.Queue<string> }>()
   const deliver = (topic: string) =>
     Effect.suspend(() => {
       for (const tap of taps) if (topic.startsWith(tap.prefix)) Queue.unsafeOffer(tap.queue, topic)
+      const polls = listeners.get(topic)
+      if (polls) {
+        listeners.delete(topic)
+        for (const listener of polls) {
+          listener.woken = true
+          listener.resume?.()
+        }
+      }
       const set = waiters.get(topic)
       if (!set) return Effect.void
       waiters.delete(topic)
@@ -72,27 +89,46 @@ const makeLocal = () => {
         )
       )
     })
+  // A long poll's listener is a flag and a callback, not a Deferred raced against a timeout:
+  // `timeoutTo` forks two fibers per wait, and with 10,000 polls waiting at once those fibers were
+  // most of the server's live heap (bench/README.md "Fleet").
   const listen = (topic: string) =>
     Effect.map(
       Effect.acquireRelease(
-        Effect.map(Deferred.make<boolean>(), (d) => {
-          let set = waiters.get(topic)
+        Effect.sync(() => {
+          const listener: Listener = { woken: false, resume: undefined }
+          let set = listeners.get(topic)
           if (!set) {
             set = new Set()
-            waiters.set(topic, set)
+            listeners.set(topic, set)
           }
-          set.add(d)
-          return d
+          set.add(listener)
+          return listener
         }),
-        (d) =>
+        (listener) =>
           Effect.sync(() => {
-            const s = waiters.get(topic)
-            s?.delete(d)
-            if (s && s.size === 0) waiters.delete(topic)
+            const s = listeners.get(topic)
+            s?.delete(listener)
+            if (s && s.size === 0) listeners.delete(topic)
           })
       ),
-      (d) => (timeout: Duration.DurationInput) =>
-        Deferred.await(d).pipe(Effect.timeoutTo({ duration: timeout, onTimeout: () => false, onSuccess: (b) => b }))
+      (listener) => (timeout: Duration.DurationInput) =>
+        Effect.async<boolean>((resume) => {
+          if (listener.woken) return resume(Effect.succeed(true))
+          const timer = setTimeout(() => {
+            listener.resume = undefined
+            resume(Effect.succeed(false))
+          }, Duration.toMillis(timeout))
+          listener.resume = () => {
+            clearTimeout(timer)
+            listener.resume = undefined
+            resume(Effect.succeed(true))
+          }
+          return Effect.sync(() => {
+            clearTimeout(timer)
+            listener.resume = undefined
+          })
+        })
     )
   const subscribe = (prefix: string) =>
     Effect.acquireRelease(
@@ -107,12 +143,25 @@ const makeLocal = () => {
           Queue.shutdown(tap.queue)
         )
     ).pipe(Effect.map((tap) => tap.queue as Queue.Dequeue<string>))
-  return { deliver, wait, listen, subscribe }
+  /** Listeners and waiters registered now, over all topics (what a closed poll must give back). */
+  const registered = () => {
+    let n = 0
+    for (const set of listeners.values()) n += set.size
+    for (const set of waiters.values()) n += set.size
+    return n
+  }
+  return { deliver, wait, listen, subscribe, registered }
 }
 
 export const layerMemory = Layer.sync(Signals, () => {
   const local = makeLocal()
-  return { notify: local.deliver, await: local.wait, listen: local.listen, subscribe: local.subscribe }
+  return {
+    notify: local.deliver,
+    await: local.wait,
+    listen: local.listen,
+    subscribe: local.subscribe,
+    registered: local.registered
+  }
 })
 
 /** LISTEN/NOTIFY across replicas; NOTIFY is also delivered to this process's own listener. */
@@ -165,7 +214,8 @@ export const layerPg = Layer.scoped(
         ),
       await: local.wait,
       listen: local.listen,
-      subscribe: local.subscribe
+      subscribe: local.subscribe,
+      registered: local.registered
     }
   })
 )

@@ -33,11 +33,27 @@ export const orPersistence =
           (e as Exclude<E, SqlError>)
     )
 
+// One array decoder per row schema: effect compiles a parser per schema AST, and a fresh
+// `Schema.Array(row)` per query is a fresh AST, so every query compiled its decoder again (about
+// 60 µs of CPU and its garbage per call, on every API-key lookup; bench/README.md "Fleet").
+const rowDecoders = new WeakMap<Schema.Schema.Any, (rows: unknown) => Effect.Effect<ReadonlyArray<unknown>, unknown>>()
+
+const rowsDecoder = <A, I>(schema: Schema.Schema<A, I>) => {
+  let decode = rowDecoders.get(schema)
+  if (decode === undefined) {
+    decode = Schema.decodeUnknown(Schema.Array(schema))
+    rowDecoders.set(schema, decode)
+  }
+  return decode as (rows: unknown) => Effect.Effect<ReadonlyArray<A>, unknown>
+}
+
 /**
  * Decodes result rows with a schema. A row that does not fit is a defect, not an error to handle:
  * the migrations and the schema disagree.
  */
 export const decodeRows =
   <A, I>(schema: Schema.Schema<A, I>) =>
-  <E, R>(self: Effect.Effect<ReadonlyArray<unknown>, E, R>): Effect.Effect<ReadonlyArray<A>, E, R> =>
-    Effect.flatMap(self, (rows) => Effect.orDie(Schema.decodeUnknown(Schema.Array(schema))(rows)))
+  <E, R>(self: Effect.Effect<ReadonlyArray<unknown>, E, R>): Effect.Effect<ReadonlyArray<A>, E, R> => {
+    const decode = rowsDecoder(schema)
+    return Effect.flatMap(self, (rows) => Effect.orDie(decode(rows)))
+  }
