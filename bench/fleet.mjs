@@ -50,7 +50,12 @@ const serverNodeArgs = (process.env.CERTCTL_BENCH_SERVER_NODE_ARGS ?? "").split(
 const RSS_EVERY_MS = 10_000
 
 const startServer = (databaseUrl) =>
-  startServerProcess(databaseUrl, serverKeys(), poolSize ? { CERTCTL_DATABASE_POOL_SIZE: poolSize } : {}, serverNodeArgs)
+  startServerProcess(
+    databaseUrl,
+    serverKeys(),
+    poolSize ? { CERTCTL_DATABASE_POOL_SIZE: poolSize } : {},
+    serverNodeArgs
+  )
 
 /** Least-squares slope, in MB per minute, of the RSS samples of the run's second half. */
 const rssSlope = (samples) => {
@@ -86,6 +91,7 @@ const runFleet = async (server, agents, db, dbName) => {
   const requests =
     run.heartbeat.count + run.work_poll.completed + answered(run.heartbeat.errors) + answered(run.work_poll.errors)
   const slope = rssSlope(rssTimeline)
+  const rssEnd = rssMb(server.pid)
   return {
     agents: n,
     seconds: run.seconds,
@@ -97,8 +103,8 @@ const runFleet = async (server, agents, db, dbName) => {
       cpu_percent_of_one_core: round((100 * cpu) / run.seconds, 1),
       // Load-independent: CPU the server spent per request it answered (any status).
       cpu_ms_per_answered_request: round((1000 * cpu) / Math.max(1, requests), 2),
-      rss_mb_end: rssMb(server.pid),
-      rss_mb_peak: Math.max(...rssTimeline),
+      rss_mb_end: rssEnd,
+      rss_mb_peak: Math.max(rssEnd, ...rssTimeline),
       rss_mb_every_10s: rssTimeline,
       // Flat means the second half rises less than 1 MB a minute; meaningful for soaks of minutes.
       rss_slope_last_half_mb_per_min: slope,

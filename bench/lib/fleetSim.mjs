@@ -21,7 +21,7 @@ const builtBin = path.join(repoRoot, "packages/server/dist/bin.js")
  * with the same `keys` on the same database is a replica. It runs the built bin (`npm run build`),
  * as users do: from sources, tsx's loader thread and the source maps it keeps add about 45 MB of
  * live heap and the transpiling CPU, which the bench would charge to the server. Without a build
- * it falls back to the sources. `nodeArgs` go to that process (profiling flags, for example).
+ * it falls back to the sources. `nodeArgs` (profiling flags, for example) go to the built bin.
  */
 export const startServerProcess = async (databaseUrl, keys, env = {}, nodeArgs = []) => {
   const port = await freePort()
