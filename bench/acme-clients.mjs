@@ -24,7 +24,7 @@
  * `acme-connector`, `acme-client`, `acme-client-100ms` and `pipeline`.
  */
 import { execFile } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Connector } from "@certctl/core"
@@ -234,18 +234,68 @@ const pipelineContender = {
       target_ids: ["files"]
     })
     if (created.status !== 201) return { ok: false, output: JSON.stringify(created.body) }
+    this.lastCreated = created.body
     const deadline = Date.now() + 90_000
     while (Date.now() < deadline) {
-      const deps = await this.api.get(`/api/v1/certificates/${created.body.id}/deployments`)
-      const items = deps.body?.items ?? []
-      if (items.some((d) => d.status === "success")) return { ok: true }
-      const failed = items.find((d) => d.status === "failed")
-      if (failed) return { ok: false, output: failed.error }
-      const job = await this.api.get(`/api/v1/jobs/${created.body.job_id}`)
-      if (job.body?.state === "ABANDONED") return { ok: false, output: job.body.last_error }
+      const result = await this.poll(created.body)
+      if (result) return result
       await new Promise((r) => setTimeout(r, 20))
     }
     return { ok: false, output: `no deployment of ${name} within 90 s` }
+  },
+  async poll(created) {
+    this.polls = (this.polls ?? 0) + 1
+    const deps = await this.api.get(`/api/v1/certificates/${created.id}/deployments`)
+    const items = deps.body?.items ?? []
+    if (items.some((d) => d.status === "success")) return { ok: true }
+    const failed = items.find((d) => d.status === "failed")
+    if (failed) return { ok: false, output: failed.error }
+    this.polls = (this.polls ?? 0) + 1
+    const job = await this.api.get(`/api/v1/jobs/${created.job_id}`)
+    if (job.body?.state === "ABANDONED") return { ok: false, output: job.body.last_error }
+    return undefined
+  },
+  /**
+   * Load-independent costs of the timed certificates: commits on the server's database
+   * (pg_stat_database.xact_commit, including the bench's own status polls and stage reads, which
+   * `poll_reads` counts so they can be taken out) and the CPU time of the server and agent
+   * processes (/proc/<pid>/stat utime + stime).
+   */
+  async startCounters() {
+    this.polls = 0
+    this.counters0 = await this.readCounters()
+  },
+  async counters() {
+    // Backends flush their statistics at most once a second and an idle one after 10 s.
+    await new Promise((r) => setTimeout(r, 11_000))
+    const end = await this.readCounters()
+    const start = this.counters0
+    // What one status read costs in commits, from 20 reads of the last certificate alone.
+    const polls = this.polls
+    for (let i = 0; i < 20; i++) await this.api.get(`/api/v1/certificates/${this.lastCreated.id}/deployments`)
+    await new Promise((r) => setTimeout(r, 11_000))
+    const calibrated = await this.readCounters()
+    const perPoll = (calibrated.xact - end.xact - 1) / 20
+    return {
+      xact_commit: end.xact - start.xact,
+      xact_commit_without_polls: end.xact - start.xact - polls * perPoll,
+      poll_reads: polls,
+      server_cpu_ms: end.serverCpu - start.serverCpu,
+      agent_cpu_ms: end.agentCpu - start.agentCpu
+    }
+  },
+  async readCounters() {
+    const db = openDb(this.server.databaseUrl)
+    try {
+      const [row] = await db.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+      return {
+        xact: Number(row.xact_commit),
+        serverCpu: cpuMs(this.server.process.child.pid),
+        agentCpu: cpuMs(this.agent.process.child.pid)
+      }
+    } finally {
+      await db.end()
+    }
   },
   /** Where each certificate's time went, from the rows' own timestamps (see `stageQuery`). */
   async stages(names) {
@@ -337,7 +387,17 @@ export const contenders = [
   pipelineContender
 ]
 
+/** utime + stime of a process in ms (clock ticks are 100 Hz on Linux). */
+const cpuMs = (pid) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
+
+const perCert = (counters, n) =>
+  Object.fromEntries(Object.entries(counters).map(([k, v]) => [k, Math.round((v / n) * 10) / 10]))
 
 const measure = async (contender, env, names) => {
   const missing = await contender.available?.()
@@ -348,6 +408,7 @@ const measure = async (contender, env, names) => {
     const warm = await contender.issue(`warmup-${contender.id}.bench.example.test`)
     if (!warm.ok) failures.push({ name: "warm-up", output: String(warm.output ?? "").slice(-600) })
     const times = []
+    await contender.startCounters?.()
     const start = performance.now()
     for (const name of names) {
       const t = performance.now()
@@ -357,6 +418,7 @@ const measure = async (contender, env, names) => {
     }
     const wall = performance.now() - start
     const sorted = [...times].sort((a, b) => a - b)
+    const counters = await contender.counters?.()
     const stages = await contender.stages?.(names)
     return {
       id: contender.id,
@@ -368,6 +430,7 @@ const measure = async (contender, env, names) => {
       p50_ms: Math.round(percentile(sorted, 50)),
       p95_ms: Math.round(percentile(sorted, 95)),
       max_ms: Math.round(sorted[sorted.length - 1]),
+      ...(counters ? { per_cert: perCert(counters, names.length) } : {}),
       ...(stages ? { stages_ms: stages } : {}),
       ...(failures.length ? { first_failures: failures.slice(0, 3) } : {})
     }
