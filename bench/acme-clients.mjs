@@ -8,7 +8,8 @@
  * (tsx loads the TypeScript sources; `--conditions=source` resolves @certctl/* to src/.)
  *
  * Env: ACME_BENCH_N (default 200), ACME_BENCH_CLIENTS (comma list of contender ids, default all),
- * ACME_BENCH_OUT (also write the JSON there), ACME_BENCH_NONCE_REJECT (Pebble's badNonce %,
+ * ACME_BENCH_OUT (also write the JSON there), ACME_BENCH_LOGS (a directory: the pipeline's server and agent logs go there),
+ * ACME_BENCH_NONCE_REJECT (Pebble's badNonce %,
  * default Pebble's own 5), ACME_BENCH_PORT_BASE (default 20490: Pebble on base..base+3 with
  * http-01 on base+2, named on base+4). Needs the Debian packages pebble, bind9, bind9-dnsutils, lego, certbot.
  *
@@ -315,6 +316,11 @@ const pipelineContender = {
     }
   },
   async teardown() {
+    // ACME_BENCH_LOGS=<dir>: the server's and the agent's logs, to follow one certificate by time.
+    if (process.env.ACME_BENCH_LOGS) {
+      if (this.server) writeFileSync(join(process.env.ACME_BENCH_LOGS, "server.log"), this.server.process.output())
+      if (this.agent) writeFileSync(join(process.env.ACME_BENCH_LOGS, "agent.log"), this.agent.process.output())
+    }
     await this.agent?.stop()
     await this.server?.stop()
   }

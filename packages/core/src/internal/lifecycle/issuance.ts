@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Option, Random, Schema } from "effect"
+import { Chunk, Clock, Duration, Effect, Fiber, Option, Queue, Random, Schema } from "effect"
 import { ConnectorError } from "../../domain/ConnectorError.js"
 import * as Ids from "../../domain/Ids.js"
 import type { ChallengeSolver } from "../../domain/Issuer.js"
@@ -73,6 +73,35 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
       )
   })
 
+  /**
+   * The issuer's progress messages (order created, authorization valid, finalized, ...) are shown
+   * on the submit step. Each was a commit the ACME exchange waited for, five in series per
+   * certificate; now one fiber writes them behind it, the latest message replacing any not yet
+   * written, and the step waits only for the write in flight when the issuer returns.
+   */
+  const progressWriter = (jobId: string) =>
+    Effect.gen(function* () {
+      const latest = yield* Queue.sliding<string>(1)
+      const write = (message: string) =>
+        sql`UPDATE job_steps SET output = output || ${JSON.stringify({ progress: message })}::jsonb
+            WHERE job_id = ${jobId} AND name = ${Steps.Submit}`.pipe(Effect.ignore)
+      // A message taken is always written: interrupting the writer waits for that write.
+      const fiber = yield* Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(Queue.take(latest)), write)
+      ).pipe(Effect.forever, Effect.forkDaemon)
+      return {
+        offer: (message: string) => Queue.offer(latest, message).pipe(Effect.asVoid),
+        // The writer stops (after its write in flight), then the last message still queued is written.
+        settle: Effect.gen(function* () {
+          yield* Fiber.interrupt(fiber)
+          const rest = yield* Queue.takeAll(latest)
+          const last = Chunk.last(rest)
+          if (Option.isSome(last)) yield* write(last.value)
+          yield* Queue.shutdown(latest)
+        })
+      }
+    })
+
   const requestCsr: JobEngine.StepDefinition = {
     name: Steps.RequestCsr,
     run: ({ job }) =>
@@ -118,6 +147,7 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
               WHERE id = ${cert.current_version_id}`.pipe(persist)
           replaces = v?.certificate_pem
         }
+        const progress = yield* progressWriter(job.id)
         const issued = yield* issuer
           .issue({
             certificate_id: cert.id,
@@ -126,11 +156,9 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
             lifetime_seconds: Number(cert.lifetime_seconds),
             replaces_pem: replaces,
             solver: job.agent_id ? agentSolver(job, job.agent_id) : undefined,
-            progress: (message) =>
-              sql`UPDATE job_steps SET output = output || ${JSON.stringify({ progress: message })}::jsonb
-                  WHERE job_id = ${job.id} AND name = ${Steps.Submit}`.pipe(Effect.ignore)
+            progress: progress.offer
           })
-          .pipe(Effect.mapError(JobEngine.fromConnectorError))
+          .pipe(Effect.mapError(JobEngine.fromConnectorError), Effect.ensuring(progress.settle))
         return JobEngine.done({
           certificate_pem: issued.certificate_pem,
           chain_pem: issued.chain_pem,
