@@ -1,4 +1,4 @@
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Schema } from "effect"
 import * as JobEngine from "../../engine/JobEngine.js"
 import * as Steps from "../../domain/Steps.js"
 import * as Work from "../../domain/Work.js"
@@ -10,8 +10,16 @@ import { type Context, fail, namesOf } from "./context.js"
  * A target dropped from the certificate meanwhile is neither handed out again nor waited for:
  * its removal job takes it off.
  */
+const DispatchedOutput = Schema.Struct({ dispatched_attempt: Schema.optional(Schema.Number) })
+
+/** The target ids a stored deploy work item names. */
+const handedOut = (work: unknown): ReadonlyArray<string> =>
+  typeof work === "object" && work !== null && "targets" in work && Array.isArray(work.targets)
+    ? work.targets.map((t: { target_id?: unknown }) => String(t.target_id))
+    : []
+
 export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => {
-  const { sql, connectors, notifications, engine, options, persist, certificate } = ctx
+  const { sql, connectors, notifications, engine, options, persist, certificate, stepOutput } = ctx
 
   const assigned = sql`EXISTS (SELECT 1 FROM certificate_targets ct
       WHERE ct.certificate_id = d.certificate_id AND ct.target_id = d.target_id)`
@@ -27,6 +35,13 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
               AND NOT EXISTS (SELECT 1 FROM deployment_history d WHERE d.job_id = ${job.id} AND d.target_id = ct.target_id)`.pipe(
           persist
         )
+        // The agent gets its work now, not one step later: completing this step, starting
+        // `await_reports` and reloading the job were a hand-off the agent waited out. The mark
+        // tells `await_reports` that this attempt's work is out (written first: work handed out
+        // without it would be handed out again).
+        yield* sql`UPDATE job_steps SET output = output || ${JSON.stringify({ dispatched_attempt: job.attempts })}::jsonb
+            WHERE job_id = ${job.id} AND name = ${Steps.AwaitReports}`.pipe(persist)
+        yield* ctx.setAgentWork(job, yield* deployWork(job))
         return JobEngine.done()
       })
   }
@@ -83,7 +98,13 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
     timeout: options.deployTimeout,
     run: ({ job, step, deadline }) =>
       Effect.gen(function* () {
-        if (step.output.dispatched_attempt !== job.attempts) {
+        // `dispatch` marks this step when it hands the work out; the row the engine loaded may
+        // predate that mark.
+        const dispatched =
+          step.output.dispatched_attempt === job.attempts
+            ? job.attempts
+            : (yield* stepOutput(job.id, Steps.AwaitReports, DispatchedOutput)).dispatched_attempt
+        if (dispatched !== job.attempts) {
           // A new attempt: re-arm failed targets and hand the agent the work again.
           yield* sql`UPDATE deployment_history d SET status = 'pending', error = NULL, updated_at = now()
               WHERE d.job_id = ${job.id} AND d.status IN ('failed', 'rolled_back') AND ${assigned}`.pipe(persist)
@@ -102,7 +123,11 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
             failed.map((f) => `target ${f.target_id}: ${f.error ?? f.status}`).join("; ")
           )
         if (rows.every((r) => r.status === "success")) return JobEngine.done({ targets: rows.length })
-        if (job.agent_work === null) yield* ctx.setAgentWork(job, yield* deployWork(job))
+        // Handed out again when lost (after a retry) or when it names a target dropped from the
+        // certificate since (dispatch handed it out before this step looked).
+        const assignedNow = new Set(rows.map((r) => r.target_id))
+        if (job.agent_work === null || handedOut(job.agent_work).some((t) => !assignedNow.has(t)))
+          yield* ctx.setAgentWork(job, yield* deployWork(job))
         return JobEngine.wait(deadline ?? new Date((yield* Clock.currentTimeMillis) + 60_000))
       })
   }
