@@ -12,7 +12,16 @@ const build = (name) =>
     const child = spawn("npm", ["run", "build", "-w", `packages/${name}`], { stdio: "inherit" })
     child.on("error", reject)
     child.on("exit", (code) =>
-      code === 0 ? resolve() : reject(new Error(`build of packages/${name} failed (exit ${code})`))
+      code === 0
+        ? resolve()
+        : reject(
+            new Error(
+              code === 127
+                ? // The shell's "command not found": tsup/tsc come from the dev dependencies.
+                  `build of packages/${name} failed: its build tools are not installed; run \`npm ci\` (with dev dependencies) first`
+                : `build of packages/${name} failed (exit ${code})`
+            )
+          )
     )
   })
 
