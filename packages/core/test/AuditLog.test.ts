@@ -1,9 +1,9 @@
 import { SqlClient } from "@effect/sql"
-import { Cause, Effect, Exit, Layer, ManagedRuntime, Option } from "effect"
+import { Cause, Effect, Exit, ManagedRuntime, Option } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type AppendInput, AuditLog, type AuditQuery, decodeCursor, encodeCursor } from "../src/services/AuditLog.js"
 import { pgCode } from "../src/persistence/Persistence.js"
-import { backends, migrated } from "./backends.js"
+import { backends, withAuditLog } from "./backends.js"
 
 type Services = SqlClient.SqlClient | AuditLog
 
@@ -53,8 +53,7 @@ for (const backend of backends) {
     beforeAll(async () => {
       const made = await backend.make()
       cleanup = made.cleanup
-      const db = migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>
-      rt = ManagedRuntime.make(Layer.provideMerge(AuditLog.Default, db))
+      rt = ManagedRuntime.make(withAuditLog(made.layer))
     })
     afterAll(async () => {
       await rt?.dispose()
@@ -221,8 +220,7 @@ for (const backend of backends) {
     beforeAll(async () => {
       const made = await backend.make()
       cleanup = made.cleanup
-      const db = migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>
-      rt = ManagedRuntime.make(Layer.provideMerge(AuditLog.Default, db))
+      rt = ManagedRuntime.make(withAuditLog(made.layer))
       // Three groups separated in time, so a from/to window can select group B exactly.
       const appendGroup = (group: "A" | "B" | "C", from: number, to: number) =>
         Effect.forEach(
@@ -340,9 +338,7 @@ for (const backend of backends) {
     beforeAll(async () => {
       const made = await backend.make()
       cleanup = made.cleanup
-      rt = ManagedRuntime.make(
-        Layer.provideMerge(AuditLog.Default, migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
-      )
+      rt = ManagedRuntime.make(withAuditLog(made.layer))
     })
     afterAll(async () => {
       await rt?.dispose()

@@ -3,7 +3,7 @@ import { Deferred, Effect, Either, Layer, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { defaultOptions, done, EngineOptionsTag, JobEngine, JobHandlers } from "../src/engine/JobEngine.js"
 import { AuditLog } from "../src/services/AuditLog.js"
-import { backends, migrated } from "./backends.js"
+import { backends, withAuditLog } from "./backends.js"
 
 /**
  * Finishing jobs: the claim starts the first step, and the last step, the job's completion and its
@@ -17,9 +17,7 @@ for (const backend of backends) {
     beforeAll(async () => {
       const made = await backend.make()
       cleanup = made.cleanup
-      rt = ManagedRuntime.make(
-        Layer.provideMerge(AuditLog.Default, migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
-      )
+      rt = ManagedRuntime.make(withAuditLog(made.layer))
       // Migrate here, not inside the first test: a slow machine must not time out a test for it.
       await rt.runPromise(Effect.void)
     }, 180_000)

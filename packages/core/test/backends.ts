@@ -1,7 +1,9 @@
+import type { SqlClient } from "@effect/sql"
 import { freshDatabase, pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import * as Database from "../src/persistence/Database.js"
 import * as Migrations from "../src/persistence/Migrations.js"
+import { AuditLog } from "../src/services/AuditLog.js"
 
 export interface Backend {
   readonly name: "postgresql" | "pglite"
@@ -40,3 +42,7 @@ export const backends: ReadonlyArray<Backend> = [
 
 export const migrated = <R, E>(layer: Layer.Layer<R, E>) =>
   Layer.tap(layer, (ctx) => Effect.provide(Migrations.run, ctx) as Effect.Effect<any, any, never>)
+
+/** SqlClient and AuditLog over a backend's database, migrated first. */
+export const withAuditLog = (layer: Layer.Layer<any, any>) =>
+  Layer.provideMerge(AuditLog.Default, migrated(layer) as Layer.Layer<SqlClient.SqlClient, any>)
