@@ -5,7 +5,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { AgentClientCerts } from "@certctl/core"
 import { Tls } from "@certctl/sdk"
-import { FetchHttpClient, HttpClient } from "@effect/platform"
+import { HttpClient } from "@effect/platform"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as x509 from "@peculiar/x509"
 import { Clock, Config, Data, Duration, Effect, Either, Layer, Option, Queue, Redacted } from "effect"
 import type { AgentConfig } from "./Config.js"
@@ -274,15 +275,16 @@ export const make = (options: Options): Effect.Effect<Manager> =>
   })
 
 /**
- * The SDK's control plane for `config`: over `fetch` as before when neither a server CA nor a client
- * certificate is asked for; else over the SDK's `Tls` transport, with the certificate manager
+ * The SDK's control plane for `config`: over `node:http(s)` with Node's defaults when neither a server
+ * CA nor a client certificate is asked for (not `fetch`, which loads and compiles its own HTTP
+ * parser on the first request: bench/README.md "Memory"); else over the SDK's `Tls` transport, with the certificate manager
  * started (its first attempt done before the agent starts, its renewal in the layer's scope).
  */
 export const layerControlPlane = (config: AgentConfig): Layer.Layer<ControlPlane> => {
   const sdk = { url: config.serverUrl, apiKey: config.apiKey, agentId: config.agentId }
   if (config.clientCert !== "auto")
     return Layer.effect(ControlPlane, makeSdk(sdk)).pipe(
-      Layer.provide(config.serverCa ? Tls.layer({ ca: config.serverCa }) : FetchHttpClient.layer)
+      Layer.provide(config.serverCa ? Tls.layer({ ca: config.serverCa }) : NodeHttpClient.layer)
     )
   return Layer.scoped(
     ControlPlane,

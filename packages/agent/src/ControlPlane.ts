@@ -209,6 +209,6 @@ export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, Http
     }
   })
 
-/** `ControlPlane` over HTTP; provide an `HttpClient` (`FetchHttpClient.layer` in the bin). */
+/** `ControlPlane` over HTTP; provide an `HttpClient` (`NodeHttpClient.layer` in the bin). */
 export const layerSdk = (options: SdkOptions): Layer.Layer<ControlPlane, never, HttpClient.HttpClient> =>
   Layer.effect(ControlPlane, makeSdk(options))

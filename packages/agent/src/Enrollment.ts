@@ -1,7 +1,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Client, type CertctlError, Errors, Tls } from "@certctl/sdk"
-import { FetchHttpClient } from "@effect/platform"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Data, Effect, Option, Redacted, Schedule } from "effect"
 import type { AgentConfig, AgentSettings } from "./Config.js"
 
@@ -137,7 +137,7 @@ export const exchange = (options: {
           message: `enrollment of agent ${options.agentId} at ${options.serverUrl} refused: ${Errors.format(e)}`
         })
     ),
-    Effect.provide(options.ca ? Tls.layer({ ca: options.ca }) : FetchHttpClient.layer)
+    Effect.provide(options.ca ? Tls.layer({ ca: options.ca }) : NodeHttpClient.layer)
   )
 
 /** The agent's configuration with its identity settled: given, stored, or enrolled now (and stored). */

@@ -28,7 +28,7 @@ const userAgent = "certctl-sdk/0.1.0"
 /** Strip trailing slashes: endpoint paths start with "/", and "//api" would miss every route. */
 export const normalizeBaseUrl = (url: string | URL): string => url.toString().replace(/\/+$/, "")
 
-/** Build the client. Needs an `HttpClient` (FetchHttpClient.layer, NodeHttpClient.layerUndici, …). */
+/** Build the client. Needs an `HttpClient` (FetchHttpClient.layer, NodeHttpClient.layer, …). */
 type CertctlApi = typeof Api.CertctlApi
 
 /** The derived client: `client.<group>.<endpoint>(request)`, typed by core's API. */
