@@ -95,7 +95,8 @@ const renewalScan = async (rt, n) => {
   const [check] = await rt.runPromise(
     withSql(
       (sql) => sql`SELECT (SELECT count(*)::int FROM jobs WHERE kind = 'renewal') AS jobs,
-        (SELECT count(*)::int FROM job_steps s JOIN jobs j ON j.id = s.job_id WHERE j.kind = 'renewal') AS steps`
+        (SELECT count(*)::int FROM job_steps s JOIN jobs j ON j.id = s.job_id WHERE j.kind = 'renewal') AS steps,
+        (SELECT count(*)::int FROM jobs WHERE kind = 'renewal' AND planned_steps IS NOT NULL) AS jobs_with_planned_steps`
     )
   )
   return {

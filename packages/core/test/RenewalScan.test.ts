@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, type Layer, ManagedRuntime } from "effect"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { defaultOptions, EngineOptionsTag, JobEngine } from "../src/engine/JobEngine.js"
 import { renewalSteps, scanDue } from "../src/engine/RenewalScan.js"
 import { backends, migrated } from "./backends.js"
 
@@ -68,12 +69,14 @@ for (const backend of backends) {
           id: string
           certificate_id: string
           state: string
-          steps: Array<string>
+          steps: Array<string> | null
+          planned: Array<string> | null
           audits: number
           actor: string | null
         }>`
           SELECT j.id, j.certificate_id, j.state,
             (SELECT array_agg(name ORDER BY seq) FROM job_steps WHERE job_id = j.id) AS steps,
+            j.planned_steps AS planned,
             (SELECT count(*)::int FROM audit_logs WHERE resource_id = j.id AND action = 'job_created') AS audits,
             (SELECT max(actor_id) FROM audit_logs WHERE resource_id = j.id) AS actor
           FROM jobs j WHERE j.kind = 'renewal' AND j.state = 'PENDING' ORDER BY j.certificate_id`
@@ -81,13 +84,29 @@ for (const backend of backends) {
     const closeAll = () =>
       sql((s) => s`UPDATE jobs SET state = 'CANCELLED' WHERE kind = 'renewal' AND state = 'PENDING'`)
 
-    it("enqueues one renewal job, with steps and audit row, per due certificate without an open one", async () => {
+    const engine = (owner: string) =>
+      rt.runPromise(
+        Effect.provide(
+          JobEngine,
+          Layer.provide(JobEngine.Default, Layer.succeed(EngineOptionsTag, defaultOptions(owner)))
+        )
+      )
+
+    it("enqueues one renewal job, with planned steps and audit row, per due certificate without an open one", async () => {
       const result = await rt.runPromise(scanDue({ batchSize: 5, owner: "scanner-1", now }))
       expect(result).toEqual({ scanned: dueIds.length, enqueued: enqueuable.length })
       const jobs = await openRenewals()
       expect(jobs.map((j) => j.certificate_id)).toEqual([...enqueuable].sort())
+      const e = await engine("reader")
       for (const j of jobs) {
-        expect(j.steps).toEqual([...renewalSteps])
+        // The steps are planned on the job row; their rows are written by the first claim.
+        expect(j.planned).toEqual([...renewalSteps])
+        expect(j.steps).toBeNull()
+        // Every read of the job's steps (the engine's, the API's) shows them, in order, PENDING.
+        const steps = await rt.runPromise(e.steps(j.id))
+        expect(steps.map((st) => [st.job_id, st.seq, st.name, st.state, st.started_at, st.output])).toEqual(
+          renewalSteps.map((name, i) => [j.id, i + 1, name, "PENDING", null, {}])
+        )
         expect(j.audits).toBe(1)
         expect(j.actor).toBe("scanner-1")
         expect(j.id).toMatch(/^job-[0-9a-f]{32}$/)
@@ -141,6 +160,48 @@ for (const backend of backends) {
       const jobs = await openRenewals()
       expect(jobs.map((j) => j.certificate_id)).toEqual([...enqueuable].sort())
       for (const j of jobs) expect(j.audits).toBe(1)
+    })
+
+    it("the first claim writes a renewal job's planned steps, its first started; a takeover writes none again", async () => {
+      const planned = (await openRenewals()).map((j) => j.id)
+      expect(planned).toHaveLength(enqueuable.length)
+      const e = await engine("claimer-1")
+      const claimed = (await rt.runPromise(e.claim(1000))).filter((r) => planned.includes(r.id))
+      expect(claimed.map((r) => r.id).sort()).toEqual([...planned].sort())
+      for (const r of claimed) {
+        expect(r.open_steps.map((st) => [st.job_id, st.seq, st.name, st.state])).toEqual(
+          renewalSteps.map((name, i) => [r.id, i + 1, name, i === 0 ? "RUNNING" : "PENDING"])
+        )
+        expect(r.open_steps[0].started_at).toBeInstanceOf(Date)
+        expect(r.open_steps.slice(1).every((st) => st.started_at === null)).toBe(true)
+      }
+      const rows = await sql(
+        (s) => s<{ id: string; planned: Array<string> | null; steps: Array<string>; states: Array<string> }>`
+          SELECT j.id, j.planned_steps AS planned,
+            (SELECT array_agg(name ORDER BY seq) FROM job_steps WHERE job_id = j.id) AS steps,
+            (SELECT array_agg(state ORDER BY seq) FROM job_steps WHERE job_id = j.id) AS states
+          FROM jobs j WHERE ${s.in("j.id", planned)}`
+      )
+      for (const r of rows) {
+        expect(r.planned).toBeNull()
+        expect(r.steps).toEqual([...renewalSteps])
+        expect(r.states).toEqual(["RUNNING", "PENDING", "PENDING", "PENDING", "PENDING"])
+        // Rows and plan are never both shown.
+        expect((await rt.runPromise(e.steps(r.id))).map((st) => st.name)).toEqual([...renewalSteps])
+      }
+      // The lease runs out (a crashed claimer): the next claim resumes the written steps.
+      await sql((s) => s`UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE ${s.in("id", planned)}`)
+      const again = (await rt.runPromise((await engine("claimer-2")).claim(1000))).filter((r) => planned.includes(r.id))
+      expect(again).toHaveLength(planned.length)
+      for (const r of again) {
+        expect(r.old_state).toBe("RUNNING")
+        expect(r.open_steps.map((st) => st.name)).toEqual([...renewalSteps])
+        expect(r.open_steps[0].state).toBe("RUNNING")
+      }
+      const [count] = await sql(
+        (s) => s<{ n: number }>`SELECT count(*)::int AS n FROM job_steps WHERE ${s.in("job_id", planned)}`
+      )
+      expect(count.n).toBe(planned.length * renewalSteps.length)
     })
   })
 }

@@ -87,7 +87,10 @@ export class JobEvents extends Effect.Service<JobEvents>()("@certctl/core/JobEve
     const lookup = (ids: ReadonlyArray<string>) =>
       sql<Row>`
         SELECT j.id AS job_id, j.certificate_id, j.agent_id, j.kind, j.state, j.updated_at,
-               s.seq AS step_seq, s.name AS step_name, s.state AS step_state
+               -- Before its first claim a job may have only planned steps (migration 0012): the first.
+               coalesce(s.seq, CASE WHEN j.planned_steps IS NOT NULL THEN 1 END) AS step_seq,
+               coalesce(s.name, j.planned_steps[1]) AS step_name,
+               coalesce(s.state, CASE WHEN j.planned_steps IS NOT NULL THEN 'PENDING' END) AS step_state
         FROM jobs j LEFT JOIN LATERAL (
           SELECT seq, name, state FROM job_steps WHERE job_id = j.id
           ORDER BY state IN ('COMPLETED', 'SKIPPED'),

@@ -45,8 +45,8 @@ interface BatchRow {
 /**
  * The renewal due-scan. A walker pages through the `certificates_renew_due_keyset` index in
  * (renew_at, id) order and cuts it into ranges of `batchSize` due certificates; each range is
- * one statement that creates the renewal jobs, their steps and their audit rows together, and up
- * to `concurrency` of them run at once. The ranges cover the whole order without gaps or overlap.
+ * one statement that creates the renewal jobs (their steps planned on the job row, written by its
+ * first claim) and their audit rows together, and up to `concurrency` of them run at once. The ranges cover the whole order without gaps or overlap.
  *
  * Why a walker: the next batch's start is the previous batch's end, so batches written by one
  * statement each could only run one after another, and the work is CPU inside PostgreSQL (one
@@ -110,16 +110,14 @@ export const scanDue = (options: ScanOptions): Effect.Effect<ScanResult, Persist
           ) open ON true
           WHERE open.found IS NULL
         ), ins AS (
-          INSERT INTO jobs (id, kind, certificate_id, agent_id, input)
+          -- The steps are planned here and written by the job's first claim (migration 0012): at
+          -- enqueue they were 5 of the job's 7 rows and 5 of its 6 foreign-key checks.
+          INSERT INTO jobs (id, kind, certificate_id, agent_id, input, planned_steps)
           SELECT 'job-' || replace(gen_random_uuid()::text, '-', ''), 'renewal', f.id, f.agent_id,
-                 jsonb_build_object('trigger', 'renew_at', 'renew_at', f.renew_at)
+                 jsonb_build_object('trigger', 'renew_at', 'renew_at', f.renew_at), ${renewalSteps}::text[]
           FROM fresh f
           ON CONFLICT (certificate_id, kind) WHERE state IN ('PENDING', 'RUNNING', 'FAILED', 'RETRY_WAIT') DO NOTHING
           RETURNING id, certificate_id
-        ), steps AS (
-          INSERT INTO job_steps (job_id, seq, name)
-          SELECT ins.id, s.seq, s.name FROM ins CROSS JOIN unnest(${renewalSteps}::text[]) WITH ORDINALITY AS s(name, seq)
-          RETURNING 1
         ), logged AS (
           ${AuditLog.insertSelect(sql, {
             actor: { type: "system", id: options.owner },

@@ -12,6 +12,7 @@ import targetConnectionsPerCertificate from "../internal/migrations/0008_target_
 import removal from "../internal/migrations/0009_removal.js"
 import auditSequencer from "../internal/migrations/0010_audit_sequencer.js"
 import renewDueKeyset from "../internal/migrations/0011_renew_due_keyset.js"
+import jobPlannedSteps from "../internal/migrations/0012_job_planned_steps.js"
 
 /** Every migration, in code: embedders need no migration files on disk. */
 export const loader = Migrator.fromRecord({
@@ -24,11 +25,12 @@ export const loader = Migrator.fromRecord({
   "0008_target_connections_per_certificate": targetConnectionsPerCertificate,
   "0009_removal": removal,
   "0010_audit_sequencer": auditSequencer,
-  "0011_renew_due_keyset": renewDueKeyset
+  "0011_renew_due_keyset": renewDueKeyset,
+  "0012_job_planned_steps": jobPlannedSteps
 })
 
 /** The highest migration id (ids may have gaps: numbers are reserved per change). */
-export const latest = 11
+export const latest = 12
 const table = "certctl_migrations"
 const lockKey = 7263540
 

@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import * as ApiError from "../api/ApiError.js"
 import type { Actor } from "./AuditLog.js"
 import { cancelJob } from "../internal/cancelJob.js"
+import { stepsOf } from "../internal/jobSteps.js"
 import * as Rows from "../internal/rows.js"
 import { JobEngine } from "../engine/JobEngine.js"
 import type * as Models from "../domain/Models.js"
@@ -41,10 +42,8 @@ export class Jobs extends Effect.Service<Jobs>()("@certctl/core/Jobs", {
           Effect.flatMap(Rows.decodeAll(Rows.JobRow))
         )
         if (!row) return yield* Effect.fail(ApiError.notFound("job", id))
-        const steps = yield* sql`SELECT * FROM job_steps WHERE job_id = ${id} ORDER BY seq`.pipe(
-          Effect.orDie,
-          Effect.flatMap(Rows.decodeAll(Rows.JobStepRow))
-        )
+        // Before its first claim a renewal job's steps are planned on its row, not yet written.
+        const steps = yield* stepsOf(sql, id).pipe(Effect.orDie, Effect.flatMap(Rows.decodeAll(Rows.JobStepRow)))
         return Rows.toJob(row, steps)
       })
 

@@ -54,11 +54,11 @@ export const make = (store: Store) => {
     Effect.flatMap(now, (at) =>
       sql`
         WITH ready AS (
-          SELECT id, state AS old_state, run_at FROM jobs WHERE state = 'PENDING' AND run_at <= ${at}
+          SELECT id, state AS old_state, run_at, planned_steps FROM jobs WHERE state = 'PENDING' AND run_at <= ${at}
           ORDER BY run_at LIMIT ${limit}
           FOR UPDATE SKIP LOCKED
         ), expired AS (
-          SELECT id, state AS old_state, run_at FROM jobs WHERE state = 'RUNNING' AND lease_expires_at <= now()
+          SELECT id, state AS old_state, run_at, planned_steps FROM jobs WHERE state = 'RUNNING' AND lease_expires_at <= now()
           ORDER BY lease_expires_at LIMIT ${limit}
           FOR UPDATE SKIP LOCKED
         ), cand AS (
@@ -66,15 +66,23 @@ export const make = (store: Store) => {
           -- condition it was a sequential scan and a sort of every runnable job for each claim
           -- (90 ms per claim of 10 with 100,000 renewals due). A row locked here but not claimed
           -- is released when the statement commits.
-          SELECT id, old_state FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) runnable
+          SELECT id, old_state, planned_steps FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) runnable
           ORDER BY run_at LIMIT ${limit}
         ), claimed AS (
           UPDATE jobs j SET state = 'RUNNING', lease_owner = ${options.owner},
             lease_expires_at = now() + make_interval(secs => ${options.leaseMs / 1000}),
             attempts = j.attempts + CASE WHEN cand.old_state = 'PENDING' THEN 1 ELSE 0 END,
-            started_at = coalesce(j.started_at, now())
+            started_at = coalesce(j.started_at, now()), planned_steps = NULL
           FROM cand WHERE j.id = cand.id
-          RETURNING j.*, j.xmin::text AS row_version, cand.old_state
+          RETURNING j.*, j.xmin::text AS row_version, cand.old_state, cand.planned_steps AS plan
+        ), made AS (
+          -- A job enqueued with planned steps (the renewal scan, migration 0012) gets its step rows
+          -- now, the first one started, as the update below starts an existing first step.
+          INSERT INTO job_steps (job_id, seq, name, state, started_at)
+          SELECT c.id, p.seq, p.name, CASE WHEN p.seq = 1 THEN 'RUNNING' ELSE 'PENDING' END,
+                 CASE WHEN p.seq = 1 THEN now() END
+          FROM claimed c CROSS JOIN unnest(c.plan) WITH ORDINALITY AS p(name, seq)
+          RETURNING job_id, seq, name, state, started_at, finished_at, deadline_at, output, error
         ), started AS (
           -- Each claimed job's first unfinished step starts in the claim's own commit, not in one
           -- of its own. A step already RUNNING (a takeover or a wake-up) keeps its start and deadline.
@@ -104,7 +112,8 @@ export const make = (store: Store) => {
               'error', CASE WHEN u.job_id IS NULL THEN st.error END) ORDER BY st.seq), '[]'::jsonb)
           FROM job_steps st LEFT JOIN started u ON u.job_id = st.job_id AND u.seq = st.seq
           WHERE st.job_id = claimed.id AND st.state NOT IN ('COMPLETED', 'SKIPPED')
-        ) AS open_steps
+        ) || (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.seq), '[]'::jsonb) FROM made m WHERE m.job_id = claimed.id)
+          AS open_steps
         FROM claimed`.pipe(decodeRows(Model.ClaimedRow))
     ).pipe(
       orPersistence("claim jobs"),

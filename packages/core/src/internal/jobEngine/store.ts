@@ -8,6 +8,7 @@ import { decodeRows, orPersistence, type PersistenceError } from "../../persiste
 import * as Signals from "../../engine/Signals.js"
 import * as AuditLog from "../../services/AuditLog.js"
 import * as Model from "./model.js"
+import { stepsOf } from "../jobSteps.js"
 
 export type Actor = AuditLog.Actor
 
@@ -67,10 +68,7 @@ export const make = (options: EngineOptions) =>
       )
 
     const steps = (jobId: string): Effect.Effect<ReadonlyArray<StepRow>, PersistenceError> =>
-      sql`SELECT * FROM job_steps WHERE job_id = ${jobId} ORDER BY seq`.pipe(
-        decodeRows(Model.StepRow),
-        orPersistence("load steps")
-      )
+      stepsOf(sql, jobId).pipe(decodeRows(Model.StepRow), orPersistence("load steps"))
 
     /**
      * Creates a job with its steps. Returns None when an open job of that kind already exists for
