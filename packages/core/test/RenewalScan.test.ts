@@ -1,9 +1,12 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect, Fiber, Layer, ManagedRuntime, Option, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { defaultOptions, EngineOptionsTag, JobEngine } from "../src/engine/JobEngine.js"
+import { JobEvents } from "../src/engine/JobEvents.js"
 import { renewalSteps, scanDue } from "../src/engine/RenewalScan.js"
-import { backends, migrated } from "./backends.js"
+import { Jobs } from "../src/services/Jobs.js"
+import { backends } from "./backends.js"
+import { operatorServices } from "./services.js"
 
 /**
  * Certificates by case. Due ones include ties (many share one renew_at, across batch boundaries)
@@ -48,12 +51,18 @@ const now = new Date("2021-01-01T00:00:00Z")
 
 for (const backend of backends) {
   describe.skipIf(!backend.available)(`RenewalScan on ${backend.name}`, () => {
-    let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, any>
+    let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient | Jobs | JobEvents, any>
     let cleanup: () => Promise<void>
     beforeAll(async () => {
       const made = await backend.make()
       cleanup = made.cleanup
-      rt = ManagedRuntime.make(migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
+      // The operator services and the jobs event feed too: they read a planned job's steps.
+      rt = ManagedRuntime.make(
+        Layer.provideMerge(JobEvents.Default, operatorServices(made.layer) as Layer.Layer<any, any>) as Layer.Layer<
+          SqlClient.SqlClient | Jobs | JobEvents,
+          any
+        >
+      )
       await sql((s) => s.unsafe(fixture))
     })
     afterAll(async () => {
@@ -160,6 +169,34 @@ for (const backend of backends) {
       const jobs = await openRenewals()
       expect(jobs.map((j) => j.certificate_id)).toEqual([...enqueuable].sort())
       for (const j of jobs) expect(j.audits).toBe(1)
+    })
+
+    it("the API's job read and the jobs event feed show a planned job's steps, PENDING", async () => {
+      await closeAll()
+      await rt.runPromise(scanDue({ batchSize: 5, owner: "scanner-4", now }))
+      const [first] = await openRenewals()
+      const job = await rt.runPromise(Effect.flatMap(Jobs, (jobs) => jobs.get(first.id)))
+      expect(job.steps?.map((st) => [st.seq, st.name, st.state, st.started_at])).toEqual(
+        renewalSteps.map((name, i) => [i + 1, name, "PENDING", null])
+      )
+      // A change to the job (here, a cancel before any claim) reaches the feed with its first step.
+      const event = await rt.runPromise(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const events = yield* (yield* JobEvents).subscribe
+            const seen = yield* Stream.runHead(Stream.filter(events, (e) => e.job_id === first.id)).pipe(Effect.fork)
+            yield* Effect.flatMap(Jobs, (jobs) => jobs.cancel(first.id, { type: "user", id: "alice" }))
+            return yield* Fiber.join(seen)
+          })
+        ).pipe(Effect.timeout("20 seconds"))
+      )
+      expect(Option.getOrThrow(event)).toMatchObject({
+        job_id: first.id,
+        state: "CANCELLED",
+        step: { seq: 1, name: "request_csr", state: "PENDING" }
+      })
+      // Enqueued again: the next test finds every enqueuable certificate with an open job.
+      expect((await rt.runPromise(scanDue({ batchSize: 5, owner: "scanner-4", now }))).enqueued).toBe(1)
     })
 
     it("the first claim writes a renewal job's planned steps, its first started; a takeover writes none again", async () => {
