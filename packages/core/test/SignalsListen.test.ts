@@ -77,4 +77,31 @@ describe("Signals (in process)", () => {
     )
     expect(result).toEqual({ during: 50, after: 0 })
   })
+
+  it("a watch held outside any scope (a parked poll) is woken once, keeps an early notification, and gives its registration back on close", async () => {
+    const result = await run((bus) =>
+      Effect.gen(function* () {
+        const early = yield* bus.watch("agent:w1")
+        const late = yield* bus.watch("agent:w2")
+        const closed = yield* bus.watch("agent:w3")
+        const during = bus.registered()
+        yield* bus.notify("agent:w1")
+        let earlyCalls = 0
+        early.onWake(() => earlyCalls++)
+        let lateCalls = 0
+        late.onWake(() => lateCalls++)
+        const lateBefore = late.woken()
+        yield* bus.notify("agent:w2")
+        yield* bus.notify("agent:w2")
+        closed.onWake(() => {
+          throw new Error("a closed watch must not be woken")
+        })
+        closed.close()
+        yield* bus.notify("agent:w3")
+        for (const w of [early, late, closed]) w.close()
+        return { during, earlyCalls, lateBefore, lateCalls, lateAfter: late.woken(), after: bus.registered() }
+      })
+    )
+    expect(result).toEqual({ during: 3, earlyCalls: 1, lateBefore: false, lateCalls: 1, lateAfter: true, after: 0 })
+  })
 })

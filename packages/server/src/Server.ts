@@ -1,4 +1,4 @@
-import { createServer as createHttpServer } from "node:http"
+import { createServer as createHttpServer, type ServerResponse } from "node:http"
 import { createServer as createHttpsServer } from "node:https"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -13,6 +13,7 @@ import { ServerConfig, type ServerSettings } from "./Config.js"
 import * as Dashboard from "./http/Dashboard.js"
 import { decodeErrors, errorBodies } from "./http/ErrorBodies.js"
 import * as Overload from "./http/Overload.js"
+import { HeldResponse } from "./http/internal/heldResponse.js"
 import { AgentsLive } from "./handlers/agents.js"
 import { AgentTlsLive } from "./handlers/agentTls.js"
 import { ApiKeysLive } from "./handlers/apiKeys.js"
@@ -87,9 +88,12 @@ export const listenBacklog = 4096
 const httpServerLayer = (settings: ServerSettings) => {
   const listen = { host: settings.listenHost, port: settings.listenPort, backlog: listenBacklog }
   const tls = Option.all([settings.tlsCertFile, settings.tlsKeyFile])
-  if (Option.isNone(tls)) return NodeHttpServer.layer(() => createHttpServer(), listen)
+  // HeldResponse: a parked long poll's response outlives its request fiber (http/Overload.ts).
+  const http = { ServerResponse: HeldResponse as unknown as typeof ServerResponse }
+  if (Option.isNone(tls)) return NodeHttpServer.layer(() => createHttpServer(http), listen)
   const identity = () => ({ cert: fs.readFileSync(tls.value[0]), key: fs.readFileSync(tls.value[1]) })
-  if (settings.agentMtls === "off") return NodeHttpServer.layer(() => createHttpsServer(identity()), listen)
+  if (settings.agentMtls === "off")
+    return NodeHttpServer.layer(() => createHttpsServer({ ...identity(), ...http }), listen)
   // Agent mTLS: ask for a client certificate and verify it against the agent client CA, but let the
   // handshake finish without one; authentication decides (AgentTls.ts) and answers with a reason.
   return Layer.unwrapEffect(
@@ -97,7 +101,7 @@ const httpServerLayer = (settings: ServerSettings) => {
       Effect.flatMap(AgentClientCerts.AgentClientCerts, (certs) => Effect.orDie(certs.caCertificatePem)),
       (ca) =>
         NodeHttpServer.layer(
-          () => createHttpsServer({ ...identity(), ca: [ca], requestCert: true, rejectUnauthorized: false }),
+          () => createHttpsServer({ ...identity(), ...http, ca: [ca], requestCert: true, rejectUnauthorized: false }),
           listen
         )
     )
@@ -113,7 +117,7 @@ const httpLayer = (settings: ServerSettings) =>
   HttpApiBuilder.serve((app) => errorBodies(Dashboard.middleware(app))).pipe(
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
     // API-level, so it sees a request's failure before the platform has answered it with a 500.
-    Layer.provide(HttpApiBuilder.middleware(Overload.make(settings.overload ?? Overload.defaults))),
+    Layer.provide(Overload.layer(settings.overload ?? Overload.defaults)),
     Layer.provide(HttpApiBuilder.middleware(decodeErrors)),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
     Layer.provide(ApiLive),

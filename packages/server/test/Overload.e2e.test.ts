@@ -199,6 +199,66 @@ describe.skipIf(!available)("overload (real server, PostgreSQL pool of 2, budget
     }
   }, 60_000)
 
+  it("a poll parked outside its request answers its timeout with the contract's head and body: 200, JSON, the request's id", async () => {
+    const [agent] = await registerAgents(db, "parked", 1)
+    const res = await fetch(`${server.url}/api/v1/agents/${agent.id}/work?wait=1`, {
+      headers: { authorization: `Bearer ${agent.token}`, "x-request-id": "parked-poll-1" }
+    })
+    const text = await res.text()
+    expect(res.status).toBe(200)
+    expect(JSON.parse(text)).toEqual({ items: [] })
+    expect(res.headers.get("content-type")).toBe("application/json")
+    expect(res.headers.get("content-length")).toBe(String(Buffer.byteLength(text)))
+    expect(res.headers.get("x-request-id")).toBe("parked-poll-1")
+    expect(await seen([agent.id])).toBe(1)
+  }, 60_000)
+
+  it("a parked poll is woken through LISTEN/NOTIFY (as another replica wakes it), reads the work again and answers", async () => {
+    const [agent] = await registerAgents(db, "woken", 1)
+    const stop = new AbortController()
+    const parked = tracked(call(agent, "GET", `/api/v1/agents/${agent.id}/work?wait=60`, stop.signal))
+    try {
+      await eventually(async () => ((await seen([agent.id])) === 1 ? true : undefined), 60_000, "poll open")
+      // Parked (a second poll is answered at once under the cap of 1), not yet answered.
+      expect((await call(agent, "GET", `/api/v1/agents/${agent.id}/work?wait=60`)).status).toBe(200)
+      expect(parked.settled).toBe(false)
+      await db.query("SELECT pg_notify('certctl_signals', $1)", [`agent:${agent.id}`])
+      // Well before its 60 s wait runs out.
+      const answer = await eventually(async () => (parked.settled ? parked.value : undefined), 30_000, "woken poll")
+      expect(answer?.status).toBe(200)
+      expect(answer?.body).toEqual({ items: [] })
+    } finally {
+      stop.abort()
+    }
+  }, 90_000)
+
+  it("polls whose clients went away while parked are forgotten: the agent's cap of 1 admits a new waiting poll", async () => {
+    const [agent] = await registerAgents(db, "abandoned", 1)
+    const gone = new AbortController()
+    const first = tracked(poll(agent, gone.signal))
+    await eventually(async () => ((await seen([agent.id])) === 1 ? true : undefined), 60_000, "first poll open")
+    // Parked (the cap would answer a second poll at once), then abandoned by its client.
+    const probe = await call(agent, "GET", `/api/v1/agents/${agent.id}/work?wait=30`)
+    expect(probe.status).toBe(200)
+    gone.abort()
+    await first.promise.catch(() => {})
+    // Once the server has seen the close, a new poll waits again rather than answering at once.
+    const stop = new AbortController()
+    try {
+      await eventually(
+        async () => {
+          const again = tracked(call(agent, "GET", `/api/v1/agents/${agent.id}/work?wait=30`, stop.signal))
+          await new Promise((r) => setTimeout(r, 1500))
+          return again.settled ? undefined : true
+        },
+        30_000,
+        "a new poll waits"
+      )
+    } finally {
+      stop.abort()
+    }
+  }, 90_000)
+
   it("listens with a backlog of 4096 (or the kernel's cap), not Node's 511: a fleet reconnecting at once is queued, not reset", async () => {
     const port = new URL(server.url).port
     // `ss` shows a listening socket's backlog as its Send-Q.

@@ -23,12 +23,28 @@ export interface SignalBus {
     topic: string
   ) => Effect.Effect<(timeout: Duration.DurationInput) => Effect.Effect<boolean>, never, Scope.Scope>
   /**
+   * Like `listen`, but owned by the caller rather than a scope: a host that holds a long poll
+   * outside the request's fiber keeps only this handle (a few hundred bytes) while it waits, and
+   * must `close` it once the poll is answered or abandoned.
+   */
+  readonly watch: (topic: string) => Effect.Effect<Watch>
+  /**
    * Every topic starting with `prefix` delivered to this process from now until the scope closes
    * (change feeds such as the jobs event stream). A slow reader loses the oldest topics first.
    */
   readonly subscribe: (prefix: string) => Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
   /** Listens and awaits registered in this process now: each ends with its scope or its wait. */
   readonly registered: () => number
+}
+
+/** One topic watched outside any scope (see `SignalBus.watch`). */
+export interface Watch {
+  /** True once the topic has been notified since the watch began. */
+  readonly woken: () => boolean
+  /** Calls `f` once when the topic is notified (at once if it already was); replaces an earlier `f`. */
+  readonly onWake: (f: () => void) => void
+  /** Stops watching and drops `f`; idempotent. */
+  readonly close: () => void
 }
 
 export class Signals extends Context.Tag("@certctl/core/Signals")<Signals, SignalBus>() {}
@@ -89,47 +105,55 @@ const makeLocal = () => {
         )
       )
     })
+  const watchNow = (topic: string): Watch => {
+    const listener: Listener = { woken: false, resume: undefined }
+    let set = listeners.get(topic)
+    if (!set) {
+      set = new Set()
+      listeners.set(topic, set)
+    }
+    set.add(listener)
+    return {
+      woken: () => listener.woken,
+      onWake: (f) => {
+        if (listener.woken) return f()
+        listener.resume = f
+      },
+      close: () => {
+        listener.resume = undefined
+        const s = listeners.get(topic)
+        s?.delete(listener)
+        if (s && s.size === 0) listeners.delete(topic)
+      }
+    }
+  }
   // A long poll's listener is a flag and a callback, not a Deferred raced against a timeout:
   // `timeoutTo` forks two fibers per wait, and with 10,000 polls waiting at once those fibers were
   // most of the server's live heap (bench/README.md "Fleet").
   const listen = (topic: string) =>
     Effect.map(
       Effect.acquireRelease(
-        Effect.sync(() => {
-          const listener: Listener = { woken: false, resume: undefined }
-          let set = listeners.get(topic)
-          if (!set) {
-            set = new Set()
-            listeners.set(topic, set)
-          }
-          set.add(listener)
-          return listener
-        }),
-        (listener) =>
-          Effect.sync(() => {
-            const s = listeners.get(topic)
-            s?.delete(listener)
-            if (s && s.size === 0) listeners.delete(topic)
-          })
+        Effect.sync(() => watchNow(topic)),
+        (w) => Effect.sync(w.close)
       ),
-      (listener) => (timeout: Duration.DurationInput) =>
+      (w) => (timeout: Duration.DurationInput) =>
         Effect.async<boolean>((resume) => {
-          if (listener.woken) return resume(Effect.succeed(true))
+          if (w.woken()) return resume(Effect.succeed(true))
           const timer = setTimeout(() => {
-            listener.resume = undefined
+            w.onWake(() => {})
             resume(Effect.succeed(false))
           }, Duration.toMillis(timeout))
-          listener.resume = () => {
+          w.onWake(() => {
             clearTimeout(timer)
-            listener.resume = undefined
             resume(Effect.succeed(true))
-          }
+          })
           return Effect.sync(() => {
             clearTimeout(timer)
-            listener.resume = undefined
+            w.onWake(() => {})
           })
         })
     )
+  const watch = (topic: string) => Effect.sync(() => watchNow(topic))
   const subscribe = (prefix: string) =>
     Effect.acquireRelease(
       Effect.map(Queue.sliding<string>(4096), (queue) => {
@@ -150,7 +174,7 @@ const makeLocal = () => {
     for (const set of waiters.values()) n += set.size
     return n
   }
-  return { deliver, wait, listen, subscribe, registered }
+  return { deliver, wait, listen, watch, subscribe, registered }
 }
 
 export const layerMemory = Layer.sync(Signals, () => {
@@ -159,6 +183,7 @@ export const layerMemory = Layer.sync(Signals, () => {
     notify: local.deliver,
     await: local.wait,
     listen: local.listen,
+    watch: local.watch,
     subscribe: local.subscribe,
     registered: local.registered
   }
@@ -214,6 +239,7 @@ export const layerPg = Layer.scoped(
         ),
       await: local.wait,
       listen: local.listen,
+      watch: local.watch,
       subscribe: local.subscribe,
       registered: local.registered
     }

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Config, Context, Duration, Effect, Option, type Redacted, Schema } from "effect"
+import { Config, Duration, Effect, type Redacted, Schema } from "effect"
 import { AgentRegistration, type AgentRow, toAgent } from "./AgentRegistration.js"
 import * as ApiError from "../api/ApiError.js"
 import * as ApiKeys from "../persistence/ApiKeys.js"
@@ -14,6 +14,7 @@ import * as Rows from "../internal/rows.js"
 import * as Sealing from "../persistence/Sealing.js"
 import * as Signals from "../engine/Signals.js"
 import * as Work from "../domain/Work.js"
+import { awaitPoll, noItems, type PollResult } from "../internal/agentPoll.js"
 
 export interface ListQuery {
   readonly status?: "active" | "retired"
@@ -44,16 +45,7 @@ interface TargetConfigRow {
   config: Record<string, unknown>
 }
 
-/**
- * How the host runs a long poll's wait, when it wants a say. The server releases the request's
- * admission slot while a poll waits (a waiting poll holds no database connection), takes one
- * again to answer, and caps the polls waiting per agent. `around` gets the wait (true when woken)
- * and may answer at once instead (false). Without this service a poll simply waits.
- */
-export class LongPollWait extends Context.Tag("@certctl/core/Agents/LongPollWait")<
-  LongPollWait,
-  { readonly around: (agentId: string, wait: Effect.Effect<boolean>) => Effect.Effect<boolean> }
->() {}
+export { awaitPoll, LongPollWait, type PollError, type PollResult, type PollWait } from "../internal/agentPoll.js"
 
 const retired = (id: string) => ApiError.conflict(`agent ${id} is retired`)
 
@@ -284,6 +276,51 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       })
 
     /**
+     * The first half of a long poll: the agent's status and sign of life, a watch on its topic,
+     * then its work. Answered at once when there is work it has not `seen` or no wait is asked;
+     * otherwise the caller holds the returned `PollWait` and answers it when woken or timed out.
+     * The watch starts before the work is read: work handed out while it is read wakes the wait
+     * instead of being missed until the poll times out.
+     */
+    const poll = (
+      agentId: string,
+      caller: Caller,
+      wait: Duration.DurationInput = Duration.zero,
+      seen?: string
+    ): Effect.Effect<PollResult, ApiError.NotFound | ApiError.Conflict | PersistenceError> =>
+      Effect.gen(function* () {
+        yield* touch(agentId, caller.agentId === agentId)
+        const watch = yield* signals.watch(Signals.agentTopic(agentId))
+        const items = yield* Effect.onError(answer(agentId, caller), () => Effect.sync(watch.close))
+        const unchanged = items.length === 0 || (seen !== undefined && Work.listingTag(items) === seen)
+        const waitMillis = Duration.toMillis(wait)
+        if (!unchanged || waitMillis <= 0) {
+          watch.close()
+          return { _tag: "Answered" as const, items }
+        }
+        // Woken while the work was read: read it again, as a wait woken at once would.
+        if (watch.woken()) {
+          watch.close()
+          return { _tag: "Answered" as const, items: yield* answer(agentId, caller) }
+        }
+        const empty = items.length === 0
+        return {
+          _tag: "Waiting" as const,
+          agentId,
+          waitMillis,
+          listed: items.length,
+          watch,
+          // Not woken: nothing was handed to the agent since its listing was read (every hand-out
+          // notifies its topic), so an empty listing is still the answer without reading it again.
+          // Were the listener connection down meanwhile, the agent's next poll, sent at once,
+          // reads the work: the same delay as reading it here. A non-empty listing is read again:
+          // its opened target secrets are not kept while the poll waits.
+          answer: (woken: boolean) =>
+            !woken && empty ? Effect.succeed(noItems) : Effect.map(answer(agentId, caller), (items) => ({ items }))
+        }
+      })
+
+    /**
      * The agent's work, as a long poll of up to `wait`. Only the agent's own poll is a sign of
      * life (an operator looking at its queue is not), and only its own answer carries opened
      * target secrets. The poll waits while there is no work, or while the work listed is exactly
@@ -299,22 +336,13 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       { items: ReadonlyArray<Work.WorkItem> },
       ApiError.NotFound | ApiError.Conflict | PersistenceError
     > =>
-      Effect.gen(function* () {
-        yield* touch(agentId, caller.agentId === agentId)
-        // Listening starts before the work is read: work handed out while it is read wakes the
-        // wait below instead of being missed until the poll times out.
-        const woken = yield* signals.listen(Signals.agentTopic(agentId))
-        let items = yield* answer(agentId, caller)
-        const unchanged = items.length === 0 || (seen !== undefined && Work.listingTag(items) === seen)
-        if (unchanged && Duration.toMillis(wait) > 0) {
-          // Long poll: woken by NOTIFY from whichever replica created the work.
-          const waiting = woken(wait)
-          const host = yield* Effect.serviceOption(LongPollWait)
-          yield* Option.isSome(host) ? host.value.around(agentId, waiting) : waiting
-          items = yield* answer(agentId, caller)
-        }
-        return { items }
-      }).pipe(Effect.scoped)
+      // Uninterruptible between the poll's watch starting and `awaitPoll` owning it, so no watch
+      // is left registered by a poll interrupted in between.
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(poll(agentId, caller, wait, seen)), (first) =>
+          first._tag === "Answered" ? Effect.succeed({ items: first.items }) : awaitPoll(first)
+        )
+      )
 
     /** The agent serves (or failed to serve, or removed) an http-01 challenge; wakes the issuing step. */
     const acknowledgeChallenge = (
@@ -414,6 +442,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       list,
       heartbeat,
       work,
+      poll,
       acknowledgeChallenge,
       rotateKey,
       confirmKey,

@@ -1,7 +1,8 @@
 import { Agents, Api, ApiError, Paging, Reconciliation } from "@certctl/core"
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Redacted } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import { actorOf, admin, callerOf, reader, selfOrAdmin } from "../Auth.js"
+import { PollHost } from "../http/Overload.js"
 
 /** `/agents`: authentication and role checks here; the work itself is core's `Agents`. */
 export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handlers) =>
@@ -46,7 +47,17 @@ export const AgentsLive = HttpApiBuilder.group(Api.CertctlApi, "agents", (handle
       .handle("work", ({ path, urlParams }) =>
         Effect.gen(function* () {
           const principal = yield* selfOrAdmin(path.id)
-          return yield* agents.work(path.id, callerOf(principal), `${urlParams.wait ?? 0} seconds`, urlParams.seen)
+          const caller = callerOf(principal)
+          const wait = `${urlParams.wait ?? 0} seconds` as const
+          const host = yield* Effect.serviceOption(PollHost)
+          if (Option.isNone(host)) return yield* agents.work(path.id, caller, wait, urlParams.seen)
+          // A poll that waits is handed to the server to hold outside this fiber (`PollHost`).
+          // Uninterruptible until it is handed over, so an aborted request leaves no watch behind.
+          return yield* Effect.uninterruptibleMask((restore) =>
+            Effect.flatMap(restore(agents.poll(path.id, caller, wait, urlParams.seen)), (first) =>
+              first._tag === "Answered" ? Effect.succeed({ items: first.items }) : host.value.hold(first)
+            )
+          )
         }).pipe(Effect.catchTag("PersistenceError", Effect.die))
       )
       .handle("challenge", ({ path, payload }) =>

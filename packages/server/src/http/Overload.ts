@@ -1,8 +1,11 @@
 import { createHash } from "node:crypto"
-import { Agents, Database } from "@certctl/core"
-import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Cause, Clock, Duration, Effect, Random } from "effect"
+import { Agents, Database, type Work } from "@certctl/core"
+import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { Cause, Clock, Context, Duration, Effect, Random, type Runtime } from "effect"
 import { Budget, type Permit } from "./internal/admission.js"
+import { HeldResponse } from "./internal/heldResponse.js"
+import { ParkedPolls } from "./internal/parkedPolls.js"
 import { TokenBuckets } from "./internal/tokenBuckets.js"
 
 /**
@@ -36,6 +39,26 @@ export const defaults: Settings = {
   retryAfter: Duration.seconds(2)
 }
 
+/**
+ * How a request hands its long poll to the server to hold outside the request's fiber (see
+ * `ParkedPolls`). `hold` answers the poll at once (`{ items }`) when its agent already has
+ * `longPollsPerAgent` polls waiting; otherwise it parks it and returns the response the platform
+ * is to "write" (recorded by the held response, sent when the poll is answered). Without a
+ * holdable response (another HTTP server), it waits in the fiber as before.
+ */
+export class PollHost extends Context.Tag("@certctl/server/Overload/PollHost")<
+  PollHost,
+  {
+    readonly hold: (
+      poll: Agents.PollWait
+    ) => Effect.Effect<
+      { items: ReadonlyArray<Work.WorkItem> } | HttpServerResponse.HttpServerResponse,
+      Agents.PollError,
+      HttpServerRequest.HttpServerRequest
+    >
+  }
+>() {}
+
 /** A request admitted once could not be admitted again after its long poll's wait. */
 class Shed extends Error {}
 
@@ -58,7 +81,7 @@ const isOverload = (cause: Cause.Cause<unknown>) =>
  * no database connection then) and takes one again to answer; beyond `longPollsPerAgent` polls
  * waiting for one agent, a further poll is answered at once with the work there is (usually none).
  */
-export const make = (settings: Settings) => {
+export const make = (settings: Settings, runtime?: Runtime.Runtime<never>) => {
   const budget = new Budget(settings.maxConcurrent, settings.maxQueued, Duration.toMillis(settings.queueTimeout))
   const buckets = settings.rateLimit > 0 ? new TokenBuckets(settings.rateLimit, settings.rateBurst) : undefined
   const waitingPolls = new Map<string, number>()
@@ -73,12 +96,31 @@ export const make = (settings: Settings) => {
       )
     )
 
-  const leavePoll = (agentId: string) =>
-    Effect.sync(() => {
-      const n = (waitingPolls.get(agentId) ?? 1) - 1
-      if (n <= 0) waitingPolls.delete(agentId)
-      else waitingPolls.set(agentId, n)
-    })
+  const leave = (agentId: string) => {
+    const n = (waitingPolls.get(agentId) ?? 1) - 1
+    if (n <= 0) waitingPolls.delete(agentId)
+    else waitingPolls.set(agentId, n)
+  }
+  const leavePoll = (agentId: string) => Effect.sync(() => leave(agentId))
+  const jitteredRetryAfter = () => base + Math.floor(Math.random() * (base + 1))
+  const parked = runtime ? new ParkedPolls(budget, jitteredRetryAfter, leave, runtime) : undefined
+
+  const pollHost: PollHost["Type"] = {
+    hold: (poll) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request): ReturnType<PollHost["Type"]["hold"]> => {
+        const res = NodeHttpServerRequest.toServerResponse(request)
+        const open = waitingPolls.get(poll.agentId) ?? 0
+        if (open >= settings.longPollsPerAgent) {
+          poll.watch.close()
+          return poll.answer(false)
+        }
+        if (!(parked && res instanceof HeldResponse && !res.held)) return Agents.awaitPoll(poll)
+        waitingPolls.set(poll.agentId, open + 1)
+        parked.park(res, poll)
+        // Recorded by the held response, never sent: the answer replaces its body.
+        return Effect.succeed(HttpServerResponse.unsafeJson({ items: [] }))
+      })
+  }
 
   const longPollWait = (permit: Permit) => ({
     around: (agentId: string, wait: Effect.Effect<boolean>) =>
@@ -102,7 +144,7 @@ export const make = (settings: Settings) => {
       : Effect.succeed(response)
   )
 
-  return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> =>
+  const middleware = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       if (!request.url.startsWith("/api/")) return yield* app
@@ -125,6 +167,7 @@ export const make = (settings: Settings) => {
         admitted
           ? app.pipe(
               Effect.provideService(Agents.LongPollWait, longPollWait(permit)),
+              Effect.provideService(PollHost, pollHost),
               Effect.catchAllCause((cause) =>
                 isOverload(cause)
                   ? unavailable("the database is at capacity; retry after the time in Retry-After")
@@ -134,4 +177,19 @@ export const make = (settings: Settings) => {
           : unavailable("the server is at capacity; retry after the time in Retry-After")
       ).pipe(Effect.ensuring(Effect.sync(() => budget.release(permit))))
     })
+  return { middleware, parked }
 }
+
+/**
+ * `make` as the server installs it: with the runtime parked polls are answered on, and a
+ * finalizer that answers every parked poll (503, Retry-After) when the server shuts down.
+ */
+export const layer = (settings: Settings) =>
+  HttpApiBuilder.middleware(
+    Effect.gen(function* () {
+      const runtime = yield* Effect.runtime<never>()
+      const built = make(settings, runtime)
+      yield* Effect.addFinalizer(() => Effect.sync(() => built.parked?.closeAll()))
+      return built.middleware
+    })
+  )
