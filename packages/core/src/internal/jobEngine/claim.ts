@@ -87,9 +87,11 @@ export const make = (store: Store) => {
           -- Each claimed job's first unfinished step starts in the claim's own commit, not in one
           -- of its own. A step already RUNNING (a takeover or a wake-up) keeps its start and deadline.
           UPDATE job_steps s SET state = 'RUNNING', started_at = coalesce(s.started_at, now()), error = NULL
-          FROM (
-            SELECT DISTINCT ON (st.job_id) st.job_id, st.seq, st.state FROM job_steps st JOIN claimed c ON c.id = st.job_id
-            WHERE st.state NOT IN ('COMPLETED', 'SKIPPED') ORDER BY st.job_id, st.seq
+          -- One index probe per claimed job: as a join, the planner hashed the claimed jobs and read
+          -- every row of job_steps (steps of finished jobs stay): 250 ms per claim at 500,000 rows.
+          FROM claimed c CROSS JOIN LATERAL (
+            SELECT st.job_id, st.seq, st.state FROM job_steps st
+            WHERE st.job_id = c.id AND st.state NOT IN ('COMPLETED', 'SKIPPED') ORDER BY st.seq LIMIT 1
           ) f
           WHERE s.job_id = f.job_id AND s.seq = f.seq AND f.state <> 'RUNNING'
           RETURNING s.job_id, s.seq, s.state, s.started_at, s.error
