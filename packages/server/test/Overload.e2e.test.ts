@@ -168,6 +168,15 @@ describe.skipIf(!available)("overload (real server, PostgreSQL pool of 2, budget
     // And it recovers at once.
     const [after] = await registerAgents(db, "after-crowd", 1)
     expect((await heartbeat(after)).status).toBe(200)
+    // Shedding is logged as one summary per interval (ErrorBodies.shedLogInterval, 10 s), not a
+    // line per refused request.
+    const summary = await eventually(
+      async () => /shed (\d+) requests with 503/.exec(server.process.output())?.[1],
+      60_000,
+      "the shedding summary in the log"
+    )
+    expect(Number(summary)).toBeGreaterThan(0)
+    expect(server.process.output()).not.toMatch(/answered 503/)
   }, 120_000)
 
   it("a key past its rate gets 429 with Retry-After; other keys are unaffected", async () => {

@@ -70,30 +70,47 @@ const KeyRow = Schema.Struct({
 })
 
 /**
+ * The environment's admin key hashed once per value, not once per request: every request's lookup
+ * compares against it (bench/README.md "Fleet": SHA-256 ran several times per request).
+ */
+const envHashes = new WeakMap<Redacted.Redacted<string>, Buffer>()
+const envHash = (key: Redacted.Redacted<string>): Buffer => {
+  let h = envHashes.get(key)
+  if (h === undefined) {
+    h = hash(Redacted.value(key))
+    envHashes.set(key, h)
+  }
+  return h
+}
+
+/**
  * Resolves a presented token: an unrevoked, unexpired key (an agent's only while the agent is
  * active), or the admin key from the environment. The lookup is by hash (an index probe,
  * independent of the secret's prefix), and the stored hash is compared again in constant time.
- * `last_used_at` is written at most once a minute per key, so reads stay reads.
+ * `last_used_at` is written at most once a minute per key, in the lookup's own round trip, so
+ * reads stay reads and a fleet's keys cost no statement of their own.
  */
 export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<string>> = Option.none()) =>
   Effect.gen(function* () {
     const presented = hash(token)
-    if (Option.isSome(envAdmin) && constantTimeEqual(presented, hash(Redacted.value(envAdmin.value))))
+    if (Option.isSome(envAdmin) && constantTimeEqual(presented, envHash(envAdmin.value)))
       return Option.some<KeyRecord>({ id: "env-admin", role: "admin", agent_id: null })
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql`
-      SELECT k.id, k.role, k.agent_id, k.key_hash, a.status,
-             (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute') AS stale
-      FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
-      WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`.pipe(
-      decodeRows(KeyRow)
-    )
+      WITH k AS (
+        SELECT k.id, k.role, k.agent_id, k.key_hash, a.status,
+               (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute') AS stale
+        FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
+        WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())),
+      u AS (
+        UPDATE agent_api_keys SET last_used_at = now() FROM k
+        WHERE agent_api_keys.id = k.id AND k.stale AND (k.role <> 'agent' OR k.status = 'active')
+          AND (agent_api_keys.last_used_at IS NULL OR agent_api_keys.last_used_at < now() - interval '1 minute')
+        RETURNING 1)
+      SELECT * FROM k`.pipe(decodeRows(KeyRow))
     const row = rows[0]
     if (!row || !constantTimeEqual(row.key_hash, presented)) return Option.none<KeyRecord>()
     if (row.role === "agent" && row.status !== "active") return Option.none<KeyRecord>()
-    if (row.stale)
-      yield* sql`UPDATE agent_api_keys SET last_used_at = now()
-        WHERE id = ${row.id} AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`
     return Option.some<KeyRecord>({ id: row.id, role: row.role, agent_id: row.agent_id })
   })
 

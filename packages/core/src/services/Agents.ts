@@ -127,38 +127,35 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       })
 
     /**
-     * A poll's status check and sign of life in one round trip. `last_seen_at` moves at most every
-     * `touchSeconds` from polls (heartbeats always move it), so a fleet's polls are mostly reads.
-     */
-    const touch = (id: string, seen: boolean) =>
-      sql<{ status: string }>`WITH a AS (SELECT status FROM agents WHERE id = ${id}),
-          u AS (UPDATE agents SET last_seen_at = now() WHERE ${seen} AND id = ${id} AND status = 'active'
-                AND (last_seen_at IS NULL OR last_seen_at < now() - make_interval(secs => ${touchSeconds})) RETURNING 1)
-          SELECT status FROM a`.pipe(
-        orPersistence("agent poll"),
-        Effect.flatMap(
-          ([a]): Effect.Effect<void, ApiError.NotFound | ApiError.Conflict> =>
-            !a
-              ? Effect.fail(ApiError.notFound("agent", id))
-              : a.status !== "active"
-                ? Effect.fail(retired(id))
-                : Effect.void
-        )
-      )
-
-    /**
      * Pending work of one agent as stored: jobs waiting on it, and ACME challenges to serve or
-     * remove. One round trip: a fleet's long polls make this the server's hottest query.
+     * remove. One round trip: a fleet's long polls make this the server's hottest query. With
+     * `touch`, the same round trip is the poll's status check and sign of life: `last_seen_at`
+     * moves at most every `touchSeconds` from the agent's own polls (heartbeats always move it), so
+     * a fleet's polls are mostly reads; an unknown agent is 404 and a retired one 409.
      */
-    const pending = (agentId: string) =>
-      sql<{ jobs: unknown; challenges: unknown }>`SELECT
+    const pending = (agentId: string, touch?: { readonly seen: boolean }) =>
+      sql<{ status?: string | null; jobs: unknown; challenges: unknown }>`${
+        touch
+          ? sql`WITH a AS (SELECT status FROM agents WHERE id = ${agentId}),
+          u AS (UPDATE agents SET last_seen_at = now() WHERE ${touch.seen} AND id = ${agentId} AND status = 'active'
+                AND (last_seen_at IS NULL OR last_seen_at < now() - make_interval(secs => ${touchSeconds})) RETURNING 1)
+          SELECT (SELECT status FROM a) AS status,`
+          : sql`SELECT`
+      }
           coalesce((SELECT json_agg(w.agent_work ORDER BY w.created_at) FROM (SELECT agent_work, created_at FROM jobs
             WHERE agent_id = ${agentId} AND agent_work IS NOT NULL AND state = 'RUNNING' ORDER BY created_at LIMIT 100) w), '[]'::json) AS jobs,
           coalesce((SELECT json_agg(c) FROM (SELECT c.id, c.job_id, j.certificate_id, c.action, c.identifier, c.token, c.key_authorization
             FROM acme_challenges c JOIN jobs j ON j.id = c.job_id WHERE c.agent_id = ${agentId} AND c.status = 'pending' LIMIT 100) c),
             '[]'::json) AS challenges`.pipe(
         orPersistence("agent work"),
-        Effect.flatMap(([row]) => Schema.decodeUnknown(PendingRow)(row).pipe(Effect.orDie))
+        Effect.flatMap(
+          ([row]): Effect.Effect<typeof PendingRow.Type, ApiError.NotFound | ApiError.Conflict> =>
+            touch && row.status == null
+              ? Effect.fail(ApiError.notFound("agent", agentId))
+              : touch && row.status !== "active"
+                ? Effect.fail(retired(agentId))
+                : Schema.decodeUnknown(PendingRow)(row).pipe(Effect.orDie)
+        )
       )
 
     /**
@@ -229,9 +226,9 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       })
 
     /** Stored work → the wire items: deploy and remove targets get their configs (see `targetConfigs`). */
-    const answer = (agentId: string, caller: Caller) =>
+    const answer = (agentId: string, caller: Caller, touch?: { readonly seen: boolean }) =>
       Effect.gen(function* () {
-        const row = yield* pending(agentId)
+        const row = yield* pending(agentId, touch)
         const deploys = row.jobs.filter((j): j is Work.StoredDeployWork => j.type === Work.Kind.Deploy)
         const removals = row.jobs.filter((j): j is Work.StoredRemoveWork => j.type === Work.Kind.Remove)
         const own = caller.agentId !== null && caller.agentId === agentId
@@ -276,8 +273,8 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       })
 
     /**
-     * The first half of a long poll: the agent's status and sign of life, a watch on its topic,
-     * then its work. Answered at once when there is work it has not `seen` or no wait is asked;
+     * The first half of a long poll: a watch on the agent's topic, then its status, sign of life
+     * and work in one round trip. Answered at once when there is work it has not `seen` or no wait is asked;
      * otherwise the caller holds the returned `PollWait` and answers it when woken or timed out.
      * The watch starts before the work is read: work handed out while it is read wakes the wait
      * instead of being missed until the poll times out.
@@ -289,9 +286,10 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       seen?: string
     ): Effect.Effect<PollResult, ApiError.NotFound | ApiError.Conflict | PersistenceError> =>
       Effect.gen(function* () {
-        yield* touch(agentId, caller.agentId === agentId)
         const watch = yield* signals.watch(Signals.agentTopic(agentId))
-        const items = yield* Effect.onError(answer(agentId, caller), () => Effect.sync(watch.close))
+        const items = yield* Effect.onError(answer(agentId, caller, { seen: caller.agentId === agentId }), () =>
+          Effect.sync(watch.close)
+        )
         const unchanged = items.length === 0 || (seen !== undefined && Work.listingTag(items) === seen)
         const waitMillis = Duration.toMillis(wait)
         if (!unchanged || waitMillis <= 0) {

@@ -1,9 +1,9 @@
-import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
+import { requestIdOf } from "./internal/requestId.js"
 
 /**
  * The web dashboard: the static files Vite builds into `dist/ui/` (see `ui/`), served at `/` on the
@@ -92,13 +92,6 @@ repository (or <code>npm run build -w @certctl/server</code>), then reload.</p>
 <p>The API is at <a href="/api/v1/openapi.json">/api/v1/openapi.json</a> and its documentation at <a href="/docs">/docs</a>.</p>
 </body></html>`
 
-/**
- * Responses made here bypass the platform's pre-response handlers (as the input guard's refusals
- * do), so they carry the request id themselves, under the same rule as the API's.
- */
-const requestIdOf = (header: string | undefined) =>
-  header && /^[A-Za-z0-9._-]{1,100}$/.test(header) ? header : `req-${randomBytes(8).toString("hex")}`
-
 export interface DashboardRequest {
   readonly method: string
   readonly url: string
@@ -109,6 +102,8 @@ export interface DashboardRequest {
 export const respondTo = (request: DashboardRequest): HttpServerResponse.HttpServerResponse | undefined => {
   const { method, url } = request
   if (method !== "GET" && method !== "HEAD") return undefined
+  // Responses made here bypass the platform's pre-response handlers (as the input guard's refusals
+  // do), so they carry the request id themselves, under the same rule as the API's.
   const requestId = requestIdOf(request.headers["x-request-id"])
   const respond = (status: number, body: Uint8Array | string, contentType: string, cacheControl: string) => {
     const options = {

@@ -1,12 +1,9 @@
-import { randomBytes } from "node:crypto"
 import { HttpApiError, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, Duration, Effect, Exit, FiberRef, HashMap, Option } from "effect"
 import * as InputGuard from "./InputGuard.js"
+import { requestIdOf } from "./internal/requestId.js"
 
 const decoder = new TextDecoder()
-
-const requestIdOf = (header: string | undefined) =>
-  header && /^[A-Za-z0-9._-]{1,100}$/.test(header) ? header : `req-${randomBytes(8).toString("hex")}`
 
 const clip = (s: string, max = 500) => (s.length > max ? `${s.slice(0, max)}… (${s.length - max} more characters)` : s)
 
@@ -77,8 +74,9 @@ const reshape = (response: HttpServerResponse.HttpServerResponse, requestId: str
  */
 export const errorBodies = <E, R>(
   app: HttpApp.Default<E, R>
-): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> =>
-  Effect.gen(function* () {
+): HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest> => {
+  const shedLog = makeShedLog()
+  return Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = requestIdOf(request.headers["x-request-id"])
     const route = `${request.method} ${request.url.split("?")[0].slice(0, 200)}`
@@ -97,13 +95,66 @@ export const errorBodies = <E, R>(
     // Every line logged while serving the request carries its id.
     return yield* Effect.onExit(Effect.annotateLogs(app, "request_id", requestId), (exit) =>
       status >= 500
-        ? logServerError(status, requestId, route, Exit.isFailure(exit) ? exit.cause : undefined)
+        ? logServerError(status, requestId, route, Exit.isFailure(exit) ? exit.cause : undefined, shedLog)
         : Effect.void
     )
   })
+}
 
-/** One log line per 5xx: a 500 is an error with its cause; 503 and friends are warnings. */
-const logServerError = (status: number, requestId: string, route: string, cause: Cause.Cause<unknown> | undefined) => {
+/** How often shed requests (503 without a cause of their own) are summed up in the log. */
+export const shedLogInterval = Duration.seconds(10)
+
+/**
+ * Shed requests are counted and logged as one line per interval. A warning per 503 was a log line
+ * for every request refused under overload (bench/README.md "Fleet"), spent exactly when the
+ * server had no CPU to spare; which routes were shed is kept, counted by route.
+ */
+const makeShedLog = () => {
+  const counts = new Map<string, number>()
+  let shed = 0
+  let pending = false
+  const flush = Effect.suspend(() => {
+    const total = shed
+    shed = 0
+    const byRoute = [...counts].map(([route, n]) => `${route} × ${n}`).join(", ")
+    counts.clear()
+    pending = false
+    return Effect.annotateLogs(
+      Effect.logWarning(`shed ${total} requests with 503 in the last ${Duration.format(shedLogInterval)}: ${byRoute}`),
+      { status: 503, shed: total }
+    )
+  })
+  return (route: string) =>
+    Effect.suspend(() => {
+      // Ids in the path (anything but a lower-case word or the API version) are folded together.
+      const key = route.replace(/\/(?!v\d+(?:\/|$))[^/]*[^a-z/-][^/]*/g, "/{id}").slice(0, 120)
+      shed++
+      if (counts.size < 100 || counts.has(key)) counts.set(key, (counts.get(key) ?? 0) + 1)
+      if (pending) return Effect.void
+      pending = true
+      // Daemon and without the request's annotations: the summary belongs to no one request.
+      return Effect.asVoid(
+        Effect.forkDaemon(
+          Effect.zipRight(Effect.sleep(shedLogInterval), flush).pipe(
+            Effect.locally(FiberRef.currentLogAnnotations, HashMap.empty())
+          )
+        )
+      )
+    })
+}
+
+/**
+ * One log line per 5xx: a 500 is an error with its cause; 503 and friends are warnings, except
+ * plain shedding (a 503 without a failure behind it), which is summed up per interval.
+ */
+const logServerError = (
+  status: number,
+  requestId: string,
+  route: string,
+  cause: Cause.Cause<unknown> | undefined,
+  shed: (route: string) => Effect.Effect<void>
+) => {
+  if (status === 503 && cause === undefined) return shed(route)
   const message = `${route} answered ${status}`
   const log =
     cause === undefined || Cause.isInterruptedOnly(cause)
