@@ -268,6 +268,30 @@ describe.skipIf(!available)("overload (real server, PostgreSQL pool of 2, budget
     }
   }, 90_000)
 
+  it("a server shutting down answers its parked polls 503 with Retry-After, so their agents come back", async () => {
+    const [agent] = await registerAgents(db, "shutdown", 1)
+    const replica = await server.startReplica()
+    try {
+      const parked = tracked(
+        fetch(`${replica.url}/api/v1/agents/${agent.id}/work?wait=60`, {
+          headers: { authorization: `Bearer ${agent.token}` }
+        }).then(async (res) => ({
+          status: res.status,
+          retryAfter: res.headers.get("retry-after"),
+          body: await res.json()
+        }))
+      )
+      await eventually(async () => ((await seen([agent.id])) === 1 ? true : undefined), 60_000, "poll open")
+      await replica.kill("SIGTERM")
+      const answer = await parked.promise
+      expect(answer.status).toBe(503)
+      expect(answer.retryAfter).toMatch(/^[1-9]\d*$/)
+      expect(answer.body).toMatchObject({ error: "unavailable", request_id: expect.any(String) })
+    } finally {
+      await replica.stop()
+    }
+  }, 120_000)
+
   it("listens with a backlog of 4096 (or the kernel's cap), not Node's 511: a fleet reconnecting at once is queued, not reset", async () => {
     const port = new URL(server.url).port
     // `ss` shows a listening socket's backlog as its Send-Q.
