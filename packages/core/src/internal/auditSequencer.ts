@@ -51,6 +51,9 @@ export const flush = (sql: SqlClient.SqlClient): Effect.Effect<number, Persisten
  * batches come, every `busyInterval` while rows keep coming, and every `idleInterval` otherwise.
  * A failed pass (the database gone for a moment) is logged and retried on the idle timer: rows
  * stay unlinked meanwhile, never lost, and a later pass or another replica links them.
+ * A pass refused the lock (another replica's sequencer, or a flush, is linking: it links these
+ * rows too) pauses for `idleInterval` without listening to wakes: otherwise every append would
+ * send one more refused pass while the other links (measured: 60-150 us more CPU per append).
  */
 export const run = (sql: SqlClient.SqlClient, wake: Queue.Queue<void>): Effect.Effect<never> => {
   const idle = Effect.raceFirst(Effect.asVoid(Queue.take(wake)), Effect.sleep(idleInterval))
@@ -61,7 +64,13 @@ export const run = (sql: SqlClient.SqlClient, wake: Queue.Queue<void>): Effect.E
   )
   return Effect.forever(
     Effect.flatMap(pass, (n) =>
-      n === batchSize ? Effect.void : n > 0 ? Effect.sleep(busyInterval) : Effect.zipRight(idle, Queue.takeAll(wake))
+      n === batchSize
+        ? Effect.void
+        : n > 0
+          ? Effect.sleep(busyInterval)
+          : n < 0
+            ? Effect.zipRight(Effect.sleep(idleInterval), Queue.takeAll(wake))
+            : Effect.zipRight(idle, Queue.takeAll(wake))
     )
   )
 }
