@@ -39,6 +39,7 @@ import { Effect, Schema } from "effect"
 import { AcmeIssuerConfig, make } from "../packages/connectors/src/issuers/acme/AcmeIssuer.ts"
 import { openDb } from "../packages/server/test/e2eSupport.ts"
 import { api, startAgent, startServer } from "../packages/server/test/harness.ts"
+import { profileMark } from "./lib/measure.mjs"
 
 const N = Number(process.env.ACME_BENCH_N ?? 200)
 const ONLY = process.env.ACME_BENCH_CLIENTS?.split(",").map((s) => s.trim())
@@ -277,6 +278,7 @@ const pipelineContender = {
     const idle0 = await this.readCounters()
     await new Promise((r) => setTimeout(r, 10_000))
     this.counters0 = await this.readCounters()
+    profileMark(this.server.process.child.pid)
     this.started = performance.now()
     const s = 10
     this.idlePerSecond = {
@@ -289,6 +291,7 @@ const pipelineContender = {
   },
   async counters() {
     const seconds = (performance.now() - this.started) / 1000
+    profileMark(this.server.process.child.pid)
     const idle = this.idlePerSecond
     // Backends flush their statistics at most once a second and an idle one after 10 s.
     await new Promise((r) => setTimeout(r, 11_000))

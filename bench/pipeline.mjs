@@ -10,7 +10,7 @@ import { pgAvailable, tempDir } from "@certctl/test-support"
 import { api, startAgent, startServer } from "../packages/server/test/harness.ts"
 import { createCertificate, createFileTarget, createLocalCa, openDb } from "../packages/server/test/e2eSupport.ts"
 import { log } from "./lib/backend.mjs"
-import { round } from "./lib/measure.mjs"
+import { profileMark, round } from "./lib/measure.mjs"
 
 const scale = Number(process.env.CERTCTL_BENCH_SCALE ?? 1)
 const agentsWanted = Number(process.env.CERTCTL_BENCH_AGENTS ?? 10)
@@ -120,6 +120,7 @@ const main = async () => {
     const agentPids = agents.map((x) => x.process.child.pid)
     const commitsBefore = await commits(db)
     const cpuBefore = { server: cpuMs(serverPid), agents: sumCpuMs(agentPids) }
+    profileMark(serverPid)
     const started = performance.now()
     let next = 0
     await Promise.all(
@@ -148,6 +149,7 @@ const main = async () => {
     }
     const wallMs = performance.now() - started
     const cpuAfter = { server: cpuMs(serverPid), agents: sumCpuMs(agentPids) }
+    profileMark(serverPid)
     const perCertCpu = (before, after) => (before === null || after === null ? null : round((after - before) / done, 1))
     const cost = {
       note: "per deployed certificate over the burst: CPU time of the server and of all agents (/proc/<pid>/stat), and transactions committed in the database (pg_stat_database, the bench's own polling included)",

@@ -21,3 +21,13 @@ export const latency = async (fn, times = 20) => {
     p95_ms: round(samples[Math.floor(samples.length * 0.95)], 2)
   }
 }
+
+/**
+ * Marks the start and the end of a bench's timed window in a server process: with
+ * CERTCTL_BENCH_CPU_PROFILE=<file> and `NODE_OPTIONS=--import ./bench/lib/loopDelay.mjs`, the
+ * first SIGUSR2 starts the V8 CPU profiler there and the second writes the profile, so the profile
+ * holds exactly the measured certificates (no start-up, no warm-up). A no-op without the variable.
+ */
+export const profileMark = (pid) => {
+  if (process.env.CERTCTL_BENCH_CPU_PROFILE && pid) process.kill(pid, "SIGUSR2")
+}
