@@ -42,6 +42,12 @@ export interface StepContext {
   readonly step: StepRow
   /** Deadline of a waiting step (set on first run from the step's timeout). */
   readonly deadline: Date | null
+  /**
+   * The stored outputs of the job's finished steps, by step name, when the engine read them with
+   * this step's start (it follows another step in the same run). Absent after a claim: the step
+   * then reads what it needs itself.
+   */
+  readonly outputs?: Readonly<Record<string, Readonly<Record<string, unknown>>>>
 }
 
 export interface StepDefinition {

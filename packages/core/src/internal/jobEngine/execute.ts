@@ -22,6 +22,13 @@ export type Runnable = JobRow & {
   readonly open_steps?: ReadonlyArray<StepRow>
 }
 
+/** What a step starts from: the job row read with its start, and the outputs of the steps before it. */
+interface Entry {
+  readonly current?: Model.VersionedRow
+  readonly started: boolean
+  readonly outputs?: Record<string, Record<string, unknown>>
+}
+
 /**
  * Step execution and parking. A step either finishes, or parks the job: it stays RUNNING without a
  * lease, and the lease expiry is its wake-up time (or `wake` brings it forward).
@@ -41,6 +48,10 @@ export const make = (
       orPersistence("load job")
     )
 
+  /** A waiting step's deadline, from the engine's clock (so TestClock drives timeouts). */
+  const stepDeadline = (def: { readonly timeout?: Duration.DurationInput }, at: Date) =>
+    def.timeout ? new Date(at.getTime() + Duration.toMillis(def.timeout)) : null
+
   const loadStep = (jobId: string, seq: number) =>
     sql`SELECT * FROM job_steps WHERE job_id = ${jobId} AND seq = ${seq}`.pipe(
       decodeRows(Model.StepRow),
@@ -49,19 +60,56 @@ export const make = (
     )
 
   /**
+   * A step is done and the next one starts, in one statement: the step COMPLETED with its output,
+   * the next one RUNNING with its deadline, and the job's row with its version and the finished
+   * steps' outputs read back (the next step would otherwise read the output it consumes again). Each was
+   * a commit or a round trip of its own (complete, start, reload), six times per certificate, and
+   * a crash between them could leave neither step running. The job row is not written here, so its
+   * version is the one a parking step compares against.
+   */
+  const advance = (
+    jobId: string,
+    done: { seq: number; output: Record<string, unknown> },
+    next: StepRow,
+    d: Date | null
+  ) =>
+    sql`
+      WITH done AS (
+        UPDATE job_steps SET state = 'COMPLETED', finished_at = now(), output = output || ${JSON.stringify(done.output)}::jsonb
+        WHERE job_id = ${jobId} AND seq = ${done.seq}
+        RETURNING 1
+      ), started AS (
+        UPDATE job_steps SET state = 'RUNNING', started_at = coalesce(started_at, now()), error = NULL,
+          deadline_at = CASE WHEN state = 'RUNNING' AND deadline_at IS NOT NULL THEN deadline_at ELSE ${d} END
+        WHERE job_id = ${jobId} AND seq = ${next.seq}
+        RETURNING job_id, seq, name, state, output, error, started_at, finished_at, deadline_at
+      )
+      SELECT ${sql.unsafe(Model.jobColumns)}, xmin::text AS row_version,
+        (SELECT to_jsonb(started) FROM started) AS next_step,
+        -- The statement's own step update is not visible here: the caller merges the done step's output in.
+        (SELECT jsonb_object_agg(name, output) FROM job_steps
+          WHERE job_id = ${jobId} AND (state = 'COMPLETED' OR seq = ${done.seq})) AS outputs
+      FROM jobs WHERE id = ${jobId}`.pipe(
+      decodeRows(Model.AdvancedRow),
+      Effect.map((rows) => rows[0]),
+      orPersistence("advance step")
+    )
+
+  /**
    * Runs one step to completion or parks the job; loops while something touched the job meanwhile.
    * The last step's completion is not written here: it is returned, to commit with the job's.
+   * `entry` is what the step before left: the job row read with its start (no reload needed).
    */
-  const runStep = (job: Runnable, first: StepRow, last: boolean, claimed: boolean) =>
+  const runStep = (job: Runnable, first: StepRow, next: StepRow | undefined, entry: Entry) =>
     Effect.gen(function* () {
       const handlers = yield* Model.JobHandlers
       const def = handlers.steps(job.kind).find((d) => d.name === first.name)
       if (!def) return yield* new Model.StepFailed({ reason: "InvalidConfig", message: `unknown step ${first.name}` })
       let deadline = first.deadline_at
-      // The claim has already started the first unfinished step (claim.ts); a later step starts
-      // here. Only a step with a timeout needs its deadline written, from the engine's clock.
-      if (first.state !== "RUNNING" || (deadline === null && def.timeout !== undefined)) {
-        const d = def.timeout ? new Date((yield* now).getTime() + Duration.toMillis(def.timeout)) : null
+      // The claim has already started the first unfinished step (claim.ts), and `advance` a later
+      // one. Only a claimed step with a timeout needs its deadline written, from the engine's clock.
+      if (!entry.started && (first.state !== "RUNNING" || (deadline === null && def.timeout !== undefined))) {
+        const d = stepDeadline(def, yield* now)
         yield* sql`UPDATE job_steps SET state = 'RUNNING', started_at = coalesce(started_at, now()),
             deadline_at = ${d}, error = NULL WHERE job_id = ${job.id} AND seq = ${first.seq}`.pipe(
           orPersistence("start step")
@@ -71,19 +119,30 @@ export const make = (
       }
       let row = first
       for (let rerun = 0; ; rerun++) {
-        // Straight after the claim, the claimed row is current enough: if anything touched the
-        // job since, its row version differs and parking below runs the step again on a fresh read.
-        const current =
-          rerun === 0 && claimed && job.row_version !== undefined
-            ? { ...job, row_version: job.row_version }
-            : yield* loadVersioned(job.id)
-        const outcome = yield* def.run({ job: current ?? job, step: { ...row, deadline_at: deadline }, deadline })
+        // Straight after the claim or `advance`, the row read there is current enough: if anything
+        // touched the job since, its row version differs and parking below runs the step again on
+        // a fresh read.
+        const current = rerun === 0 && entry.current !== undefined ? entry.current : yield* loadVersioned(job.id)
+        const outcome = yield* def.run({
+          job: current ?? job,
+          step: { ...row, deadline_at: deadline },
+          deadline,
+          ...(entry.outputs ? { outputs: entry.outputs } : {})
+        })
         if (outcome._tag === "Done") {
-          if (last) return { _tag: "finished", seq: row.seq, output: outcome.output ?? {} } satisfies Stopped
-          yield* sql`UPDATE job_steps SET state = 'COMPLETED', finished_at = now(),
-              output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
-              WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("complete step"))
-          return "done" as const
+          if (!next) return { _tag: "finished", seq: row.seq, output: outcome.output ?? {} } satisfies Stopped
+          const nextDef = handlers.steps(job.kind).find((d) => d.name === next.name)
+          const advanced = yield* advance(
+            job.id,
+            { seq: row.seq, output: outcome.output ?? {} },
+            next,
+            nextDef ? stepDeadline(nextDef, yield* now) : null
+          )
+          if (!advanced) return yield* new Model.IllegalTransition({ message: `job ${job.id} no longer exists` })
+          yield* changed([job.id])
+          const { next_step, outputs, ...versioned } = advanced
+          const merged = { ...outputs, [row.name]: { ...outputs?.[row.name], ...outcome.output } }
+          return { _tag: "advanced", current: versioned, next: next_step ?? next, outputs: merged } as const
         }
         const at = yield* now
         if (deadline && deadline.getTime() <= at.getTime())
@@ -122,9 +181,17 @@ export const make = (
     Effect.gen(function* () {
       const open =
         job.open_steps ?? (yield* steps(job.id)).filter((s) => s.state !== "COMPLETED" && s.state !== "SKIPPED")
-      for (const [i, step] of open.entries()) {
-        const stopped = yield* runStep(job, step, i === open.length - 1, i === 0)
-        if (stopped !== "done") return stopped
+      // Straight after the claim, the claimed row is current enough (see runStep).
+      let entry: Entry = {
+        current: job.row_version !== undefined ? { ...job, row_version: job.row_version } : undefined,
+        started: false
+      }
+      let step = open[0]
+      for (let i = 0; step !== undefined; i++) {
+        const stopped = yield* runStep(job, step, open[i + 1], entry)
+        if (stopped === "parked" || stopped._tag === "finished") return stopped
+        entry = { current: stopped.current, started: true, outputs: stopped.outputs }
+        step = stopped.next
       }
       // No step left to run (none declared, or all finished before a crash): complete the job alone.
       return { _tag: "finished", seq: 0, output: {} } satisfies Stopped

@@ -38,6 +38,7 @@ export const JobRow = Schema.Struct({
 
 /** A job with its row version (`xmin`), so parking can tell whether anything touched it meanwhile. */
 export const VersionedRow = Schema.Struct({ ...JobRow.fields, row_version: Schema.String })
+export type VersionedRow = typeof VersionedRow.Type
 
 export const StepState = Schema.Literal("PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED")
 
@@ -76,6 +77,13 @@ export const ClaimedRow = Schema.Struct({
   old_state: JobState.JobState,
   row_version: Schema.String,
   open_steps: Schema.Array(StepJson)
+})
+
+/** A job as a step's completion and the next step's start read it back (execute.ts `advance`). */
+export const AdvancedRow = Schema.Struct({
+  ...VersionedRow.fields,
+  next_step: Schema.NullOr(StepJson),
+  outputs: Schema.NullOr(Schema.Record({ key: Schema.String, value: Json }))
 })
 
 export const IdRow = Schema.Struct({ id: Schema.String })

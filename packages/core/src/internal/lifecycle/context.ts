@@ -63,12 +63,23 @@ export const make = (options: LifecycleOptions) =>
         )
       )
 
-    /** A step's stored output, decoded with `schema`; a row that does not decode is a defect. */
-    const stepOutput = <A, I>(jobId: string, name: string, schema: Schema.Schema<A, I>) =>
-      sql<{ output: unknown }>`SELECT output FROM job_steps WHERE job_id = ${jobId} AND name = ${name}`.pipe(
-        persist,
-        Effect.flatMap((rows) => Schema.decodeUnknown(schema)(rows[0]?.output ?? {}).pipe(Effect.orDie))
-      )
+    /**
+     * A step's stored output, decoded with `schema`; a row that does not decode is a defect. Taken
+     * from `known` (the engine's `StepContext.outputs`) when the engine read it already.
+     */
+    const stepOutput = <A, I>(
+      jobId: string,
+      name: string,
+      schema: Schema.Schema<A, I>,
+      known?: JobEngine.StepContext["outputs"]
+    ) =>
+      (known?.[name] !== undefined
+        ? Effect.succeed(known[name])
+        : sql<{ output: unknown }>`SELECT output FROM job_steps WHERE job_id = ${jobId} AND name = ${name}`.pipe(
+            persist,
+            Effect.map((rows) => rows[0]?.output ?? {})
+          )
+      ).pipe(Effect.flatMap((output) => Schema.decodeUnknown(schema)(output).pipe(Effect.orDie)))
 
     /** Hands the job's agent its work item and wakes the agent's long poll. */
     const setAgentWork = (job: JobEngine.JobRow, work: Work.StoredWorkItem) =>

@@ -135,10 +135,10 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
 
   const submit: JobEngine.StepDefinition = {
     name: Steps.Submit,
-    run: ({ job }) =>
+    run: ({ job, outputs }) =>
       Effect.gen(function* () {
         const cert = yield* certificate(job.certificate_id)
-        const { csr_pem } = yield* stepOutput(job.id, Steps.AwaitCsr, AwaitCsrOutput)
+        const { csr_pem } = yield* stepOutput(job.id, Steps.AwaitCsr, AwaitCsrOutput, outputs)
         if (csr_pem === undefined) return yield* fail("InvalidConfig", `job ${job.id} has no CSR to submit`)
         const issuer = yield* connectors.issuer(cert.issuer_id).pipe(Effect.mapError(JobEngine.fromConnectorError))
         let replaces: string | undefined
@@ -174,10 +174,10 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
 
   const collect: JobEngine.StepDefinition = {
     name: Steps.Collect,
-    run: ({ job }) =>
+    run: ({ job, outputs }) =>
       Effect.gen(function* () {
         const cert = yield* certificate(job.certificate_id)
-        const out = yield* stepOutput(job.id, Steps.Submit, SubmitOutput)
+        const out = yield* stepOutput(job.id, Steps.Submit, SubmitOutput, outputs)
         const info = yield* Certificate.parseCertificate(out.certificate_pem).pipe(
           Effect.mapError((e) => fail("Rejected", `issuer returned an unusable certificate: ${e.message}`))
         )
@@ -239,9 +239,9 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
 
   const createDeployments: JobEngine.StepDefinition = {
     name: Steps.CreateDeployments,
-    run: ({ job }) =>
+    run: ({ job, outputs }) =>
       Effect.gen(function* () {
-        const { version_id } = yield* stepOutput(job.id, Steps.Collect, CollectOutput)
+        const { version_id } = yield* stepOutput(job.id, Steps.Collect, CollectOutput, outputs)
         const targets = yield* sql<{ target_id: string }>`SELECT target_id FROM certificate_targets
             WHERE certificate_id = ${job.certificate_id}`.pipe(persist)
         if (targets.length === 0) return JobEngine.done({ deployment_job_id: null })
