@@ -1,0 +1,90 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer, ManagedRuntime, Option } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { defaultOptions, done, EngineOptionsTag, JobEngine, JobHandlers, StepFailed } from "../src/engine/JobEngine.js"
+import * as Runner from "../src/engine/Runner.js"
+import * as Signals from "../src/engine/Signals.js"
+import { backends, migrated } from "./backends.js"
+
+/**
+ * The runner claims on wake-ups and on its poll, not after every claim: a claim that took fewer
+ * jobs than it asked for waits, and due retries are promoted once per poll interval rather than on
+ * every wake-up. Nothing runnable may be left behind by either.
+ */
+for (const backend of backends) {
+  describe.skipIf(!backend.available)(`Runner on ${backend.name}`, () => {
+    let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, any>
+    let cleanup: () => Promise<void>
+    const run = <A, E>(self: Effect.Effect<A, E, SqlClient.SqlClient>) => rt.runPromise(self)
+    const sql = <A, E>(f: (s: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
+      run(Effect.flatMap(SqlClient.SqlClient, f))
+
+    beforeAll(async () => {
+      const made = await backend.make()
+      cleanup = made.cleanup
+      rt = ManagedRuntime.make(migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
+      await sql((s) => s`INSERT INTO issuers (id, name, type) VALUES ('iss', 'issuer', 'local-ca')`)
+      await sql(
+        (s) => s`INSERT INTO certificates (id, domain, names_key, issuer_id, renewal_days_before, lifetime_seconds,
+            key_algorithm, status)
+          SELECT 'cert-' || g, 'c' || g || '.example', 'c' || g || '.example', 'iss', 30, 7776000, 'ecdsa-p256', 'active'
+          FROM generate_series(1, 7) g`
+      )
+    })
+    afterAll(async () => {
+      await rt?.dispose()
+      await cleanup?.()
+    })
+
+    it("runs more jobs than one claim takes, and a failed job once its retry is due", async () => {
+      const attempts = new Map<string, number>()
+      const handlers = JobHandlers.of({
+        steps: () => [
+          {
+            name: "work",
+            run: ({ job }) =>
+              Effect.suspend(() => {
+                const n = (attempts.get(job.id) ?? 0) + 1
+                attempts.set(job.id, n)
+                // cert-7's first attempt fails, due again at once: only the runner's promotion brings it back.
+                return job.certificate_id === "cert-7" && n === 1
+                  ? Effect.fail(new StepFailed({ reason: "Transient", message: "flaky", retryAfter: new Date() }))
+                  : Effect.succeed(done({ attempt: n }))
+              })
+          }
+        ]
+      })
+      const program = Effect.gen(function* () {
+        const engine = yield* JobEngine
+        const ids: Array<string> = []
+        for (let g = 1; g <= 7; g++)
+          ids.push(Option.getOrThrow(yield* engine.create({ kind: "issuance", certificate_id: `cert-${g}` }, ["work"])))
+        // Two at a time: 7 jobs need several claims, each after a job's end wakes the runner.
+        yield* Effect.forkScoped(Runner.run({ concurrency: 2, pollInterval: "200 millis" }))
+        const sqlc = yield* SqlClient.SqlClient
+        for (let i = 0; i < 600; i++) {
+          const rows = yield* sqlc<{ state: string; n: number }>`SELECT state, count(*)::int AS n FROM jobs
+              WHERE id IN ${sqlc.in(ids)} GROUP BY state`
+          if (rows.length === 1 && rows[0].state === "COMPLETED") return rows
+          yield* Effect.sleep("100 millis")
+        }
+        return yield* sqlc<{ state: string; n: number }>`SELECT state, count(*)::int AS n FROM jobs
+            WHERE id IN ${sqlc.in(ids)} GROUP BY state`
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(
+          Layer.mergeAll(
+            Layer.provide(JobEngine.Default, Layer.succeed(EngineOptionsTag, defaultOptions("runner-test"))),
+            Signals.layerMemory,
+            Layer.succeed(JobHandlers, handlers)
+          )
+        )
+      )
+      const states = await run(
+        program as Effect.Effect<ReadonlyArray<{ state: string; n: number }>, never, SqlClient.SqlClient>
+      )
+      expect(states).toEqual([{ state: "COMPLETED", n: 7 }])
+      expect([...attempts.values()].sort()).toEqual([1, 1, 1, 1, 1, 1, 2])
+    })
+  })
+}
