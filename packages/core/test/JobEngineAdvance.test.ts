@@ -117,6 +117,12 @@ for (const backend of backends) {
       // The deadline the step was handed is the one stored (a restarted engine keeps it).
       expect(second.deadline_at).not.toBeNull()
       expect(ctx.deadline?.getTime()).toBe(second.deadline_at?.getTime())
+      // One transaction finished the first step and started the second, and parking without
+      // output wrote nothing more into the step (each was a commit of its own).
+      const xids = await sql(
+        (s) => s<{ xid: string }>`SELECT xmin::text AS xid FROM job_steps WHERE job_id = ${id} ORDER BY seq`
+      )
+      expect(xids[0].xid).toBe(xids[1].xid)
     })
 
     it("outputs carry every finished step, and the last step still completes with the job", async () => {

@@ -151,8 +151,10 @@ export const make = (
             message: `step ${row.name} timed out after ${Duration.format(Duration.decode(def.timeout ?? 0))}`
           })
         let until = deadline && deadline < outcome.until ? deadline : outcome.until
-        yield* sql`UPDATE job_steps SET output = output || ${JSON.stringify(outcome.output ?? {})}::jsonb
-            WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("park step"))
+        // Most waits carry no output: writing `{}` into the step was a commit for nothing.
+        if (outcome.output !== undefined && Object.keys(outcome.output).length > 0)
+          yield* sql`UPDATE job_steps SET output = output || ${JSON.stringify(outcome.output)}::jsonb
+              WHERE job_id = ${job.id} AND seq = ${row.seq}`.pipe(orPersistence("park step"))
         // Parked: keep RUNNING, drop the lease; its expiry is the wake-up time. Only if nothing
         // touched the job since the step looked at it (xmin is the row version): a CSR or report
         // that arrived meanwhile found the lease held and did not wake it, so sleeping now
