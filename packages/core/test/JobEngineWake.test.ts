@@ -1,6 +1,5 @@
-import { SqlClient } from "@effect/sql"
-import { Effect, Layer, ManagedRuntime, Option } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { Effect, Layer, Option } from "effect"
+import { describe, expect, it } from "vitest"
 import {
   defaultOptions,
   done,
@@ -10,7 +9,7 @@ import {
   type StepDefinition,
   wait
 } from "../src/engine/JobEngine.js"
-import { backends, migrated } from "./backends.js"
+import { backends, engineDatabase } from "./backends.js"
 
 /**
  * The lost wake-up: an agent's answer (a CSR, a deployment report) can arrive while the runner
@@ -20,28 +19,7 @@ import { backends, migrated } from "./backends.js"
  */
 for (const backend of backends) {
   describe.skipIf(!backend.available)(`JobEngine parking on ${backend.name}`, () => {
-    let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, any>
-    let cleanup: () => Promise<void>
-    const run = <A, E>(self: Effect.Effect<A, E, SqlClient.SqlClient>) => rt.runPromise(self)
-    const sql = <A, E>(f: (s: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
-      run(Effect.flatMap(SqlClient.SqlClient, f))
-
-    beforeAll(async () => {
-      const made = await backend.make()
-      cleanup = made.cleanup
-      rt = ManagedRuntime.make(migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
-      await sql((s) => s`INSERT INTO issuers (id, name, type) VALUES ('iss', 'issuer', 'local-ca')`)
-      await sql(
-        (s) => s`INSERT INTO certificates (id, domain, names_key, issuer_id, renewal_days_before, lifetime_seconds,
-            key_algorithm, status)
-          SELECT 'cert-' || g, 'c' || g || '.example', 'c' || g || '.example', 'iss', 30, 7776000, 'ecdsa-p256', 'active'
-          FROM generate_series(1, 2) g`
-      )
-    })
-    afterAll(async () => {
-      await rt?.dispose()
-      await cleanup?.()
-    })
+    const { run, sql } = engineDatabase(backend, 2)
 
     const engine = () =>
       run(

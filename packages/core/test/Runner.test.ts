@@ -1,10 +1,10 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, ManagedRuntime, Option } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { Effect, Layer, Option } from "effect"
+import { describe, expect, it } from "vitest"
 import { defaultOptions, done, EngineOptionsTag, JobEngine, JobHandlers, StepFailed } from "../src/engine/JobEngine.js"
 import * as Runner from "../src/engine/Runner.js"
 import * as Signals from "../src/engine/Signals.js"
-import { backends, migrated } from "./backends.js"
+import { backends, engineDatabase } from "./backends.js"
 
 /**
  * The runner claims on wake-ups and on its poll, not after every claim: a claim that took fewer
@@ -13,28 +13,7 @@ import { backends, migrated } from "./backends.js"
  */
 for (const backend of backends) {
   describe.skipIf(!backend.available)(`Runner on ${backend.name}`, () => {
-    let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, any>
-    let cleanup: () => Promise<void>
-    const run = <A, E>(self: Effect.Effect<A, E, SqlClient.SqlClient>) => rt.runPromise(self)
-    const sql = <A, E>(f: (s: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
-      run(Effect.flatMap(SqlClient.SqlClient, f))
-
-    beforeAll(async () => {
-      const made = await backend.make()
-      cleanup = made.cleanup
-      rt = ManagedRuntime.make(migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
-      await sql((s) => s`INSERT INTO issuers (id, name, type) VALUES ('iss', 'issuer', 'local-ca')`)
-      await sql(
-        (s) => s`INSERT INTO certificates (id, domain, names_key, issuer_id, renewal_days_before, lifetime_seconds,
-            key_algorithm, status)
-          SELECT 'cert-' || g, 'c' || g || '.example', 'c' || g || '.example', 'iss', 30, 7776000, 'ecdsa-p256', 'active'
-          FROM generate_series(1, 7) g`
-      )
-    })
-    afterAll(async () => {
-      await rt?.dispose()
-      await cleanup?.()
-    })
+    const { run } = engineDatabase(backend, 7)
 
     it("runs more jobs than one claim takes, and a failed job once its retry is due", async () => {
       const attempts = new Map<string, number>()

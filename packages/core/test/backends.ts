@@ -1,6 +1,7 @@
-import type { SqlClient } from "@effect/sql"
+import { SqlClient } from "@effect/sql"
 import { freshDatabase, pgAvailable, requirePeer, tempDir } from "@certctl/test-support"
-import { Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { Effect, Exit, Layer, ManagedRuntime, Redacted, Scope } from "effect"
+import { afterAll, beforeAll } from "vitest"
 import * as Database from "../src/persistence/Database.js"
 import * as Migrations from "../src/persistence/Migrations.js"
 import { AuditLog } from "../src/services/AuditLog.js"
@@ -46,3 +47,32 @@ export const migrated = <R, E>(layer: Layer.Layer<R, E>) =>
 /** SqlClient and AuditLog over a backend's database, migrated first. */
 export const withAuditLog = (layer: Layer.Layer<any, any>) =>
   Layer.provideMerge(AuditLog.Default, migrated(layer) as Layer.Layer<SqlClient.SqlClient, any>)
+
+/**
+ * A migrated database for one `describe` block (its own beforeAll/afterAll), holding issuer `iss`
+ * and `certificates` active certificates `cert-1`, `cert-2`, …: what the job engine's tests start
+ * from. `run` runs an effect against it, `sql` a statement.
+ */
+export const engineDatabase = (backend: Backend, certificates: number) => {
+  let rt: ManagedRuntime.ManagedRuntime<SqlClient.SqlClient, any>
+  let cleanup: () => Promise<void>
+  const run = <A, E>(self: Effect.Effect<A, E, SqlClient.SqlClient>) => rt.runPromise(self)
+  const sql = <A, E>(f: (s: SqlClient.SqlClient) => Effect.Effect<A, E>) => run(Effect.flatMap(SqlClient.SqlClient, f))
+  beforeAll(async () => {
+    const made = await backend.make()
+    cleanup = made.cleanup
+    rt = ManagedRuntime.make(migrated(made.layer) as Layer.Layer<SqlClient.SqlClient, any>)
+    await sql((s) => s`INSERT INTO issuers (id, name, type) VALUES ('iss', 'issuer', 'local-ca')`)
+    await sql(
+      (s) => s`INSERT INTO certificates (id, domain, names_key, issuer_id, renewal_days_before, lifetime_seconds,
+          key_algorithm, status)
+        SELECT 'cert-' || g, 'c' || g || '.example', 'c' || g || '.example', 'iss', 30, 7776000, 'ecdsa-p256', 'active'
+        FROM generate_series(1, ${certificates}::int) g`
+    )
+  })
+  afterAll(async () => {
+    await rt?.dispose()
+    await cleanup?.()
+  })
+  return { run, sql }
+}
