@@ -120,7 +120,9 @@ const main = async () => {
     const agentPids = agents.map((x) => x.process.child.pid)
     const commitsBefore = await commits(db)
     const cpuBefore = { server: cpuMs(serverPid), agents: sumCpuMs(agentPids) }
-    profileMark(serverPid)
+    // With `%p` in CERTCTL_BENCH_CPU_PROFILE the agents are profiled over the burst too.
+    const profiled = process.env.CERTCTL_BENCH_CPU_PROFILE?.includes("%p") ? [serverPid, ...agentPids] : [serverPid]
+    for (const pid of profiled) profileMark(pid)
     const started = performance.now()
     let next = 0
     await Promise.all(
@@ -149,7 +151,7 @@ const main = async () => {
     }
     const wallMs = performance.now() - started
     const cpuAfter = { server: cpuMs(serverPid), agents: sumCpuMs(agentPids) }
-    profileMark(serverPid)
+    for (const pid of profiled) profileMark(pid)
     const perCertCpu = (before, after) => (before === null || after === null ? null : round((after - before) / done, 1))
     const cost = {
       note: "per deployed certificate over the burst: CPU time of the server and of all agents (/proc/<pid>/stat), and transactions committed in the database (pg_stat_database, the bench's own polling included)",

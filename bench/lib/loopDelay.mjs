@@ -42,8 +42,9 @@ function start() {
 
 // With CERTCTL_BENCH_CPU_PROFILE=<file> (--cpu-prof is not allowed in NODE_OPTIONS), a first
 // SIGUSR2 starts the V8 CPU profiler and a second one writes the profile to that file, so a bench
-// profiles exactly the window it measures.
-const profileFile = process.env.CERTCTL_BENCH_CPU_PROFILE
+// profiles exactly the window it measures. A `%p` in the name becomes the process id, so the
+// pipeline bench can profile its agents beside the server (each its own file).
+const profileFile = process.env.CERTCTL_BENCH_CPU_PROFILE?.replaceAll("%p", String(process.pid))
 if (profileFile && isMainThread) {
   const inspector = await import("node:inspector")
   const fs = await import("node:fs")

@@ -308,6 +308,35 @@ describe("parseCertificate", () => {
   )
 })
 
+describe("serialOf", () => {
+  it.effect("reads the serial parseCertificate reads, of the leaf, and refuses what it refuses", () =>
+    Effect.gen(function* () {
+      const root = yield* Effect.promise(() => ca("Root"))
+      const leaf = yield* Effect.promise(() => ca("Leaf", root, false))
+      // A serial with its high bit set (DER adds a 00 byte) and one with a leading zero nibble.
+      const high = yield* Effect.promise(() =>
+        x509.X509CertificateGenerator.createSelfSigned(
+          {
+            serialNumber: "00f3a9c0d1",
+            name: "CN=High",
+            keys: root.keys,
+            signingAlgorithm: { name: "ECDSA", hash: "SHA-256" }
+          } as any,
+          crypto
+        )
+      )
+      for (const pem of [root.pem, leaf.pem + root.pem, high.toString("pem")])
+        expect(yield* Certificate.serialOf(pem)).toBe((yield* Certificate.parseCertificate(pem)).serial)
+      expect(yield* Certificate.serialOf(high.toString("pem"))).toBe("f3a9c0d1")
+      const { pem: csr } = yield* Effect.promise(() => makeCsr("ecdsa-p256", { cn: "a.example" }))
+      expect((yield* failure(Certificate.serialOf(csr))).message).toMatch(/"CERTIFICATE REQUEST", not a PEM certificate/)
+      expect((yield* failure(Certificate.serialOf("junk"))).message).toMatch(/no PEM block/)
+      const notDer = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n"
+      expect((yield* failure(Certificate.serialOf(notDer))).message).toMatch(/not valid DER/)
+    })
+  )
+})
+
 describe("verifyChain", () => {
   it.effect("follows leaf → intermediate → root and refuses broken paths", () =>
     Effect.gen(function* () {

@@ -1,6 +1,6 @@
 // @peculiar/x509 needs a Reflect metadata polyfill loaded before it (tsyringe).
 import "reflect-metadata"
-import { webcrypto } from "node:crypto"
+import { X509Certificate as NativeX509Certificate, webcrypto } from "node:crypto"
 import * as x509 from "@peculiar/x509"
 import { Effect } from "effect"
 import * as internal from "../internal/pki/pem.js"
@@ -66,6 +66,18 @@ const loadCertificate = (pem: string): Effect.Effect<x509.X509Certificate, PkiEr
 /** Parse the first certificate in `pem` (the leaf, when given a fullchain). */
 export const parseCertificate = (pem: string): Effect.Effect<CertInfo, PkiError> =>
   Effect.flatMap(loadCertificate(pem), toCertInfo)
+
+/**
+ * The serial of the first certificate in `pem` (normalised as `parseCertificate`'s), read by
+ * OpenSSL through node:crypto instead of @peculiar/x509's ASN.1 parser. A target's read-back check
+ * needs only the serial, and the full parse was the largest piece of an agent's own CPU per
+ * deployed certificate in a burst (about 9%, bench/README.md "Burst"). Same input checks and
+ * errors as `parseCertificate`.
+ */
+export const serialOf = (pem: string): Effect.Effect<string, PkiError> =>
+  Effect.flatMap(pickBlock(pem, "certificate"), (block) =>
+    parseWith("certificate", () => normalizeSerial(new NativeX509Certificate(block.der).serialNumber))
+  )
 
 /**
  * Does `leaf` chain through `chain` (nearest issuer first) to the self-signed `root`? Checks
