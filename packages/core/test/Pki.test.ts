@@ -329,7 +329,9 @@ describe("serialOf", () => {
         expect(yield* Certificate.serialOf(pem)).toBe((yield* Certificate.parseCertificate(pem)).serial)
       expect(yield* Certificate.serialOf(high.toString("pem"))).toBe("f3a9c0d1")
       const { pem: csr } = yield* Effect.promise(() => makeCsr("ecdsa-p256", { cn: "a.example" }))
-      expect((yield* failure(Certificate.serialOf(csr))).message).toMatch(/"CERTIFICATE REQUEST", not a PEM certificate/)
+      expect((yield* failure(Certificate.serialOf(csr))).message).toMatch(
+        /"CERTIFICATE REQUEST", not a PEM certificate/
+      )
       expect((yield* failure(Certificate.serialOf("junk"))).message).toMatch(/no PEM block/)
       const notDer = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n"
       expect((yield* failure(Certificate.serialOf(notDer))).message).toMatch(/not valid DER/)
