@@ -1,10 +1,11 @@
 // @peculiar/x509 needs a Reflect metadata polyfill loaded before it (tsyringe).
 import "reflect-metadata"
-import { webcrypto } from "node:crypto"
+import { KeyObject, sign, webcrypto } from "node:crypto"
 import { isIP } from "node:net"
 import { KeyAlgorithm as Alg } from "@certctl/core"
 import * as x509 from "@peculiar/x509"
 import { Data, Effect, Redacted } from "effect"
+import * as CsrDer from "./internal/csrDer.js"
 
 /**
  * Private keys are born here, on the agent, and never leave it: only the CSR built from them
@@ -91,20 +92,30 @@ export const buildCsr = (key: GeneratedKey, names: ReadonlyArray<string>): Effec
       const reason = badName(name)
       if (reason !== undefined) return yield* new KeyGenError({ message: `name "${name}" ${reason}` })
     }
-    const san = new x509.SubjectAlternativeNameExtension(
-      names.map((value) => ({ type: isIP(value) ? ("ip" as const) : ("dns" as const), value }))
-    )
-    const signingAlgorithm =
-      key.keys.privateKey.algorithm.name === "ECDSA"
-        ? { name: "ECDSA", hash: "SHA-256" }
-        : { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
-    const csr = yield* Effect.tryPromise({
-      try: () =>
-        x509.Pkcs10CertificateRequestGenerator.create(
-          { name: [{ CN: [names[0]] }], keys: key.keys, signingAlgorithm, extensions: [san] },
-          webcrypto as any
-        ),
-      catch: (cause) => new KeyGenError({ message: `cannot build the CSR: ${errorText(cause)}`, cause })
+    const altNames: Array<Uint8Array> = []
+    for (const name of names) {
+      const octets = isIP(name) ? CsrDer.ipOctets(name) : undefined
+      if (isIP(name) && octets === undefined)
+        return yield* new KeyGenError({ message: `name "${name}" is not an IP address a certificate can carry` })
+      altNames.push(octets ? CsrDer.ipAddress(octets) : CsrDer.dnsName(name))
+    }
+    const der = yield* Effect.async<Buffer, KeyGenError>((resume) => {
+      const fail = (cause: unknown) =>
+        resume(Effect.fail(new KeyGenError({ message: `cannot build the CSR: ${errorText(cause)}`, cause })))
+      try {
+        const privateKey = KeyObject.from(key.keys.privateKey)
+        const keyType = privateKey.asymmetricKeyType
+        if (keyType !== "ec" && keyType !== "rsa") return fail(new Error(`a ${keyType} key cannot sign a CSR here`))
+        const spki = KeyObject.from(key.keys.publicKey).export({ type: "spki", format: "der" })
+        const info = CsrDer.requestInfo(names[0], altNames, spki)
+        // SHA-256 with either key type (ECDSA signatures DER-encoded, RSA PKCS#1 v1.5), off the
+        // event loop: an RSA 4096 signature takes milliseconds.
+        sign("sha256", info, privateKey, (error, signature) =>
+          error ? fail(error) : resume(Effect.succeed(CsrDer.signedRequest(info, keyType, signature)))
+        )
+      } catch (cause) {
+        fail(cause)
+      }
     })
-    return csr.toString("pem").trimEnd() + "\n"
+    return CsrDer.pem(der, "CERTIFICATE REQUEST")
   })

@@ -1,7 +1,9 @@
+import { execFileSync } from "node:child_process"
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Redacted } from "effect"
 import { type KeyAlgorithm as Alg, Csr, Pem } from "@certctl/core"
+import { ipOctets } from "../src/internal/csrDer.js"
 import { buildCsr, generateKey } from "../src/KeyGen.js"
 
 type KeyAlgorithm = Alg.KeyAlgorithm
@@ -60,4 +62,32 @@ describe("KeyGen", () => {
       }
     })
   )
+
+  // The CSR is written as DER by hand (internal/csrDer.ts): OpenSSL must read and verify it too.
+  for (const alg of ["ecdsa-p384", "rsa-2048"] as const)
+    it.effect(`${alg}: OpenSSL verifies the CSR and reads its names`, () =>
+      Effect.gen(function* () {
+        const csrPem = yield* buildCsr(yield* generateKey(alg), [...names, "::ffff:192.0.2.1", "::1"])
+        const text = execFileSync("openssl", ["req", "-verify", "-noout", "-text"], {
+          input: csrPem,
+          stdio: ["pipe", "pipe", "pipe"]
+        }).toString()
+        expect(text).toMatch(/Subject: CN\s?=\s?www\.example\.com/)
+        expect(text).toContain(
+          "DNS:www.example.com, DNS:example.com, DNS:*.api.example.com, IP Address:192.0.2.10, IP Address:2001:DB8:0:0:0:0:0:1, IP Address:0:0:0:0:0:FFFF:C000:201, IP Address:0:0:0:0:0:0:0:1"
+        )
+        expect(text).toContain(alg === "rsa-2048" ? "sha256WithRSAEncryption" : "ecdsa-with-SHA256")
+      })
+    )
+
+  it("ipOctets: IPv4, IPv6 with and without '::' or a dotted quad; zone ids refused", () => {
+    expect(ipOctets("192.0.2.10")?.toString("hex")).toBe("c000020a")
+    expect(ipOctets("2001:db8::1")?.toString("hex")).toBe("20010db8000000000000000000000001")
+    expect(ipOctets("::")?.toString("hex")).toBe("0".repeat(32))
+    expect(ipOctets("fe80::1:2")?.toString("hex")).toBe("fe800000000000000000000000010002")
+    expect(ipOctets("1:2:3:4:5:6:7:8")?.toString("hex")).toBe("00010002000300040005000600070008")
+    expect(ipOctets("::ffff:192.0.2.1")?.toString("hex")).toBe("00000000000000000000ffffc0000201")
+    expect(ipOctets("fe80::1%eth0")).toBeUndefined()
+    expect(ipOctets("not-an-ip")).toBeUndefined()
+  })
 })
