@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
 import * as GroupCommit from "../internal/jobEngine/groupCommit.js"
+import * as SignalEchoes from "../internal/signalEchoes.js"
 import { Database } from "../persistence/Database.js"
 
 /**
@@ -10,6 +11,11 @@ import { Database } from "../persistence/Database.js"
  * wakes any other; in-process delivery covers the embedded (single-process) case.
  */
 export interface SignalBus {
+  /**
+   * Delivers `topic` in this process now and to every replica: inside a caller's transaction at its
+   * commit, otherwise before this returns. A `job-changed:` topic (the change feed, which nothing
+   * waits for) may reach other replicas up to 50 ms later.
+   */
   readonly notify: (topic: string) => Effect.Effect<void>
   /** Resolves true when `topic` is notified, false after `timeout`. */
   readonly await: (topic: string, timeout: Duration.DurationInput) => Effect.Effect<boolean>
@@ -58,6 +64,19 @@ export const challengeTopic = (challengeId: string) => `challenge:${challengeId}
 export const jobChangedPrefix = "job-changed:"
 export const jobChangedTopic = (jobId: string) => `${jobChangedPrefix}${jobId}`
 const baseChannel = "certctl_signals"
+
+/**
+ * Topics whose every listener is a `subscribe` tap (the runner's wake-ups, the jobs change feed):
+ * the in-process delivery at send time always reaches them, so their LISTEN echo is dropped
+ * (internal/signalEchoes.ts).
+ */
+const tapOnly = (topic: string) => topic === runnerTopic || topic.startsWith(jobChangedPrefix)
+
+/**
+ * How long a change-feed topic may wait for other NOTIFYs to go out with (see `layerPg`). The feed's
+ * reader gathers for 25 ms anyway (JobEvents), and nothing in the engine waits for these.
+ */
+const feedGatherMs = 50
 
 /** One `listen`: woken once notified; `resume` is set while its wait is under way. */
 interface Listener {
@@ -200,10 +219,16 @@ export const layerPg = Layer.scoped(
     const channel =
       Option.isSome(db) && db.value.schema !== "public" ? `${baseChannel}_${db.value.schema}`.slice(0, 63) : baseChannel
     const local = makeLocal()
+    const echoes = SignalEchoes.make(5_000)
     // A lost listener connection is re-established; meanwhile every waiter falls back to polling.
     yield* pg.listen(channel).pipe(
-      Stream.runForEach((topic) => local.deliver(topic)),
-      Effect.tapErrorCause((cause) => Effect.logWarning("signal listener stopped; polling until it is back", cause)),
+      Stream.runForEach((topic) => (echoes.isEcho(topic) ? Effect.void : local.deliver(topic))),
+      Effect.tapErrorCause((cause) =>
+        Effect.zipRight(
+          Effect.sync(echoes.clear),
+          Effect.logWarning("signal listener stopped; polling until it is back", cause)
+        )
+      ),
       Effect.retry(Schedule.spaced("2 seconds")),
       Effect.ignore,
       Effect.forkScoped
@@ -215,26 +240,66 @@ export const layerPg = Layer.scoped(
     // once its NOTIFY has committed, so no wake-up is sent later than before.
     // pg_notify, not `pg.notify`: @effect/sql-pg sends `NOTIFY chan, $1`, which PostgreSQL rejects
     // (NOTIFY takes no bind parameters), so no wake-up ever crossed processes.
-    const send = (topics: ReadonlyArray<string>) =>
-      pg`SELECT pg_notify(${channel}, t) FROM unnest(${[...new Set(topics)]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`.pipe(
+    const statement = (topics: ReadonlyArray<string>) =>
+      pg`SELECT pg_notify(${channel}, t) FROM unnest(${topics}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`
+    /** In a caller's transaction: PostgreSQL sends it at that commit, and its echo is the delivery after it. */
+    const sendInTransaction = (topic: string) =>
+      statement([topic]).pipe(
         Effect.asVoid,
         Effect.catchAll((e) => Effect.logWarning("NOTIFY failed", e))
       )
+    /** After the caller's change committed, already delivered in process: its echo is expected. */
+    const sendCommitted = (topics: ReadonlyArray<string>) =>
+      Effect.suspend(() => {
+        const distinct = [...new Set(topics)]
+        const echoed = distinct.filter(tapOnly)
+        echoes.expect(echoed)
+        return statement(distinct).pipe(
+          Effect.asVoid,
+          Effect.catchAll((e) =>
+            Effect.zipRight(
+              Effect.sync(() => echoes.cancel(echoed)),
+              Effect.logWarning("NOTIFY failed", e)
+            )
+          )
+        )
+      })
+    // The jobs change feed was 14 of the 26 NOTIFY statements per certificate (one per claim, step
+    // and completion), each a commit, though nothing waits for it. Its topics now ride along with
+    // the next NOTIFY that goes out, or go out together after `feedGatherMs`.
+    const feed = new Set<string>()
+    const takeFeed = () => {
+      const topics = [...feed]
+      feed.clear()
+      return topics
+    }
     const outbound = GroupCommit.make<string, void, never>({
       write: (topics) =>
         Effect.as(
-          send(topics),
+          sendCommitted([...topics, ...takeFeed()]),
           topics.map(() => undefined)
         ),
       maxBatch: 500
     })
+    const scope = yield* Effect.scope
+    const flushFeed = Effect.suspend(() => (feed.size === 0 ? Effect.void : sendCommitted(takeFeed())))
+    const sendFeed = (topic: string) =>
+      Effect.suspend(() => {
+        const first = feed.size === 0
+        feed.add(topic)
+        return first ? Effect.asVoid(Effect.forkIn(Effect.delay(flushFeed, feedGatherMs), scope)) : Effect.void
+      })
     return {
       // Inside a caller's transaction the NOTIFY stays in it, and PostgreSQL sends it at that commit.
       notify: (topic) =>
         Effect.zipRight(
           local.deliver(topic),
           Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) =>
-            Option.isSome(tx) ? send([topic]) : outbound.submit(topic)
+            Option.isSome(tx)
+              ? sendInTransaction(topic)
+              : topic.startsWith(jobChangedPrefix)
+                ? sendFeed(topic)
+                : outbound.submit(topic)
           )
         ),
       await: local.wait,
