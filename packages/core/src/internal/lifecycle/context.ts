@@ -81,10 +81,26 @@ export const make = (options: LifecycleOptions) =>
           )
       ).pipe(Effect.flatMap((output) => Schema.decodeUnknown(schema)(output).pipe(Effect.orDie)))
 
-    /** Hands the job's agent its work item and wakes the agent's long poll. */
-    const setAgentWork = (job: JobEngine.JobRow, work: Work.StoredWorkItem) =>
+    /**
+     * Hands the job's agent its work item and wakes the agent's long poll. `mark` is merged into
+     * the output of one of the job's steps in the same statement (a mark that says the work is
+     * out commits with it, not a round trip before it).
+     */
+    const setAgentWork = (
+      job: JobEngine.JobRow,
+      work: Work.StoredWorkItem,
+      mark?: { readonly step: string; readonly output: Record<string, unknown> }
+    ) =>
       Effect.gen(function* () {
-        yield* sql`UPDATE jobs SET agent_work = ${JSON.stringify(work)}::jsonb WHERE id = ${job.id}`.pipe(persist)
+        const set = sql`UPDATE jobs SET agent_work = ${JSON.stringify(work)}::jsonb WHERE id = ${job.id}`
+        yield* (
+          mark
+            ? sql`WITH marked AS (
+                UPDATE job_steps SET output = output || ${JSON.stringify(mark.output)}::jsonb
+                WHERE job_id = ${job.id} AND name = ${mark.step} RETURNING 1
+              ) ${set}`
+            : set
+        ).pipe(persist)
         if (job.agent_id) yield* signals.notify(Signals.agentTopic(job.agent_id))
       })
 

@@ -37,11 +37,12 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
         )
         // The agent gets its work now, not one step later: completing this step, starting
         // `await_reports` and reloading the job were a hand-off the agent waited out. The mark
-        // tells `await_reports` that this attempt's work is out (written first: work handed out
-        // without it would be handed out again).
-        yield* sql`UPDATE job_steps SET output = output || ${JSON.stringify({ dispatched_attempt: job.attempts })}::jsonb
-            WHERE job_id = ${job.id} AND name = ${Steps.AwaitReports}`.pipe(persist)
-        yield* ctx.setAgentWork(job, yield* deployWork(job))
+        // tells `await_reports` that this attempt's work is out; it commits with the work (work
+        // handed out without it would be handed out again).
+        yield* ctx.setAgentWork(job, yield* deployWork(job), {
+          step: Steps.AwaitReports,
+          output: { dispatched_attempt: job.attempts }
+        })
         return JobEngine.done()
       })
   }
@@ -52,16 +53,30 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
    */
   const deployWork = (job: JobEngine.JobRow) =>
     Effect.gen(function* () {
-      const cert = yield* certificate(job.certificate_id)
-      const [version] = yield* sql<{ id: string; serial: string; certificate_pem: string; chain_pem: string }>`
-          SELECT id, serial, certificate_pem, chain_pem FROM certificate_versions WHERE id = ${job.version_id}`.pipe(
-        persist
-      )
-      if (!version) return yield* fail("NotFound", `version ${job.version_id} no longer exists`)
-      const rows = yield* sql<Work.DeployTargetRef & { config: Record<string, unknown> }>`
-          SELECT d.id AS deployment_id, d.target_id, t.name, t.type, t.config FROM deployment_history d
-          JOIN targets t ON t.id = d.target_id
-          WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running') AND ${assigned}`.pipe(persist)
+      // The certificate, its version and the targets in one read: three round trips each time
+      // the work was handed out, on the path from issuance to the agent.
+      const [found] = yield* sql<{
+        certificate_id: string
+        domain: string
+        sans: Array<string>
+        version_id: string | null
+        serial: string
+        certificate_pem: string
+        chain_pem: string
+        targets: Array<Work.DeployTargetRef & { config: Record<string, unknown> }>
+      }>`
+          SELECT c.id AS certificate_id, c.domain, c.sans, v.id AS version_id, v.serial, v.certificate_pem, v.chain_pem,
+            (SELECT coalesce(jsonb_agg(jsonb_build_object('deployment_id', d.id, 'target_id', d.target_id,
+                'name', t.name, 'type', t.type, 'config', t.config)), '[]'::jsonb)
+              FROM deployment_history d JOIN targets t ON t.id = d.target_id
+              WHERE d.job_id = ${job.id} AND d.status IN ('pending', 'running') AND ${assigned}) AS targets
+          FROM certificates c LEFT JOIN certificate_versions v ON v.id = ${job.version_id}
+          WHERE c.id = ${job.certificate_id}`.pipe(persist)
+      if (!found) return yield* fail("NotFound", `certificate ${job.certificate_id} no longer exists`)
+      if (found.version_id === null) return yield* fail("NotFound", `version ${job.version_id} no longer exists`)
+      const cert = { id: found.certificate_id, domain: found.domain, sans: found.sans }
+      const version = { id: found.version_id, serial: found.serial }
+      const rows = found.targets
       // A config whose secrets no longer open (a retired sealing key) fails the job here, with the
       // connector's reason, rather than leaving the agent a target it cannot deploy to. What is
       // opened is dropped at once.
@@ -86,8 +101,8 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
         domain: cert.domain,
         names: namesOf(cert),
         serial: version.serial,
-        certificate_pem: version.certificate_pem,
-        chain_pem: version.chain_pem,
+        certificate_pem: found.certificate_pem,
+        chain_pem: found.chain_pem,
         targets
       }
       return work
