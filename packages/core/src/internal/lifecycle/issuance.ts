@@ -18,6 +18,8 @@ const SubmitOutput = Schema.Struct({
   renewal_window: Schema.optional(Schema.NullOr(Schema.Struct({ start: Schema.String, end: Schema.String })))
 })
 const CollectOutput = Schema.Struct({ version_id: Schema.String })
+/** Shortest pause between two progress writes: a reader polls the step's output, nothing waits on it. */
+const progressEvery = Duration.millis(250)
 
 /**
  * Issuance and renewal: ask the certificate's agent for a CSR, wait for it (the CSR intake stores
@@ -77,7 +79,9 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
    * The issuer's progress messages (order created, authorization valid, finalized, ...) are shown
    * on the submit step. Each was a commit the ACME exchange waited for, five in series per
    * certificate; now one fiber writes them behind it, the latest message replacing any not yet
-   * written, and the step waits only for the write in flight when the issuer returns.
+   * written, and at most one write per `progressEvery` (about five writes per certificate were
+   * one). When the issuer succeeds, the message still waiting goes into the step's output, which
+   * `advance` writes anyway; when it fails, the step writes it before it fails.
    */
   const progressWriter = (jobId: string) =>
     Effect.gen(function* () {
@@ -85,20 +89,23 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
       const write = (message: string) =>
         sql`UPDATE job_steps SET output = output || ${JSON.stringify({ progress: message })}::jsonb
             WHERE job_id = ${jobId} AND name = ${Steps.Submit}`.pipe(Effect.ignore)
-      // A message taken is always written: interrupting the writer waits for that write.
+      // A message taken is always written: interrupting the writer waits for that write (not for the pause).
       const fiber = yield* Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(restore(Queue.take(latest)), write)
-      ).pipe(Effect.forever, Effect.forkDaemon)
+      ).pipe(Effect.zipRight(Effect.sleep(progressEvery)), Effect.forever, Effect.forkDaemon)
+      /** Stops the writer (after its write in flight); the latest message not yet written, if any. */
+      const stop = Effect.gen(function* () {
+        yield* Fiber.interrupt(fiber)
+        const rest = yield* Queue.takeAll(latest)
+        yield* Queue.shutdown(latest)
+        return Chunk.last(rest)
+      })
       return {
         offer: (message: string) => Queue.offer(latest, message).pipe(Effect.asVoid),
-        // The writer stops (after its write in flight), then the last message still queued is written.
-        settle: Effect.gen(function* () {
-          yield* Fiber.interrupt(fiber)
-          const rest = yield* Queue.takeAll(latest)
-          const last = Chunk.last(rest)
-          if (Option.isSome(last)) yield* write(last.value)
-          yield* Queue.shutdown(latest)
-        })
+        /** Stops the writer and returns the message still to be shown, for the step's output. */
+        stop,
+        /** Stops the writer and writes the message still to be shown. */
+        settle: Effect.flatMap(stop, (last) => (Option.isSome(last) ? write(last.value) : Effect.void))
       }
     })
 
@@ -158,8 +165,13 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
             solver: job.agent_id ? agentSolver(job, job.agent_id) : undefined,
             progress: progress.offer
           })
-          .pipe(Effect.mapError(JobEngine.fromConnectorError), Effect.ensuring(progress.settle))
+          .pipe(
+            Effect.mapError(JobEngine.fromConnectorError),
+            Effect.onError(() => progress.settle)
+          )
+        const last = yield* progress.stop
         return JobEngine.done({
+          ...(Option.isSome(last) ? { progress: last.value } : {}),
           certificate_pem: issued.certificate_pem,
           chain_pem: issued.chain_pem,
           renewal_window: issued.renewal_window
