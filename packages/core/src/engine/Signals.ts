@@ -273,16 +273,17 @@ export const layerPg = Layer.scoped(
       feed.clear()
       return topics
     }
-    const outbound = GroupCommit.make<string, void, never>({
-      write: (topics) =>
+    const outbound = GroupCommit.make<ReadonlyArray<string>, void, never>({
+      write: (batch) =>
         Effect.as(
-          sendCommitted([...topics, ...takeFeed()]),
-          topics.map(() => undefined)
+          sendCommitted([...batch.flat(), ...takeFeed()]),
+          batch.map(() => undefined)
         ),
       maxBatch: 500
     })
     const scope = yield* Effect.scope
-    const flushFeed = Effect.suspend(() => (feed.size === 0 ? Effect.void : sendCommitted(takeFeed())))
+    // Through the group commit too: in a burst the feed joins the NOTIFYs of the next commit.
+    const flushFeed = Effect.suspend(() => (feed.size === 0 ? Effect.void : outbound.submit(takeFeed())))
     const sendFeed = (topic: string) =>
       Effect.suspend(() => {
         const first = feed.size === 0
@@ -299,7 +300,7 @@ export const layerPg = Layer.scoped(
               ? sendInTransaction(topic)
               : topic.startsWith(jobChangedPrefix)
                 ? sendFeed(topic)
-                : outbound.submit(topic)
+                : outbound.submit([topic])
           )
         ),
       await: local.wait,
