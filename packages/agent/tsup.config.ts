@@ -1,3 +1,4 @@
+import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Plugin } from "esbuild"
 import { defineConfig } from "tsup"
@@ -23,6 +24,43 @@ const ownModulesPure: Plugin = {
       if (resolved.errors.length > 0 || !resolved.path.includes(own) || resolved.path.includes(`${path.sep}node_modules${path.sep}`))
         return resolved
       return { ...resolved, sideEffects: false }
+    })
+  }
+}
+
+/**
+ * Node 20 defines `fetch`, `FormData`, `Headers`, `Request` and `Response` as lazy globals: the
+ * first read of any of them loads Node's bundled undici (with http2, zlib and web streams), about
+ * 12 MB of an idle agent's RSS (bench/README.md "Memory", fourth pass). The agent talks over
+ * `node:http`/`node:https` and never builds a form or a fetch `Response`, but two libraries read
+ * those globals anyway; this plugin keeps both reads out of the bin's bundle.
+ */
+const noLazyFetchGlobals: Plugin = {
+  name: "certctl-no-lazy-fetch-globals",
+  setup(build) {
+    // pg: core's API definitions import schemas from modules that also hold the server's
+    // persistence, so pg reaches the bundle, and on Node 20 (no `navigator`) its stream module
+    // probes `Response` for Cloudflare Workers when it loads. The agent never opens a database:
+    // it gets a module that fails if a pool or client is ever made.
+    build.onResolve({ filter: /^pg$/ }, () => ({ path: "pg", namespace: "certctl-no-pg" }))
+    build.onLoad({ filter: /.*/, namespace: "certctl-no-pg" }, () => ({
+      contents: `const absent = () => { throw new Error("certctl-agent's bundle has no PostgreSQL client (pg)") }
+export class Pool { constructor() { absent() } }
+export class Client { constructor() { absent() } }
+export const escapeIdentifier = absent
+export const types = { setTypeParser: absent, getTypeParser: absent }
+export default { Pool, Client, escapeIdentifier, types }`,
+      loader: "js"
+    }))
+    // @effect/platform's HttpApiClient asks `request.payload instanceof FormData` on every call. The
+    // agent never sends a form, and code that builds one reads that global first (Node then turns
+    // the lazy getter into a plain value): while it is still a getter, the check is skipped.
+    build.onLoad({ filter: /[\\/]@effect[\\/]platform[\\/]dist[\\/]esm[\\/]HttpApiClient\.js$/ }, async (args) => {
+      const source = await fs.promises.readFile(args.path, "utf8")
+      const check = "request.payload instanceof FormData"
+      if (!source.includes(check)) throw new Error(`${args.path}: \`${check}\` not found; revisit tsup.config.ts`)
+      const unread = '"get" in (Object.getOwnPropertyDescriptor(globalThis, "FormData") ?? { get: 0 })'
+      return { contents: source.replaceAll(check, `!(${unread}) && ${check}`), loader: "js" }
     })
   }
 }
@@ -67,6 +105,6 @@ export default defineConfig([
     esbuildOptions(options) {
       options.conditions = ["source"]
     },
-    esbuildPlugins: [ownModulesPure]
+    esbuildPlugins: [ownModulesPure, noLazyFetchGlobals]
   }
 ])
