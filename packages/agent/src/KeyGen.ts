@@ -5,7 +5,7 @@ import { isIP } from "node:net"
 import { KeyAlgorithm as Alg } from "@certctl/core"
 import * as x509 from "@peculiar/x509"
 import { Data, Effect, Redacted } from "effect"
-import * as CsrDer from "./internal/csrDer.js"
+import * as CsrRequest from "./internal/csrRequest.js"
 
 /**
  * Private keys are born here, on the agent, and never leave it: only the CSR built from them
@@ -24,7 +24,14 @@ export interface GeneratedKey {
   readonly private_key_pem: Redacted.Redacted<string>
 }
 
-const pem = (der: ArrayBuffer, label: string): string => x509.PemConverter.encode(der, label).trimEnd() + "\n"
+const pem = (der: ArrayBuffer | Uint8Array, label: string): string =>
+  x509.PemConverter.encode(der, label).trimEnd() + "\n"
+
+/**
+ * An IPv6 literal in plain hexadecimal groups (the URL standard's serialization): the ASN.1
+ * library's IP parser misreads a trailing dotted quad (::ffff:192.0.2.1).
+ */
+const hexIpv6 = (ip: string): string => new URL(`http://[${ip}]/`).hostname.slice(1, -1)
 
 export const generateKey = (alg: Alg.KeyAlgorithm): Effect.Effect<GeneratedKey, KeyGenError> =>
   Effect.tryPromise({
@@ -92,12 +99,12 @@ export const buildCsr = (key: GeneratedKey, names: ReadonlyArray<string>): Effec
       const reason = badName(name)
       if (reason !== undefined) return yield* new KeyGenError({ message: `name "${name}" ${reason}` })
     }
-    const altNames: Array<Uint8Array> = []
+    const altNames: Array<CsrRequest.AltName> = []
     for (const name of names) {
-      const octets = isIP(name) ? CsrDer.ipOctets(name) : undefined
-      if (isIP(name) && octets === undefined)
+      // A zone id (fe80::1%eth0) names an interface of one host; a certificate cannot carry it.
+      if (isIP(name) !== 0 && name.includes("%"))
         return yield* new KeyGenError({ message: `name "${name}" is not an IP address a certificate can carry` })
-      altNames.push(octets ? CsrDer.ipAddress(octets) : CsrDer.dnsName(name))
+      altNames.push(isIP(name) === 0 ? { dns: name } : { ip: isIP(name) === 6 ? hexIpv6(name) : name })
     }
     const der = yield* Effect.async<Buffer, KeyGenError>((resume) => {
       const fail = (cause: unknown) =>
@@ -107,15 +114,15 @@ export const buildCsr = (key: GeneratedKey, names: ReadonlyArray<string>): Effec
         const keyType = privateKey.asymmetricKeyType
         if (keyType !== "ec" && keyType !== "rsa") return fail(new Error(`a ${keyType} key cannot sign a CSR here`))
         const spki = KeyObject.from(key.keys.publicKey).export({ type: "spki", format: "der" })
-        const info = CsrDer.requestInfo(names[0], altNames, spki)
+        const info = CsrRequest.requestInfo(names[0], altNames, spki)
         // SHA-256 with either key type (ECDSA signatures DER-encoded, RSA PKCS#1 v1.5), off the
         // event loop: an RSA 4096 signature takes milliseconds.
-        sign("sha256", info, privateKey, (error, signature) =>
-          error ? fail(error) : resume(Effect.succeed(CsrDer.signedRequest(info, keyType, signature)))
+        sign("sha256", CsrRequest.toBeSigned(info), privateKey, (error, signature) =>
+          error ? fail(error) : resume(Effect.succeed(CsrRequest.signedRequest(info, keyType, signature)))
         )
       } catch (cause) {
         fail(cause)
       }
     })
-    return CsrDer.pem(der, "CERTIFICATE REQUEST")
+    return pem(der, "CERTIFICATE REQUEST")
   })
