@@ -285,11 +285,25 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       wait: Duration.DurationInput = Duration.zero,
       seen?: string
     ): Effect.Effect<PollResult, ApiError.NotFound | ApiError.Conflict | PersistenceError> =>
-      Effect.gen(function* () {
-        const watch = yield* signals.watch(Signals.agentTopic(agentId))
-        const items = yield* Effect.onError(answer(agentId, caller, { seen: caller.agentId === agentId }), () =>
-          Effect.sync(watch.close)
+      // The watch is registered and its close on failure attached in one uninterruptible step: an
+      // interruption landing just after the registration (the caller runs this interruptibly) would
+      // otherwise leave the listener on the bus for good.
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(signals.watch(Signals.agentTopic(agentId)), (watch) =>
+          Effect.onError(restore(firstAnswer(agentId, caller, wait, watch, seen)), () => Effect.sync(watch.close))
         )
+      )
+
+    /** `poll` once its watch is registered; closes the watch whenever it answers at once. */
+    const firstAnswer = (
+      agentId: string,
+      caller: Caller,
+      wait: Duration.DurationInput,
+      watch: Signals.Watch,
+      seen: string | undefined
+    ): Effect.Effect<PollResult, ApiError.NotFound | ApiError.Conflict | PersistenceError> =>
+      Effect.gen(function* () {
+        const items = yield* answer(agentId, caller, { seen: caller.agentId === agentId })
         const unchanged = items.length === 0 || (seen !== undefined && Work.listingTag(items) === seen)
         const waitMillis = Duration.toMillis(wait)
         if (!unchanged || waitMillis <= 0) {
