@@ -1,6 +1,9 @@
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import { Effect, Exit, Fiber } from "effect"
 import { describe, expect, it } from "vitest"
 import { Budget, type Permit } from "../src/http/internal/admission.js"
+import { HeldResponse } from "../src/http/internal/heldResponse.js"
 import { TokenBuckets } from "../src/http/internal/tokenBuckets.js"
 
 describe("token buckets", () => {
@@ -60,5 +63,47 @@ describe("request budget", () => {
     patient.release(holder)
     expect(patient.running).toBe(0)
     expect(budget.running).toBe(0)
+  })
+})
+
+describe("held response", () => {
+  it("drops the platform's close listener when it parks (it kept the finished request fiber alive), and still answers with the recorded head", async () => {
+    const seen: { listenersAfterHold?: number; platformCalled: boolean } = { platformCalled: false }
+    const server = http.createServer(
+      { ServerResponse: HeldResponse as unknown as typeof http.ServerResponse },
+      (_req, res) => {
+        const held = res as unknown as HeldResponse
+        // What the platform registers for every request: it interrupts the request's fiber.
+        held.on("close", () => {
+          seen.platformCalled = true
+        })
+        held.hold()
+        seen.listenersAfterHold = held.listenerCount("close")
+        held.writeHead(200, { "x-request-id": "req-1" })
+        held.end()
+        setTimeout(() => held.release(200, '{"items":[]}'), 5)
+      }
+    )
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    const { port } = server.address() as AddressInfo
+    const answer = await new Promise<{ status?: number; id?: string | string[]; body: string }>((resolve, reject) =>
+      http
+        .get(`http://127.0.0.1:${port}/`, (res) => {
+          let body = ""
+          res.on("data", (c) => {
+            body += c
+          })
+          res.on("end", () => resolve({ status: res.statusCode, id: res.headers["x-request-id"], body }))
+        })
+        .on("error", reject)
+    )
+    await new Promise((resolve) => server.close(resolve))
+    expect({ ...seen, ...answer }).toEqual({
+      listenersAfterHold: 0,
+      platformCalled: false,
+      status: 200,
+      id: "req-1",
+      body: '{"items":[]}'
+    })
   })
 })

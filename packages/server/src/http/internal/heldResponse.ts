@@ -17,9 +17,17 @@ export class HeldResponse extends ServerResponse {
   private head: Head | undefined
   private holding = false
 
-  /** From now until `release`, writes of the head and the end are recorded, not sent. */
+  /**
+   * From now until `release`, writes of the head and the end are recorded, not sent. Called by the
+   * request's fiber as it parks the poll; the fiber then finishes. The platform's own `close`
+   * listener (it interrupts that fiber when the client leaves early) is dropped here: it is the
+   * only reference left to the finished fiber, whose contexts and exit would otherwise stay alive
+   * for the whole wait. Node adds no `close` listener of its own to a response; the parked poll
+   * adds its own after this.
+   */
   hold(): void {
     this.holding = true
+    this.removeAllListeners("close")
   }
 
   get held(): boolean {
