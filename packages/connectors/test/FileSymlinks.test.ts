@@ -1,10 +1,10 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { selfSignedCertificate } from "@certctl/test-support/nginxSsh"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Redacted, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { File, FileConfig } from "../src/targets/File.js"
+import { selfSignedBundle } from "./bundles.js"
 
 /**
  * The file target never follows a symbolic link it finds where it writes: not as the domain's
@@ -14,18 +14,7 @@ import { File, FileConfig } from "../src/targets/File.js"
 const DOMAIN = "links.example.test"
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "certctl-file-links-"))
 
-const bundle = () =>
-  Effect.promise(() => selfSignedCertificate(DOMAIN)).pipe(
-    Effect.map((c) => ({
-      domain: DOMAIN,
-      names: [DOMAIN],
-      certificate_pem: c.certPem,
-      chain_pem: "",
-      fullchain_pem: c.certPem,
-      key_pem: Redacted.make(c.keyPem),
-      serial: c.serial
-    }))
-  )
+const bundle = () => selfSignedBundle(DOMAIN)
 
 const connector = (directory: string) => File.make(Schema.decodeUnknownSync(FileConfig)({ directory }), { id: "links" })
 

@@ -1,10 +1,10 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { selfSignedCertificate } from "@certctl/test-support/nginxSsh"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Redacted, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { File, FileConfig } from "../src/targets/File.js"
+import { selfSignedBundle } from "./bundles.js"
 
 /**
  * The file target reads cert.pem back after writing it, and the serial found there must be the
@@ -16,20 +16,10 @@ const DOMAIN = "verify.example.test"
 const deployed = (serial: (actual: string) => string) =>
   Effect.gen(function* () {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "certctl-file-verify-"))
-    const c = yield* Effect.promise(() => selfSignedCertificate(DOMAIN))
+    const bundle = yield* selfSignedBundle(DOMAIN)
     const target = yield* File.make(Schema.decodeUnknownSync(FileConfig)({ directory: root }), { id: "verify" })
-    const result = yield* Effect.either(
-      target.deploy({
-        domain: DOMAIN,
-        names: [DOMAIN],
-        certificate_pem: c.certPem,
-        chain_pem: "",
-        fullchain_pem: c.certPem,
-        key_pem: Redacted.make(c.keyPem),
-        serial: serial(c.serial)
-      })
-    )
-    return { result, actual: c.serial, dir: path.join(root, DOMAIN) }
+    const result = yield* Effect.either(target.deploy({ ...bundle, serial: serial(bundle.serial) }))
+    return { result, actual: bundle.serial, dir: path.join(root, DOMAIN) }
   })
 
 describe("File target read-back", () => {

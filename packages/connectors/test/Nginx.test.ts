@@ -1,7 +1,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as tls from "node:tls"
-import { Connector, type ConnectorError, type Target } from "@certctl/core"
+import { Connector, type ConnectorError } from "@certctl/core"
 import { requirePeer } from "@certctl/test-support"
 import { type NginxSsh, nginxSshAvailable, selfSignedCertificate, startNginxSsh } from "@certctl/test-support/nginxSsh"
 import { describe, expect, it } from "@effect/vitest"
@@ -10,6 +10,7 @@ import ssh2 from "ssh2"
 import { afterAll, beforeAll } from "vitest"
 import { probeServedCertificate } from "../src/internal/tlsProbe.js"
 import { Nginx } from "../src/targets/Nginx.js"
+import { selfSignedBundle } from "./bundles.js"
 
 // Ports 20100-20199 belong to this file's harness (see the helper brief).
 const APP = "app.certctl.test"
@@ -25,21 +26,6 @@ const decodeError = (input: unknown): string =>
 
 const without = (o: Record<string, unknown>, key: string) =>
   Object.fromEntries(Object.entries(o).filter(([k]) => k !== key))
-
-const bundleFor = (domain: string) =>
-  Effect.promise(() => selfSignedCertificate(domain)).pipe(
-    Effect.map(
-      (c): Target.DeployBundle => ({
-        domain,
-        names: [domain],
-        certificate_pem: c.certPem,
-        chain_pem: "",
-        fullchain_pem: c.certPem,
-        key_pem: Redacted.make(c.keyPem),
-        serial: c.serial
-      })
-    )
-  )
 
 describe("Nginx config", () => {
   const valid = {
@@ -155,7 +141,7 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
     Effect.gen(function* () {
       expect(yield* served(APP)).toBe(h.bootstrap[APP].serial)
       const target = yield* connector()
-      const bundle = yield* bundleFor(APP)
+      const bundle = yield* selfSignedBundle(APP)
       const result = yield* target.deploy(bundle)
       expect(result.verified).toBe(true)
       expect(result.verification).toContain(`serves serial ${bundle.serial}`)
@@ -185,7 +171,7 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
     expect(peerSerial).toBe(before)
     expect(receivedBeforeDeploy).toBeLessThan(h.bigFile.size)
 
-    const bundle = await Effect.runPromise(bundleFor(APP))
+    const bundle = await Effect.runPromise(selfSignedBundle(APP))
     const result = await Effect.runPromise(Effect.flatMap(connector(), (t) => t.deploy(bundle)))
     expect(result.verified).toBe(true)
     expect(await Effect.runPromise(eventuallyServed(APP, bundle.serial))).toBe(bundle.serial)
@@ -204,7 +190,7 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
           const servedBefore = yield* served(APP)
           const filesBefore = onDisk(APP)
           const target = yield* connector()
-          const error = yield* Effect.flip(target.deploy(yield* bundleFor(APP)))
+          const error = yield* Effect.flip(target.deploy(yield* selfSignedBundle(APP)))
           expect(error.reason).toBe("Rejected")
           expect(error.message).toContain('unknown directive "certctl_broken_directive"')
           expect(error.message).toContain("rollback: previous files restored, nginx was not reloaded")
@@ -222,7 +208,7 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
       const filesBefore = onDisk(APP)
       // Verify against sshd's port: no TLS there, so the new serial can never be seen.
       const target = yield* connector({ verify_port: h.sshPort, verify_timeout_ms: 600 })
-      const error = yield* Effect.flip(target.deploy(yield* bundleFor(APP)))
+      const error = yield* Effect.flip(target.deploy(yield* selfSignedBundle(APP)))
       expect(error.reason).toBe("VerificationFailed")
       expect(error.message).toMatch(/verification failed: TLS handshake with 127\.0\.0\.1:\d+ failed/)
       expect(error.message).toContain("rollback: previous files restored, nginx reloaded")
@@ -241,7 +227,7 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
         { verify_port: h.sshPort, verify_timeout_ms: 60_000 },
         { log: (message) => void logs.push(message) }
       )
-      const bundle = yield* bundleFor(APP)
+      const bundle = yield* selfSignedBundle(APP)
       const fiber = yield* Effect.fork(target.deploy(bundle))
       // Once nginx serves the new serial, files were replaced and nginx reloaded: deploy is verifying.
       expect(yield* eventuallyServed(APP, bundle.serial)).toBe(bundle.serial)
@@ -257,7 +243,7 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
       // nginx's config names spare.certctl.test.crt; these files are never loaded.
       const names = { certificate: "{domain}.unused.crt", key: "{domain}.unused.key" }
       const target = yield* connector({ file_names: names, verify_timeout_ms: 600 })
-      const bundle = yield* bundleFor(SPARE)
+      const bundle = yield* selfSignedBundle(SPARE)
       const error = yield* Effect.flip(target.deploy(bundle))
       expect(error.reason).toBe("VerificationFailed")
       expect(error.message).toContain(`serves serial ${h.bootstrap[SPARE].serial}, expected ${bundle.serial}`)
@@ -374,7 +360,7 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
           expect(fs.statSync(key).mode & 0o777).toBe(0o600)
           expect(asides()).toEqual([])
           // nginx still tests and reloads: a deployment (test, reload, serial served) succeeds.
-          const bundle = yield* bundleFor(APP)
+          const bundle = yield* selfSignedBundle(APP)
           expect((yield* target.deploy(bundle)).verified).toBe(true)
 
           // A removal that crashed after moving the files aside: the next remove puts them back first.
@@ -393,7 +379,7 @@ describe.skipIf(!run)("Nginx target against a real sshd and nginx", () => {
             path.join(h.certPath, `${APP}.key`),
             `${path.join(h.certPath, `${APP}.key`)}.certctl-removed-000000000000001-bbbbbbbbbbbb`
           )
-          const next = yield* bundleFor(APP)
+          const next = yield* selfSignedBundle(APP)
           expect((yield* target.deploy(next)).verified).toBe(true)
           expect(onDisk(APP).cert).toBe(next.fullchain_pem)
           expect(asides()).toEqual([])
