@@ -62,6 +62,16 @@ const failure = <A>(eff: Effect.Effect<A, Pem.PkiError>) =>
     return Either.isLeft(e) ? e.left : (undefined as never)
   })
 
+/** `read` refuses a CSR, text with no PEM block and a certificate block that is not DER, saying which. */
+const refusesNonCertificates = <A>(read: (pem: string) => Effect.Effect<A, Pem.PkiError>) =>
+  Effect.gen(function* () {
+    const { pem: csr } = yield* Effect.promise(() => makeCsr("ecdsa-p256", { cn: "a.example" }))
+    expect((yield* failure(read(csr))).message).toMatch(/"CERTIFICATE REQUEST", not a PEM certificate/)
+    expect((yield* failure(read("junk"))).message).toMatch(/no PEM block/)
+    const notDer = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n"
+    expect((yield* failure(read(notDer))).message).toMatch(/not valid DER/)
+  })
+
 const policy = (names: string[], key_algorithm: KeyAlgorithm = "ecdsa-p256") => ({ names, key_algorithm })
 
 describe("parseCsr", () => {
@@ -297,13 +307,7 @@ describe("parseCertificate", () => {
       const info = yield* Certificate.parseCertificate(leaf.pem + root.pem)
       expect(info.subject).toBe("CN=Leaf")
       expect(info.is_ca).toBe(false)
-      const { pem: csr } = yield* Effect.promise(() => makeCsr("ecdsa-p256", { cn: "a.example" }))
-      expect((yield* failure(Certificate.parseCertificate(csr))).message).toMatch(
-        /"CERTIFICATE REQUEST", not a PEM certificate/
-      )
-      expect((yield* failure(Certificate.parseCertificate("junk"))).message).toMatch(/no PEM block/)
-      const notDer = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n"
-      expect((yield* failure(Certificate.parseCertificate(notDer))).message).toMatch(/not valid DER/)
+      yield* refusesNonCertificates(Certificate.parseCertificate)
     })
   )
 })
@@ -328,13 +332,7 @@ describe("serialOf", () => {
       for (const pem of [root.pem, leaf.pem + root.pem, high.toString("pem")])
         expect(yield* Certificate.serialOf(pem)).toBe((yield* Certificate.parseCertificate(pem)).serial)
       expect(yield* Certificate.serialOf(high.toString("pem"))).toBe("f3a9c0d1")
-      const { pem: csr } = yield* Effect.promise(() => makeCsr("ecdsa-p256", { cn: "a.example" }))
-      expect((yield* failure(Certificate.serialOf(csr))).message).toMatch(
-        /"CERTIFICATE REQUEST", not a PEM certificate/
-      )
-      expect((yield* failure(Certificate.serialOf("junk"))).message).toMatch(/no PEM block/)
-      const notDer = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n"
-      expect((yield* failure(Certificate.serialOf(notDer))).message).toMatch(/not valid DER/)
+      yield* refusesNonCertificates(Certificate.serialOf)
     })
   )
 })
