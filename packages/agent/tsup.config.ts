@@ -32,26 +32,12 @@ const ownModulesPure: Plugin = {
  * Node 20 defines `fetch`, `FormData`, `Headers`, `Request` and `Response` as lazy globals: the
  * first read of any of them loads Node's bundled undici (with http2, zlib and web streams), about
  * 12 MB of an idle agent's RSS (bench/README.md "Memory", fourth pass). The agent talks over
- * `node:http`/`node:https` and never builds a form or a fetch `Response`, but two libraries read
- * those globals anyway; this plugin keeps both reads out of the bin's bundle.
+ * `node:http`/`node:https` and never builds a form or a fetch `Response`. (pg, which probes
+ * `Response` when it loads, is out of the bundle since core's API contract imports no persistence.)
  */
 const noLazyFetchGlobals: Plugin = {
   name: "certctl-no-lazy-fetch-globals",
   setup(build) {
-    // pg: core's API definitions import schemas from modules that also hold the server's
-    // persistence, so pg reaches the bundle, and on Node 20 (no `navigator`) its stream module
-    // probes `Response` for Cloudflare Workers when it loads. The agent never opens a database:
-    // it gets a module that fails if a pool or client is ever made.
-    build.onResolve({ filter: /^pg$/ }, () => ({ path: "pg", namespace: "certctl-no-pg" }))
-    build.onLoad({ filter: /.*/, namespace: "certctl-no-pg" }, () => ({
-      contents: `const absent = () => { throw new Error("certctl-agent's bundle has no PostgreSQL client (pg)") }
-export class Pool { constructor() { absent() } }
-export class Client { constructor() { absent() } }
-export const escapeIdentifier = absent
-export const types = { setTypeParser: absent, getTypeParser: absent }
-export default { Pool, Client, escapeIdentifier, types }`,
-      loader: "js"
-    }))
     // @effect/platform's HttpApiClient asks `request.payload instanceof FormData` on every call. The
     // agent never sends a form, and code that builds one reads that global first (Node then turns
     // the lazy getter into a plain value): while it is still a getter, the check is skipped.

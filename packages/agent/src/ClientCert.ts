@@ -3,7 +3,7 @@ import "reflect-metadata"
 import { createPrivateKey, X509Certificate, webcrypto } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { AgentClientCerts } from "@certctl/core"
+import { Models } from "@certctl/core"
 import { Tls } from "@certctl/sdk"
 import { HttpClient } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -71,7 +71,7 @@ export const parse = (keyPem: string, certificatePem: string, agentId: string): 
   try {
     const cert = new X509Certificate(certificatePem)
     if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return Either.left("the certificate is not for this key")
-    const identity = AgentClientCerts.identityOf(agentId)
+    const identity = Models.agentIdentityOf(agentId)
     const uris = (cert.subjectAltName ?? "").split(", ").filter((n) => n.startsWith("URI:"))
     if (!uris.includes(`URI:${identity}`)) return Either.left(`the certificate does not name ${identity}`)
     return Either.right({
@@ -187,7 +187,7 @@ export const make = (options: Options): Effect.Effect<Manager> =>
         const crash = yield* crashPoint
         const key = yield* generateKey("ecdsa-p256")
         const csr = yield* csrFor(key.keys, options.agentId)
-        const issued: AgentClientCerts.ClientCertificate = yield* ask(csr)
+        const issued: Models.ClientCertificate = yield* ask(csr)
         yield* Effect.sync(killSelfAt(crash, "issued"))
         const keyPem = Redacted.value(key.private_key_pem)
         const checked = parse(keyPem, issued.certificate_pem, options.agentId)

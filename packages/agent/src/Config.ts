@@ -1,7 +1,7 @@
 import * as fs from "node:fs"
 import { X509Certificate } from "node:crypto"
 import * as os from "node:os"
-import { AgentClientCerts } from "@certctl/core"
+import { Models } from "@certctl/core"
 import { Config, ConfigError, Effect, Either, Option, Redacted, Schema } from "effect"
 import { parseListen } from "./Health.js"
 import * as Policy from "./Policy.js"
@@ -166,7 +166,7 @@ export const parseRotation = (value: string): number | undefined => {
 }
 
 /** How long the server's agent client certificates live. */
-const clientCertLifetimeSeconds = AgentClientCerts.lifetimeDays * 86_400
+const clientCertLifetimeSeconds = Models.clientCertLifetimeDays * 86_400
 
 /** Parses `CERTCTL_CLIENT_CERT_RENEW_BEFORE`: a duration shorter than the certificate's lifetime. */
 const renewBefore = (value: string) => {

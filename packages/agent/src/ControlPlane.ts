@@ -1,4 +1,4 @@
-import type { AgentClientCerts, Models, Work } from "@certctl/core"
+import type { Models, Work } from "@certctl/core"
 import { Client, type CertctlError, Errors } from "@certctl/sdk"
 import { HttpClient, HttpClientError } from "@effect/platform"
 import { Clock, Context, Data, Duration, Effect, Layer, Redacted } from "effect"
@@ -50,7 +50,7 @@ export type DeploymentStatus = typeof Models.DeploymentStatusUpdate.Type
 export type ChallengeAck = typeof Work.ChallengeAck.Type
 export type Reconcile = typeof Models.ReconcileRenewal.Type
 export type Reconciled = typeof Models.Reconciled.Type
-export type ClientCertificate = AgentClientCerts.ClientCertificate
+export type ClientCertificate = Models.ClientCertificate
 
 export interface Service {
   /** Where the agent talks to, for logs: a URL, or a name for an in-process control plane. */

@@ -1,7 +1,7 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 import * as E from "./ApiError.js"
 import * as ApiDocs from "../internal/apiDocs.js"
-import * as JobEvents from "../engine/JobEvents.js"
+import * as JobEvents from "../domain/models/jobEvents.js"
 import * as Keys from "./internal/keyGroups.js"
 import * as Lifecycle from "./internal/lifecycleGroups.js"
 import * as Operations from "./internal/operationsGroups.js"

@@ -7,6 +7,13 @@ import * as ClientCa from "../internal/pki/clientCa.js"
 import { pickBlock } from "../internal/pki/pem.js"
 import { decodeRows, type PersistenceError, orPersistence } from "../persistence/Persistence.js"
 import { Sealing } from "../persistence/Sealing.js"
+import {
+  agentIdentityOf,
+  ClientCertificate,
+  clientCertLifetimeDays,
+  RequestClientCertificate,
+  RevokedClientCertificates
+} from "../domain/models/clientCerts.js"
 
 /**
  * Agents' TLS client certificates for optional mTLS: an internal CA (made on first use, its key
@@ -16,47 +23,14 @@ import { Sealing } from "../persistence/Sealing.js"
  * certificate, or of the agent) takes effect at once.
  */
 
-export const lifetimeDays = 30
-
-/** The identity an agent's client certificate carries (URI SAN). */
-export const identityOf = ClientCa.agentUri
-
-// ---------------------------------------------------------------------------------------------
-// Wire models
-
-export const RequestClientCertificate = Schema.Struct({
-  csr: Schema.String.pipe(Schema.maxLength(16_384)).annotations({
-    description: "PEM CSR made by the agent with a P-256/P-384 or RSA 2048+ key; its names are ignored",
-    examples: ["-----BEGIN CERTIFICATE REQUEST-----\n…"]
-  })
-}).annotations({ parseOptions: { onExcessProperty: "error" } })
-
-export const ClientCertificate = Schema.Struct({
-  // Bounded because the agent decodes this answer (a control plane, or one posing as it, must not
-  // hand it unbounded strings): a PEM certificate of a few KiB, a hex serial, a URN, a timestamp.
-  certificate_pem: Schema.String.pipe(Schema.maxLength(65_536)).annotations({
-    description: "The agent's client certificate (PEM)"
-  }),
-  ca_pem: Schema.String.pipe(Schema.maxLength(65_536)).annotations({
-    description: "The client CA that signed it (PEM)"
-  }),
-  serial: Schema.String.pipe(Schema.maxLength(128)).annotations({
-    description: "Serial number, lowercase hex",
-    examples: ["5f1c…"]
-  }),
-  identity: Schema.String.pipe(Schema.maxLength(300)).annotations({
-    description: "The identity it carries (URI SAN)",
-    examples: ["urn:certctl:agent:web-01"]
-  }),
-  not_after: Schema.String.pipe(Schema.maxLength(64)).annotations({
-    description: "When it expires (30 days from issue)"
-  })
-})
-export type ClientCertificate = typeof ClientCertificate.Type
-
-export const RevokedClientCertificates = Schema.Struct({
-  revoked: Schema.Number.annotations({ description: "How many certificates were revoked", examples: [1] })
-})
+// Wire models (in domain/models/clientCerts.ts, which the API contract imports without this service)
+export {
+  agentIdentityOf as identityOf,
+  ClientCertificate,
+  clientCertLifetimeDays as lifetimeDays,
+  RequestClientCertificate,
+  RevokedClientCertificates
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -154,7 +128,7 @@ export class AgentClientCerts extends Effect.Service<AgentClientCerts>()("@certc
               csrDer: block.right.der,
               agentId,
               now: at,
-              lifetimeDays
+              lifetimeDays: clientCertLifetimeDays
             }),
           catch: (e) => ApiError.unprocessable(`cannot sign a client certificate for this CSR: ${String(e)}`)
         })

@@ -1,7 +1,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 import * as E from "../ApiError.js"
-import * as Enrollment from "../../services/Enrollment.js"
+import * as Enrollment from "../../domain/models/enrollment.js"
 import * as M from "../../domain/Models.js"
 import * as Work from "../../domain/Work.js"
 import {

@@ -1,7 +1,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 import * as E from "../ApiError.js"
-import * as ConnectorCatalog from "../../services/ConnectorCatalog.js"
+import * as ConnectorCatalog from "../../domain/models/connectorTypes.js"
 import * as M from "../../domain/Models.js"
 import { Authentication, MetricsAuthentication, ReaderAuthentication } from "../Security.js"
 

@@ -2,6 +2,7 @@
 import "reflect-metadata"
 import { randomBytes, webcrypto } from "node:crypto"
 import * as x509 from "@peculiar/x509"
+import { agentIdentityOf } from "../../domain/models/clientCerts.js"
 
 /**
  * The agents' client CA: a P-256 root that signs only TLS client certificates, each naming one
@@ -17,7 +18,7 @@ const DAY = 86_400_000
 /** Clock skew between the server and its peers. */
 const BACKDATE_MS = 5 * 60_000
 
-export const agentUri = (agentId: string) => `urn:certctl:agent:${agentId}`
+export const agentUri = agentIdentityOf
 
 const pemOf = (der: ArrayBuffer, label: string) => `${x509.PemConverter.encode(der, label).trimEnd()}\n`
 
