@@ -26,9 +26,7 @@ const graphOf = async (entry: string) => {
   })
   const inputs = result.metafile.inputs
   const modules = Object.keys(inputs).map((m) => path.relative(src, path.resolve(m)))
-  const packages = new Set(
-    Object.values(inputs).flatMap((i) => i.imports.filter((x) => x.external).map((x) => x.path))
-  )
+  const packages = new Set(Object.values(inputs).flatMap((i) => i.imports.filter((x) => x.external).map((x) => x.path)))
   return { modules, packages: [...packages] }
 }
 
