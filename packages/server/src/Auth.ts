@@ -1,15 +1,13 @@
-import { type AgentClientCerts, Api, ApiError, type Caller, Enrollment } from "@certctl/core"
+import { type AgentClientCerts, Api, ApiError, type Caller, Enrollment, KeyLookup } from "@certctl/core"
 import { HttpServerRequest } from "@effect/platform"
-import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Redacted } from "effect"
 import * as AgentTls from "./AgentTls.js"
-import * as ApiKeys from "./ApiKeys.js"
 import { ServerConfig } from "./Config.js"
 import * as InputGuard from "./http/InputGuard.js"
 
 /** A bearer API key → its principal; a missing or unknown key is 401. */
 const principalOf = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
+  const keys = yield* KeyLookup.KeyLookup
   const config = yield* ServerConfig
   const clientCertificate = yield* AgentTls.makeCheck
   return (token: Redacted.Redacted<string>) =>
@@ -17,10 +15,8 @@ const principalOf = Effect.gen(function* () {
       const value = Redacted.value(token)
       if (value.length === 0 || value.length > 512)
         return yield* Effect.fail(ApiError.unauthorized("missing or malformed bearer API key"))
-      const found = yield* ApiKeys.lookup(value, config.adminApiKey).pipe(
-        Effect.provideService(SqlClient.SqlClient, sql),
-        Effect.orDie
-      )
+      // Answered from the replica's key cache when it may be (KeyLookup says when).
+      const found = yield* keys.lookup(value, config.adminApiKey).pipe(Effect.orDie)
       if (Option.isNone(found)) return yield* Effect.fail(ApiError.unauthorized("unknown, revoked or retired API key"))
       if (found.value.agent_id !== null) yield* clientCertificate(found.value.agent_id)
       return { role: found.value.role, key_id: found.value.id, agent_id: found.value.agent_id } satisfies Api.Principal
@@ -55,7 +51,7 @@ const keyMiddleware = (roles: ReadonlyArray<Role>) =>
   }))
 
 /** What building the key authentications needs (named: declaration emit cannot name it otherwise). */
-type AuthDeps = SqlClient.SqlClient | ServerConfig | AgentClientCerts.AgentClientCerts
+type AuthDeps = KeyLookup.KeyLookup | ServerConfig | AgentClientCerts.AgentClientCerts
 
 export const AuthenticationLive: Layer.Layer<Api.Authentication, never, AuthDeps> = Layer.effect(
   Api.Authentication,

@@ -17,6 +17,7 @@ import { Directory } from "../services/Directory.js"
 import { Enrollment } from "../services/Enrollment.js"
 import * as JobEngine from "./JobEngine.js"
 import { Jobs } from "../services/Jobs.js"
+import { KeyLookup } from "../services/KeyLookup.js"
 import * as Lifecycle from "./Lifecycle.js"
 import { Metrics } from "../services/Metrics.js"
 import * as Migrations from "../persistence/Migrations.js"
@@ -69,9 +70,12 @@ export const layer = (options: EngineOptions) => {
     Layer.provideMerge(foundation)
   )
   // Agent identities: registration by an admin, or by an enrollment token's exchange.
-  const identities = Layer.mergeAll(Enrollment.Default, ApiKeyManagement.Default, AgentClientCerts.Default).pipe(
-    Layer.provideMerge(AgentRegistration.Default)
-  )
+  const identities = Layer.mergeAll(
+    Enrollment.Default,
+    ApiKeyManagement.Default,
+    AgentClientCerts.Default,
+    KeyLookup.Default
+  ).pipe(Layer.provideMerge(AgentRegistration.Default))
   // What the HTTP API (or an embedder) calls: certificates, jobs, the directory, connector configs, metrics.
   const operations = Layer.mergeAll(
     Certificates.Default,

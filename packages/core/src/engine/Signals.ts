@@ -3,6 +3,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Context, Deferred, Duration, Effect, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
 import * as GroupCommit from "../internal/jobEngine/groupCommit.js"
 import * as SignalEchoes from "../internal/signalEchoes.js"
+import * as SignalListener from "../internal/signalListener.js"
 import { Database } from "../persistence/Database.js"
 
 /**
@@ -41,7 +42,25 @@ export interface SignalBus {
   readonly subscribe: (prefix: string) => Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
   /** Listens and awaits registered in this process now: each ends with its scope or its wait. */
   readonly registered: () => number
+  /**
+   * Calls `f` with every topic starting with `prefix` as it is delivered to this process (before any
+   * waiter resumes), until the scope closes: what a cache that a topic invalidates hooks into.
+   */
+  readonly tap: (prefix: string, f: (topic: string) => void) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * A number that stays the same only while this process receives every notify committed from one
+   * moment on; `undefined` while it may miss some (the LISTEN connection is down or reconnecting).
+   * It changes at every loss and every re-establishment: a cache invalidated by notifies may answer
+   * from an entry only while this is still the number it was when the entry was read.
+   */
+  readonly listening: () => number | undefined
 }
+
+/**
+ * An API key was revoked or rotated, or an agent's status changed: every replica drops what its
+ * `KeyLookup` cache holds. Sent in the transaction of the change.
+ */
+export const apiKeysTopic = "api-keys"
 
 /** One topic watched outside any scope (see `SignalBus.watch`). */
 export interface Watch {
@@ -88,8 +107,10 @@ const makeLocal = () => {
   const waiters = new Map<string, Set<Deferred.Deferred<boolean>>>()
   const listeners = new Map<string, Set<Listener>>()
   const taps = new Set<{ readonly prefix: string; readonly queue: Queue.Queue<string> }>()
+  const hooks = new Set<{ readonly prefix: string; readonly f: (topic: string) => void }>()
   const deliver = (topic: string) =>
     Effect.suspend(() => {
+      for (const hook of hooks) if (topic.startsWith(hook.prefix)) hook.f(topic)
       for (const tap of taps) if (topic.startsWith(tap.prefix)) Queue.unsafeOffer(tap.queue, topic)
       const polls = listeners.get(topic)
       if (polls) {
@@ -186,6 +207,17 @@ const makeLocal = () => {
           Queue.shutdown(tap.queue)
         )
     ).pipe(Effect.map((tap) => tap.queue as Queue.Dequeue<string>))
+  const tap = (prefix: string, f: (topic: string) => void) =>
+    Effect.asVoid(
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const hook = { prefix, f }
+          hooks.add(hook)
+          return hook
+        }),
+        (hook) => Effect.sync(() => hooks.delete(hook))
+      )
+    )
   /** Listeners and waiters registered now, over all topics (what a closed poll must give back). */
   const registered = () => {
     let n = 0
@@ -193,7 +225,7 @@ const makeLocal = () => {
     for (const set of waiters.values()) n += set.size
     return n
   }
-  return { deliver, wait, listen, watch, subscribe, registered }
+  return { deliver, wait, listen, watch, subscribe, registered, tap }
 }
 
 export const layerMemory = Layer.sync(Signals, () => {
@@ -204,7 +236,10 @@ export const layerMemory = Layer.sync(Signals, () => {
     listen: local.listen,
     watch: local.watch,
     subscribe: local.subscribe,
-    registered: local.registered
+    registered: local.registered,
+    tap: local.tap,
+    // One process: every notify is delivered in it, at once.
+    listening: () => 0
   }
 })
 
@@ -220,8 +255,9 @@ export const layerPg = Layer.scoped(
       Option.isSome(db) && db.value.schema !== "public" ? `${baseChannel}_${db.value.schema}`.slice(0, 63) : baseChannel
     const local = makeLocal()
     const echoes = SignalEchoes.make(5_000)
+    const listener = SignalListener.makeState()
     // A lost listener connection is re-established; meanwhile every waiter falls back to polling.
-    yield* pg.listen(channel).pipe(
+    yield* SignalListener.listen(pg.config, channel, listener).pipe(
       Stream.runForEach((topic) => (echoes.isEcho(topic) ? Effect.void : local.deliver(topic))),
       Effect.tapErrorCause((cause) =>
         Effect.zipRight(
@@ -307,7 +343,9 @@ export const layerPg = Layer.scoped(
       listen: local.listen,
       watch: local.watch,
       subscribe: local.subscribe,
-      registered: local.registered
+      registered: local.registered,
+      tap: local.tap,
+      listening: () => (listener.up ? listener.epoch : undefined)
     }
   })
 )

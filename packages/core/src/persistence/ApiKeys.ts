@@ -66,7 +66,8 @@ const KeyRow = Schema.Struct({
   agent_id: Schema.NullOr(Schema.String),
   key_hash: Schema.Uint8ArrayFromSelf,
   status: Schema.NullOr(Schema.String),
-  stale: Schema.Boolean
+  stale: Schema.Boolean,
+  expires_in_ms: Schema.NullOr(Schema.Number)
 })
 
 /**
@@ -83,23 +84,36 @@ const envHash = (key: Redacted.Redacted<string>): Buffer => {
   return h
 }
 
+/** What a stored key resolves to, and how long it has left (ms; absent: it does not expire). */
+export interface Resolved {
+  readonly record: KeyRecord
+  readonly expiresInMs: number | undefined
+}
+
+/** The environment's admin key, when `presented` is its hash. */
+export const envAdminOf = (
+  presented: Uint8Array,
+  envAdmin: Option.Option<Redacted.Redacted<string>>
+): KeyRecord | undefined =>
+  Option.isSome(envAdmin) && constantTimeEqual(presented, envHash(envAdmin.value))
+    ? { id: "env-admin", role: "admin", agent_id: null }
+    : undefined
+
 /**
- * Resolves a presented token: an unrevoked, unexpired key (an agent's only while the agent is
- * active), or the admin key from the environment. The lookup is by hash (an index probe,
- * independent of the secret's prefix), and the stored hash is compared again in constant time.
- * `last_used_at` is written at most once a minute per key, in the lookup's own round trip, so
- * reads stay reads and a fleet's keys cost no statement of their own.
+ * Resolves a presented key's hash to an unrevoked, unexpired stored key (an agent's only while the
+ * agent is active). The lookup is by hash (an index probe, independent of the secret's prefix), and
+ * the stored hash is compared again in constant time. `last_used_at` is written at most once a
+ * minute per key, in the lookup's own round trip, so reads stay reads and a fleet's keys cost no
+ * statement of their own.
  */
-export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<string>> = Option.none()) =>
+export const resolve = (presented: Buffer) =>
   Effect.gen(function* () {
-    const presented = hash(token)
-    if (Option.isSome(envAdmin) && constantTimeEqual(presented, envHash(envAdmin.value)))
-      return Option.some<KeyRecord>({ id: "env-admin", role: "admin", agent_id: null })
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql`
       WITH k AS (
         SELECT k.id, k.role, k.agent_id, k.key_hash, a.status,
-               (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute') AS stale
+               (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute') AS stale,
+               (extract(epoch FROM k.expires_at - now()) * 1000)::float8 AS expires_in_ms
         FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
         WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())),
       u AS (
@@ -109,9 +123,27 @@ export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<
         RETURNING 1)
       SELECT * FROM k`.pipe(decodeRows(KeyRow))
     const row = rows[0]
-    if (!row || !constantTimeEqual(row.key_hash, presented)) return Option.none<KeyRecord>()
-    if (row.role === "agent" && row.status !== "active") return Option.none<KeyRecord>()
-    return Option.some<KeyRecord>({ id: row.id, role: row.role, agent_id: row.agent_id })
+    if (!row || !constantTimeEqual(row.key_hash, presented)) return Option.none<Resolved>()
+    if (row.role === "agent" && row.status !== "active") return Option.none<Resolved>()
+    return Option.some<Resolved>({
+      record: { id: row.id, role: row.role, agent_id: row.agent_id },
+      expiresInMs: row.expires_in_ms ?? undefined
+    })
+  })
+
+/**
+ * Resolves a presented token: the admin key from the environment, or a stored key (`resolve`).
+ * Every call reads the database; the server's requests go through `KeyLookup`, which keeps answers.
+ */
+export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<string>> = Option.none()) =>
+  Effect.suspend(() => {
+    const presented = hash(token)
+    const env = envAdminOf(presented, envAdmin)
+    if (env !== undefined) return Effect.succeed(Option.some<KeyRecord>(env))
+    return Effect.map(
+      resolve(presented),
+      Option.map((r) => r.record)
+    )
   })
 
 /** Usable admin keys (unrevoked, unexpired): none at first start, when the server generates one. */

@@ -391,6 +391,8 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
               WHERE agent_id = ${agentId} AND revoked_at IS NULL AND pending AND id <> ${twoPhase.callerKeyId}`
           else
             yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE agent_id = ${agentId} AND revoked_at IS NULL`
+          // Every replica's KeyLookup drops the revoked keys when this commits.
+          yield* signals.notify(Signals.apiKeysTopic)
           const k = yield* ApiKeys.issue("agent", agentId, { pending: twoPhase !== undefined })
           yield* audit.append({
             actor,
@@ -421,6 +423,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
           if (promoted.length === 0) return { confirmed: false }
           const revoked = yield* sql<{ id: string }>`UPDATE agent_api_keys SET revoked_at = now()
               WHERE agent_id = ${agentId} AND id <> ${keyId} AND revoked_at IS NULL RETURNING id`
+          if (revoked.length > 0) yield* signals.notify(Signals.apiKeysTopic)
           yield* audit.append({
             actor,
             action: "agent_key_confirmed",
@@ -438,6 +441,7 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
         yield* Effect.gen(function* () {
           yield* sql`UPDATE agents SET status = 'retired', retired_at = coalesce(retired_at, now()) WHERE id = ${agentId}`
           yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE agent_id = ${agentId} AND revoked_at IS NULL`
+          yield* signals.notify(Signals.apiKeysTopic)
           yield* audit.append({
             actor,
             action: "agent_retired",

@@ -4,6 +4,7 @@ import * as ApiKeys from "../persistence/ApiKeys.js"
 import { type Actor, AuditLog } from "./AuditLog.js"
 import { decodeRows, type PersistenceError, orPersistence } from "../persistence/Persistence.js"
 import { ApiKey, CreateApiKey, CreatedApiKey, KeyRole, KeyStatus, maxExpiresIn } from "../domain/models/apiKeys.js"
+import * as Signals from "../engine/Signals.js"
 
 /**
  * Admin, viewer and agent API keys as an admin manages them: create (with an optional expiry),
@@ -91,6 +92,7 @@ export class ApiKeyManagement extends Effect.Service<ApiKeyManagement>()("@certc
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const audit = yield* AuditLog
+    const signals = yield* Signals.Signals
 
     const columns = sql`id, name, role, agent_id, prefix, bootstrap, created_by, created_at, expires_at, last_used_at,
       revoked_at, CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
@@ -170,6 +172,8 @@ export class ApiKeyManagement extends Effect.Service<ApiKeyManagement>()("@certc
         const lastAdmin = admins.length === 1 && admins[0].id === id
         if (lastAdmin && options.externalAdmin !== true) return yield* new LastAdminKey({ id })
         yield* sql`UPDATE agent_api_keys SET revoked_at = now() WHERE id = ${id} AND revoked_at IS NULL`
+        // Every replica's KeyLookup drops what it holds when this commits.
+        yield* signals.notify(Signals.apiKeysTopic)
         yield* audit.append({
           actor,
           action: "api_key_revoked",
@@ -187,6 +191,7 @@ export class ApiKeyManagement extends Effect.Service<ApiKeyManagement>()("@certc
       Effect.gen(function* () {
         const retired = yield* sql<{ id: string }>`UPDATE agent_api_keys SET revoked_at = now()
           WHERE bootstrap AND revoked_at IS NULL RETURNING id`
+        if (retired.length > 0) yield* signals.notify(Signals.apiKeysTopic)
         for (const r of retired)
           yield* audit.append({
             actor,
