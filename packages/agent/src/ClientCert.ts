@@ -4,9 +4,8 @@ import { createPrivateKey, X509Certificate, webcrypto } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Models } from "@certctl/core"
-import { Tls } from "@certctl/sdk"
+import { NodeTransport, Tls } from "@certctl/sdk"
 import { HttpClient } from "@effect/platform"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as x509 from "@peculiar/x509"
 import { Clock, Config, Data, Duration, Effect, Either, Layer, Option, Queue, Redacted } from "effect"
 import type { AgentConfig } from "./Config.js"
@@ -284,7 +283,7 @@ export const layerControlPlane = (config: AgentConfig): Layer.Layer<ControlPlane
   const sdk = { url: config.serverUrl, apiKey: config.apiKey, agentId: config.agentId }
   if (config.clientCert !== "auto")
     return Layer.effect(ControlPlane, makeSdk(sdk)).pipe(
-      Layer.provide(config.serverCa ? Tls.layer({ ca: config.serverCa }) : NodeHttpClient.layer)
+      Layer.provide(config.serverCa ? Tls.layer({ ca: config.serverCa }) : NodeTransport.layer())
     )
   return Layer.scoped(
     ControlPlane,

@@ -1,7 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Client, type CertctlError, Errors, Tls } from "@certctl/sdk"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { Client, type CertctlError, Errors, NodeTransport, Tls } from "@certctl/sdk"
 import { Data, Effect, Option, Redacted, Schedule } from "effect"
 import type { AgentConfig, AgentSettings } from "./Config.js"
 
@@ -137,7 +136,7 @@ export const exchange = (options: {
           message: `enrollment of agent ${options.agentId} at ${options.serverUrl} refused: ${Errors.format(e)}`
         })
     ),
-    Effect.provide(options.ca ? Tls.layer({ ca: options.ca }) : NodeHttpClient.layer)
+    Effect.provide(options.ca ? Tls.layer({ ca: options.ca }) : NodeTransport.layer())
   )
 
 /** The agent's configuration with its identity settled: given, stored, or enrolled now (and stored). */

@@ -1,5 +1,6 @@
 import { HttpClient, HttpClientError, type HttpClientResponse, UrlParams } from "@effect/platform"
 import { Chunk, Data, Effect, Stream } from "effect"
+import { preread } from "./internal/nodeTransport.js"
 
 /**
  * A bound on how much of a response the client reads. The derived client reads a whole body
@@ -51,7 +52,8 @@ const withBody = (
   )
 }
 
-const tooLarge = (response: HttpClientResponse.HttpClientResponse, limit: number, declared?: number) =>
+/** The error an oversized answer fails with (also the SDK node transport's). */
+export const tooLarge = (response: HttpClientResponse.HttpClientResponse, limit: number, declared?: number) =>
   new HttpClientError.ResponseError({
     request: response.request,
     // The refused body is not kept: whoever looks at the error must not read it after all.
@@ -82,6 +84,10 @@ const bounded = (
     return Effect.succeed(response)
   const declared = Number(response.headers["content-length"])
   if (Number.isFinite(declared) && declared > limit) return Effect.fail(tooLarge(response, limit, declared))
+  // Read whole by the SDK's node transport (under its own bound): only its length is left to check.
+  const body = preread(response)
+  if (body !== undefined)
+    return body.byteLength > limit ? Effect.fail(tooLarge(response, limit)) : Effect.succeed(response)
   let read = 0
   return response.stream.pipe(
     Stream.mapEffect((chunk) => {

@@ -4,6 +4,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Effect, Layer, Redacted, type Scope } from "effect"
 import * as NodeHttp from "node:http"
 import * as NodeHttps from "node:https"
+import * as NodeTransport from "./NodeTransport.js"
 
 /**
  * An `HttpClient` for a control plane served over TLS with settings of its own: the CA to trust for
@@ -52,10 +53,8 @@ const pool = (options: TlsOptions, identity: ClientCertificate | undefined): Eff
       rejectUnauthorized: true
     })
   }
-  return NodeHttpClient.make.pipe(
-    Effect.provideService(NodeHttpClient.HttpAgent, agent),
-    Effect.map((client) => ({ agent, client }))
-  )
+  // The SDK's node transport: each answer read whole in node's callbacks (NodeTransport.ts).
+  return Effect.map(NodeTransport.make(agent), (client) => ({ agent, client }))
 }
 
 /** Closes a pool's idle connections now and each busy one when its request has finished. */

@@ -9,6 +9,8 @@
  * - `ResponseLimit`: the bound on response bodies every client applies (`maxResponseBytes`).
  * - `Cli`: the `certctl` command tree, to embed or test it (`Cli.run(argv)`).
  * - `Tls`: an `HttpClient` with its own server CA and a TLS client certificate (mTLS).
+ * - `NodeTransport`: an `HttpClient` over node:http(s) that reads each answer whole, bounded,
+ *   cheaper per request than the platform's node client (the agent's).
  */
 export { CertctlError } from "./CertctlError.js"
 export * as Errors from "./CertctlError.js"
@@ -19,4 +21,5 @@ export type { CertctlPromiseClient, PromiseClientOptions } from "./Promise.js"
 export * as PromiseClient from "./Promise.js"
 export * as ResponseLimit from "./ResponseLimit.js"
 export * as Cli from "./cli/Main.js"
+export * as NodeTransport from "./NodeTransport.js"
 export * as Tls from "./Tls.js"

@@ -1,10 +1,11 @@
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import { FetchHttpClient } from "@effect/platform"
-import { Effect, Redacted } from "effect"
+import { FetchHttpClient, type HttpClient } from "@effect/platform"
+import { Effect, type Layer, Redacted } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type CertctlError, normalize } from "../src/CertctlError.js"
 import * as Client from "../src/Client.js"
+import * as NodeTransport from "../src/NodeTransport.js"
 import { createClient } from "../src/Promise.js"
 import * as ResponseLimit from "../src/ResponseLimit.js"
 
@@ -13,7 +14,13 @@ import * as ResponseLimit from "../src/ResponseLimit.js"
  * than any answer of the API (declared, or chunked without a length) and with oversized fields.
  * The SDK must refuse each with a clear error, without reading what it was sent.
  */
-describe("the SDK's response limit, against a real hostile HTTP server", () => {
+/** fetch, and the SDK's node transport (which reads each answer whole in node's callbacks). */
+const transports: ReadonlyArray<[string, Layer.Layer<HttpClient.HttpClient>]> = [
+  ["fetch", FetchHttpClient.layer],
+  ["NodeTransport", NodeTransport.layer()]
+]
+
+describe.each(transports)("the SDK's response limit over %s, against a real hostile HTTP server", (_, transport) => {
   let server: http.Server
   let url: string
   /** Bytes the server managed to write for the last endless answer. */
@@ -78,7 +85,7 @@ describe("the SDK's response limit, against a real hostile HTTP server", () => {
       Effect.gen(function* () {
         const client = yield* Client.make({ url, apiKey: Redacted.make("k"), maxResponseBytes })
         return yield* client.agents.work({ path: { id: route }, urlParams: { wait: 0 } })
-      }).pipe(normalize(url), Effect.flip, Effect.provide(FetchHttpClient.layer))
+      }).pipe(normalize(url), Effect.flip, Effect.provide(transport))
     ) as Promise<CertctlError>
 
   it("refuses a body whose declared length is over the limit, before reading it", async () => {
@@ -102,7 +109,7 @@ describe("the SDK's response limit, against a real hostile HTTP server", () => {
       Effect.gen(function* () {
         const client = yield* Client.make({ url, apiKey: Redacted.make("k") })
         return yield* client.agents.work({ path: { id: "normal" }, urlParams: { wait: 0 } })
-      }).pipe(Effect.provide(FetchHttpClient.layer))
+      }).pipe(Effect.provide(transport))
     )
     expect(work.items.map((i) => ("domain" in i ? i.domain : i.identifier))).toEqual(["www.example.com"])
     const error = await poll("normal", 50)
@@ -118,7 +125,7 @@ describe("the SDK's response limit, against a real hostile HTTP server", () => {
           path: { id: "a" },
           payload: { challenge_id: "chal-1", status: "ready" }
         })
-      }).pipe(Effect.provide(FetchHttpClient.layer))
+      }).pipe(Effect.provide(transport))
     )
     expect(answer).toBeUndefined()
   })
