@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto"
+import { randomFillSync } from "node:crypto"
 import { Schema } from "effect"
 
 /**
@@ -43,6 +43,14 @@ export type AuditId = typeof AuditId.Type
 
 const alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
 
+/**
+ * Random bytes for ids, drawn from a pool refilled 4 KiB at a time from the same CSPRNG (as Node's
+ * own randomUUID caches its entropy): a randomBytes call per id cost about 5 us, measured on the
+ * audit append path, where an id is made for every row.
+ */
+const pool = Buffer.alloc(4096)
+let poolAt = pool.length
+
 /** Time-ordered (so ids sort by creation) plus 80 random bits. */
 export const make = (prefix: string, now: number = Date.now()): string => {
   let ts = ""
@@ -51,8 +59,12 @@ export const make = (prefix: string, now: number = Date.now()): string => {
     ts = alphabet[t % 32] + ts
     t = Math.floor(t / 32)
   }
-  const rnd = randomBytes(10)
+  if (poolAt + 10 > pool.length) {
+    randomFillSync(pool)
+    poolAt = 0
+  }
   let r = ""
-  for (const b of rnd) r += alphabet[b % 32]
+  for (let i = poolAt; i < poolAt + 10; i++) r += alphabet[(pool[i] as number) % 32]
+  poolAt += 10
   return `${prefix}-${ts}${r}`
 }

@@ -1,5 +1,5 @@
 import type { SqlClient } from "@effect/sql"
-import { Duration, Effect, Queue, Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
 import { decodeRows, orPersistence, type PersistenceError } from "../persistence/Persistence.js"
 
 /**
@@ -46,6 +46,47 @@ export const flush = (sql: SqlClient.SqlClient): Effect.Effect<number, Persisten
   ).pipe(Effect.map((s) => s.total))
 
 /**
+ * What wakes the sequencer's idle wait. `wake` is a plain call, made after every append: it was a
+ * `Queue.offer`, an effect of its own on each append's path. As with the sliding queue of one it
+ * replaces, a wake while the sequencer is not waiting is remembered (one), and `clear` forgets it.
+ */
+export interface Waker {
+  readonly wake: () => void
+  readonly wait: Effect.Effect<void>
+  readonly clear: Effect.Effect<void>
+}
+
+export const makeWaker = (): Waker => {
+  let pending = false
+  let waiter: ((resumed: Effect.Effect<void>) => void) | undefined
+  return {
+    wake: () => {
+      const w = waiter
+      if (w === undefined) pending = true
+      else {
+        waiter = undefined
+        w(Effect.void)
+      }
+    },
+    wait: Effect.async<void>((resume) => {
+      if (pending) {
+        pending = false
+        resume(Effect.void)
+        return
+      }
+      waiter = resume
+      // Interrupted (the idle timer won the race): a later wake must not resume a finished wait.
+      return Effect.sync(() => {
+        if (waiter === resume) waiter = undefined
+      })
+    }),
+    clear: Effect.sync(() => {
+      pending = false
+    })
+  }
+}
+
+/**
  * The background loop: a pass right after an append wakes it (the append's transaction may not
  * have committed yet; the next pass or the idle timer picks the row up), back to back while full
  * batches come, every `busyInterval` while rows keep coming, and every `idleInterval` otherwise.
@@ -55,8 +96,8 @@ export const flush = (sql: SqlClient.SqlClient): Effect.Effect<number, Persisten
  * rows too) pauses for `idleInterval` without listening to wakes: otherwise every append would
  * send one more refused pass while the other links (measured: 60-150 us more CPU per append).
  */
-export const run = (sql: SqlClient.SqlClient, wake: Queue.Queue<void>): Effect.Effect<never> => {
-  const idle = Effect.raceFirst(Effect.asVoid(Queue.take(wake)), Effect.sleep(idleInterval))
+export const run = (sql: SqlClient.SqlClient, waker: Waker): Effect.Effect<never> => {
+  const idle = Effect.raceFirst(waker.wait, Effect.sleep(idleInterval))
   const pass = linkBatch(sql, false).pipe(
     Effect.catchAllCause((cause) =>
       Effect.logWarning("audit sequencer: linking failed; retrying", cause).pipe(Effect.as(0))
@@ -69,8 +110,8 @@ export const run = (sql: SqlClient.SqlClient, wake: Queue.Queue<void>): Effect.E
         : n > 0
           ? Effect.sleep(busyInterval)
           : n < 0
-            ? Effect.zipRight(Effect.sleep(idleInterval), Queue.takeAll(wake))
-            : Effect.zipRight(idle, Queue.takeAll(wake))
+            ? Effect.zipRight(Effect.sleep(idleInterval), waker.clear)
+            : Effect.zipRight(idle, waker.clear)
     )
   )
 }
