@@ -8,6 +8,9 @@ type ConnectCallback = (
   done: (release?: unknown) => void
 ) => void
 
+/** The statement @effect/sql-pg (0.53) sends to cancel an interrupted one. */
+const cancelStatement = /^SELECT pg_cancel_backend\(\d+\)$/
+
 /**
  * A pg pool whose checkout callbacks never run on the stack that released a connection.
  *
@@ -29,6 +32,26 @@ export const makePool = (config: pg.PoolConfig): pg.Pool => {
           process.nextTick(cb, err, client, done)
         })
   pool.connect = guarded as typeof pool.connect
+  // @effect/sql-pg answers an interrupted statement (a client that hung up) with
+  // `SELECT pg_cancel_backend(pid)` through this pool, and releases the connection when the
+  // statement ends, which can be before that cancel lands: the pool has by then handed the
+  // connection to another request, and PostgreSQL cancels whatever the backend runs when the signal
+  // arrives. When a fleet's clients left at once, innocent requests failed with "canceling statement
+  // due to user request" and were answered 500 (bench/README.md "Fleet", fifth pass; reproduced in
+  // test/DatabasePool.test.ts). So the cancel is not sent: the statement, short as every statement
+  // here is, runs to its end and the connection then serves the next request. This also spares an
+  // overloaded pool one checkout and one statement per abandoned request.
+  const query = pool.query.bind(pool) as (...args: Array<unknown>) => unknown
+  pool.query = ((...args: Array<unknown>) => {
+    if (typeof args[0] === "string" && cancelStatement.test(args[0])) {
+      const callback = args.find((a) => typeof a === "function") as ((e: undefined, r: unknown) => void) | undefined
+      const result = { rows: [], rowCount: 0 }
+      if (callback === undefined) return Promise.resolve(result)
+      process.nextTick(callback, undefined, result)
+      return undefined
+    }
+    return query(...args)
+  }) as typeof pool.query
   // Errors of idle connections surface on the next checkout; unhandled, they would end the process.
   pool.on("error", () => {})
   return pool
