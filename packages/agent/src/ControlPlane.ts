@@ -1,5 +1,5 @@
 import type { Models, Work } from "@certctl/core"
-import { Client, type CertctlError, Errors } from "@certctl/sdk"
+import { AgentClient, type CertctlError, Errors } from "@certctl/sdk"
 import { HttpClient, HttpClientError } from "@effect/platform"
 import { Clock, Context, Data, Duration, Effect, Layer, Redacted } from "effect"
 
@@ -150,10 +150,10 @@ export const makeSdk = (options: SdkOptions): Effect.Effect<Service, never, Http
       notBefore > now ? Effect.sleep(Duration.millis(notBefore - now)) : Effect.void
     )
     const clientFor = (apiKey: Redacted.Redacted<string>) =>
-      Client.make({ url: options.url, apiKey }).pipe(Effect.provideService(HttpClient.HttpClient, http))
+      AgentClient.make({ url: options.url, apiKey }).pipe(Effect.provideService(HttpClient.HttpClient, http))
     // Replaced when a rotated key is confirmed: every later call carries the new key.
     let client = yield* clientFor(options.apiKey)
-    const base = Client.normalizeBaseUrl(options.url)
+    const base = AgentClient.normalizeBaseUrl(options.url)
     const path = { id: options.agentId }
     const timeout = Duration.decode(options.timeout ?? "30 seconds")
     const call =

@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Client, type CertctlError, Errors, NodeTransport, Tls } from "@certctl/sdk"
+import { AgentClient, type CertctlError, Errors, NodeTransport, Tls } from "@certctl/sdk"
 import { Data, Effect, Option, Redacted, Schedule } from "effect"
 import type { AgentConfig, AgentSettings } from "./Config.js"
 
@@ -113,7 +113,7 @@ export const exchange = (options: {
   readonly ca?: string
 }): Effect.Effect<Identity, EnrollmentError> =>
   Effect.gen(function* () {
-    const client = yield* Client.make({ url: options.serverUrl, apiKey: options.token })
+    const client = yield* AgentClient.make({ url: options.serverUrl, apiKey: options.token })
     return yield* client.enrollment
       .exchange({ payload: { id: options.agentId, ...(options.name ? { name: options.name } : {}) } })
       .pipe(Errors.normalize(options.serverUrl))

@@ -1,6 +1,7 @@
 export * as AgentClientCerts from "./services/AgentClientCerts.js"
 export * as AgentRegistration from "./services/AgentRegistration.js"
 export * as Api from "./api/Api.js"
+export { AgentApi } from "./api/AgentApi.js"
 export * as ApiError from "./api/ApiError.js"
 export * as ApiKeys from "./persistence/ApiKeys.js"
 export * as ApiKeyManagement from "./services/ApiKeyManagement.js"

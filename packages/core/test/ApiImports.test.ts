@@ -1,5 +1,6 @@
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { AgentApi, Api } from "@certctl/core"
 import * as esbuild from "esbuild"
 import { describe, expect, it } from "vitest"
 
@@ -41,5 +42,22 @@ describe("the API contract imports no persistence", () => {
     expect(modules).toContain("domain/models/clientCerts.ts")
     expect(serverSide(modules)).toEqual([])
     expect(sqlPackages(packages)).toEqual([])
+  })
+})
+
+describe("the agent's part of the API", () => {
+  it("reaches neither the whole contract, its operator groups nor its OpenAPI annotations", async () => {
+    const { modules } = await graphOf("api/AgentApi.ts")
+    expect(modules).toContain("api/internal/lifecycleGroups.ts")
+    expect(modules.filter((m) => /^api\/(Api|internal\/(operator|operations)Groups)\.ts$|apiDocs/.test(m))).toEqual([])
+    expect(serverSide(modules)).toEqual([])
+  })
+
+  it("is CertctlApi's own groups and errors, so it cannot drift from what the server serves", () => {
+    const whole = Api.CertctlApi.groups as Record<string, unknown>
+    const groups = Object.entries(AgentApi.groups as Record<string, unknown>)
+    expect(groups.map(([name]) => name).sort()).toEqual(["agentTls", "agents", "csr", "deployments", "enrollment"])
+    for (const [name, group] of groups) expect(group).toBe(whole[name])
+    expect(AgentApi.errorSchema.ast).toEqual(Api.CertctlApi.errorSchema.ast)
   })
 })

@@ -28,26 +28,24 @@ const userAgent = "certctl-sdk/0.1.0"
 /** Strip trailing slashes: endpoint paths start with "/", and "//api" would miss every route. */
 export const normalizeBaseUrl = (url: string | URL): string => url.toString().replace(/\/+$/, "")
 
+/** The derived client of an API: `client.<group>.<endpoint>(request)`, typed by it. */
+export type ClientOf<A> =
+  A extends HttpApi.HttpApi<infer _Id, infer Groups, infer E, infer _R> ? HttpApiClient.Client<Groups, E, never> : never
+export interface Service extends ClientOf<typeof Api.CertctlApi> {}
+/** How every client here sends its requests: base URL, bearer key, user agent, response limit. */
+export const clientOptions = (options: ClientOptions) => ({
+  baseUrl: normalizeBaseUrl(options.url),
+  transformClient: (client: HttpClient.HttpClient) =>
+    client.pipe(
+      HttpClient.mapRequest(HttpClientRequest.bearerToken(options.apiKey)),
+      HttpClient.mapRequest(HttpClientRequest.setHeader("user-agent", userAgent)),
+      ResponseLimit.limit(options.maxResponseBytes)
+    )
+})
+
 /** Build the client. Needs an `HttpClient` (FetchHttpClient.layer, NodeHttpClient.layer, …). */
-type CertctlApi = typeof Api.CertctlApi
-
-/** The derived client: `client.<group>.<endpoint>(request)`, typed by core's API. */
-type Derived =
-  CertctlApi extends HttpApi.HttpApi<infer _Id, infer Groups, infer E, infer _R>
-    ? HttpApiClient.Client<Groups, E, never>
-    : never
-export interface Service extends Derived {}
-
 export const make = (options: ClientOptions): Effect.Effect<Service, never, HttpClient.HttpClient> =>
-  HttpApiClient.make(Api.CertctlApi, {
-    baseUrl: normalizeBaseUrl(options.url),
-    transformClient: (client) =>
-      client.pipe(
-        HttpClient.mapRequest(HttpClientRequest.bearerToken(options.apiKey)),
-        HttpClient.mapRequest(HttpClientRequest.setHeader("user-agent", userAgent)),
-        ResponseLimit.limit(options.maxResponseBytes)
-      )
-  })
+  HttpApiClient.make(Api.CertctlApi, clientOptions(options))
 
 export class CertctlClient extends Context.Tag("@certctl/sdk/CertctlClient")<CertctlClient, Service>() {}
 

@@ -2,7 +2,7 @@
  * The public surface of @certctl/sdk.
  *
  * - `CertctlClient` (and the `Client` module: `make`, `layer`, `layerConfig`): the Effect client
- *   derived from core's `CertctlApi`.
+ *   derived from core's `CertctlApi`; `AgentClient.make`, the same over the agent's endpoints only.
  * - `createClient`: the Promise facade for code that does not use Effect.
  * - `CertctlError` and the `Errors` module (`fromUnknown`, `normalize`, `format`): one error type
  *   for every failure of either client.
@@ -16,6 +16,7 @@ export { CertctlError } from "./CertctlError.js"
 export * as Errors from "./CertctlError.js"
 export { CertctlClient } from "./Client.js"
 export * as Client from "./Client.js"
+export * as AgentClient from "./AgentClient.js"
 export { createClient } from "./Promise.js"
 export type { CertctlPromiseClient, PromiseClientOptions } from "./Promise.js"
 export * as PromiseClient from "./Promise.js"
