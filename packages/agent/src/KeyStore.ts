@@ -89,9 +89,9 @@ const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
  */
 export const domainDirName = (domain: string): Either.Either<string, KeyStoreError> => {
   if (typeof domain !== "string" || domain.length === 0) return Either.left(invalid("domain is empty"))
-  if (isIP(domain) === 4) return Either.right(domain)
-  if (isIP(domain) === 6)
-    return Either.right(`ip6_${new URL(`http://[${domain}]`).hostname.slice(1, -1).replace(/:/g, "_")}`)
+  const ip = isIP(domain)
+  if (ip === 4) return Either.right(domain)
+  if (ip === 6) return Either.right(`ip6_${new URL(`http://[${domain}]`).hostname.slice(1, -1).replace(/:/g, "_")}`)
   const lower = domain.toLowerCase()
   const wildcard = lower.startsWith("*.")
   const rest = wildcard ? lower.slice(2) : lower
@@ -132,6 +132,56 @@ const fsyncDir = async (dir: string): Promise<void> => {
   }
 }
 
+/** A file to write in one directory: its name there, content and mode. */
+export interface FileWrite {
+  readonly name: string
+  readonly data: string
+  readonly mode: number
+}
+
+/**
+ * Replace several files of `dir`, each atomically: every temp file beside its target is written
+ * with its `mode` and fsynced (together), then each is renamed over its target in the order given,
+ * then the directory is fsynced once. So each name holds its old or its new content, never half,
+ * and when this returns every new file is durable. It is the same guarantee as one `writeFileAtomic`
+ * per file, one directory fsync instead of one per file (the agent's install writes four files per
+ * certificate). A failure before the renames removes every temp file and leaves every target
+ * untouched. `beforeRename` runs with the temp files complete and no target changed (a crash-test hook).
+ */
+export const writeFilesAtomic = (
+  dir: string,
+  files: ReadonlyArray<FileWrite>,
+  beforeRename?: () => void
+): Effect.Effect<void, KeyStoreError> =>
+  io(`cannot write ${files.map((f) => join(dir, f.name)).join(", ")}`, async () => {
+    const temps = files.map((f) => join(dir, `.${f.name}.${randomBytes(6).toString("hex")}.tmp`))
+    let renamed = 0
+    try {
+      // Settled, not raced: a failed write must not leave another temp file being created after
+      // the clean-up below has run.
+      const written = await Promise.allSettled(
+        files.map(async (f, i) => {
+          const handle = await fs.open(temps[i]!, "wx", f.mode)
+          try {
+            await handle.writeFile(f.data)
+            await handle.chmod(f.mode) // the umask may have narrowed or widened `mode` at creation
+            await handle.sync()
+          } finally {
+            await handle.close()
+          }
+        })
+      )
+      const failed = written.find((w) => w.status === "rejected")
+      if (failed) throw failed.reason
+      beforeRename?.()
+      for (; renamed < files.length; renamed++) await fs.rename(temps[renamed]!, join(dir, files[renamed]!.name))
+    } catch (cause) {
+      await Promise.all(temps.slice(renamed).map((tmp) => fs.rm(tmp, { force: true })))
+      throw cause
+    }
+    await fsyncDir(dir)
+  })
+
 /**
  * Replace `path` atomically: write a temp file beside it with `mode`, fsync, rename over the
  * target, fsync the directory. On any failure the temp file is removed and `path` is untouched.
@@ -143,25 +193,7 @@ export const writeFileAtomic = (
   mode: number,
   beforeRename?: () => void
 ): Effect.Effect<void, KeyStoreError> =>
-  io(`cannot write ${path}`, async () => {
-    const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`)
-    try {
-      const handle = await fs.open(tmp, "wx", mode)
-      try {
-        await handle.writeFile(data)
-        await handle.chmod(mode) // the umask may have narrowed or widened `mode` at creation
-        await handle.sync()
-      } finally {
-        await handle.close()
-      }
-      beforeRename?.()
-      await fs.rename(tmp, path)
-    } catch (cause) {
-      await fs.rm(tmp, { force: true })
-      throw cause
-    }
-    await fsyncDir(dirname(path))
-  })
+  writeFilesAtomic(dirname(path), [{ name: basename(path), data, mode }], beforeRename)
 
 const ensureDir = (path: string): Effect.Effect<void, KeyStoreError> =>
   io(`cannot create ${path}`, async () => {
@@ -279,14 +311,16 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
       return true
     })
 
-  const writeCertFiles = (dir: string, input: InstallInput) =>
-    Effect.gen(function* () {
-      const cert = withNewline(input.certificate_pem)
-      const chain = withNewline(input.chain_pem)
-      yield* writeFileAtomic(join(dir, "cert.pem"), cert, CERT_MODE)
-      yield* writeFileAtomic(join(dir, "chain.pem"), chain, CERT_MODE)
-      yield* writeFileAtomic(join(dir, "fullchain.pem"), cert + chain, CERT_MODE)
-    })
+  /** The certificate files of `input`, in the order they are renamed into place. */
+  const certFiles = (input: InstallInput): Array<FileWrite> => {
+    const cert = withNewline(input.certificate_pem)
+    const chain = withNewline(input.chain_pem)
+    return [
+      { name: "cert.pem", data: cert, mode: CERT_MODE },
+      { name: "chain.pem", data: chain, mode: CERT_MODE },
+      { name: "fullchain.pem", data: cert + chain, mode: CERT_MODE }
+    ]
+  }
 
   const install: KeyStore["install"] = (domain, input) =>
     locked(
@@ -327,8 +361,8 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
           const pendingText = yield* io(`cannot read ${match.path}`, () => fs.readFile(match.path, "utf8"))
           let replaced = false
           for (const file of ALL_FILES) replaced = (yield* keepPrevious(dir, file)) || replaced
-          yield* writeCertFiles(dir, input)
-          yield* writeFileAtomic(join(dir, KEY), pendingText, KEY_MODE)
+          // The key is renamed into place last, as when each file was written on its own.
+          yield* writeFilesAtomic(dir, [...certFiles(input), { name: KEY, data: pendingText, mode: KEY_MODE }])
           const used = match.path
           yield* io(`cannot remove ${used}`, () => fs.rm(used, { force: true }))
           return { key_pem: plainPem(match.key), replaced_previous: replaced }
@@ -352,7 +386,7 @@ export const makeKeyStore = (options: KeyStoreOptions): KeyStore => {
           })
           if (!same) {
             for (const file of CERT_FILES) yield* keepPrevious(dir, file)
-            yield* writeCertFiles(dir, input)
+            yield* writeFilesAtomic(dir, certFiles(input))
           }
           return { key_pem: plainPem(current.right), replaced_previous: !same }
         }
