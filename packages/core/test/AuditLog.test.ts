@@ -113,6 +113,20 @@ for (const backend of backends) {
       expect((await run(Effect.flatMap(AuditLog, (a) => a.verify))).ok).toBe(true)
     })
 
+    it("one append effect run again (a retry after a lost answer) stores its row once", async () => {
+      const marker = `again-${Date.now()}`
+      const once = await run(
+        Effect.map(AuditLog, (a) =>
+          a.append({ actor: { type: "system", id: marker }, action: "x", resource: { type: "t", id: "1" } })
+        )
+      )
+      const first = await run(once)
+      // The id is the append's, fixed when it was made: the second run is refused as a duplicate.
+      expect(Exit.isFailure(await exit(once))).toBe(true)
+      const page = await run(Effect.flatMap(AuditLog, (a) => a.query({ actor_id: marker })))
+      expect(page.items.map((i) => i.id)).toEqual([first])
+    })
+
     it("the database refuses UPDATE, DELETE and TRUNCATE of audit rows", async () => {
       for (const statement of [
         (sql: SqlClient.SqlClient) =>

@@ -196,9 +196,11 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
 
     // The hot path of every standalone append: few effects per call (each is a few microseconds of
     // runtime and garbage at thousands of appends a second), and the sequencer's wake a plain call.
-    const append = (input: AppendInput): Effect.Effect<string, PersistenceError> =>
-      Effect.contextWithEffect((ctx: Context.Context<never>) => {
-        const id = Ids.make("audit")
+    const append = (input: AppendInput): Effect.Effect<string, PersistenceError> => {
+      // Made when append is called, as before: an append effect run again (a caller's retry after
+      // a lost answer) sends the same id, so a row that did commit is not written twice.
+      const id = Ids.make("audit")
+      return Effect.contextWithEffect((ctx: Context.Context<never>) => {
         // Inside the caller's transaction the row commits (or rolls back) with the change it records.
         const write = Option.isSome(Context.getOption(ctx, SqlClient.TransactionConnection))
           ? Effect.asVoid(insertRow(sql, id, input))
@@ -210,6 +212,7 @@ export class AuditLog extends Effect.Service<AuditLog>()("@certctl/core/AuditLog
           })
         )
       })
+    }
 
     /**
      * Links every row committed before the call and returns how many it linked; waits for another
