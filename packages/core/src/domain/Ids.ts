@@ -51,7 +51,10 @@ const alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
 const pool = Buffer.alloc(4096)
 let poolAt = pool.length
 
-/** Time-ordered (so ids sort by creation) plus 80 random bits. */
+/**
+ * Time-ordered (so ids sort by creation: 9 base-32 digits of the millisecond) plus 50 random bits
+ * (10 base-32 digits, each from one random byte), so only ids made in the same millisecond can collide.
+ */
 export const make = (prefix: string, now: number = Date.now()): string => {
   let ts = ""
   let t = now
