@@ -187,10 +187,18 @@ const program = Effect.gen(function* () {
           ),
           Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("60 seconds")))
         )
+      // Deployed once the deployment of the version in service reported success (the file target
+      // renames cert.pem into place before key.pem, so cert.pem alone may show the new serial
+      // while key.pem is yet to come) and the target holds that serial.
       const deployedOtherThan = (previous) =>
-        Effect.map(certificates.get(id), (c) =>
-          c.serial && c.serial !== previous && served() === c.serial.toLowerCase() ? c.serial : undefined
-        )
+        Effect.gen(function* () {
+          const c = yield* certificates.get(id)
+          if (!c.serial || c.serial === previous || !c.current_version_id) return undefined
+          const done = (yield* certificates.deployments(id)).some(
+            (d) => d.version_id === c.current_version_id && d.status === "success"
+          )
+          return done && served() === c.serial.toLowerCase() ? c.serial : undefined
+        })
       const first = yield* until("deployment", deployedOtherThan(undefined))
       const mode = fs.statSync(path.join(targetDir, domain, "key.pem")).mode & 0o777
       yield* expect(mode === 0o600, `key.pem has mode ${mode.toString(8)}`)
