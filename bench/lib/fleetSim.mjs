@@ -160,11 +160,19 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
   // Every open request listens on this one signal.
   setMaxListeners(0, stop.signal)
   const beats = []
+  /** Each answered heartbeat's latency by the 10 s window it was sent in: a ramp-up storm and a steady state read differently. */
+  const beatWindows = []
   const polls = []
   const errors = { heartbeat: {}, poll: {} }
   let openPolls = 0
   let maxOpenPolls = 0
-  const note = (bucket, status) => (bucket[status] = (bucket[status] ?? 0) + 1)
+  /** Requests not answered 200 (heartbeats and polls), by the 10 s window they ended in. */
+  const errorWindows = []
+  const note = (bucket, status) => {
+    bucket[status] = (bucket[status] ?? 0) + 1
+    const w = Math.floor((Date.now() - started) / 10_000)
+    errorWindows[w] = (errorWindows[w] ?? 0) + 1
+  }
   const started = Date.now()
   const endAt = started + seconds * 1000
   const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
@@ -197,6 +205,7 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
       let next = started + Math.random() * heartbeatMs
       while (next < endAt) {
         await sleep(next - Date.now())
+        const window = Math.floor((Date.now() - started) / 10_000)
         const r = await request(
           beatAgent,
           url,
@@ -206,8 +215,10 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
           { version: "bench" },
           stop.signal
         )
-        if (r.status === 200) beats.push(r.ms)
-        else if (r.status !== -1) note(errors.heartbeat, `${r.status}${r.error ? `:${r.error}` : ""}`)
+        if (r.status === 200) {
+          beats.push(r.ms)
+          ;(beatWindows[window] ??= []).push(r.ms)
+        } else if (r.status !== -1) note(errors.heartbeat, `${r.status}${r.error ? `:${r.error}` : ""}`)
         next += heartbeatMs
       }
     }
@@ -224,7 +235,13 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
   beatAgent.destroy()
   return {
     seconds: round(wall, 1),
-    heartbeat: { ...summary(beats), per_second: round(beats.length / wall, 1), errors: errors.heartbeat },
+    heartbeat: {
+      ...summary(beats),
+      per_second: round(beats.length / wall, 1),
+      errors: errors.heartbeat,
+      every_10s: Array.from(beatWindows, (w) => (w === undefined ? null : summary(w)))
+    },
+    not_200_every_10s: Array.from(errorWindows, (n) => n ?? 0),
     work_poll: {
       wait_seconds: waitSeconds,
       completed: polls.length,
