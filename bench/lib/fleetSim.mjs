@@ -217,7 +217,9 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
         )
         if (r.status === 200) {
           beats.push(r.ms)
-          ;(beatWindows[window] ??= []).push(r.ms)
+          const inWindow = beatWindows[window] ?? []
+          beatWindows[window] = inWindow
+          inWindow.push(r.ms)
         } else if (r.status !== -1) note(errors.heartbeat, `${r.status}${r.error ? `:${r.error}` : ""}`)
         next += heartbeatMs
       }
