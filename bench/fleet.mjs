@@ -98,6 +98,7 @@ const runFleet = async (server, agents, db, dbName) => {
     machine_load_average_1m: round(os.loadavg()[0], 2),
     heartbeat: run.heartbeat,
     work_poll: run.work_poll,
+    not_200_every_10s: run.not_200_every_10s,
     server: {
       cpu_seconds: round(cpu, 1),
       cpu_percent_of_one_core: round((100 * cpu) / run.seconds, 1),
