@@ -33,6 +33,11 @@ export interface PollWait {
   readonly answer: (
     woken: boolean
   ) => Effect.Effect<{ items: ReadonlyArray<Work.WorkItem> }, ApiError.NotFound | ApiError.Conflict | PersistenceError>
+  /**
+   * The wait ran out unwoken. A holder that then answers an empty listing itself (without
+   * `answer`) calls this first, so the agent's next poll may skip its read (`QuietAgents`).
+   */
+  readonly timedOut: () => void
 }
 
 export type PollError = ApiError.NotFound | ApiError.Conflict | PersistenceError

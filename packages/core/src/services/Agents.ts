@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Config, Duration, Effect, type Redacted, Schema } from "effect"
+import { Clock, Config, Duration, Effect, type Redacted, Schema } from "effect"
 import { AgentRegistration, type AgentRow, toAgent } from "./AgentRegistration.js"
 import * as ApiError from "../api/ApiError.js"
 import * as ApiKeys from "../persistence/ApiKeys.js"
@@ -15,6 +15,7 @@ import * as Sealing from "../persistence/Sealing.js"
 import * as Signals from "../engine/Signals.js"
 import * as Work from "../domain/Work.js"
 import { awaitPoll, noItems, type PollResult } from "../internal/agentPoll.js"
+import { QuietAgents } from "../internal/quietAgents.js"
 
 export interface ListQuery {
   readonly status?: "active" | "retired"
@@ -56,7 +57,7 @@ const retired = (id: string) => ApiError.conflict(`agent ${id} is retired`)
  * agents' acknowledgements in `acme_challenges`.
  */
 export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
-  effect: Effect.gen(function* () {
+  scoped: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const audit = yield* AuditLog
     const signals = yield* Signals.Signals
@@ -76,6 +77,13 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
     // database's write commits (at the default 60 s heartbeat, which always moves it, polls write
     // nothing; at 15 s, every 25 s poll of a 10,000-agent fleet was a commit).
     const touchSeconds = Math.max(1, Math.min(60, Math.floor(staleSeconds / 3)))
+    // An empty listing stands in for the next polls' reads for up to `touchSeconds` (each read is
+    // also a sign of life: with at most one per touchSeconds, last_seen_at stays under
+    // 2 × touchSeconds old, below the stale bound from 6 s up). Any delivery on an agent's topic
+    // forgets that agent (internal/quietAgents.ts).
+    const quiet = new QuietAgents(staleSeconds >= 6 ? touchSeconds * 1000 : 0)
+    const agentPrefix = Signals.agentTopic("")
+    yield* signals.tap(agentPrefix, (topic) => quiet.forget(topic.slice(agentPrefix.length)))
     const columns = sql`*, (status = 'active' AND coalesce(last_seen_at, created_at) < now() - make_interval(secs => ${staleSeconds})) AS stale`
 
     const load = (id: string): Effect.Effect<AgentRow, ApiError.NotFound | PersistenceError> =>
@@ -303,9 +311,28 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
       seen: string | undefined
     ): Effect.Effect<PollResult, ApiError.NotFound | ApiError.Conflict | PersistenceError> =>
       Effect.gen(function* () {
-        const items = yield* answer(agentId, caller, { seen: caller.agentId === agentId })
-        const unchanged = items.length === 0 || (seen !== undefined && Work.listingTag(items) === seen)
+        const own = caller.agentId === agentId
         const waitMillis = Duration.toMillis(wait)
+        // Captured after the watch registered and before the read: notifies are complete from here.
+        const epoch = signals.listening()
+        const readAt = yield* Clock.currentTimeMillis
+        // The agent's own poll, its listing known empty and nothing delivered for it since that
+        // read (the watch would be woken, or the entry forgotten): wait without reading. Its key
+        // resolved, so the agent is active (retiring it revokes its keys); no sign of life is due yet.
+        if (own && waitMillis > 0 && !watch.woken() && quiet.isQuiet(agentId, epoch, readAt))
+          return {
+            _tag: "Waiting" as const,
+            agentId,
+            waitMillis,
+            listed: 0,
+            watch,
+            answer: (woken: boolean) =>
+              woken ? Effect.map(answer(agentId, caller), (items) => ({ items })) : Effect.succeed(noItems),
+            // Nothing was read: the entry keeps the time of the last real read.
+            timedOut: () => {}
+          }
+        const items = yield* answer(agentId, caller, { seen: own })
+        const unchanged = items.length === 0 || (seen !== undefined && Work.listingTag(items) === seen)
         if (!unchanged || waitMillis <= 0) {
           watch.close()
           return { _tag: "Answered" as const, items }
@@ -316,6 +343,10 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
           return { _tag: "Answered" as const, items: yield* answer(agentId, caller) }
         }
         const empty = items.length === 0
+        // Waited its whole time unwoken, the listener never lost: still empty, and known so.
+        const timedOut = () => {
+          if (own && empty && !watch.woken() && signals.listening() === epoch) quiet.record(agentId, epoch, readAt)
+        }
         return {
           _tag: "Waiting" as const,
           agentId,
@@ -327,8 +358,12 @@ export class Agents extends Effect.Service<Agents>()("@certctl/core/Agents", {
           // Were the listener connection down meanwhile, the agent's next poll, sent at once,
           // reads the work: the same delay as reading it here. A non-empty listing is read again:
           // its opened target secrets are not kept while the poll waits.
-          answer: (woken: boolean) =>
-            !woken && empty ? Effect.succeed(noItems) : Effect.map(answer(agentId, caller), (items) => ({ items }))
+          answer: (woken: boolean) => {
+            if (woken || !empty) return Effect.map(answer(agentId, caller), (items) => ({ items }))
+            timedOut()
+            return Effect.succeed(noItems)
+          },
+          timedOut
         }
       })
 

@@ -71,6 +71,7 @@ export class ParkedPolls {
     if (!this.settle(entry)) return
     const { res, poll } = entry
     if (!woken && poll.listed === 0) {
+      poll.timedOut()
       res.release(200, emptyAnswer)
       return
     }
