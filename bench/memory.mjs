@@ -8,7 +8,9 @@
 //     against the PostgreSQL server above, as npm's bin runs it and with the settings the agent
 //     image and systemd unit add (imageSettings below).
 // RSS is read from /proc/<pid>/status (VmRSS; VmHWM is the peak) after CERTCTL_BENCH_MEMORY_SETTLE_S
-// (default 20) seconds of idling. Prints one JSON object to stdout; progress goes to stderr.
+// (default 20) seconds of idling. CERTCTL_AGENT_JIT, when set, reaches both agents (=on runs them
+// with V8's optimizing compilers, as before the bin turned them off: an A/B without a second
+// build). Prints one JSON object to stdout; progress goes to stderr.
 import { randomBytes } from "node:crypto"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -107,6 +109,7 @@ const agentWithOneCertificate = async (a, sql, serverUrl, agentId, env) => {
       CERTCTL_KEY_DIR: keyDir,
       CERTCTL_AGENT_POLICY: policy,
       CERTCTL_LOG_LEVEL: "info",
+      ...(process.env.CERTCTL_AGENT_JIT === undefined ? {} : { CERTCTL_AGENT_JIT: process.env.CERTCTL_AGENT_JIT }),
       ...env
     },
     agentId
@@ -196,6 +199,7 @@ const main = async () => {
     rss: figures,
     rss_vs_bare_node: ratios,
     agent_image_settings: imageSettings,
+    agent_jit: process.env.CERTCTL_AGENT_JIT ?? null,
     goals_mb: { server_postgresql: 200, server_pglite: 300, agent_after_one_certificate: 60 }
   }
 }
