@@ -29,6 +29,8 @@ export const make = (options: {
     // A failed item backs off and must be listed again when that ends: it cuts a `seen` wait short.
     const failures = yield* Queue.sliding<void>(1)
     let seen: string | undefined
+    /** Answers in a row that were the listing the poll said it had seen. */
+    let sameAgain = 0
 
     const once = Effect.suspend(() => {
       const listedAt = Date.now()
@@ -51,8 +53,17 @@ export const make = (options: {
             if (!items.every((item) => ledger.waiting(ledger.keyOf(item)))) return started === 0 ? 1000 : 50
             seen = Work.listingTag(items)
             // The same listing back for a `seen`: a spurious wake-up, or a control plane that does
-            // not know `seen` (without the pause it would be asked again and again at once).
-            return started === 0 && seen === sent ? 1000 : 0
+            // not know `seen` (without the pause it would be asked again and again at once). A
+            // single one is asked again at once: a wake-up's LISTEN echo answers a poll with the
+            // listing it has just seen whenever that listing is not empty (an ACME challenge's
+            // wake-ups while the CSR item is still listed), and the deployment handed out meanwhile
+            // waited out the whole second. Only a repeat is the control plane ignoring `seen`.
+            if (started > 0 || seen !== sent) {
+              sameAgain = 0
+              return 0
+            }
+            sameAgain += 1
+            return sameAgain > 1 ? 1000 : 0
           })
         )
       })

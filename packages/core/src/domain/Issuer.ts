@@ -36,6 +36,16 @@ export interface IssueRequest {
   readonly progress?: (message: string) => Effect.Effect<void>
 }
 
+/**
+ * An issuance started before the agent's CSR exists: account, order, authorizations and challenges
+ * need only the names, so they run while the agent makes its key. `csr` is awaited only to
+ * finalize; it fails (and the issuer must then stop, finalizing nothing) when the CSR does not come
+ * in time or the job was taken away.
+ */
+export interface EarlyIssueRequest extends Omit<IssueRequest, "csr_pem"> {
+  readonly csr: Effect.Effect<string, ConnectorError>
+}
+
 export interface IssuedCertificate {
   readonly certificate_pem: string
   /** Intermediates only, leaf excluded; may be empty for a self-signed root issuer. */
@@ -60,6 +70,11 @@ export interface IssuerConnector {
   /** Reachability and credentials; fails with InvalidConfig / Unauthorized on bad settings. */
   readonly validate: Effect.Effect<void, ConnectorError>
   readonly issue: (request: IssueRequest) => Effect.Effect<IssuedCertificate, ConnectorError>
+  /**
+   * Issues with the CSR awaited only at the end (see `EarlyIssueRequest`); absent when the issuer
+   * needs the CSR from the start (the built-in CA signs at once, so waiting buys it nothing).
+   */
+  readonly issueAwaitingCsr?: (request: EarlyIssueRequest) => Effect.Effect<IssuedCertificate, ConnectorError>
   readonly revoke: (request: RevokeRequest) => Effect.Effect<void, ConnectorError>
   /** ACME ARI (RFC 9773); absent when the issuer has none. */
   readonly renewalWindow?: (certificate_pem: string) => Effect.Effect<RenewalWindow | undefined, ConnectorError>

@@ -31,7 +31,8 @@ export type CertificateRow = Context.CertificateRow
 export const defaultLifecycleOptions: LifecycleOptions = {
   csrTimeout: "5 minutes",
   deployTimeout: "10 minutes",
-  challengeTimeout: "60 seconds"
+  challengeTimeout: "60 seconds",
+  earlyOrderWait: "10 seconds"
 }
 
 export const namesOf = Context.namesOf

@@ -96,7 +96,11 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
           ${jobId ? sql`AND j.id = ${jobId}` : sql``}
         LIMIT 1`.pipe(orPersistence("find awaiting job"))
 
-    /** Stores the CSR on the step once; false when another CSR won the race. */
+    /**
+     * Stores the CSR on the step once; false when another CSR won the race. Otherwise whether the
+     * job was parked (a runner claims it) or held by a replica (an early order waiting for this CSR,
+     * lifecycle/issuance.ts `storedCsr`, or a step about to park, which the row version stops).
+     */
     const store = (caller: Caller, certId: string, jobId: string, csr: string, parsed: Csr.CsrInfo) =>
       Effect.gen(function* () {
         const updated = yield* sql`UPDATE job_steps
@@ -105,14 +109,14 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
         if (updated.length === 0) return false
         // The agent's work item is done; the parked job runs again now rather than at its deadline.
         yield* sql`UPDATE jobs SET agent_work = NULL WHERE id = ${jobId}`
-        yield* engine.wake(jobId)
+        const [woken] = yield* engine.wake(jobId)
         yield* audit.append({
           actor: caller.actor,
           action: "csr_accepted",
           resource: { type: "certificate", id: certId },
           details: { job_id: jobId, key: parsed.key.description, spki_sha256: parsed.spki_sha256 }
         })
-        return true
+        return { parked: woken?.parked ?? true }
       }).pipe(sql.withTransaction, orPersistence("store csr"))
 
     /** Waits up to `wait` for the job's certificate version; pending when it is not there yet. */
@@ -213,7 +217,9 @@ export class CsrIntake extends Effect.Service<CsrIntake>()("@certctl/core/CsrInt
           )
         const stored = yield* store(caller, cert.id, job.id, submission.csr, parsed.right)
         if (!stored) return yield* Effect.fail(ApiError.conflict(`a CSR for job ${job.id} was already accepted`))
-        yield* signals.notify(Signals.runnerTopic)
+        // After the commit, so that whoever it wakes reads the CSR: a parked job's runner, or the
+        // replica holding the job (one notify either way; the runner's claim would find nothing).
+        yield* signals.notify(stored.parked ? Signals.runnerTopic : Signals.jobTopic(job.id))
         // The caller may ask to wait less than the host allows (an agent that gets the
         // certificate with its deployment anyway), never more.
         const asked = submission.wait === undefined ? wait : Duration.min(wait, Duration.seconds(submission.wait))

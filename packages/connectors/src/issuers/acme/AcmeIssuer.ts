@@ -223,23 +223,21 @@ const build = (
         ? fetchRenewalWindow(transport, directory.renewalInfo, certificatePem, dirUrl)
         : Effect.succeed(undefined)
 
+    const orderContext = {
+      client,
+      internals,
+      transport,
+      config,
+      directory: cachedDirectory,
+      ...(dnsProvider ? { dnsProvider } : {}),
+      log
+    }
+    const issue = (request: Issuer.EarlyIssueRequest) => withAccount(issueCertificate(orderContext, request))
+
     return {
       validate,
-      issue: (request) =>
-        withAccount(
-          issueCertificate(
-            {
-              client,
-              internals,
-              transport,
-              config,
-              directory: cachedDirectory,
-              ...(dnsProvider ? { dnsProvider } : {}),
-              log
-            },
-            request
-          )
-        ),
+      issue: ({ csr_pem, ...request }) => issue({ ...request, csr: Effect.succeed(csr_pem) }),
+      issueAwaitingCsr: issue,
       revoke,
       renewalWindow
     } satisfies Issuer.IssuerConnector

@@ -66,7 +66,11 @@ const orderFailed = (order: Order, stage: string): ConnectorError => {
   })
 }
 
-const createOrder = (ctx: OrderContext, request: Issuer.IssueRequest, directory: Directory) =>
+const createOrder = (
+  ctx: OrderContext,
+  request: Pick<Issuer.IssueRequest, "names" | "replaces_pem">,
+  directory: Directory
+) =>
   Effect.gen(function* () {
     const payload: Record<string, unknown> = { identifiers: identifiers(request.names) }
     if (ctx.config.profile !== undefined) payload.profile = ctx.config.profile
@@ -97,9 +101,13 @@ const createOrder = (ctx: OrderContext, request: Issuer.IssueRequest, directory:
     return yield* send(payload)
   })
 
+/**
+ * The CSR is awaited only at finalize (`request.csr`): everything before it needs the names alone,
+ * so an early start (`issueAwaitingCsr`) overlaps the order with the agent making its key.
+ */
 export const issueCertificate = (
   ctx: OrderContext,
-  request: Issuer.IssueRequest
+  request: Issuer.EarlyIssueRequest
 ): Effect.Effect<Issuer.IssuedCertificate, ConnectorError> =>
   Effect.gen(function* () {
     const progress = request.progress ?? (() => Effect.void)
@@ -133,9 +141,9 @@ export const issueCertificate = (
     if (order.status === "invalid") return yield* Effect.fail(orderFailed(order, "authorization"))
 
     if (order.status === "ready") {
-      order = yield* attempt("ACME finalize", ctx.config.directory_url, () =>
-        ctx.client.finalizeOrder(order, request.csr_pem)
-      )
+      const csr = yield* request.csr
+      const ready = order
+      order = yield* attempt("ACME finalize", ctx.config.directory_url, () => ctx.client.finalizeOrder(ready, csr))
       yield* progress("order finalized")
     }
     if (order.status !== "valid" && order.status !== "invalid") {

@@ -249,9 +249,15 @@ export const make = (
   /** Wakes a parked job now (its awaited input arrived). */
   // A held job is touched too (its lease left as it is): the new row version makes the holder's
   // park see that something arrived since its step looked, so the wake-up cannot be lost.
+  // `parked`: the job waits for a runner's claim (the caller notifies the runner topic); false when a
+  // replica holds it, which sees the change through the row version or its own wait.
   const wake = (jobId: string) =>
-    sql`UPDATE jobs SET lease_expires_at = CASE WHEN lease_owner IS NULL THEN now() ELSE lease_expires_at END
-        WHERE id = ${jobId} AND state = 'RUNNING'`.pipe(orPersistence("wake job"))
+    sql<{
+      parked: boolean
+    }>`UPDATE jobs SET lease_expires_at = CASE WHEN lease_owner IS NULL THEN now() ELSE lease_expires_at END
+        WHERE id = ${jobId} AND state = 'RUNNING' RETURNING lease_owner IS NULL AS parked`.pipe(
+      orPersistence("wake job")
+    )
 
   return { execute, wake }
 }

@@ -15,6 +15,12 @@ export interface LifecycleOptions {
   readonly deployTimeout: Duration.DurationInput
   /** How long an http-01 challenge may take the agent to serve. */
   readonly challengeTimeout: Duration.DurationInput
+  /**
+   * How long an issuer that can order before the CSR exists (ACME) holds its order open, and the
+   * job its lease, waiting for the agent's CSR (default 10 seconds; 0 turns the early order off).
+   * A CSR that comes later is issued the usual way, with a new order.
+   */
+  readonly earlyOrderWait?: Duration.DurationInput
 }
 
 export interface CertificateRow {

@@ -1,7 +1,7 @@
-import { Chunk, Clock, Duration, Effect, Fiber, Option, Queue, Random, Schema } from "effect"
+import { Chunk, Clock, Duration, Effect, Either, Fiber, Option, Queue, Random, Schema } from "effect"
 import { ConnectorError } from "../../domain/ConnectorError.js"
 import * as Ids from "../../domain/Ids.js"
-import type { ChallengeSolver } from "../../domain/Issuer.js"
+import type { ChallengeSolver, IssuedCertificate } from "../../domain/Issuer.js"
 import * as JobEngine from "../../engine/JobEngine.js"
 import * as Certificate from "../../domain/Certificate.js"
 import * as RenewalPlanner from "../../domain/RenewalPlanner.js"
@@ -10,13 +10,16 @@ import * as Steps from "../../domain/Steps.js"
 import * as Work from "../../domain/Work.js"
 import { type CertificateRow, type Context, fail, namesOf } from "./context.js"
 
-/** What the CSR intake stores on the awaiting step (see `CsrIntake`). */
-const AwaitCsrOutput = Schema.Struct({ csr_pem: Schema.optional(Schema.String) })
 const SubmitOutput = Schema.Struct({
   certificate_pem: Schema.String,
   chain_pem: Schema.optional(Schema.String),
   renewal_window: Schema.optional(Schema.NullOr(Schema.Struct({ start: Schema.String, end: Schema.String })))
 })
+/**
+ * What the CSR intake stores on the awaiting step (see `CsrIntake`), and `issued` when an early
+ * order (see `earlyIssue`) finished with that CSR.
+ */
+const AwaitCsrOutput = Schema.Struct({ csr_pem: Schema.optional(Schema.String), issued: Schema.optional(SubmitOutput) })
 const CollectOutput = Schema.Struct({ version_id: Schema.String })
 /** Shortest pause between two progress writes: a reader polls the step's output, nothing waits on it. */
 const progressEvery = Duration.millis(250)
@@ -109,6 +112,106 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
       }
     })
 
+  /** What an issuer needs besides the CSR: names, lifetime, the certificate replaced, the solver. */
+  const issueRequest = (job: JobEngine.JobRow, cert: CertificateRow) =>
+    Effect.gen(function* () {
+      let replaces: string | undefined
+      if (job.kind === "renewal" && cert.current_version_id) {
+        const [v] = yield* sql<{ certificate_pem: string }>`SELECT certificate_pem FROM certificate_versions
+            WHERE id = ${cert.current_version_id}`.pipe(persist)
+        replaces = v?.certificate_pem
+      }
+      return {
+        certificate_id: cert.id,
+        names: namesOf(cert),
+        lifetime_seconds: Number(cert.lifetime_seconds),
+        replaces_pem: replaces,
+        solver: job.agent_id ? agentSolver(job, job.agent_id) : undefined
+      }
+    })
+
+  const issuedOutput = (issued: IssuedCertificate): typeof SubmitOutput.Type => ({
+    certificate_pem: issued.certificate_pem,
+    chain_pem: issued.chain_pem,
+    renewal_window: issued.renewal_window
+      ? { start: issued.renewal_window.start.toISOString(), end: issued.renewal_window.end.toISOString() }
+      : null
+  })
+
+  const earlyWaitMs = Duration.toMillis(options.earlyOrderWait ?? "10 seconds")
+
+  /**
+   * The CSR for an early order's finalize, as the intake stored it on the awaiting step: read, and
+   * read again when the intake's `job:` notify comes (or after a second, should one be lost). It
+   * fails, so the issuer finalizes nothing, once `until` has passed or once the job is no longer
+   * this replica's to run (cancelled, or its lease taken over): a certificate is only ever
+   * finalized by the holder of a running job, with the CSR that job durably accepted.
+   */
+  const storedCsr = (jobId: string, until: number): Effect.Effect<string, ConnectorError> =>
+    Effect.gen(function* () {
+      while (true) {
+        const found = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const woken = yield* signals.listen(Signals.jobTopic(jobId))
+            const [row] = yield* sql<{ ours: boolean; csr_pem: string | null }>`
+                SELECT j.state = 'RUNNING' AND j.lease_owner IS NOT DISTINCT FROM ${engine.options.owner} AS ours,
+                  s.output->>'csr_pem' AS csr_pem
+                FROM jobs j JOIN job_steps s ON s.job_id = j.id AND s.name = ${Steps.AwaitCsr} WHERE j.id = ${jobId}`
+            if (!row?.ours)
+              return yield* new ConnectorError({
+                reason: "Transient",
+                message: `job ${jobId} is no longer running here: the early order is dropped unfinalized`
+              })
+            if (row.csr_pem) return row.csr_pem
+            const now = yield* Clock.currentTimeMillis
+            if (now >= until)
+              return yield* new ConnectorError({
+                reason: "Timeout",
+                message: `no CSR within the early order's wait: it is dropped unfinalized`
+              })
+            yield* woken(Duration.millis(Math.min(until - now, 1000)))
+            return undefined
+          })
+        )
+        if (found !== undefined) return found
+      }
+    }).pipe(
+      Effect.catchTag("SqlError", (e) => Effect.fail(new ConnectorError({ reason: "Transient", message: e.message })))
+    )
+
+  /**
+   * Starts the order while the agent makes its key and CSR (an issuer that offers
+   * `issueAwaitingCsr`: ACME's account, order, authorizations and challenges need only the names),
+   * holding the job's lease for up to `earlyOrderWait`; the CSR is taken only at finalize. Some
+   * with the certificate when it was issued; None when the issuer cannot start early or the early
+   * order ended for any reason (no CSR in time, the job taken away, the CA refused): the job then
+   * waits for the CSR as before and `submit` issues with a new order, so every failure is still
+   * met, and reported, where it was. Exactly-once is unchanged: finalize runs only with the CSR
+   * the intake committed to this running job, and `advance` records the certificate as `submit`'s
+   * issue would (a crash between finalize and that commit issues again, as in `submit`).
+   */
+  const earlyIssue = (job: JobEngine.JobRow, deadline: Date | null) =>
+    Effect.gen(function* () {
+      if (earlyWaitMs <= 0 || !job.agent_id) return Option.none()
+      const cert = yield* certificate(job.certificate_id)
+      // An issuer that cannot be built fails in `submit`, with its reason, as before.
+      const issuer = yield* connectors.issuer(cert.issuer_id).pipe(Effect.option)
+      if (Option.isNone(issuer) || !issuer.value.issueAwaitingCsr) return Option.none()
+      const now = yield* Clock.currentTimeMillis
+      const until = Math.min(now + earlyWaitMs, deadline?.getTime() ?? Number.POSITIVE_INFINITY)
+      const request = yield* issueRequest(job, cert)
+      const issued = yield* issuer.value
+        .issueAwaitingCsr({ ...request, csr: storedCsr(job.id, until) })
+        .pipe(Effect.either)
+      if (Either.isLeft(issued)) {
+        yield* Effect.logInfo(
+          `early order for job ${job.id} ended unissued (${issued.left.message}); waiting for the CSR`
+        )
+        return Option.none()
+      }
+      return Option.some(issuedOutput(issued.right))
+    })
+
   const requestCsr: JobEngine.StepDefinition = {
     name: Steps.RequestCsr,
     run: ({ job }) =>
@@ -136,6 +239,8 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
         if (typeof csr === "string") return JobEngine.done({ csr_received: true })
         // After a retry or a lost NOTIFY, ask again.
         if (job.agent_work === null) yield* ctx.setAgentWork(job, csrWork(job, yield* certificate(job.certificate_id)))
+        const issued = yield* earlyIssue(job, deadline)
+        if (Option.isSome(issued)) return JobEngine.done({ csr_received: true, issued: issued.value })
         return JobEngine.wait(deadline ?? new Date((yield* Clock.currentTimeMillis) + 60_000))
       })
   }
@@ -144,42 +249,22 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
     name: Steps.Submit,
     run: ({ job, outputs }) =>
       Effect.gen(function* () {
+        const { csr_pem, issued: early } = yield* stepOutput(job.id, Steps.AwaitCsr, AwaitCsrOutput, outputs)
+        // The early order already issued with this CSR: recorded here, where `collect` reads it.
+        if (early !== undefined) return JobEngine.done(early)
         const cert = yield* certificate(job.certificate_id)
-        const { csr_pem } = yield* stepOutput(job.id, Steps.AwaitCsr, AwaitCsrOutput, outputs)
         if (csr_pem === undefined) return yield* fail("InvalidConfig", `job ${job.id} has no CSR to submit`)
         const issuer = yield* connectors.issuer(cert.issuer_id).pipe(Effect.mapError(JobEngine.fromConnectorError))
-        let replaces: string | undefined
-        if (job.kind === "renewal" && cert.current_version_id) {
-          const [v] = yield* sql<{ certificate_pem: string }>`SELECT certificate_pem FROM certificate_versions
-              WHERE id = ${cert.current_version_id}`.pipe(persist)
-          replaces = v?.certificate_pem
-        }
+        const request = yield* issueRequest(job, cert)
         const progress = yield* progressWriter(job.id)
-        const issued = yield* issuer
-          .issue({
-            certificate_id: cert.id,
-            names: namesOf(cert),
-            csr_pem,
-            lifetime_seconds: Number(cert.lifetime_seconds),
-            replaces_pem: replaces,
-            solver: job.agent_id ? agentSolver(job, job.agent_id) : undefined,
-            progress: progress.offer
-          })
-          .pipe(
-            Effect.mapError(JobEngine.fromConnectorError),
-            Effect.onError(() => progress.settle)
-          )
+        const issued = yield* issuer.issue({ ...request, csr_pem, progress: progress.offer }).pipe(
+          Effect.mapError(JobEngine.fromConnectorError),
+          Effect.onError(() => progress.settle)
+        )
         const last = yield* progress.stop
         return JobEngine.done({
           ...(Option.isSome(last) ? { progress: last.value } : {}),
-          certificate_pem: issued.certificate_pem,
-          chain_pem: issued.chain_pem,
-          renewal_window: issued.renewal_window
-            ? {
-                start: issued.renewal_window.start.toISOString(),
-                end: issued.renewal_window.end.toISOString()
-              }
-            : null
+          ...issuedOutput(issued)
         })
       })
   }
