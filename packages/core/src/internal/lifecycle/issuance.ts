@@ -139,6 +139,14 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
   })
 
   const earlyWaitMs = Duration.toMillis(options.earlyOrderWait ?? "10 seconds")
+  /**
+   * Early orders open at once in this process. Each holds a runner slot while it waits for its
+   * CSR; in a burst of ACME renewals (an agent making many CSRs in turn) unbounded early orders
+   * could hold every slot and hold back the deployments behind them. Past the bound, a job waits
+   * for its CSR parked, as before.
+   */
+  const earlyMax = 4
+  let earlyOpen = 0
 
   /**
    * The CSR for an early order's finalize, as the intake stored it on the awaiting step: read, and
@@ -200,9 +208,18 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
       const now = yield* Clock.currentTimeMillis
       const until = Math.min(now + earlyWaitMs, deadline?.getTime() ?? Number.POSITIVE_INFINITY)
       const request = yield* issueRequest(job, cert)
-      const issued = yield* issuer.value
-        .issueAwaitingCsr({ ...request, csr: storedCsr(job.id, until) })
-        .pipe(Effect.either)
+      const early = issuer.value.issueAwaitingCsr
+      if (earlyOpen >= earlyMax) return Option.none()
+      const issued = yield* Effect.acquireUseRelease(
+        Effect.sync(() => {
+          earlyOpen += 1
+        }),
+        () => early({ ...request, csr: storedCsr(job.id, until) }).pipe(Effect.either),
+        () =>
+          Effect.sync(() => {
+            earlyOpen -= 1
+          })
+      )
       if (Either.isLeft(issued)) {
         yield* Effect.logInfo(
           `early order for job ${job.id} ended unissued (${issued.left.message}); waiting for the CSR`
