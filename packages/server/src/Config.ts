@@ -14,6 +14,8 @@ export interface ServerSettings {
   readonly publicUrl: Option.Option<string>
   readonly csrTimeout: Duration.Duration
   readonly csrWait: Duration.Duration
+  /** How long an ACME order started before the agent's CSR waits for it (0: no early order). */
+  readonly earlyOrderWait: Duration.Duration
   readonly deployTimeout: Duration.Duration
   readonly renewalScanInterval: Duration.Duration
   readonly jobConcurrency: number
@@ -87,6 +89,7 @@ export const settings = Config.all({
   publicUrl: Config.option(Config.string("CERTCTL_PUBLIC_URL")),
   csrTimeout: duration("CERTCTL_CSR_TIMEOUT", "5 minutes"),
   csrWait: duration("CERTCTL_CSR_WAIT", "10 seconds"),
+  earlyOrderWait: duration("CERTCTL_EARLY_ORDER_WAIT", "10 seconds"),
   deployTimeout: duration("CERTCTL_DEPLOY_TIMEOUT", "10 minutes"),
   renewalScanInterval: duration("CERTCTL_RENEWAL_SCAN_INTERVAL", "1 hour"),
   jobConcurrency: Config.integer("CERTCTL_JOB_CONCURRENCY").pipe(Config.withDefault(16)),
@@ -120,6 +123,7 @@ export const settings = Config.all({
       publicUrl: c.publicUrl,
       csrTimeout: c.csrTimeout,
       csrWait: c.csrWait,
+      earlyOrderWait: c.earlyOrderWait,
       deployTimeout: c.deployTimeout,
       renewalScanInterval: c.renewalScanInterval,
       jobConcurrency: c.jobConcurrency,

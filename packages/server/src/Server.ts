@@ -70,7 +70,8 @@ const engineLayer = (settings: ServerSettings, owner: string) =>
     lifecycle: {
       csrTimeout: settings.csrTimeout,
       deployTimeout: settings.deployTimeout,
-      challengeTimeout: "60 seconds"
+      challengeTimeout: "60 seconds",
+      earlyOrderWait: settings.earlyOrderWait
     },
     jobLease: settings.jobLease,
     retryBase: settings.retryBase,
