@@ -132,4 +132,52 @@ describe.skipIf(!requirePeer("postgresql", pg.ok, pg.why))("KeyLookup across rep
     expect(heard).toBe(true)
     expect(await lookup(b, next.token)).toBe(false)
   })
+
+  it("reads keys without writing: the due last_used_at stamps of many keys land together, in a statement or two", async () => {
+    const sqlOn = <A>(rt: Rt, f: (sql: SqlClient.SqlClient) => Effect.Effect<A, unknown>) =>
+      rt.runPromise(Effect.flatMap(SqlClient.SqlClient, f))
+    // Every UPDATE statement on the keys table, with the ids it changed (a statement trigger sees
+    // the writes of a CTE too, which is where the lookup used to stamp).
+    await sqlOn(
+      a,
+      (sql) =>
+        sql`CREATE TABLE key_updates (ids text[]);
+        CREATE FUNCTION key_updates_note() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN INSERT INTO key_updates SELECT array_agg(id) FROM changed; RETURN NULL; END $$;
+        CREATE TRIGGER key_updates AFTER UPDATE ON agent_api_keys REFERENCING NEW TABLE AS changed
+          FOR EACH STATEMENT EXECUTE FUNCTION key_updates_note()`.unprepared
+    )
+    try {
+      const keys = await Promise.all(Array.from({ length: 40 }, () => issue("viewer")))
+      const ids = keys.map((k) => k.id)
+      const found = await Promise.all(keys.map((k) => lookup(b, k.token)))
+      expect(found.every((f) => f)).toBe(true)
+      const stamped = () =>
+        sqlOn(
+          a,
+          (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM agent_api_keys
+            WHERE id = ANY(${ids}::text[]) AND last_used_at IS NOT NULL`
+        ).then((rows) => rows[0]!.n)
+      let n = 0
+      for (let i = 0; i < 600 && n < ids.length; i++) {
+        n = await stamped()
+        if (n < ids.length) await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(n).toBe(ids.length)
+      const statements = await sqlOn(
+        a,
+        (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM key_updates WHERE ids && ${ids}::text[]`
+      )
+      // One stamp interval apart at most: 40 lookups one statement each would be 40.
+      expect(statements[0]!.n).toBeGreaterThan(0)
+      expect(statements[0]!.n).toBeLessThanOrEqual(2)
+    } finally {
+      await sqlOn(
+        a,
+        (sql) =>
+          sql`DROP TRIGGER key_updates ON agent_api_keys; DROP FUNCTION key_updates_note(); DROP TABLE key_updates`
+            .unprepared
+      )
+    }
+  })
 })

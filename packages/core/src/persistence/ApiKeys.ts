@@ -88,6 +88,8 @@ const envHash = (key: Redacted.Redacted<string>): Buffer => {
 export interface Resolved {
   readonly record: KeyRecord
   readonly expiresInMs: number | undefined
+  /** `last_used_at` is due a stamp (unset or older than a minute): see `stampUsed`. */
+  readonly stale: boolean
 }
 
 /** The environment's admin key, when `presented` is its hash. */
@@ -102,48 +104,63 @@ export const envAdminOf = (
 /**
  * Resolves a presented key's hash to an unrevoked, unexpired stored key (an agent's only while the
  * agent is active). The lookup is by hash (an index probe, independent of the secret's prefix), and
- * the stored hash is compared again in constant time. `last_used_at` is written at most once a
- * minute per key, in the lookup's own round trip, so reads stay reads and a fleet's keys cost no
- * statement of their own.
+ * the stored hash is compared again in constant time. A read only: whether the key's `last_used_at`
+ * is due (unset or older than a minute) comes back as `stale`, and the caller stamps it with
+ * `stampUsed`, for many keys at once (`KeyLookup`): a fleet whose cached keys expire together must
+ * not turn every re-read into a write commit (bench/README.md "Fleet", sixth pass).
  */
 export const resolve = (presented: Buffer) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql`
-      WITH k AS (
-        SELECT k.id, k.role, k.agent_id, k.key_hash, a.status,
-               (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute') AS stale,
-               (extract(epoch FROM k.expires_at - now()) * 1000)::float8 AS expires_in_ms
-        FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
-        WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())),
-      u AS (
-        UPDATE agent_api_keys SET last_used_at = now() FROM k
-        WHERE agent_api_keys.id = k.id AND k.stale AND (k.role <> 'agent' OR k.status = 'active')
-          AND (agent_api_keys.last_used_at IS NULL OR agent_api_keys.last_used_at < now() - interval '1 minute')
-        RETURNING 1)
-      SELECT * FROM k`.pipe(decodeRows(KeyRow))
+      SELECT k.id, k.role, k.agent_id, k.key_hash, a.status,
+             (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute') AS stale,
+             (extract(epoch FROM k.expires_at - now()) * 1000)::float8 AS expires_in_ms
+      FROM agent_api_keys k LEFT JOIN agents a ON a.id = k.agent_id
+      WHERE k.key_hash = ${presented} AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`.pipe(
+      decodeRows(KeyRow)
+    )
     const row = rows[0]
     if (!row || !constantTimeEqual(row.key_hash, presented)) return Option.none<Resolved>()
     if (row.role === "agent" && row.status !== "active") return Option.none<Resolved>()
     return Option.some<Resolved>({
       record: { id: row.id, role: row.role, agent_id: row.agent_id },
-      expiresInMs: row.expires_in_ms ?? undefined
+      expiresInMs: row.expires_in_ms ?? undefined,
+      stale: row.stale
     })
   })
 
 /**
- * Resolves a presented token: the admin key from the environment, or a stored key (`resolve`).
- * Every call reads the database; the server's requests go through `KeyLookup`, which keeps answers.
+ * Stamps `last_used_at` of the given keys, each at most once a minute (a key stamped less than a
+ * minute ago is left as it is), in one statement and its own commit. Rows are taken in id order and
+ * rows another transaction holds are skipped (SKIP LOCKED): two replicas stamping overlapping keys
+ * neither deadlock nor wait, and a key being revoked is not waited for (its stamp is not needed).
+ */
+export const stampUsed = (ids: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    if (ids.length === 0) return
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      UPDATE agent_api_keys k SET last_used_at = now()
+      FROM (SELECT id FROM agent_api_keys
+            WHERE id = ANY(${ids}::text[]) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+            ORDER BY id FOR UPDATE SKIP LOCKED) due
+      WHERE k.id = due.id`
+  })
+
+/**
+ * Resolves a presented token: the admin key from the environment, or a stored key (`resolve`),
+ * stamping a due `last_used_at` at once. Every call reads the database; the server's requests go
+ * through `KeyLookup`, which keeps answers and stamps many keys together.
  */
 export const lookup = (token: string, envAdmin: Option.Option<Redacted.Redacted<string>> = Option.none()) =>
   Effect.suspend(() => {
     const presented = hash(token)
     const env = envAdminOf(presented, envAdmin)
     if (env !== undefined) return Effect.succeed(Option.some<KeyRecord>(env))
-    return Effect.map(
-      resolve(presented),
-      Option.map((r) => r.record)
-    )
+    return Effect.tap(resolve(presented), (found) =>
+      Option.isSome(found) && found.value.stale ? stampUsed([found.value.record.id]) : Effect.void
+    ).pipe(Effect.map(Option.map((r) => r.record)))
   })
 
 /** Usable admin keys (unrevoked, unexpired): none at first start, when the server generates one. */

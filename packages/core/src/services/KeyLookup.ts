@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Config, Effect, Option, type Redacted } from "effect"
+import { Clock, Config, Effect, Option, type Redacted, Schedule } from "effect"
 import * as ApiKeys from "../persistence/ApiKeys.js"
 import * as Signals from "../engine/Signals.js"
 
@@ -9,7 +9,8 @@ import * as Signals from "../engine/Signals.js"
  *
  * At 10,000 agents the key lookup was one statement per request (bench/README.md "Fleet"). An
  * answer that found a usable key is kept, by the key's hash, for `CERTCTL_API_KEY_CACHE_SECONDS`
- * (default 60, never past the key's expiry; 0 turns the cache off), and only while notifies reach
+ * (default 60; each entry ¾ of that to all of it, drawn at random; never past the key's expiry; 0
+ * turns the cache off), and only while notifies reach
  * this process (`Signals.listening`): every change that revokes or rotates a key or retires an agent
  * sends `Signals.apiKeysTopic` in its own transaction, and every replica drops its whole cache when
  * that arrives. While the LISTEN connection is down or reconnecting nothing is answered from the
@@ -18,8 +19,14 @@ import * as Signals from "../engine/Signals.js"
  * LISTEN connection that died without its end being seen.
  *
  * Unknown, revoked and refused keys are never kept: each of those still costs one lookup.
- * `last_used_at` is stamped by the lookup itself (at most once a minute per key), so with the cache
- * it moves at most once per cache lifetime per replica: it lags use by up to that lifetime.
+ *
+ * The lookup is a read. A key whose `last_used_at` is due (unset or older than a minute) is noted,
+ * and every `stampEveryMs` the keys noted are stamped by one statement off the request path
+ * (`ApiKeys.stampUsed`, still at most once a minute per key): a fleet's re-reads cost no write
+ * commit each (bench/README.md "Fleet", sixth pass: ~400 per second when a fleet's entries expired
+ * together). So `last_used_at` lags a key's use by up to the cache lifetime plus `stampEveryMs`;
+ * a stamp lost (a failed statement, a replica stopped before its next stamp) is taken again at the
+ * key's next read.
  */
 
 interface Entry {
@@ -32,6 +39,9 @@ interface Entry {
 
 /** Past this many keys the cache starts over (a bound on memory; about 200 bytes per key). */
 const maxEntries = 100_000
+
+/** How often the keys read with a due `last_used_at` are stamped, all in one statement. */
+export const stampEveryMs = 5_000
 
 export class KeyLookup extends Effect.Service<KeyLookup>()("@certctl/core/KeyLookup", {
   scoped: Effect.gen(function* () {
@@ -53,7 +63,30 @@ export class KeyLookup extends Effect.Service<KeyLookup>()("@certctl/core/KeyLoo
       cache.clear()
     })
 
-    const read = (presented: Buffer) => ApiKeys.resolve(presented).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    /** Ids of keys read with a due stamp, not yet stamped (a set: a key read twice is stamped once). */
+    let due = new Set<string>()
+    const stamp = Effect.suspend(() => {
+      if (due.size === 0) return Effect.void
+      const ids = [...due]
+      due = new Set()
+      return ApiKeys.stampUsed(ids).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        // A lost stamp is taken again at the key's next read; nothing waits on this.
+        Effect.catchAllCause((cause) => Effect.logWarning("api key last_used_at stamp failed", cause))
+      )
+    })
+    yield* stamp.pipe(Effect.repeat(Schedule.spaced(`${stampEveryMs} millis`)), Effect.forkScoped)
+    // What was read since the last stamp is stamped when the service stops (the pool outlives it).
+    yield* Effect.addFinalizer(() => stamp)
+
+    const read = (presented: Buffer) =>
+      ApiKeys.resolve(presented).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        Effect.map((found) => {
+          if (Option.isSome(found) && found.value.stale && due.size < maxEntries) due.add(found.value.record.id)
+          return found
+        })
+      )
 
     /** The key's principal, or none for an unknown, revoked, expired or refused key. */
     const lookup = (
@@ -86,7 +119,9 @@ export class KeyLookup extends Effect.Service<KeyLookup>()("@certctl/core/KeyLoo
           cache.set(key, {
             record: found.value.record,
             epoch,
-            until: now + Math.min(ttlMs, found.value.expiresInMs ?? ttlMs)
+            // ¾ of the lifetime to all of it: a fleet whose keys were all read in the same minute (a
+            // restart) does not read them all again in the same later minute.
+            until: now + Math.min(ttlMs * (0.75 + 0.25 * Math.random()), found.value.expiresInMs ?? ttlMs)
           })
         }
         return Option.map(found, (r) => r.record)
