@@ -1,5 +1,5 @@
 import { Chunk, Clock, Duration, Effect, Either, Fiber, Option, Queue, Random, Schema } from "effect"
-import { ConnectorError } from "../../domain/ConnectorError.js"
+import { ConnectorError, isRetryable } from "../../domain/ConnectorError.js"
 import * as Ids from "../../domain/Ids.js"
 import type { ChallengeSolver, IssuedCertificate } from "../../domain/Issuer.js"
 import * as JobEngine from "../../engine/JobEngine.js"
@@ -192,9 +192,12 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
    * `issueAwaitingCsr`: ACME's account, order, authorizations and challenges need only the names),
    * holding the job's lease for up to `earlyOrderWait`; the CSR is taken only at finalize. Some
    * with the certificate when it was issued; None when the issuer cannot start early or the early
-   * order ended for any reason (no CSR in time, the job taken away, the CA refused): the job then
-   * waits for the CSR as before and `submit` issues with a new order, so every failure is still
-   * met, and reported, where it was. Exactly-once is unchanged: finalize runs only with the CSR
+   * order ended for a reason another try could get past (no CSR in time, the job taken away, a
+   * challenge or transient failure): the job then waits for the CSR as before and `submit` issues
+   * with a new order, so those failures are still met, and reported, where they were. A refusal no
+   * retry can change (`Rejected`, `Unauthorized`, `InvalidConfig`, `NotFound`: e.g. the CA's
+   * rejectedIdentifier at new-order) fails the step as `submit` would have failed, so the job is
+   * abandoned at once and the CA is not asked a second time. Exactly-once is unchanged: finalize runs only with the CSR
    * the intake committed to this running job, and `advance` records the certificate as `submit`'s
    * issue would (a crash between finalize and that commit issues again, as in `submit`).
    */
@@ -221,6 +224,7 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
           })
       )
       if (Either.isLeft(issued)) {
+        if (!isRetryable(issued.left.reason)) return yield* Effect.fail(JobEngine.fromConnectorError(issued.left))
         yield* Effect.logInfo(
           `early order for job ${job.id} ended unissued (${issued.left.message}); waiting for the CSR`
         )
