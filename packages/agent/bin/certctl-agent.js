@@ -11,5 +11,12 @@ if (!existsSync(built)) {
   process.exit(1)
 }
 // V8 flags for a small idle agent (v8Flags.js says which and why), set before the bundle loads.
-for (const flag of agentV8Flags(process)) setFlagsFromString(flag)
+let flags
+try {
+  flags = agentV8Flags(process)
+} catch (e) {
+  process.stderr.write(`certctl-agent: ${e instanceof Error ? e.message : String(e)}\n`)
+  process.exit(1)
+}
+for (const flag of flags) setFlagsFromString(flag)
 await import(built.href)

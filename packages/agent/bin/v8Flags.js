@@ -24,10 +24,12 @@ export const agentV8Flags = ({ env, execArgv }) => {
   // also removes WebAssembly, which ssh2 (nginx targets) needs. CERTCTL_AGENT_JIT=on, or any of these
   // flags in NODE_OPTIONS or node's own flags, leaves V8's defaults alone.
   const jit = (env.CERTCTL_AGENT_JIT ?? "").trim().toLowerCase()
-  if (
-    !["1", "on", "true", "yes"].includes(jit) &&
-    !/--(no[-_])?(opt|sparkplug|jitless|lite[-_]mode)(?=[\s=]|$)/.test(chosen)
-  )
+  const jitOn = ["1", "on", "true", "yes"].includes(jit)
+  // A value that is neither stops the agent, as every other bad setting does: a typo must not
+  // silently leave the compilers off.
+  if (!jitOn && !["", "0", "off", "false", "no"].includes(jit))
+    throw new Error(`CERTCTL_AGENT_JIT must be on or off, not ${JSON.stringify(jit.slice(0, 40))}`)
+  if (!jitOn && !/--(no[-_])?(opt|sparkplug|jitless|lite[-_]mode)(?=[\s=]|$)/.test(chosen))
     flags.push("--no-opt", "--no-sparkplug")
   return flags
 }

@@ -29,4 +29,13 @@ describe("the certctl-agent bin's V8 flags", () => {
     expect(flagsOf({ env: { NODE_OPTIONS: "--optimize-for-size" }, execArgv: [] })).toContain("--no-opt")
     expect(flagsOf({ env: {}, execArgv: ["--max-semi-space-size=4"] })).toEqual(["--no-opt", "--no-sparkplug"])
   })
+
+  it("a CERTCTL_AGENT_JIT that is neither on nor off stops the agent, naming the setting", () => {
+    for (const value of ["of", "enabled", "x".repeat(500)])
+      expect(() => flagsOf({ env: { CERTCTL_AGENT_JIT: value }, execArgv: [] })).toThrow(
+        /CERTCTL_AGENT_JIT must be on or off/
+      )
+    for (const value of ["", "off", "0", "no", "false"])
+      expect(flagsOf({ env: { CERTCTL_AGENT_JIT: value }, execArgv: [] })).toContain("--no-opt")
+  })
 })
