@@ -61,13 +61,21 @@ const adminApiKey = Config.redacted("CERTCTL_ADMIN_API_KEY").pipe(
   })
 )
 
+// Effect's duration parser reads "-1 seconds" as zero, so a sign typo would silently turn a lease
+// or a timeout off: a negative value is refused by name instead.
 const duration = (name: string, fallback: Duration.DurationInput) =>
-  Config.duration(name).pipe(Config.withDefault(Duration.decode(fallback)))
+  Config.string(name).pipe(
+    Config.validate({ message: "must not be negative", validation: (s) => !s.trim().startsWith("-") }),
+    Config.zipWith(Config.duration(name), (_, d) => d),
+    Config.withDefault(Duration.decode(fallback))
+  )
 
+// Validated before the default applies: validating the defaulted Config lost the variable's name
+// from the error ("Invalid data at : must be at least 1").
 const atLeast = (name: string, min: number, fallback: number, config = Config.integer(name)) =>
   config.pipe(
-    Config.withDefault(fallback),
-    Config.validate({ message: `must be at least ${min}`, validation: (n) => n >= min })
+    Config.validate({ message: `must be at least ${min}`, validation: (n) => n >= min }),
+    Config.withDefault(fallback)
   )
 
 const overloadSettings = Config.all({
@@ -92,10 +100,10 @@ export const settings = Config.all({
   earlyOrderWait: duration("CERTCTL_EARLY_ORDER_WAIT", "10 seconds"),
   deployTimeout: duration("CERTCTL_DEPLOY_TIMEOUT", "10 minutes"),
   renewalScanInterval: duration("CERTCTL_RENEWAL_SCAN_INTERVAL", "1 hour"),
-  jobConcurrency: Config.integer("CERTCTL_JOB_CONCURRENCY").pipe(Config.withDefault(16)),
+  jobConcurrency: atLeast("CERTCTL_JOB_CONCURRENCY", 0, 16),
   jobLease: duration("CERTCTL_JOB_LEASE", "30 seconds"),
   retryBase: duration("CERTCTL_RETRY_BASE", "5 seconds"),
-  maxAttempts: Config.integer("CERTCTL_MAX_ATTEMPTS").pipe(Config.withDefault(5)),
+  maxAttempts: atLeast("CERTCTL_MAX_ATTEMPTS", 1, 5),
   shutdownGrace: duration("CERTCTL_SHUTDOWN_GRACE", "10 seconds"),
   dataDir: Config.string("CERTCTL_DATA_DIR").pipe(Config.withDefault("./.certctl/data")),
   metricsPublic: Config.boolean("CERTCTL_METRICS_PUBLIC").pipe(Config.withDefault(false)),

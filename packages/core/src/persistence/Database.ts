@@ -259,8 +259,14 @@ export const layerPglite = (options: { readonly dataDir: string; readonly schema
 export const layerConfig = Layer.unwrapEffect(
   Effect.gen(function* () {
     const url = yield* Config.option(Config.redacted("CERTCTL_DATABASE_URL"))
-    const max = yield* Config.integer("CERTCTL_DATABASE_POOL_SIZE").pipe(Config.withDefault(20))
-    const acquireTimeout = yield* Config.duration("CERTCTL_DATABASE_ACQUIRE_TIMEOUT").pipe(
+    const max = yield* Config.integer("CERTCTL_DATABASE_POOL_SIZE").pipe(
+      Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 }),
+      Config.withDefault(20)
+    )
+    // Effect reads "-1 seconds" as zero (every checkout would time out at once): refused by name.
+    const acquireTimeout = yield* Config.string("CERTCTL_DATABASE_ACQUIRE_TIMEOUT").pipe(
+      Config.validate({ message: "must not be negative", validation: (s) => !s.trim().startsWith("-") }),
+      Config.zipWith(Config.duration("CERTCTL_DATABASE_ACQUIRE_TIMEOUT"), (_, d) => d),
       Config.withDefault(Duration.seconds(10))
     )
     const schema = yield* Config.string("CERTCTL_DB_SCHEMA").pipe(
