@@ -57,6 +57,13 @@ export class AgentOptions extends Context.Tag("@certctl/agent/AgentOptions")<Age
 
 export const layerOptions = (options: Options): Layer.Layer<AgentOptions> => Layer.succeed(AgentOptions, options)
 
+/**
+ * When the agent heartbeats after its first beat (sent at start): every `heartbeatSeconds`, each
+ * interval jittered to 0.8–1.2 of it, so that agents started together do not stay in step.
+ */
+export const heartbeatSchedule = (heartbeatSeconds: number) =>
+  Schedule.spaced(Duration.seconds(heartbeatSeconds)).pipe(Schedule.jittered)
+
 /** The agent could not start: a listener it was asked to open, or its key directory. */
 export class AgentStartError extends Data.TaggedError("AgentStartError")<{
   readonly message: string
@@ -354,9 +361,13 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
         }))
       })
     }).pipe(Effect.zipRight(contact))
+    // The first beat goes at start (the control plane learns the version and report at once); each
+    // interval after it is jittered to 0.8–1.2 of `heartbeatSeconds`. Without that, agents started
+    // together (a rollout, hosts back from a power cut) beat in the same second every interval for
+    // good; with it their beats spread over the interval within a few beats and stay spread.
     const heartbeat = beat.pipe(
       Effect.catchAll((e) => Effect.logWarning(`heartbeat failed: ${e.message}`)),
-      Effect.repeat(Schedule.spaced(Duration.seconds(config.heartbeatSeconds)))
+      Effect.repeat(heartbeatSchedule(config.heartbeatSeconds))
     )
 
     const poll = yield* WorkPoll.make({

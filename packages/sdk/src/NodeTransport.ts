@@ -24,15 +24,25 @@ export const make = (agent: NodeHttpClient.HttpAgent, options: Options = {}): Ef
   Transport.make(agent, options.maxResponseBytes ?? ResponseLimit.defaultMaxResponseBytes, ResponseLimit.tooLarge)
 
 /**
- * Keep-alive pools with Node's defaults otherwise (TLS verified against Node's roots), destroyed
- * with the scope.
+ * How a keep-alive pool is made. A server closes a connection it has kept idle for its keep-alive
+ * timeout (node's: 5 s, announced as `Keep-Alive: timeout=5`); a request sent on that connection as
+ * it closes fails with ECONNRESET (the fleet bench counted such resets, bench/README.md "Fleet").
+ * Node's agent closes an idle connection a second before the announced timeout, but only when the
+ * agent has a `timeout` of its own (`keepSocketAlive` in node's _http_agent.js). This one is that
+ * bound for a server that announces none; it does not end a request under way.
+ */
+export const keepAliveOptions = { keepAlive: true, timeout: 30_000 } as const
+
+/**
+ * Keep-alive pools (`keepAliveOptions`) with Node's defaults otherwise (TLS verified against
+ * Node's roots), destroyed with the scope.
  */
 export const agent: Effect.Effect<NodeHttpClient.HttpAgent, never, Scope.Scope> = Effect.acquireRelease(
   Effect.sync(
     (): NodeHttpClient.HttpAgent => ({
       [NodeHttpClient.HttpAgentTypeId]: NodeHttpClient.HttpAgentTypeId,
-      http: new NodeHttp.Agent({ keepAlive: true }),
-      https: new NodeHttps.Agent({ keepAlive: true })
+      http: new NodeHttp.Agent(keepAliveOptions),
+      https: new NodeHttps.Agent(keepAliveOptions)
     })
   ),
   (a) =>

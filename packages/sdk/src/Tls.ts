@@ -45,9 +45,9 @@ const pool = (options: TlsOptions, identity: ClientCertificate | undefined): Eff
   const agent: NodeHttpClient.HttpAgent = {
     [NodeHttpClient.HttpAgentTypeId]: NodeHttpClient.HttpAgentTypeId,
     // Plain http keeps Node's defaults; a control plane with TLS settings is reached over https.
-    http: new NodeHttp.Agent({ keepAlive: true }),
+    http: new NodeHttp.Agent(NodeTransport.keepAliveOptions),
     https: new NodeHttps.Agent({
-      keepAlive: true,
+      ...NodeTransport.keepAliveOptions,
       ...(options.ca === undefined ? {} : { ca: typeof options.ca === "string" ? options.ca : [...options.ca] }),
       ...(identity ? { cert: identity.certificatePem, key: Redacted.value(identity.keyPem) } : {}),
       rejectUnauthorized: true
