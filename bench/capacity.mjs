@@ -115,7 +115,9 @@ const fleetRun = async (replicas) => {
       const { rows } = await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1", [dbName])
       maxBackends = Math.max(maxBackends, rows[0].n)
     }, 1000)
-    const load = await simulate({ agents, urls: servers.map((s) => s.url), seconds })
+    // Starts spread over one poll wait (25 s, as this bench's polls started before the simulator
+    // ran the agent's schedule), so that the fleet is whole for most of the window it is costed over.
+    const load = await simulate({ agents, urls: servers.map((s) => s.url), seconds, startSeconds: 25 })
     clearInterval(sampler)
     const cpu = pids.map((pid, i) => cpuSeconds(pid) - cpu0[i])
     const pgCpu = (await pgBackendCpuSeconds(db, dbName)) - pgCpu0

@@ -3,9 +3,10 @@
 //   node --import tsx --conditions=source bench/fleet.mjs
 // Prints ONE JSON object on stdout; progress goes to stderr.
 //
-// Each agent heartbeats every 60 s (phases spread uniformly over the minute) and keeps one long
-// poll GET /agents/{id}/work?wait=25 open at all times (re-polling as soon as one returns; after a
-// 429/503 it waits the Retry-After the server sent, as the agent does). Agents
+// Each agent runs the real agent's schedule (lib/fleetSim.mjs): the fleet's starts spread over
+// CERTCTL_BENCH_FLEET_START_SECONDS (default 60), a heartbeat at start and then every 60 s jittered
+// to 0.8-1.2 of it, and one long poll GET /agents/{id}/work?wait=25 open at all times (re-polling
+// as soon as one returns; after a 429/503 it waits the Retry-After the server sent). Agents
 // are registered in bulk through SQL (agents + agent_api_keys with SHA-256 hashes of generated
 // tokens), exactly what POST /agents stores. Time is not compressed: each fleet runs for
 // CERTCTL_BENCH_FLEET_SECONDS (default 90) of real time, so every agent heartbeats at least once
@@ -19,8 +20,11 @@
 // share this machine's cores, and other processes on a shared machine show in the load averages.
 import { execSync } from "node:child_process"
 import * as http from "node:http"
+import * as fs from "node:fs"
 import * as os from "node:os"
-import { freshDatabase, pgAvailable } from "@certctl/test-support"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { freshDatabase, pgAvailable, tempDir } from "@certctl/test-support"
 import pg from "pg"
 import {
   cpuSeconds,
@@ -35,6 +39,7 @@ import {
 } from "./lib/fleetSim.mjs"
 import { round } from "./lib/measure.mjs"
 
+const here = path.dirname(fileURLToPath(import.meta.url))
 const log = (...args) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...args)
 const scale = Number(process.env.CERTCTL_BENCH_SCALE ?? 1)
 const seconds = Number(process.env.CERTCTL_BENCH_FLEET_SECONDS ?? 90)
@@ -48,14 +53,57 @@ const poolSize = process.env.CERTCTL_BENCH_POOL_SIZE
 /** Extra node flags for the server process, e.g. `--cpu-prof --cpu-prof-dir=/tmp` to profile it. */
 const serverNodeArgs = (process.env.CERTCTL_BENCH_SERVER_NODE_ARGS ?? "").split(" ").filter(Boolean)
 const RSS_EVERY_MS = 10_000
+/**
+ * CERTCTL_BENCH_FLEET_PROBE=1: the server runs with lib/serverProbe.mjs, and each fleet's result
+ * gets `every_10s_server`: per 10 s window, the server's largest event-loop delay, its garbage
+ * collections, its own time for heartbeats and their UPDATE, and PostgreSQL's commits.
+ */
+const probeFile =
+  process.env.CERTCTL_BENCH_FLEET_PROBE === "1" ? path.join(tempDir("certctl-bench-probe-"), "probe.jsonl") : undefined
 
 const startServer = (databaseUrl) =>
   startServerProcess(
     databaseUrl,
     serverKeys(),
-    poolSize ? { CERTCTL_DATABASE_POOL_SIZE: poolSize } : {},
-    serverNodeArgs
+    {
+      ...(poolSize ? { CERTCTL_DATABASE_POOL_SIZE: poolSize } : {}),
+      ...(probeFile ? { CERTCTL_BENCH_PROBE_FILE: probeFile } : {})
+    },
+    probeFile ? ["--import", path.join(here, "lib/serverProbe.mjs"), ...serverNodeArgs] : serverNodeArgs
   )
+
+/** The probe's lines from `from` to `until`, in 10 s windows (see `probeFile`). */
+const probeWindows = (from, until, commitsEvery10s) => {
+  if (!probeFile || !fs.existsSync(probeFile)) return undefined
+  const lines = fs
+    .readFileSync(probeFile, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l))
+  const windows = []
+  const windowOf = (t) => Math.floor((t - from) / 10_000)
+  for (const line of lines) {
+    // A line covers the second before its time.
+    const i = windowOf(line.t - 1000)
+    if (i < 0 || line.t - 1000 > until) continue
+    windows[i] ??= { loop_delay_max_ms: 0, cpu_ms: 0, gc: {}, heartbeat_p99_max_ms: 0, heartbeat_update_p99_max_ms: 0 }
+    const w = windows[i]
+    w.loop_delay_max_ms = Math.max(w.loop_delay_max_ms, line.loop_delay_max_ms)
+    w.cpu_ms += line.cpu_ms
+    for (const [, kind, ms] of line.gcs) {
+      w.gc[kind] ??= { n: 0, ms: 0, max_ms: 0 }
+      w.gc[kind].n++
+      w.gc[kind].ms = round(w.gc[kind].ms + ms, 1)
+      w.gc[kind].max_ms = Math.max(w.gc[kind].max_ms, ms)
+    }
+    // The largest per-second p99 in the window (a second's p99 is over ~170 heartbeats).
+    w.heartbeat_p99_max_ms = Math.max(w.heartbeat_p99_max_ms, line.ms.heartbeat?.p99 ?? 0)
+    w.heartbeat_update_p99_max_ms = Math.max(w.heartbeat_update_p99_max_ms, line.ms.sql_heartbeat?.p99 ?? 0)
+  }
+  return Array.from(windows, (w, i) =>
+    w === undefined ? null : { ...w, postgresql_commits: commitsEvery10s[i] ?? null }
+  )
+}
 
 /** Least-squares slope, in MB per minute, of the RSS samples of the run's second half. */
 const rssSlope = (samples) => {
@@ -80,9 +128,21 @@ const runFleet = async (server, agents, db, dbName) => {
   const commits0 = await commits(db, dbName)
   // Every 10 s: whether memory is flat or climbing under the open polls.
   const rssTimeline = [rssMb(server.pid)]
-  const rssTimer = setInterval(() => rssTimeline.push(rssMb(server.pid)), RSS_EVERY_MS)
+  const commitsEvery10s = []
+  let lastCommits = commits0
+  const rssTimer = setInterval(() => {
+    rssTimeline.push(rssMb(server.pid))
+    if (probeFile)
+      commits(db, dbName).then((c) => {
+        commitsEvery10s.push(c - lastCommits)
+        lastCommits = c
+      })
+  }, RSS_EVERY_MS)
+  const simulated = Date.now()
   const run = await simulate({ agents, urls: [server.url], seconds })
   clearInterval(rssTimer)
+  // The probe writes every second: let it write the run's last one.
+  if (probeFile) await new Promise((r) => setTimeout(r, 1100))
   const cpu = cpuSeconds(server.pid) - cpu0
   // Backends that exited during the run are missed, so this is a lower bound (the pool keeps them).
   const pgCpu = (await pgBackendCpuSeconds(db, dbName)) - pg0
@@ -99,6 +159,9 @@ const runFleet = async (server, agents, db, dbName) => {
     heartbeat: run.heartbeat,
     work_poll: run.work_poll,
     not_200_every_10s: run.not_200_every_10s,
+    ...(probeFile
+      ? { every_10s_server: probeWindows(simulated, simulated + run.seconds * 1000, commitsEvery10s) }
+      : {}),
     server: {
       cpu_seconds: round(cpu, 1),
       cpu_percent_of_one_core: round((100 * cpu) / run.seconds, 1),
@@ -210,7 +273,8 @@ const main = async () => {
         heartbeat_every_seconds: 60,
         long_poll_wait_seconds: 25,
         run_seconds_per_fleet: seconds,
-        time_compression: "none (real 60 s heartbeat period; phases spread uniformly)",
+        time_compression: "none (real 60 s heartbeat period, jittered 0.8-1.2 as the agent's)",
+        fleet_start_spread_seconds: Number(process.env.CERTCTL_BENCH_FLEET_START_SECONDS ?? 60),
         shared_machine: "client and server share the same cores, so latencies include client contention",
         scale
       },

@@ -8,6 +8,7 @@ import { setMaxListeners } from "node:events"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { freePort, manage, repoRoot, spawnTs, tempDir } from "@certctl/test-support"
 import { round } from "./measure.mjs"
 
@@ -111,12 +112,19 @@ export const request = (agent, base, method, path, token, body, signal) =>
       (res) => {
         res.resume()
         const retryAfter = Number(res.headers["retry-after"] ?? Number.NaN)
-        res.on("end", () => resolve({ status: res.statusCode, ms: performance.now() - started, retryAfter }))
-        res.on("error", () => resolve({ status: 0, ms: performance.now() - started }))
+        res.on("end", () =>
+          resolve({ status: res.statusCode, ms: performance.now() - started, at: started, retryAfter })
+        )
+        res.on("error", () => resolve({ status: 0, ms: performance.now() - started, at: started }))
       }
     )
     req.on("error", (e) =>
-      resolve({ status: e.name === "AbortError" ? -1 : 0, ms: performance.now() - started, error: e.code ?? e.message })
+      resolve({
+        status: e.name === "AbortError" ? -1 : 0,
+        ms: performance.now() - started,
+        at: started,
+        error: e.code ?? e.message
+      })
     )
     req.end(payload)
   })
@@ -149,13 +157,27 @@ export const summary = (xs) => ({
 
 /**
  * Runs `agents` against the servers at `urls` (agent i talks to urls[i % urls.length], as behind a
- * sticky load balancer) for `seconds` of real time: one long poll `?wait=waitSeconds` always open,
- * a heartbeat every `heartbeatMs` (phases spread), Retry-After honoured after 429/503.
+ * sticky load balancer) for `seconds` of real time, each on the real agent's schedule
+ * (packages/agent: `Agent.heartbeatSchedule`): agent i starts at i/n of `startSeconds`, then sends
+ * its first heartbeat and opens its first long poll `?wait=waitSeconds` at once; it keeps one poll
+ * open, and heartbeats every `heartbeatMs` jittered to 0.8–1.2 of it; Retry-After is honoured
+ * after 429/503. `startSeconds` (CERTCTL_BENCH_FLEET_START_SECONDS, default one heartbeat
+ * interval) is how spread the fleet's starts are: 0 is a fleet started in the same second.
  */
-export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartbeatMs = 60_000 }) => {
+export const simulate = async ({
+  agents,
+  urls,
+  seconds,
+  waitSeconds = 25,
+  heartbeatMs = 60_000,
+  startSeconds = Number(process.env.CERTCTL_BENCH_FLEET_START_SECONDS ?? heartbeatMs / 1000)
+}) => {
   const n = agents.length
-  const pollAgent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY })
-  const beatAgent = new http.Agent({ keepAlive: true, maxSockets: 512 })
+  // As the agent's own pools (the SDK's `NodeTransport.keepAliveOptions`): with a `timeout`, node
+  // closes an idle connection a second before the server's announced keep-alive timeout, instead
+  // of sending a heartbeat on it as the server closes it (ECONNRESET).
+  const pollAgent = new http.Agent({ keepAlive: true, timeout: 30_000, maxSockets: Number.POSITIVE_INFINITY })
+  const beatAgent = new http.Agent({ keepAlive: true, timeout: 30_000, maxSockets: 512 })
   const stop = new AbortController()
   // Every open request listens on this one signal.
   setMaxListeners(0, stop.signal)
@@ -175,11 +197,24 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
   }
   const started = Date.now()
   const endAt = started + seconds * 1000
+  // CERTCTL_BENCH_FLEET_TRACE=<file>: every request's send time, latency and status, and the
+  // bench's own event-loop delay per second, so that slow windows can be laid beside the server's.
+  const traceFile = process.env.CERTCTL_BENCH_FLEET_TRACE
+  const trace = traceFile ? { beats: [], polls: [], lag: [] } : undefined
+  const lag = trace ? monitorEventLoopDelay({ resolution: 5 }) : undefined
+  lag?.enable()
+  const lagTimer = lag
+    ? setInterval(() => {
+        trace.lag.push([Date.now(), Math.round(lag.max / 1e6)])
+        lag.reset()
+      }, 1000)
+    : undefined
   const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
   const agentLoop = async ({ id, token }, index) => {
     const url = urls[index % urls.length]
+    const startAt = started + (index / n) * startSeconds * 1000
     const pollLoop = async () => {
-      await sleep((index / n) * waitSeconds * 1000)
+      await sleep(startAt - Date.now())
       while (Date.now() < endAt) {
         openPolls++
         maxOpenPolls = Math.max(maxOpenPolls, openPolls)
@@ -193,6 +228,7 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
           stop.signal
         )
         openPolls--
+        trace?.polls.push([Math.round(performance.timeOrigin + r.at), Math.round(r.ms), r.status])
         if (r.status === -1) return
         if (r.status === 200) polls.push(r.ms)
         else {
@@ -202,7 +238,7 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
       }
     }
     const beatLoop = async () => {
-      let next = started + Math.random() * heartbeatMs
+      let next = startAt
       while (next < endAt) {
         await sleep(next - Date.now())
         const window = Math.floor((Date.now() - started) / 10_000)
@@ -215,13 +251,14 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
           { version: "bench" },
           stop.signal
         )
+        trace?.beats.push([Math.round(performance.timeOrigin + r.at), Math.round(r.ms * 10) / 10, r.status])
         if (r.status === 200) {
           beats.push(r.ms)
           const inWindow = beatWindows[window] ?? []
           beatWindows[window] = inWindow
           inWindow.push(r.ms)
         } else if (r.status !== -1) note(errors.heartbeat, `${r.status}${r.error ? `:${r.error}` : ""}`)
-        next += heartbeatMs
+        next += heartbeatMs * (0.8 + 0.4 * Math.random())
       }
     }
     await Promise.all([pollLoop(), beatLoop()])
@@ -235,6 +272,10 @@ export const simulate = async ({ agents, urls, seconds, waitSeconds = 25, heartb
   await loops
   pollAgent.destroy()
   beatAgent.destroy()
+  if (trace) {
+    clearInterval(lagTimer)
+    fs.writeFileSync(traceFile, JSON.stringify(trace))
+  }
   return {
     seconds: round(wall, 1),
     heartbeat: {
