@@ -323,6 +323,9 @@ const pipelineContender = {
     const db = openDb(this.server.databaseUrl)
     try {
       const rows = await db.query(stageQuery, [names])
+      // With ACME_BENCH_LOGS, each certificate's row as well, to lay beside the agent's log by time.
+      if (process.env.ACME_BENCH_LOGS)
+        writeFileSync(join(process.env.ACME_BENCH_LOGS, "stages.json"), `${JSON.stringify(rows, null, 1)}\n`)
       const out = {}
       for (const key of stageKeys) {
         const values = rows.map((r) => Number(r[key])).filter((v) => Number.isFinite(v))
@@ -373,7 +376,7 @@ const stageKeys = [
 ]
 const stageQuery = `
   WITH t AS (
-    SELECT c.created_at AS created,
+    SELECT c.domain, c.created_at AS created,
       i.started_at AS i_started,
       (SELECT finished_at FROM job_steps WHERE job_id = i.id AND name = 'request_csr') AS csr_asked,
       (SELECT min(occurred_at) FROM audit_logs WHERE action = 'csr_accepted' AND details->>'job_id' = i.id) AS csr_in,
@@ -389,7 +392,7 @@ const stageQuery = `
     JOIN jobs i ON i.certificate_id = c.id AND i.kind = 'issuance'
     JOIN jobs d ON d.certificate_id = c.id AND d.kind = 'deployment'
     WHERE c.domain = ANY($1::text[]))
-  SELECT
+  SELECT domain, collected, d_created, d_started, dispatched, reported, d_finished,
     1000 * extract(epoch FROM i_started - created) AS claim_issuance,
     1000 * extract(epoch FROM csr_asked - i_started) AS request_csr,
     1000 * extract(epoch FROM csr_in - csr_asked) AS agent_csr,

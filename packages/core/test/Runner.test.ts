@@ -65,5 +65,57 @@ for (const backend of backends) {
       expect(states).toEqual([{ state: "COMPLETED", n: 7 }])
       expect([...attempts.values()].sort()).toEqual([1, 1, 1, 1, 1, 1, 2])
     })
+
+    /** Runs `jobs` new jobs with one quick step through a runner; counts the `runner` wake-ups it saw. */
+    const runJobs = (kind: "deployment" | "revocation", jobs: number, concurrency: number) =>
+      Effect.gen(function* () {
+        const engine = yield* JobEngine
+        const signals = yield* Signals.Signals
+        let wakeups = 0
+        yield* signals.tap(Signals.runnerTopic, () => {
+          wakeups += 1
+        })
+        const ids: Array<string> = []
+        for (let g = 1; g <= jobs; g++)
+          ids.push(Option.getOrThrow(yield* engine.create({ kind, certificate_id: `cert-${g}` }, ["work"])))
+        // A poll far longer than the test waits: only wake-ups can move the runner on.
+        yield* Effect.forkScoped(Runner.run({ concurrency, pollInterval: "60 seconds" }))
+        const sqlc = yield* SqlClient.SqlClient
+        for (let i = 0; i < 100; i++) {
+          const [row] = yield* sqlc<{ n: number }>`SELECT count(*)::int AS n FROM jobs
+              WHERE id IN ${sqlc.in(ids)} AND state = 'COMPLETED'`
+          if (row?.n === jobs) break
+          yield* Effect.sleep("100 millis")
+        }
+        // Time for a wake-up sent at the last job's end to be seen.
+        yield* Effect.sleep("200 millis")
+        const [row] = yield* sqlc<{ n: number }>`SELECT count(*)::int AS n FROM jobs
+            WHERE id IN ${sqlc.in(ids)} AND state = 'COMPLETED'`
+        return { completed: row?.n ?? 0, wakeups }
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(
+          Layer.mergeAll(
+            Layer.provide(JobEngine.Default, Layer.succeed(EngineOptionsTag, defaultOptions("runner-test"))),
+            Signals.layerMemory,
+            Layer.succeed(
+              JobHandlers,
+              JobHandlers.of({ steps: () => [{ name: "work", run: () => Effect.succeed(done()) }] })
+            )
+          )
+        )
+      ) as Effect.Effect<{ completed: number; wakeups: number }, never, SqlClient.SqlClient>
+
+    it("a full runner claims again when a job ends, without waiting for its poll", async () => {
+      // One slot, three jobs: each of the next two is claimed only because the one before ended.
+      const result = await run(runJobs("deployment", 3, 1))
+      expect(result.completed).toBe(3)
+    })
+
+    it("a job's end does not wake a runner that has free slots", async () => {
+      // Nothing is waiting for the slot: a wake-up would be a NOTIFY and an empty claim.
+      const result = await run(runJobs("revocation", 2, 4))
+      expect(result).toEqual({ completed: 2, wakeups: 0 })
+    })
   })
 }

@@ -160,6 +160,25 @@ describe.skipIf(!requirePeer("postgresql", pgPeer.ok, pgPeer.why))(
       expect((await as("iso-a").get("/api/v1/targets/files-iso-b")).status).toBe(403)
     })
 
+    it("takes a deployment's status only from the agent of its certificate", async () => {
+      // A deployment row of B's certificate, as a dispatch would leave it (no job: nothing to wake).
+      await db.query(`INSERT INTO deployment_history (id, certificate_id, target_id, agent_id, status)
+          VALUES ('dep-iso-b', 'cert-iso-b', 'files-iso-b', 'iso-b', 'pending')`)
+      const row = async () =>
+        (await db.query("SELECT status, verified, updated_at FROM deployment_history WHERE id = 'dep-iso-b'")).rows[0]
+      const before = await row()
+      const other = await as("iso-a").post("/api/v1/deployments/dep-iso-b/status", { status: "success" })
+      expect(other.status).toBe(403)
+      expect(other.body).toMatchObject({ error: "forbidden", message: expect.stringContaining("not assigned") })
+      expect(await row()).toEqual(before)
+      expect((await as("iso-a").post("/api/v1/deployments/dep-iso-none/status", { status: "success" })).status).toBe(
+        404
+      )
+      const own = await as("iso-b").post("/api/v1/deployments/dep-iso-b/status", { status: "success" })
+      expect(own.status).toBe(200)
+      expect((await row()).status).toBe("success")
+    })
+
     it("refuses the audit log to agents, at both paths", async () => {
       for (const path of ["/api/v1/audit/logs", "/audit/logs", "/api/v1/audit/verify"]) {
         const r = await as("iso-a").get(path)

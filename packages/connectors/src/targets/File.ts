@@ -45,22 +45,42 @@ const safeDomain = (domain: string) => {
     : Effect.fail(new ConnectorError({ reason: "Rejected", message: `"${domain}" cannot name a directory` }))
 }
 
-/** Write to a temp file beside the target, fsync, then rename: readers see old or new, never half. */
-const writeAtomic = (file: string, data: string, mode: number) =>
+/**
+ * Replace several files of one directory, each atomically: every temp file beside its target is
+ * written and fsynced (together), then each is renamed over its target in the order given. So each
+ * name holds its old or its new content, never half, as with one write-fsync-rename per file; the
+ * fsyncs now overlap instead of following each other (four per deployment, on its path to the
+ * report). A failed temp write removes every temp file and leaves every target untouched.
+ */
+const writeAtomic = (dir: string, files: ReadonlyArray<{ name: string; data: string; mode: number }>) =>
   Effect.tryPromise({
     try: async () => {
-      const tmp = `${file}.certctl-tmp-${randomBytes(6).toString("hex")}`
-      const handle = await fs.open(tmp, "wx", mode)
+      const temps = files.map((f) => path.join(dir, `${f.name}.certctl-tmp-${randomBytes(6).toString("hex")}`))
+      let renamed = 0
       try {
-        await handle.writeFile(data)
-        await handle.chmod(mode)
-        await handle.sync()
-      } finally {
-        await handle.close()
+        // Settled, not raced: a failed write must not leave another temp file being created after
+        // the clean-up below has run.
+        const written = await Promise.allSettled(
+          files.map(async (f, i) => {
+            const handle = await fs.open(temps[i]!, "wx", f.mode)
+            try {
+              await handle.writeFile(f.data)
+              await handle.chmod(f.mode)
+              await handle.sync()
+            } finally {
+              await handle.close()
+            }
+          })
+        )
+        const failed = written.find((w) => w.status === "rejected")
+        if (failed) throw failed.reason
+        for (; renamed < files.length; renamed++) await fs.rename(temps[renamed]!, path.join(dir, files[renamed]!.name))
+      } catch (cause) {
+        await Promise.all(temps.slice(renamed).map((tmp) => fs.rm(tmp, { force: true })))
+        throw cause
       }
-      await fs.rename(tmp, file)
     },
-    catch: io(`writing ${file}`)
+    catch: io(`writing ${files.map((f) => path.join(dir, f.name)).join(", ")}`)
   })
 
 const symlinkRefusal = (what: string) =>
@@ -136,10 +156,12 @@ export const make = (config: FileConfig): Effect.Effect<Target.TargetConnector, 
     const certMode = Number.parseInt(config.cert_mode, 8)
     const dirOf = (domain: string) => Effect.map(safeDomain(domain), (d) => path.join(root, d))
 
+    // Renamed in `names` order, the key last, as the one-file-at-a-time writes went.
     const writeAll = (dir: string, files: Record<(typeof names)[number], string>) =>
-      Effect.forEach(names, (n) => writeAtomic(path.join(dir, n), files[n], n === "key.pem" ? keyMode : certMode), {
-        discard: true
-      })
+      writeAtomic(
+        dir,
+        names.map((n) => ({ name: n, data: files[n], mode: n === "key.pem" ? keyMode : certMode }))
+      )
 
     const deploy = (bundle: Target.DeployBundle) =>
       Effect.gen(function* () {

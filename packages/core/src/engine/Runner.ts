@@ -53,8 +53,14 @@ export const run = (options: RunnerOptions) =>
         yield* Ref.update(inFlight, (n) => n + 1)
         yield* engine.execute(job).pipe(
           Effect.catchAllCause((cause) => Effect.logError(`job ${job.id} crashed`, cause)),
+          // A freed slot matters only to a runner that was full: it stopped claiming and waits for
+          // this. Otherwise the wake-up was a NOTIFY and an empty claim for nothing, two or three
+          // times per certificate (an issuance's end, a deployment parking and ending) while the
+          // next job of the same certificate was on its way.
           Effect.ensuring(
-            Ref.update(inFlight, (n) => n - 1).pipe(Effect.zipRight(signals.notify(Signals.runnerTopic)))
+            Ref.modify(inFlight, (n) => [n >= options.concurrency, n - 1] as const).pipe(
+              Effect.flatMap((wasFull) => (wasFull ? signals.notify(Signals.runnerTopic) : Effect.void))
+            )
           ),
           Effect.annotateLogs({ job_id: job.id, kind: job.kind }),
           Effect.forkScoped

@@ -53,16 +53,34 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
       )
 
     /** An agent may only report on certificates assigned to it. */
+    const assignedTo = (certId: string, agentId: string | null | undefined, caller: Caller) =>
+      agentId === undefined
+        ? Effect.fail(ApiError.notFound("certificate", certId))
+        : caller.agentId !== null && agentId !== caller.agentId
+          ? Effect.fail(ApiError.forbidden(`certificate ${certId} is not assigned to agent ${caller.agentId}`))
+          : Effect.void
+
     const certificateFor = (certId: string, caller: Caller) =>
       Effect.gen(function* () {
         const [cert] = yield* sql<{ id: string; agent_id: string | null }>`SELECT id, agent_id FROM certificates
             WHERE id = ${certId}`.pipe(orPersistence("load certificate"))
-        if (!cert) return yield* Effect.fail(ApiError.notFound("certificate", certId))
-        if (caller.agentId !== null && cert.agent_id !== caller.agentId)
-          return yield* Effect.fail(
-            ApiError.forbidden(`certificate ${certId} is not assigned to agent ${caller.agentId}`)
-          )
-        return cert
+        yield* assignedTo(certId, cert?.agent_id, caller)
+        return cert!
+      })
+
+    /**
+     * The deployment row with its certificate's agent in one read (a report's path to its commit
+     * had a round trip for each). `certificate_agent` is undefined when the certificate is gone.
+     */
+    const loadWithAgent = (id: string) =>
+      Effect.gen(function* () {
+        const [row] = yield* sql<{ certificate_found: boolean; certificate_agent: string | null }>`
+            SELECT d.*, c.id IS NOT NULL AS certificate_found, c.agent_id AS certificate_agent
+            FROM deployment_history d LEFT JOIN certificates c ON c.id = d.certificate_id
+            WHERE d.id = ${id}`.pipe(orPersistence("load deployment"))
+        if (!row) return undefined
+        const [dep] = yield* decodeRows(Rows.DeploymentRow)(Effect.succeed([row]))
+        return { dep: dep!, certificateAgent: row.certificate_found ? row.certificate_agent : undefined }
       })
 
     const deployedAt = (status: string, at: string | undefined) =>
@@ -171,9 +189,10 @@ export class Deployments extends Effect.Service<Deployments>()("@certctl/core/De
       payload: StatusUpdate
     ): Effect.Effect<M.Deployment, ApiError.NotFound | ApiError.Forbidden | ApiError.Conflict | PersistenceError> =>
       Effect.gen(function* () {
-        const dep = yield* load(id)
-        if (!dep) return yield* Effect.fail(ApiError.notFound("deployment", id))
-        yield* certificateFor(dep.certificate_id, caller)
+        const loaded = yield* loadWithAgent(id)
+        if (!loaded) return yield* Effect.fail(ApiError.notFound("deployment", id))
+        const { dep } = loaded
+        yield* assignedTo(dep.certificate_id, loaded.certificateAgent, caller)
         if (finished.has(dep.status)) {
           if (dep.status === payload.status) return toDeployment(dep)
           return yield* Effect.fail(ApiError.conflict(`deployment ${id} already finished as ${dep.status}`))

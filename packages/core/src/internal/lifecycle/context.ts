@@ -88,11 +88,11 @@ export const make = (options: LifecycleOptions) =>
       ).pipe(Effect.flatMap((output) => Schema.decodeUnknown(schema)(output).pipe(Effect.orDie)))
 
     /**
-     * Hands the job's agent its work item and wakes the agent's long poll. `mark` is merged into
+     * Stores the job's agent its work item (see `setAgentWork`). `mark` is merged into
      * the output of one of the job's steps in the same statement (a mark that says the work is
      * out commits with it, not a round trip before it).
      */
-    const setAgentWork = (
+    const storeAgentWork = (
       job: JobEngine.JobRow,
       work: Work.StoredWorkItem,
       mark?: { readonly step: string; readonly output: Record<string, unknown> }
@@ -107,8 +107,21 @@ export const make = (options: LifecycleOptions) =>
               ) ${set}`
             : set
         ).pipe(persist)
-        if (job.agent_id) yield* signals.notify(Signals.agentTopic(job.agent_id))
       })
+
+    /**
+     * Wakes the job's agent's long poll. After the work's commit: a notify inside the transaction
+     * would wake this process's polls before the commit, to read a listing without the work.
+     */
+    const wakeAgent = (job: JobEngine.JobRow) =>
+      job.agent_id ? signals.notify(Signals.agentTopic(job.agent_id)) : Effect.void
+
+    /** `storeAgentWork`, then `wakeAgent`. */
+    const setAgentWork = (
+      job: JobEngine.JobRow,
+      work: Work.StoredWorkItem,
+      mark?: { readonly step: string; readonly output: Record<string, unknown> }
+    ) => Effect.zipRight(storeAgentWork(job, work, mark), wakeAgent(job))
 
     return {
       options,
@@ -120,6 +133,8 @@ export const make = (options: LifecycleOptions) =>
       persist,
       certificate,
       stepOutput,
+      storeAgentWork,
+      wakeAgent,
       setAgentWork
     }
   })

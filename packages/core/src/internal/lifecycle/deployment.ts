@@ -28,21 +28,25 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
     name: Steps.Dispatch,
     run: ({ job }) =>
       Effect.gen(function* () {
-        yield* sql`INSERT INTO deployment_history (id, certificate_id, version_id, target_id, job_id, agent_id, status)
-            SELECT 'dep-' || replace(gen_random_uuid()::text, '-', ''), ct.certificate_id, ${job.version_id}, ct.target_id, ${job.id}, t.agent_id, 'pending'
-            FROM certificate_targets ct JOIN targets t ON t.id = ct.target_id
-            WHERE ct.certificate_id = ${job.certificate_id}
-              AND NOT EXISTS (SELECT 1 FROM deployment_history d WHERE d.job_id = ${job.id} AND d.target_id = ct.target_id)`.pipe(
-          persist
-        )
-        // The agent gets its work now, not one step later: completing this step, starting
-        // `await_reports` and reloading the job were a hand-off the agent waited out. The mark
-        // tells `await_reports` that this attempt's work is out; it commits with the work (work
-        // handed out without it would be handed out again).
-        yield* ctx.setAgentWork(job, yield* deployWork(job), {
-          step: Steps.AwaitReports,
-          output: { dispatched_attempt: job.attempts }
-        })
+        // The rows, the work and the mark in one commit: each was a commit of its own on the path
+        // from issuance to the agent. A work item that fails to build (a config that no longer
+        // opens) rolls the rows back with it; the retry inserts them again.
+        yield* Effect.gen(function* () {
+          yield* sql`INSERT INTO deployment_history (id, certificate_id, version_id, target_id, job_id, agent_id, status)
+              SELECT 'dep-' || replace(gen_random_uuid()::text, '-', ''), ct.certificate_id, ${job.version_id}, ct.target_id, ${job.id}, t.agent_id, 'pending'
+              FROM certificate_targets ct JOIN targets t ON t.id = ct.target_id
+              WHERE ct.certificate_id = ${job.certificate_id}
+                AND NOT EXISTS (SELECT 1 FROM deployment_history d WHERE d.job_id = ${job.id} AND d.target_id = ct.target_id)`
+          // The agent gets its work now, not one step later: completing this step, starting
+          // `await_reports` and reloading the job were a hand-off the agent waited out. The mark
+          // tells `await_reports` that this attempt's work is out; it commits with the work (work
+          // handed out without it would be handed out again).
+          yield* ctx.storeAgentWork(job, yield* deployWork(job), {
+            step: Steps.AwaitReports,
+            output: { dispatched_attempt: job.attempts }
+          })
+        }).pipe(sql.withTransaction, persist)
+        yield* ctx.wakeAgent(job)
         return JobEngine.done()
       })
   }
