@@ -109,7 +109,8 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
           onSettled: (entry) => {
             if (autonomy) Runtime.runFork(runtime)(autonomy.settled(entry))
             if (entry.tag !== undefined) ledger.delivered(entry.tag)
-          }
+          },
+          fork: (effect) => Effect.forkIn(effect, scope)
         }),
       catch: (cause) => new AgentStartError({ message: `outbox in ${config.keyDir}: ${messageOf(cause)}`, cause })
     })
@@ -174,7 +175,7 @@ export const start: Effect.Effect<void, AgentStartError, ControlPlane | AgentOpt
       Effect.suspend(() => {
         ledger.queued(tag)
         return Effect.zipRight(
-          outbox.enqueue({ report: { _tag: "DeploymentStatus", deployment_id: deploymentId, status }, tag }),
+          outbox.post({ report: { _tag: "DeploymentStatus", deployment_id: deploymentId, status }, tag }),
           drainOutbox
         )
       })

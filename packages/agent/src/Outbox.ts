@@ -1,9 +1,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Models } from "@certctl/core"
-import { Effect, Option, Schedule, Schema } from "effect"
+import { Deferred, Effect, Either, Option, Schedule, Schema } from "effect"
 import { type ControlPlaneError, isRetryable, Refused, type Service as ControlPlane } from "./ControlPlane.js"
-import { writeFileAtomic } from "./KeyStore.js"
+import { type KeyStoreError, writeFileAtomic } from "./KeyStore.js"
 
 /** A report the agent owes the control plane, as the API types it. */
 export const Report = Schema.Union(
@@ -83,6 +83,11 @@ export const deliver = (client: ControlPlane, report: Report): Effect.Effect<voi
 export interface OutboxOptions {
   /** Called once an entry has left the outbox: delivered, or refused for good. */
   readonly onSettled?: (entry: Entry) => void
+  /**
+   * Runs an effect in the background, in the owner's scope (the agent's). With it, `post` sends a
+   * status report that nothing is queued ahead of while it is being recorded (see `post`).
+   */
+  readonly fork?: (effect: Effect.Effect<void>) => Effect.Effect<unknown>
 }
 
 /**
@@ -102,12 +107,17 @@ export const make = (dir: string, client: ControlPlane, options: OutboxOptions =
       .map((f) => Number.parseInt(f, 10) || 0)
   )
 
-  const enqueue = (entry: Entry) =>
+  /** Writes the entry as the next file; returns its path once it is durable. */
+  const record = (entry: Entry) =>
     Effect.gen(function* () {
       const text = yield* Effect.orDie(encodeEntry(entry))
       seq += 1
-      yield* writeFileAtomic(path.join(dir, `${String(seq).padStart(12, "0")}.json`), text, 0o600)
+      const file = path.join(dir, `${String(seq).padStart(12, "0")}.json`)
+      yield* writeFileAtomic(file, text, 0o600)
+      return file
     })
+
+  const enqueue = (entry: Entry) => Effect.asVoid(record(entry))
 
   const pending = () =>
     fs
@@ -174,7 +184,47 @@ export const make = (dir: string, client: ControlPlane, options: OutboxOptions =
     )
   })
 
-  return { enqueue, flush, drain, size: () => pending().length }
+  /**
+   * `enqueue`, for a deployment's status report. When nothing is ahead of it (no entry on disk, no
+   * drain running) and a `fork` was given, the report also goes out at once, while its entry is
+   * written, instead of after the write (a temp file, fsync, rename and directory fsync on the path
+   * from a verified deployment to the control plane knowing it). Returns, as `enqueue`, once the
+   * entry is durable; the delivery settles in the background, holding the drain's place so nothing
+   * overtakes it: delivered or refused, its entry is removed; otherwise the entry stays and the
+   * drain that follows sends it. A crash between the delivery and the removal sends it again after a
+   * restart, which the control plane answers as it answered the first (the same status).
+   */
+  const post = (entry: Entry): Effect.Effect<void, KeyStoreError> =>
+    Effect.suspend(() => {
+      const fork = options.fork
+      if (fork === undefined || draining || entry.report._tag !== "DeploymentStatus" || pending().length > 0)
+        return enqueue(entry)
+      draining = true
+      return Effect.gen(function* () {
+        const sent = yield* Deferred.make<Either.Either<void, ControlPlaneError>>()
+        yield* fork(Effect.flatMap(Effect.either(deliver(client, entry.report)), (r) => Deferred.succeed(sent, r)))
+        const written = yield* Effect.either(record(entry))
+        const settle = Effect.gen(function* () {
+          const result = yield* Deferred.await(sent)
+          if (Either.isLeft(result) && isRetryable(result.left)) return
+          if (Either.isLeft(result)) yield* Effect.logWarning(`report dropped: ${result.left.message}`)
+          if (Either.isRight(written)) fs.rmSync(written.right, { force: true })
+          options.onSettled?.(entry)
+        }).pipe(
+          Effect.ensuring(
+            Effect.suspend(() => {
+              draining = false
+              // What came in meanwhile, or this entry when its delivery failed.
+              return pending().length > 0 ? drain : Effect.void
+            })
+          )
+        )
+        yield* fork(settle)
+        if (Either.isLeft(written)) return yield* Effect.fail(written.left)
+      })
+    })
+
+  return { enqueue, post, flush, drain, size: () => pending().length }
 }
 
 export type Outbox = ReturnType<typeof make>

@@ -95,6 +95,64 @@ describe("Outbox", () => {
   )
 })
 
+/** Polls `check` (every 20 ms, up to 10 s): a background delivery settles on its own time. */
+const until = (check: () => boolean) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 500 && !check(); i++) yield* Effect.sleep("20 millis")
+  })
+
+describe("Outbox.post", () => {
+  it.scopedLive("sends a report nothing is queued ahead of at once, and removes its entry once delivered", () =>
+    Effect.gen(function* () {
+      const scope = yield* Effect.scope
+      const { service, delivered } = recorder(() => undefined)
+      const settled: Array<string | undefined> = []
+      const outbox = Outbox.make(tmp(), service, {
+        onSettled: (e) => settled.push(e.tag),
+        fork: (e) => Effect.forkIn(e, scope)
+      })
+      // No drain is called: the post itself sends.
+      yield* outbox.post(status("dep-1"))
+      yield* until(() => settled.length === 1)
+      expect(delivered).toEqual([{ id: "dep-1", status: "success" }])
+      expect(settled).toEqual(["deploy:dep-1"])
+      expect(outbox.size()).toBe(0)
+    })
+  )
+
+  it.scopedLive("does not overtake an entry already waiting", () =>
+    Effect.gen(function* () {
+      const scope = yield* Effect.scope
+      let away = true
+      const { service, delivered } = recorder(() => (away ? new ControlPlane.Unreachable({ message: "down" }) : undefined))
+      const outbox = Outbox.make(tmp(), service, { fork: (e) => Effect.forkIn(e, scope) })
+      yield* outbox.enqueue(status("dep-1"))
+      away = false
+      // dep-1 waits on disk with no drain running: dep-2 goes behind it, not out at once past it.
+      yield* outbox.post(status("dep-2"))
+      yield* Effect.sleep("100 millis")
+      expect(delivered).toEqual([])
+      yield* outbox.drain
+      expect(delivered.map((d) => d.id)).toEqual(["dep-1", "dep-2"])
+    })
+  )
+
+  it.scopedLive("keeps a report whose delivery failed, and delivers it once the control plane is back", () =>
+    Effect.gen(function* () {
+      const scope = yield* Effect.scope
+      let away = true
+      const { service, delivered } = recorder(() => (away ? new ControlPlane.Unreachable({ message: "down" }) : undefined))
+      const outbox = Outbox.make(tmp(), service, { fork: (e) => Effect.forkIn(e, scope) })
+      yield* outbox.post(status("dep-1"))
+      yield* Effect.sleep("100 millis")
+      expect(outbox.size()).toBe(1)
+      away = false
+      yield* until(() => outbox.size() === 0)
+      expect(delivered.map((d) => d.id)).toEqual(["dep-1"])
+    })
+  )
+})
+
 describe("ControlPlane errors", () => {
   it("folds the SDK's error into Unreachable, Unauthorized or Refused", () => {
     const of = (status: number, code: string) =>
