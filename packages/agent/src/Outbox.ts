@@ -200,6 +200,7 @@ export const make = (dir: string, client: ControlPlane, options: OutboxOptions =
       if (fork === undefined || draining || entry.report._tag !== "DeploymentStatus" || pending().length > 0)
         return enqueue(entry)
       draining = true
+      let handedOver = false
       return Effect.gen(function* () {
         const sent = yield* Deferred.make<Either.Either<void, ControlPlaneError>>()
         yield* fork(Effect.flatMap(Effect.either(deliver(client, entry.report)), (r) => Deferred.succeed(sent, r)))
@@ -220,8 +221,17 @@ export const make = (dir: string, client: ControlPlane, options: OutboxOptions =
           )
         )
         yield* fork(settle)
+        handedOver = true
         if (Either.isLeft(written)) return yield* Effect.fail(written.left)
-      })
+      }).pipe(
+        // Stopped before `settle` took over: give the drain's place back (a drain then sends the
+        // entry, if it was written, again or for the first time).
+        Effect.onInterrupt(() =>
+          Effect.sync(() => {
+            if (!handedOver) draining = false
+          })
+        )
+      )
     })
 
   return { enqueue, post, flush, drain, size: () => pending().length }
