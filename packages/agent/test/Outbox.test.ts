@@ -124,7 +124,9 @@ describe("Outbox.post", () => {
     Effect.gen(function* () {
       const scope = yield* Effect.scope
       let away = true
-      const { service, delivered } = recorder(() => (away ? new ControlPlane.Unreachable({ message: "down" }) : undefined))
+      const { service, delivered } = recorder(() =>
+        away ? new ControlPlane.Unreachable({ message: "down" }) : undefined
+      )
       const outbox = Outbox.make(tmp(), service, { fork: (e) => Effect.forkIn(e, scope) })
       yield* outbox.enqueue(status("dep-1"))
       away = false
@@ -141,7 +143,9 @@ describe("Outbox.post", () => {
     Effect.gen(function* () {
       const scope = yield* Effect.scope
       let away = true
-      const { service, delivered } = recorder(() => (away ? new ControlPlane.Unreachable({ message: "down" }) : undefined))
+      const { service, delivered } = recorder(() =>
+        away ? new ControlPlane.Unreachable({ message: "down" }) : undefined
+      )
       const outbox = Outbox.make(tmp(), service, { fork: (e) => Effect.forkIn(e, scope) })
       yield* outbox.post(status("dep-1"))
       yield* Effect.sleep("100 millis")
