@@ -51,6 +51,20 @@ const noLazyFetchGlobals: Plugin = {
   }
 }
 
+/**
+ * effect's barrel imports fast-check (57 KB, with pure-rand 15 KB) for `Arbitrary`, which builds
+ * property-test generators; fast-check does not mark its modules free of side effects, so esbuild
+ * kept them though the agent never calls `Arbitrary`. In the bin, fast-check is a module that
+ * exports nothing: a call into it would fail with "… is not a function" instead of running.
+ */
+const noFastCheck: Plugin = {
+  name: "certctl-no-fast-check",
+  setup(build) {
+    build.onResolve({ filter: /^fast-check$/ }, () => ({ path: "fast-check", namespace: "certctl-no-fast-check" }))
+    build.onLoad({ filter: /.*/, namespace: "certctl-no-fast-check" }, () => ({ contents: "export {}", loader: "js" }))
+  }
+}
+
 export default defineConfig([
   // The library (`@certctl/agent`): its dependencies stay imports, shared with the embedder's.
   {
@@ -91,6 +105,6 @@ export default defineConfig([
     esbuildOptions(options) {
       options.conditions = ["source"]
     },
-    esbuildPlugins: [ownModulesPure, noLazyFetchGlobals]
+    esbuildPlugins: [ownModulesPure, noLazyFetchGlobals, noFastCheck]
   }
 ])

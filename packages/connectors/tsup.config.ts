@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/targets.ts", "src/issuers.ts"],
+  entry: ["src/index.ts", "src/targets.ts", "src/fileTarget.ts", "src/issuers.ts"],
   format: ["esm"],
   dts: false,
   clean: true,

@@ -205,18 +205,20 @@ export const make = (options: Options) => {
       const stored: Stored = {
         certificate_id: certificateId,
         domain: mine[0]!.domain,
-        targets: mine.map((w) => {
-          // Secrets learned from deploy work are never written: they stay in this process only.
-          const { config, left } = withoutSecrets(w.target.config, DeployTarget.secretFields(w.target.type))
-          return {
-            id: w.target.id,
-            name: w.target.name,
-            type: w.target.type,
-            config,
-            secrets_left_out: [...new Set([...left, ...w.missing])],
-            expected_serial: w.expected_serial
-          }
-        })
+        targets: yield* Effect.forEach(mine, (w) =>
+          Effect.map(DeployTarget.secretFields(w.target.type), (secrets) => {
+            // Secrets learned from deploy work are never written: they stay in this process only.
+            const { config, left } = withoutSecrets(w.target.config, secrets)
+            return {
+              id: w.target.id,
+              name: w.target.name,
+              type: w.target.type,
+              config,
+              secrets_left_out: [...new Set([...left, ...w.missing])],
+              expected_serial: w.expected_serial
+            }
+          })
+        )
       }
       yield* Effect.sync(() => fs.mkdirSync(dir, { recursive: true, mode: 0o700 }))
       yield* writeFileAtomic(file(certificateId), encodeStored(stored), 0o600)

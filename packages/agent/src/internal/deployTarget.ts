@@ -1,4 +1,4 @@
-import { targets } from "@certctl/connectors/targets"
+import { File } from "@certctl/connectors/targets/file"
 import { type Connector, ConnectorError, type Target } from "@certctl/core"
 import { Effect, Either, Schema } from "effect"
 import * as Policy from "../Policy.js"
@@ -11,7 +11,29 @@ import * as Policy from "../Policy.js"
 
 // The targets entry, not the package's main one (`builtins`): the bundled agent bin then leaves the
 // issuers and notifiers (acme-client, nodemailer, …) out of what it loads at start (tsup.config.ts).
-const definitions = new Map(targets.map((d) => [d.type, d]))
+// File targets, the embedded default, are loaded at start; the other connectors (nginx over SSH,
+// F5's iControl REST, IIS over WinRM, with their PKCS#12 and NTLM code) when a target of another
+// type is first used, so an agent that only writes files never holds them (bench/README.md
+// "Memory", seventh pass).
+let loadingTargets: Promise<ReadonlyMap<string, Target.TargetDefinition>> | undefined
+const definition = (type: string): Effect.Effect<Target.TargetDefinition | undefined, ConnectorError> =>
+  type === File.type
+    ? Effect.succeed(File)
+    : Effect.tryPromise({
+        try: () => {
+          loadingTargets ??= import("@certctl/connectors/targets").then(
+            ({ targets }) => new Map(targets.map((d) => [d.type, d]))
+          )
+          return loadingTargets
+        },
+        catch: (e) => {
+          loadingTargets = undefined
+          return new ConnectorError({
+            reason: "Transient",
+            message: `cannot load the target connectors: ${e instanceof Error ? e.message : String(e)}`
+          })
+        }
+      }).pipe(Effect.map((definitions) => definitions.get(type)))
 
 export interface TargetSpec {
   readonly id: string
@@ -47,7 +69,7 @@ export const connect = (
   guard: Guard = {}
 ): Effect.Effect<Target.TargetConnector, ConnectorError> =>
   Effect.gen(function* () {
-    const def = definitions.get(target.type)
+    const def = yield* definition(target.type)
     if (!def)
       return yield* new ConnectorError({ reason: "InvalidConfig", message: `no "${target.type}" target connector` })
     const config = yield* Schema.decodeUnknown(def.configSchema as Schema.Schema<unknown, unknown>)(target.config).pipe(
@@ -64,8 +86,12 @@ export const connect = (
     })
   })
 
-/** The secret fields of a target type's config (dotted paths), as its connector declares them. */
-export const secretFields = (type: string): ReadonlyArray<string> => definitions.get(type)?.secretFields ?? []
+/**
+ * The secret fields of a target type's config (dotted paths), as its connector declares them. It
+ * fails (and the caller writes nothing) when the connectors cannot be loaded.
+ */
+export const secretFields = (type: string): Effect.Effect<ReadonlyArray<string>, ConnectorError> =>
+  Effect.map(definition(type), (def) => def?.secretFields ?? [])
 
 export const deploy = (
   target: TargetSpec,
