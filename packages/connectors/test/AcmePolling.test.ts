@@ -1,12 +1,13 @@
 /**
  * The acme issuer's polling schedule on the TestClock (logical time, no real waiting): first poll
- * at once, then 25 ms doubling to the cap, the server's Retry-After honoured, the total budget
+ * at once, then 25 ms doubling to the cap; the authorizations' finer start (5 ms, then 10 ms steps
+ * for 50 ms); the server's Retry-After honoured, the total budget
  * enforced; and Retry-After parsing.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Effect, Fiber, TestClock } from "effect"
 import { parseRetryAfter } from "../src/issuers/acme/errors.js"
-import { pollUntil } from "../src/issuers/acme/polling.js"
+import { authorizationSchedule, pollUntil } from "../src/issuers/acme/polling.js"
 
 /** A fake ACME object that turns "valid" on the `readyAt`-th fetch; records when it was fetched. */
 const fakeObject = (readyAt: number, retryAfter?: (i: number) => string | undefined) => {
@@ -38,6 +39,21 @@ describe("acme polling", () => {
       const gaps = obj.fetchedAt.slice(1).map((t, i) => t - obj.fetchedAt[i])
       expect(obj.fetchedAt[0]).toBe(0)
       expect(gaps).toEqual([25, 50, 100, 200, 400, 400, 400, 400])
+    })
+  )
+
+  it.effect("the authorization schedule: first poll after 5 ms, 10 ms steps for 50 ms, then doubling", () =>
+    Effect.gen(function* () {
+      const obj = fakeObject(10)
+      yield* runFor(
+        pollUntil(obj.fetch, (v) => v.status === "valid", {
+          what: "authorization",
+          timeoutMs: 60_000,
+          ...authorizationSchedule
+        }),
+        5000
+      )
+      expect(obj.fetchedAt).toEqual([5, 15, 25, 35, 45, 55, 75, 115, 195, 355])
     })
   )
 

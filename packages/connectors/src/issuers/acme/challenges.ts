@@ -11,7 +11,7 @@ import type { Authorization, Client, Order } from "acme-client"
 import { Clock, Effect } from "effect"
 import { attempt, challengeFailed } from "./errors.js"
 import type { ClientInternals } from "./http.js"
-import { pollUntil } from "./polling.js"
+import { authorizationSchedule, pollUntil } from "./polling.js"
 import { challengeName, type DnsProvider, type TxtRecord } from "./dns01/DnsProvider.js"
 
 export interface SolveContext {
@@ -106,7 +106,7 @@ const validate = (ctx: SolveContext, task: Task): Effect.Effect<void, ConnectorE
         (r) => ({ value: r.data as Authorization, retryAfter: r.headers["retry-after"] })
       ),
       (a) => a.status !== "pending",
-      { what: `authorization for ${task.challenge.identifier}`, timeoutMs: budget }
+      { what: `authorization for ${task.challenge.identifier}`, timeoutMs: budget, ...authorizationSchedule }
     )
     if (authz.status !== "valid") {
       const challenge = authz.challenges.find((c) => c.type === task.challenge.type) as any

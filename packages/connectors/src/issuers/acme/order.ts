@@ -15,7 +15,7 @@ import type { Directory } from "./directory.js"
 import type { DnsProvider } from "./dns01/DnsProvider.js"
 import { attempt } from "./errors.js"
 import type { ClientInternals, Transport } from "./http.js"
-import { pollUntil } from "./polling.js"
+import { orderSchedule, pollUntil } from "./polling.js"
 
 export interface OrderContext {
   readonly client: Client
@@ -51,7 +51,7 @@ const pollOrder = (ctx: OrderContext, order: Order, done: (o: Order) => boolean,
         (r) => ({ value: { ...(r.data as Order), url: order.url }, retryAfter: r.headers["retry-after"] })
       ),
       done,
-      { what, timeoutMs: Math.max(1, deadline - now) }
+      { what, timeoutMs: Math.max(1, deadline - now), ...orderSchedule }
     )
   )
 
@@ -132,19 +132,40 @@ export const issueCertificate = (
       progress,
       log: ctx.log
     }
-    if (created.status === "pending") yield* solveAuthorizations(solve, created)
+    const awaitingAuthorizations = (o: Order) =>
+      pollOrder(ctx, o, (p) => p.status !== "pending", "order awaiting authorizations", deadline)
+    const finalize = (ready: Order, csr: string) =>
+      attempt("ACME finalize", ctx.config.directory_url, () => ctx.client.finalizeOrder(ready, csr))
 
-    let order: Order =
-      created.status === "pending"
-        ? yield* pollOrder(ctx, created, (o) => o.status !== "pending", "order awaiting authorizations", deadline)
-        : created
-    if (order.status === "invalid") return yield* Effect.fail(orderFailed(order, "authorization"))
-
-    if (order.status === "ready") {
+    let order: Order
+    if (created.status === "pending") {
+      yield* solveAuthorizations(solve, created)
+      // Every authorization is valid now, so the order is ready (RFC 8555 §7.1.6): finalize at
+      // once rather than fetch the order first (a signed round trip on the certificate's path).
+      // A CA that has not caught up refuses (orderNotReady) and changes nothing; then the order is
+      // fetched, waited for while still pending, and finalized as before. Any other refusal stands.
       const csr = yield* request.csr
-      const ready = order
-      order = yield* attempt("ACME finalize", ctx.config.directory_url, () => ctx.client.finalizeOrder(ready, csr))
+      order = yield* finalize(created, csr).pipe(
+        Effect.catchAll((refused) =>
+          Effect.gen(function* () {
+            const fresh = yield* pollOrder(ctx, created, () => true, "order after finalize refused", deadline)
+            if (fresh.status !== "pending") return yield* Effect.fail(refused)
+            const settled = yield* awaitingAuthorizations(fresh)
+            if (settled.status === "invalid") return yield* Effect.fail(orderFailed(settled, "authorization"))
+            if (settled.status !== "ready") return settled
+            return yield* finalize(settled, csr)
+          })
+        )
+      )
       yield* progress("order finalized")
+    } else {
+      order = created
+      if (order.status === "invalid") return yield* Effect.fail(orderFailed(order, "authorization"))
+      if (order.status === "ready") {
+        const csr = yield* request.csr
+        order = yield* finalize(order, csr)
+        yield* progress("order finalized")
+      }
     }
     if (order.status !== "valid" && order.status !== "invalid") {
       order = yield* pollOrder(
