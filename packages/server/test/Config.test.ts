@@ -9,6 +9,13 @@ const load = (env: Record<string, string>) =>
     Effect.either(Effect.withConfigProvider(settings, ConfigProvider.fromMap(new Map(Object.entries(env)))))
   )
 
+/** Startup is refused, and the error names the variable and says why. */
+const expectRefused = (name: string, value: string, message: string) => {
+  const result = load({ [name]: value })
+  expect(Either.isLeft(result)).toBe(true)
+  if (Either.isLeft(result)) expect(String(result.left)).toMatch(new RegExp(`${name}.*${message}`))
+}
+
 describe("server settings", () => {
   it("CERTCTL_EARLY_ORDER_WAIT defaults to 10 s and accepts 0 (no early order)", () => {
     const byDefault = load({})
@@ -40,9 +47,7 @@ describe("server durations", () => {
   ]
   // Effect reads a negative duration as zero: a lease or timeout of zero from a sign typo.
   it.each(names)("refuses a negative %s, naming it", (name) => {
-    const result = load({ [name]: "-5 seconds" })
-    expect(Either.isLeft(result)).toBe(true)
-    if (Either.isLeft(result)) expect(String(result.left)).toMatch(new RegExp(`${name}.*must not be negative`))
+    expectRefused(name, "-5 seconds", "must not be negative")
   })
 
   it.each(names)("still reads %s=30 seconds", (name) => {
@@ -55,9 +60,7 @@ describe("server counts", () => {
     ["CERTCTL_JOB_CONCURRENCY", "-1", "must be at least 0"],
     ["CERTCTL_MAX_ATTEMPTS", "0", "must be at least 1"]
   ])("refuses %s=%j, naming it", (name, value, message) => {
-    const result = load({ [name]: value })
-    expect(Either.isLeft(result)).toBe(true)
-    if (Either.isLeft(result)) expect(String(result.left)).toMatch(new RegExp(`${name}.*${message}`))
+    expectRefused(name, value, message)
   })
 
   it("accepts CERTCTL_JOB_CONCURRENCY=0: a replica that serves the API and runs no jobs", () => {
@@ -74,8 +77,6 @@ describe("load shedding settings", () => {
     ["CERTCTL_RATE_LIMIT_BURST", "0", "must be at least 1"],
     ["CERTCTL_LONG_POLLS_PER_AGENT", "0", "must be at least 1"]
   ])("refuses %s=%j, naming it", (name, value, message) => {
-    const result = load({ [name]: value })
-    expect(Either.isLeft(result)).toBe(true)
-    if (Either.isLeft(result)) expect(String(result.left)).toMatch(new RegExp(`${name}.*${message}`))
+    expectRefused(name, value, message)
   })
 })
