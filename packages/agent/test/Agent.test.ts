@@ -152,8 +152,17 @@ describe("Agent.layer", () => {
         expect(served.serialNumber.toLowerCase()).toBe(statuses[0].status.serial)
         expect(fs.existsSync(path.join(targetDir, DOMAIN, "key.pem"))).toBe(true)
         expect(fs.existsSync(path.join(keyDir, DOMAIN, "key.pem"))).toBe(true)
-        // The report left the outbox once delivered.
-        expect(fs.readdirSync(path.join(keyDir, ".outbox")).filter((f) => f.endsWith(".json"))).toEqual([])
+        // The report leaves the outbox once delivered. The delivery runs beside the entry's write
+        // (`Outbox.post`), so the control plane can see it just before the entry is removed.
+        const left = yield* waitFor(
+          Effect.sync(() =>
+            fs.readdirSync(path.join(keyDir, ".outbox")).filter((f) => f.endsWith(".json")).length === 0
+              ? true
+              : undefined
+          ),
+          "the delivered report's outbox entry to be removed"
+        )
+        expect(left).toBe(true)
       }).pipe(Effect.scoped),
     60_000
   )
