@@ -1,5 +1,5 @@
-import { Egress } from "@certctl/core"
-import { Config, ConfigError, Context, Duration, Either, Layer, type Option, Redacted } from "effect"
+import { Egress, Settings } from "@certctl/core"
+import { Config, ConfigError, Context, type Duration, Either, Layer, type Option, Redacted } from "effect"
 import * as Overload from "./http/Overload.js"
 
 /** Every server setting, from `CERTCTL_*` environment variables (listed in the README). */
@@ -61,22 +61,7 @@ const adminApiKey = Config.redacted("CERTCTL_ADMIN_API_KEY").pipe(
   })
 )
 
-// Effect's duration parser reads "-1 seconds" as zero, so a sign typo would silently turn a lease
-// or a timeout off: a negative value is refused by name instead.
-const duration = (name: string, fallback: Duration.DurationInput) =>
-  Config.string(name).pipe(
-    Config.validate({ message: "must not be negative", validation: (s) => !s.trim().startsWith("-") }),
-    Config.zipWith(Config.duration(name), (_, d) => d),
-    Config.withDefault(Duration.decode(fallback))
-  )
-
-// Validated before the default applies: validating the defaulted Config lost the variable's name
-// from the error ("Invalid data at : must be at least 1").
-const atLeast = (name: string, min: number, fallback: number, config = Config.integer(name)) =>
-  config.pipe(
-    Config.validate({ message: `must be at least ${min}`, validation: (n) => n >= min }),
-    Config.withDefault(fallback)
-  )
+const { atLeast, duration } = Settings
 
 const overloadSettings = Config.all({
   maxConcurrent: atLeast("CERTCTL_MAX_CONCURRENT_REQUESTS", 1, Overload.defaults.maxConcurrent),

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
 import { PgClient } from "@effect/sql-pg"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
+import * as Settings from "../Settings.js"
 import { acquirePool, isPoolExhausted } from "./internal/pool.js"
 
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{
@@ -259,16 +260,9 @@ export const layerPglite = (options: { readonly dataDir: string; readonly schema
 export const layerConfig = Layer.unwrapEffect(
   Effect.gen(function* () {
     const url = yield* Config.option(Config.redacted("CERTCTL_DATABASE_URL"))
-    const max = yield* Config.integer("CERTCTL_DATABASE_POOL_SIZE").pipe(
-      Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 }),
-      Config.withDefault(20)
-    )
-    // Effect reads "-1 seconds" as zero (every checkout would time out at once): refused by name.
-    const acquireTimeout = yield* Config.string("CERTCTL_DATABASE_ACQUIRE_TIMEOUT").pipe(
-      Config.validate({ message: "must not be negative", validation: (s) => !s.trim().startsWith("-") }),
-      Config.zipWith(Config.duration("CERTCTL_DATABASE_ACQUIRE_TIMEOUT"), (_, d) => d),
-      Config.withDefault(Duration.seconds(10))
-    )
+    const max = yield* Settings.atLeast("CERTCTL_DATABASE_POOL_SIZE", 1, 20)
+    // Every checkout would time out at once on a zero timeout: a negative one is refused by name.
+    const acquireTimeout = yield* Settings.duration("CERTCTL_DATABASE_ACQUIRE_TIMEOUT", "10 seconds")
     const schema = yield* Config.string("CERTCTL_DB_SCHEMA").pipe(
       Config.validate({
         message: "use lowercase letters, digits and _ (at most 63)",
