@@ -162,7 +162,7 @@ export const parseRotation = (value: string): number | undefined => {
   const m = /^(\d{1,7})(s|m|h|d)$/.exec(v)
   if (!m) return undefined
   const n = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as "s" | "m" | "h" | "d"]
-  return n > 0 ? n : 0
+  return Math.max(n, 0)
 }
 
 /** How long the server's agent client certificates live. */

@@ -44,7 +44,7 @@ export const probeServedCertificate = (options: ProbeOptions): Effect.Effect<Ser
     socket.once("secureConnect", () => {
       const peer = socket.getPeerCertificate()
       socket.end()
-      if (!peer || !peer.serialNumber) return fail(`${options.host}:${options.port} presented no certificate`)
+      if (!peer?.serialNumber) return fail(`${options.host}:${options.port} presented no certificate`)
       resume(
         Effect.succeed({
           serial: normalizeSerial(peer.serialNumber),
