@@ -101,6 +101,21 @@ const until = (check: () => boolean) =>
     for (let i = 0; i < 500 && !check(); i++) yield* Effect.sleep("20 millis")
   })
 
+/** An outbox whose control plane is unreachable until `back()`; its deliveries fork into the test's scope. */
+const awayAtFirst = Effect.gen(function* () {
+  const scope = yield* Effect.scope
+  let away = true
+  const { service, delivered } = recorder(() => (away ? new ControlPlane.Unreachable({ message: "down" }) : undefined))
+  const outbox = Outbox.make(tmp(), service, { fork: (e) => Effect.forkIn(e, scope) })
+  return {
+    outbox,
+    delivered,
+    back: () => {
+      away = false
+    }
+  }
+})
+
 describe("Outbox.post", () => {
   it.scopedLive("sends a report nothing is queued ahead of at once, and removes its entry once delivered", () =>
     Effect.gen(function* () {
@@ -122,14 +137,9 @@ describe("Outbox.post", () => {
 
   it.scopedLive("does not overtake an entry already waiting", () =>
     Effect.gen(function* () {
-      const scope = yield* Effect.scope
-      let away = true
-      const { service, delivered } = recorder(() =>
-        away ? new ControlPlane.Unreachable({ message: "down" }) : undefined
-      )
-      const outbox = Outbox.make(tmp(), service, { fork: (e) => Effect.forkIn(e, scope) })
+      const { outbox, delivered, back } = yield* awayAtFirst
       yield* outbox.enqueue(status("dep-1"))
-      away = false
+      back()
       // dep-1 waits on disk with no drain running: dep-2 goes behind it, not out at once past it.
       yield* outbox.post(status("dep-2"))
       yield* Effect.sleep("100 millis")
@@ -141,16 +151,11 @@ describe("Outbox.post", () => {
 
   it.scopedLive("keeps a report whose delivery failed, and delivers it once the control plane is back", () =>
     Effect.gen(function* () {
-      const scope = yield* Effect.scope
-      let away = true
-      const { service, delivered } = recorder(() =>
-        away ? new ControlPlane.Unreachable({ message: "down" }) : undefined
-      )
-      const outbox = Outbox.make(tmp(), service, { fork: (e) => Effect.forkIn(e, scope) })
+      const { outbox, delivered, back } = yield* awayAtFirst
       yield* outbox.post(status("dep-1"))
       yield* Effect.sleep("100 millis")
       expect(outbox.size()).toBe(1)
-      away = false
+      back()
       yield* until(() => outbox.size() === 0)
       expect(delivered.map((d) => d.id)).toEqual(["dep-1"])
     })

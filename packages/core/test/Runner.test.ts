@@ -6,6 +6,14 @@ import * as Runner from "../src/engine/Runner.js"
 import * as Signals from "../src/engine/Signals.js"
 import { backends, engineDatabase } from "./backends.js"
 
+/** The engine, in-memory signals and `handlers`, as each runner test runs them. */
+const engineWith = (handlers: JobHandlers["Type"]) =>
+  Layer.mergeAll(
+    Layer.provide(JobEngine.Default, Layer.succeed(EngineOptionsTag, defaultOptions("runner-test"))),
+    Signals.layerMemory,
+    Layer.succeed(JobHandlers, handlers)
+  )
+
 /**
  * The runner claims on wake-ups and on its poll, not after every claim: a claim that took fewer
  * jobs than it asked for waits, and due retries are promoted once per poll interval rather than on
@@ -49,16 +57,7 @@ for (const backend of backends) {
         }
         return yield* sqlc<{ state: string; n: number }>`SELECT state, count(*)::int AS n FROM jobs
             WHERE id IN ${sqlc.in(ids)} GROUP BY state`
-      }).pipe(
-        Effect.scoped,
-        Effect.provide(
-          Layer.mergeAll(
-            Layer.provide(JobEngine.Default, Layer.succeed(EngineOptionsTag, defaultOptions("runner-test"))),
-            Signals.layerMemory,
-            Layer.succeed(JobHandlers, handlers)
-          )
-        )
-      )
+      }).pipe(Effect.scoped, Effect.provide(engineWith(handlers)))
       const states = await run(
         program as Effect.Effect<ReadonlyArray<{ state: string; n: number }>, never, SqlClient.SqlClient>
       )
@@ -95,14 +94,7 @@ for (const backend of backends) {
       }).pipe(
         Effect.scoped,
         Effect.provide(
-          Layer.mergeAll(
-            Layer.provide(JobEngine.Default, Layer.succeed(EngineOptionsTag, defaultOptions("runner-test"))),
-            Signals.layerMemory,
-            Layer.succeed(
-              JobHandlers,
-              JobHandlers.of({ steps: () => [{ name: "work", run: () => Effect.succeed(done()) }] })
-            )
-          )
+          engineWith(JobHandlers.of({ steps: () => [{ name: "work", run: () => Effect.succeed(done()) }] }))
         )
       ) as Effect.Effect<{ completed: number; wakeups: number }, never, SqlClient.SqlClient>
 
