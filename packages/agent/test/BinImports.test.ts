@@ -58,3 +58,38 @@ describe("the agent bin's start", () => {
     ).toEqual([])
   })
 })
+
+/**
+ * The bin's bundle has minified identifiers (tsup.config.ts): a class's `name` there is not its
+ * source name, so no code in it may decide anything by comparing a constructor's name with a
+ * string, unless that name is a builtin's (builtins keep theirs). This bundles the bin as its
+ * config does and looks for such tests in every chunk, the ones loaded on demand included.
+ */
+describe("the agent bin's bundle", () => {
+  it("tells no class of its own by its name", async () => {
+    const { asn1SequenceByClass } = await import("../tsup.config.js")
+    const result = await esbuild.build({
+      entryPoints: [path.join(agentSrc, "bin.ts")],
+      bundle: true,
+      write: false,
+      platform: "node",
+      format: "esm",
+      splitting: true,
+      target: "node20",
+      conditions: ["source"],
+      // tsup's choice for node (esbuild's own default, "main" first, brings CommonJS copies)
+      mainFields: ["module", "main"],
+      external: ["ssh2"],
+      minifyWhitespace: true,
+      minifySyntax: true,
+      minifyIdentifiers: true,
+      logLevel: "silent",
+      outdir: "out",
+      plugins: [asn1SequenceByClass]
+    })
+    const byName = result.outputFiles.flatMap((f) =>
+      [...f.text.matchAll(/constructor\.name\s*[!=]==?\s*["'`]([A-Za-z_$][\w$]*)["'`]/g)].map((m) => m[1]!)
+    )
+    expect(byName.filter((name) => !(name in globalThis))).toEqual([])
+  }, 120_000)
+})
