@@ -15,6 +15,14 @@ import { round } from "./measure.mjs"
 const TICK = 100 // USER_HZ of /proc/<pid>/stat; `getconf CLK_TCK` is 100 on Linux
 
 const builtBin = path.join(repoRoot, "packages/server/dist/bin.js")
+/**
+ * CERTCTL_BENCH_SERVER_BIN: another built bin to run instead (a copy of an earlier build kept in
+ * the repository tree, so that its imports resolve), for A/B runs from one worktree.
+ * CERTCTL_BENCH_SERVER_OUTPUT=<file>: the server's stdout and stderr are also appended there
+ * (e.g. `--trace-gc-nvp` lines from CERTCTL_BENCH_SERVER_NODE_ARGS).
+ */
+const serverBin = process.env.CERTCTL_BENCH_SERVER_BIN ? path.resolve(process.env.CERTCTL_BENCH_SERVER_BIN) : builtBin
+const serverOutput = process.env.CERTCTL_BENCH_SERVER_OUTPUT
 
 /**
  * A real certctl-server process at log level warn: per-request info logs would be most of the work
@@ -35,9 +43,9 @@ export const startServerProcess = async (databaseUrl, keys, env = {}, nodeArgs =
     CERTCTL_LOG_LEVEL: "warn",
     ...env
   }
-  const proc = fs.existsSync(builtBin)
+  const proc = fs.existsSync(serverBin)
     ? manage(
-        spawn(process.execPath, [...nodeArgs, builtBin], {
+        spawn(process.execPath, [...nodeArgs, serverBin], {
           cwd: repoRoot,
           env: { ...process.env, ...vars },
           stdio: ["ignore", "pipe", "pipe"]
@@ -45,6 +53,11 @@ export const startServerProcess = async (databaseUrl, keys, env = {}, nodeArgs =
         `server:${port}`
       )
     : spawnTs("packages/server/src/bin.ts", vars, `server:${port}`)
+  if (serverOutput) {
+    const out = fs.createWriteStream(serverOutput, { flags: "a" })
+    proc.child.stdout?.pipe(out)
+    proc.child.stderr?.pipe(out)
+  }
   const url = `http://127.0.0.1:${port}`
   const deadline = Date.now() + 180_000
   for (;;) {
