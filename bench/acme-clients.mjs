@@ -9,6 +9,7 @@
  *
  * Env: ACME_BENCH_N (default 200), ACME_BENCH_CLIENTS (comma list of contender ids, default all),
  * ACME_BENCH_OUT (also write the JSON there), ACME_BENCH_LOGS (a directory: the pipeline's server and agent logs go there),
+ * ACME_BENCH_KEY (the pipeline's certificates' key algorithm, e.g. rsa-2048; default the engine's),
  * ACME_BENCH_NONCE_REJECT (Pebble's badNonce %,
  * default Pebble's own 5), ACME_BENCH_PORT_BASE (default 20490: Pebble on base..base+3 with
  * http-01 on base+2, named on base+4). Needs the Debian packages pebble, bind9, bind9-dnsutils, lego, certbot.
@@ -234,7 +235,9 @@ const pipelineContender = {
     const created = await this.api.post("/api/v1/certificates", {
       domain: name,
       issuer_id: "pebble",
-      target_ids: ["files"]
+      target_ids: ["files"],
+      // ACME_BENCH_KEY: the certificates' key algorithm (default the engine's, ecdsa-p256).
+      ...(process.env.ACME_BENCH_KEY ? { key_algorithm: process.env.ACME_BENCH_KEY } : {})
     })
     if (created.status !== 201) return { ok: false, output: JSON.stringify(created.body) }
     const deadline = Date.now() + 90_000
@@ -509,6 +512,7 @@ const main = async () => {
     pebble: "Debian pebble 2.4, PEBBLE_VA_NOSLEEP=1, real http-01 validation, bind9 for names",
     nonce_reject_percent: process.env.ACME_BENCH_NONCE_REJECT ? Number(process.env.ACME_BENCH_NONCE_REJECT) : 5,
     n: N,
+    pipeline_key_algorithm: process.env.ACME_BENCH_KEY ?? "ecdsa-p256",
     results,
     ratios
   }
