@@ -51,17 +51,26 @@ export const steps = (ctx: Context): ReadonlyArray<JobEngine.StepDefinition> => 
         yield* signals.notify(Signals.agentTopic(agentId))
         const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(options.challengeTimeout)
         while ((yield* Clock.currentTimeMillis) < deadline) {
-          const rows = yield* sql<{
-            status: string
-            error: string | null
-          }>`SELECT status, error FROM acme_challenges WHERE id = ${id}`
-          if (rows[0]?.status === "ready") return
-          if (rows[0]?.status === "failed")
-            return yield* new ConnectorError({
-              reason: "ChallengeFailed",
-              message: `agent ${agentId} could not serve the http-01 challenge for ${c.identifier}: ${rows[0].error}`
+          const ready = yield* Effect.scoped(
+            Effect.gen(function* () {
+              // Listening before the read: an acknowledgement that lands between the read and the
+              // wait is kept, not missed for the wait's 100 ms.
+              const woken = yield* signals.listen(Signals.challengeTopic(id))
+              const rows = yield* sql<{
+                status: string
+                error: string | null
+              }>`SELECT status, error FROM acme_challenges WHERE id = ${id}`
+              if (rows[0]?.status === "ready") return true
+              if (rows[0]?.status === "failed")
+                return yield* new ConnectorError({
+                  reason: "ChallengeFailed",
+                  message: `agent ${agentId} could not serve the http-01 challenge for ${c.identifier}: ${rows[0].error}`
+                })
+              yield* woken("100 millis")
+              return false
             })
-          yield* signals.await(Signals.challengeTopic(id), "100 millis")
+          )
+          if (ready) return
         }
         return yield* new ConnectorError({
           reason: "Timeout",
