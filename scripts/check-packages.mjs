@@ -50,11 +50,21 @@ const packageOf = (specifier) => {
   return builtins.has(name) ? undefined : name
 }
 
+// A minified bundle renames createRequire's result too (`var ho=go(import.meta.url)`, then
+// `ho("ssh2")`): a name bound to a call on `import.meta.url` is read as a require function.
+const requireBindings = /\b([A-Za-z_$][\w$]*)\s*=\s*[A-Za-z_$][\w$]*\(\s*import\.meta\.url\s*\)/g
+const escapeDollar = (name) => name.replace(/\$/g, "\\$")
+const patternsOf = (text) => {
+  const names = [...new Set([...text.matchAll(requireBindings)].map((m) => m[1]))]
+  const bound = names.map((n) => new RegExp(`(?<![\\w$])${escapeDollar(n)}\\s*\\(\\s*["']([^"'\\n]+)["']\\s*\\)`, "g"))
+  return [...specifierPatterns, ...bound]
+}
+
 const importsOf = (files) => {
   const found = new Map() // package -> first file that imports it
   for (const file of files) {
     const text = fs.readFileSync(file, "utf8")
-    for (const re of specifierPatterns) {
+    for (const re of patternsOf(text)) {
       for (const m of text.matchAll(re)) {
         const name = packageOf(m[1])
         if (name && !found.has(name)) found.set(name, path.relative(root, file))
